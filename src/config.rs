@@ -1,0 +1,407 @@
+//! Model files and their configs: HF `config.json` and the sentence-transformers files
+//! (`modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`,
+//! `config_sentence_transformers.json`) turned into typed, checked configs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The bytes of a model's files, keyed by their path inside the model folder
+/// (`config.json`, `1_Pooling/config.json`, …). Filled from a folder natively and from fetched
+/// bytes in the browser, so everything after this point is the same on both.
+#[derive(Default, Clone)]
+pub struct ModelFiles {
+    origin: String,
+    files: HashMap<String, Vec<u8>>,
+}
+
+/// Files read from a model folder; the rest of a sentence-transformers folder is not needed.
+const MODEL_FILE_NAMES: &[&str] = &[
+    "config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+];
+
+impl ModelFiles {
+    /// Reads a sentence-transformers / Hugging Face model folder.
+    pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        if !dir.is_dir() {
+            return Err(Error::io(
+                dir.display(),
+                "not a folder (expected a model folder with config.json, tokenizer.json and model.safetensors)",
+            ));
+        }
+        let mut out = ModelFiles { origin: dir.display().to_string(), files: HashMap::new() };
+        let mut names: Vec<String> = MODEL_FILE_NAMES.iter().map(|s| s.to_string()).collect();
+        // Module folders are named by modules.json; read it first to know which to fetch.
+        if let Ok(bytes) = std::fs::read(dir.join("modules.json")) {
+            if let Ok(modules) = serde_json::from_slice::<Vec<ModuleEntry>>(&bytes) {
+                for m in modules.iter().filter(|m| !m.path.is_empty()) {
+                    names.push(format!("{}/config.json", m.path));
+                }
+            }
+        }
+        for name in names {
+            let path: PathBuf = dir.join(&name);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    out.files.insert(name, bytes);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path.display(), e)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Builds the file set from bytes already in memory (fetched in a browser, bundled…).
+    pub fn from_map(origin: impl Into<String>, files: HashMap<String, Vec<u8>>) -> Self {
+        ModelFiles { origin: origin.into(), files }
+    }
+
+    pub fn insert(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
+        self.files.insert(name.into(), bytes);
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.files.get(name).map(|v| v.as_slice())
+    }
+
+    pub fn require(&self, name: &str) -> Result<&[u8]> {
+        self.get(name).ok_or_else(|| {
+            Error::io(format!("{}/{name}", self.origin), "file not found; the model folder needs it")
+        })
+    }
+
+    pub(crate) fn json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
+        let Some(bytes) = self.get(name) else { return Ok(None) };
+        serde_json::from_slice(bytes)
+            .map(Some)
+            .map_err(|e| Error::bad_file(format!("{}/{name}", self.origin), e))
+    }
+}
+
+/// The activation between the two feed-forward matmuls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `x * Φ(x)` with the exact erf, as `hidden_act: "gelu"` in transformers.
+    GeluErf,
+    /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
+    GeluTanh,
+    Relu,
+}
+
+impl Activation {
+    fn from_hf(name: &str) -> Result<Self> {
+        match name {
+            "gelu" | "gelu_python" => Ok(Activation::GeluErf),
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
+            "relu" => Ok(Activation::Relu),
+            other => Err(Error::Unsupported(format!(
+                "hidden_act `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)"
+            ))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawBertConfig {
+    model_type: Option<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    #[serde(default = "default_act")]
+    hidden_act: String,
+    max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    layer_norm_eps: f64,
+    position_embedding_type: Option<String>,
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+/// A BERT encoder's shape, from `config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: Activation,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+}
+
+/// Model families wembed runs. Decoder families (last-token pooling, causal attention) slot in
+/// here as new variants.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelConfig {
+    Bert(BertConfig),
+}
+
+impl ModelConfig {
+    pub fn from_files(files: &ModelFiles) -> Result<Self> {
+        let name = "config.json";
+        let file = || format!("{}/{name}", files.origin());
+        let bytes = files.require(name)?;
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::bad_file(file(), e))?;
+        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        match model_type {
+            "bert" => {}
+            "" => return Err(Error::bad_file(file(), "no `model_type` field")),
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "model_type `{other}` in {}; wembed runs: bert",
+                    file()
+                )));
+            }
+        }
+        let raw: RawBertConfig =
+            serde_json::from_value(value).map_err(|e| Error::bad_file(file(), e))?;
+        debug_assert_eq!(raw.model_type.as_deref(), Some("bert"));
+        if let Some(p) = raw.position_embedding_type.as_deref() {
+            if p != "absolute" {
+                return Err(Error::Unsupported(format!(
+                    "position_embedding_type `{p}` in {} (only `absolute`)",
+                    file()
+                )));
+            }
+        }
+        let dims = [
+            ("vocab_size", raw.vocab_size),
+            ("hidden_size", raw.hidden_size),
+            ("num_hidden_layers", raw.num_hidden_layers),
+            ("num_attention_heads", raw.num_attention_heads),
+            ("intermediate_size", raw.intermediate_size),
+            ("max_position_embeddings", raw.max_position_embeddings),
+            ("type_vocab_size", raw.type_vocab_size),
+        ];
+        for (field, v) in dims {
+            if v == 0 {
+                return Err(Error::bad_file(file(), format!("`{field}` is 0")));
+            }
+        }
+        if raw.hidden_size % raw.num_attention_heads != 0 {
+            return Err(Error::bad_file(
+                file(),
+                format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}",
+                    raw.hidden_size, raw.num_attention_heads
+                ),
+            ));
+        }
+        Ok(ModelConfig::Bert(BertConfig {
+            vocab_size: raw.vocab_size,
+            hidden_size: raw.hidden_size,
+            num_hidden_layers: raw.num_hidden_layers,
+            num_attention_heads: raw.num_attention_heads,
+            intermediate_size: raw.intermediate_size,
+            hidden_act: Activation::from_hf(&raw.hidden_act)?,
+            max_position_embeddings: raw.max_position_embeddings,
+            type_vocab_size: raw.type_vocab_size,
+            layer_norm_eps: raw.layer_norm_eps as f32,
+        }))
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            ModelConfig::Bert(c) => c.hidden_size,
+        }
+    }
+
+    pub fn max_positions(&self) -> usize {
+        match self {
+            ModelConfig::Bert(c) => c.max_position_embeddings,
+        }
+    }
+}
+
+/// One way of turning token vectors into a sentence vector. Several may be configured; their
+/// results are concatenated in this order, as sentence-transformers does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    Cls,
+    Max,
+    Mean,
+    MeanSqrtLen,
+    LastToken,
+}
+
+/// `1_Pooling/config.json`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolingConfig {
+    pub modes: Vec<PoolMode>,
+    /// When false, prompt tokens are left out of the pooling (INSTRUCTOR-style models).
+    pub include_prompt: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct RawPooling {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_mean_sqrt_len_tokens: bool,
+    #[serde(default)]
+    pooling_mode_weightedmean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_lasttoken: bool,
+    #[serde(default = "yes")]
+    include_prompt: bool,
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+struct ModuleEntry {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    path: String,
+}
+
+#[derive(Deserialize, Default)]
+struct RawSbertConfig {
+    max_seq_length: Option<usize>,
+    #[serde(default)]
+    do_lower_case: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct RawStConfig {
+    #[serde(default)]
+    prompts: BTreeMap<String, String>,
+    default_prompt_name: Option<String>,
+}
+
+/// What sentence-transformers does around the encoder: truncation, pooling, normalization and
+/// prompts, read from the model's own files.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentenceConfig {
+    pub max_seq_length: usize,
+    pub do_lower_case: bool,
+    pub pooling: PoolingConfig,
+    pub normalize: bool,
+    pub prompts: BTreeMap<String, String>,
+    pub default_prompt_name: Option<String>,
+}
+
+impl SentenceConfig {
+    pub fn from_files(files: &ModelFiles, model: &ModelConfig) -> Result<Self> {
+        let origin = files.origin();
+        let modules: Option<Vec<ModuleEntry>> = files.json("modules.json")?;
+        let mut pooling = None;
+        let mut normalize = false;
+        match modules {
+            Some(modules) => {
+                for m in &modules {
+                    let short = m.kind.rsplit('.').next().unwrap_or(&m.kind);
+                    match short {
+                        "Transformer" => {}
+                        "Pooling" => {
+                            let name = format!("{}/config.json", m.path);
+                            let raw: RawPooling = files.json(&name)?.ok_or_else(|| {
+                                Error::io(format!("{origin}/{name}"), "file not found; modules.json names it")
+                            })?;
+                            pooling = Some(pooling_from_raw(raw, &format!("{origin}/{name}"))?);
+                        }
+                        "Normalize" => normalize = true,
+                        _ => {
+                            return Err(Error::Unsupported(format!(
+                                "sentence-transformers module `{}` in {origin}/modules.json \
+                                 (wembed runs Transformer, Pooling, Normalize)",
+                                m.kind
+                            )));
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+        // A plain Hugging Face model without sentence-transformers files: sentence-transformers
+        // itself falls back to mean pooling, so do we.
+        let pooling =
+            pooling.unwrap_or(PoolingConfig { modes: vec![PoolMode::Mean], include_prompt: true });
+        let sbert: RawSbertConfig = files.json("sentence_bert_config.json")?.unwrap_or_default();
+        let max_positions = model.max_positions();
+        let max_seq_length = sbert.max_seq_length.unwrap_or(max_positions).min(max_positions);
+        if max_seq_length < 2 {
+            return Err(Error::bad_file(
+                format!("{origin}/sentence_bert_config.json"),
+                format!("max_seq_length {max_seq_length} leaves no room for text"),
+            ));
+        }
+        let st: RawStConfig =
+            files.json("config_sentence_transformers.json")?.unwrap_or_default();
+        if let Some(name) = &st.default_prompt_name {
+            if !st.prompts.contains_key(name) {
+                return Err(Error::bad_file(
+                    format!("{origin}/config_sentence_transformers.json"),
+                    format!("default_prompt_name `{name}` is not among the prompts"),
+                ));
+            }
+        }
+        Ok(SentenceConfig {
+            max_seq_length,
+            do_lower_case: sbert.do_lower_case,
+            pooling,
+            normalize,
+            prompts: st.prompts,
+            default_prompt_name: st.default_prompt_name,
+        })
+    }
+}
+
+fn pooling_from_raw(raw: RawPooling, file: &str) -> Result<PoolingConfig> {
+    if raw.pooling_mode_weightedmean_tokens {
+        return Err(Error::Unsupported(format!(
+            "weighted-mean pooling in {file} (wembed pools with cls, max, mean, mean_sqrt_len, lasttoken)"
+        )));
+    }
+    let mut modes = Vec::new();
+    // sentence-transformers concatenates in this fixed order.
+    for (on, mode) in [
+        (raw.pooling_mode_cls_token, PoolMode::Cls),
+        (raw.pooling_mode_max_tokens, PoolMode::Max),
+        (raw.pooling_mode_mean_tokens, PoolMode::Mean),
+        (raw.pooling_mode_mean_sqrt_len_tokens, PoolMode::MeanSqrtLen),
+        (raw.pooling_mode_lasttoken, PoolMode::LastToken),
+    ] {
+        if on {
+            modes.push(mode);
+        }
+    }
+    if modes.is_empty() {
+        return Err(Error::bad_file(file, "no pooling mode is switched on"));
+    }
+    Ok(PoolingConfig { modes, include_prompt: raw.include_prompt })
+}

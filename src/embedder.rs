@@ -1,0 +1,193 @@
+//! The embedding pipeline: text -> tokens -> length-grouped padded batches -> encoder ->
+//! pooling -> vectors in input order.
+
+use crate::backend::{Backend, SeqMeta};
+use crate::config::{ModelConfig, ModelFiles, SentenceConfig};
+use crate::error::{Error, Result};
+use crate::model::Encoder;
+use crate::tokenizer::{Batch, Encoded, TextTokenizer};
+
+/// Per-call options; `Default` gives what sentence-transformers' `encode()` does for the model.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// Texts run together through the encoder. Texts are grouped by length first, so a batch
+    /// pads little.
+    pub batch_size: usize,
+    /// Name of a prompt from `config_sentence_transformers.json` ("query", "document"…);
+    /// `None` uses the model's `default_prompt_name`, if any.
+    pub prompt_name: Option<String>,
+    /// A literal prompt prepended to every text; overrides `prompt_name`.
+    pub prompt: Option<String>,
+    /// L2-normalize the vectors; `None` follows the model (its Normalize module).
+    pub normalize: Option<bool>,
+    /// Cut texts longer than the model's `max_seq_length` (as sentence-transformers does);
+    /// when false, such a text is an error instead.
+    pub truncate: bool,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions { batch_size: 32, prompt_name: None, prompt: None, normalize: None, truncate: true }
+    }
+}
+
+/// A loaded sentence-embedding model on one backend.
+pub struct Embedder<B: Backend> {
+    backend: B,
+    encoder: Encoder<B>,
+    tokenizer: TextTokenizer,
+    pub model: ModelConfig,
+    pub sentence: SentenceConfig,
+}
+
+/// The token-level output of the encoder for one text, for inspection and tests.
+pub struct TokenStates {
+    pub ids: Vec<u32>,
+    /// `[ids.len(), hidden]`
+    pub hidden: Vec<f32>,
+}
+
+impl<B: Backend> Embedder<B> {
+    pub fn load(backend: B, files: &ModelFiles) -> Result<Self> {
+        let model = ModelConfig::from_files(files)?;
+        let sentence = SentenceConfig::from_files(files, &model)?;
+        let tokenizer = TextTokenizer::from_files(files, &sentence)?;
+        let encoder = Encoder::load(&backend, &model, files)?;
+        Ok(Embedder { backend, encoder, tokenizer, model, sentence })
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Length of the output vectors.
+    pub fn dim(&self) -> usize {
+        self.sentence.pooling.modes.len() * self.model.hidden_size()
+    }
+
+    /// Most tokens (special tokens included) a text is cut to.
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_seq_length()
+    }
+
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
+        self.tokenizer.encode(texts)
+    }
+
+    fn resolve_prompt(&self, opts: &EmbedOptions) -> Result<Option<String>> {
+        if let Some(p) = &opts.prompt {
+            return Ok(Some(p.clone()));
+        }
+        let name = opts.prompt_name.as_ref().or(self.sentence.default_prompt_name.as_ref());
+        match name {
+            None => Ok(None),
+            Some(name) => match self.sentence.prompts.get(name) {
+                Some(p) => Ok(Some(p.clone())),
+                None => {
+                    let known: Vec<&str> = self.sentence.prompts.keys().map(|s| s.as_str()).collect();
+                    Err(Error::Input(format!(
+                        "no prompt named `{name}` in this model (it has: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    )))
+                }
+            },
+        }
+    }
+
+    /// Tokenizes and checks texts; returns the encodings and how many leading tokens pooling skips.
+    fn prepare(&self, texts: &[&str], opts: &EmbedOptions) -> Result<(Vec<Encoded>, u32)> {
+        if opts.batch_size == 0 {
+            return Err(Error::Input("batch_size must be at least 1".into()));
+        }
+        let prompt = self.resolve_prompt(opts)?;
+        let encoded = match &prompt {
+            Some(p) => {
+                let joined: Vec<String> = texts.iter().map(|t| format!("{p}{t}")).collect();
+                self.tokenizer.encode(&joined.iter().map(|s| s.as_str()).collect::<Vec<_>>())?
+            }
+            None => self.tokenizer.encode(texts)?,
+        };
+        for (i, e) in encoded.iter().enumerate() {
+            if e.ids.is_empty() {
+                return Err(Error::Input(format!(
+                    "text {i} gives no tokens (its tokenizer adds no special tokens and the text is empty)"
+                )));
+            }
+            if e.truncated && !opts.truncate {
+                return Err(Error::Input(format!(
+                    "text {i} is longer than the model's limit of {} tokens (allow truncation to cut it)",
+                    self.max_tokens()
+                )));
+            }
+        }
+        let pool_start = match &prompt {
+            Some(p) if !self.sentence.pooling.include_prompt => self.tokenizer.prompt_length(p)?,
+            _ => 0,
+        };
+        Ok((encoded, pool_start))
+    }
+
+    /// Embeds texts; one vector per text, in input order. Empty input gives an empty list.
+    pub async fn embed_async(
+        &self,
+        texts: &[&str],
+        opts: &EmbedOptions,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let (encoded, pool_start) = self.prepare(texts, opts)?;
+        let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
+        let dim = self.dim();
+        let mut out = vec![Vec::new(); texts.len()];
+        let mut done = 0;
+        for group in length_groups(&encoded, opts.batch_size) {
+            let batch = Batch::pad(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
+            let meta = SeqMeta { batch: batch.batch, seq: batch.seq, lens: &batch.lens, starts: &batch.starts };
+            let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &meta)?;
+            let pooled = self.backend.pool(&hidden, &meta, &self.sentence.pooling.modes, normalize)?;
+            let flat = self.backend.read(&pooled).await?;
+            for (row, &i) in flat.chunks_exact(dim).zip(&group) {
+                out[i] = row.to_vec();
+            }
+            done += group.len();
+            progress(done, texts.len());
+        }
+        Ok(out)
+    }
+
+    /// Blocking [`Self::embed_async`] (native code, or the CPU backend anywhere).
+    pub fn embed(&self, texts: &[&str], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.embed_async(texts, opts, |_, _| {}))
+    }
+
+    /// Blocking embed that reports `(done, total)` after each batch.
+    pub fn embed_with_progress(
+        &self,
+        texts: &[&str],
+        opts: &EmbedOptions,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.embed_async(texts, opts, progress))
+    }
+
+    /// The encoder's last hidden state for each text alone (no batching, no pooling).
+    pub fn token_states(&self, texts: &[&str]) -> Result<Vec<TokenStates>> {
+        let encoded = self.tokenizer.encode(texts)?;
+        let mut out = Vec::with_capacity(texts.len());
+        for e in &encoded {
+            let batch = Batch::pad(&[e], 0);
+            let meta = SeqMeta { batch: 1, seq: batch.seq, lens: &batch.lens, starts: &batch.starts };
+            let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &meta)?;
+            let hidden = pollster::block_on(self.backend.read(&hidden))?;
+            out.push(TokenStates { ids: e.ids.clone(), hidden });
+        }
+        Ok(out)
+    }
+}
+
+/// Indices of `encoded` grouped into batches of similar length: sorted by token count (stable,
+/// so equal lengths keep input order), then cut into runs of `batch_size`.
+pub fn length_groups(encoded: &[Encoded], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..encoded.len()).collect();
+    order.sort_by_key(|&i| encoded[i].ids.len());
+    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+}

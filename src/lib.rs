@@ -1,0 +1,27 @@
+//! wembed: sentence embeddings from Hugging Face / sentence-transformers models, computed on
+//! the CPU (and, through the same [`Backend`] trait, other devices), equal to
+//! sentence-transformers on PyTorch.
+//!
+//! ```no_run
+//! use wembed::{Cpu, EmbedOptions, Embedder, ModelFiles};
+//! let files = ModelFiles::from_dir("assets/models/all-MiniLM-L6-v2")?;
+//! let embedder = Embedder::load(Cpu::new(), &files)?;
+//! let vectors = embedder.embed(&["A cat sits on the mat."], &EmbedOptions::default())?;
+//! assert_eq!(vectors[0].len(), 384);
+//! # Ok::<(), wembed::Error>(())
+//! ```
+
+pub mod backend;
+pub mod config;
+pub mod embedder;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
+
+pub use backend::Backend;
+pub use backend::cpu::Cpu;
+pub use config::{ModelConfig, ModelFiles, PoolMode, SentenceConfig};
+pub use embedder::{EmbedOptions, Embedder};
+pub use error::{Error, Result};

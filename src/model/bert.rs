@@ -1,0 +1,112 @@
+//! BERT encoder (all-MiniLM, BGE, GTE v1, E5 v2, text2vec-base-chinese): absolute positions,
+//! token types, post-LayerNorm. Names follow the checkpoint keys.
+//! Reference: transformers/models/bert/modeling_bert.py (BertEmbeddings, BertLayer).
+
+use crate::backend::{Backend, SeqMeta};
+use crate::config::BertConfig;
+use crate::error::Result;
+use crate::weights::{HostTensor, WeightFile, Weights};
+
+struct LayerNorm<B: Backend> {
+    weight: B::Vector,
+    bias: B::Vector,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    fn load(b: &B, w: &Weights, dim: usize) -> Result<Self> {
+        // Old TF-converted checkpoints name them gamma/beta; transformers renames on load.
+        let (wn, bn) = if w.contains("gamma") { ("gamma", "beta") } else { ("weight", "bias") };
+        Ok(LayerNorm { weight: b.vector(w.get(wn, &[dim])?)?, bias: b.vector(w.get(bn, &[dim])?)? })
+    }
+}
+
+struct Linear<B: Backend> {
+    weight: B::Matrix,
+    bias: B::Vector,
+}
+
+impl<B: Backend> Linear<B> {
+    fn load(b: &B, w: &Weights, out: usize, inp: usize) -> Result<Self> {
+        Ok(Linear { weight: b.matrix(w.get("weight", &[out, inp])?)?, bias: b.vector(w.get("bias", &[out])?)? })
+    }
+}
+
+/// `embeddings.*`
+struct BertEmbeddings<B: Backend> {
+    word_embeddings: B::Matrix,
+    position_embeddings: B::Matrix,
+    token_type_embeddings: B::Matrix,
+    layer_norm: LayerNorm<B>,
+}
+
+/// `encoder.layer.N.*`. Query, key and value are stacked into one `[3 * hidden, hidden]` matmul.
+struct BertLayer<B: Backend> {
+    qkv: Linear<B>,
+    attention_output: Linear<B>,
+    attention_norm: LayerNorm<B>,
+    intermediate: Linear<B>,
+    output: Linear<B>,
+    output_norm: LayerNorm<B>,
+}
+
+pub struct BertModel<B: Backend> {
+    pub config: BertConfig,
+    embeddings: BertEmbeddings<B>,
+    layers: Vec<BertLayer<B>>,
+}
+
+impl<B: Backend> BertModel<B> {
+    pub fn load(b: &B, config: BertConfig, file: &WeightFile) -> Result<Self> {
+        let root = file.root();
+        // BertModel checkpoints have bare names; BertForX ones nest them under `bert.`.
+        let w = if root.contains("bert.embeddings.word_embeddings.weight") { root.pp("bert") } else { root };
+        let h = config.hidden_size;
+        let e = w.pp("embeddings");
+        let embeddings = BertEmbeddings {
+            word_embeddings: b.matrix(e.get("word_embeddings.weight", &[config.vocab_size, h])?)?,
+            position_embeddings: b.matrix(e.get("position_embeddings.weight", &[config.max_position_embeddings, h])?)?,
+            token_type_embeddings: b.matrix(e.get("token_type_embeddings.weight", &[config.type_vocab_size, h])?)?,
+            layer_norm: LayerNorm::load(b, &e.pp("LayerNorm"), h)?,
+        };
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = w.pp(format!("encoder.layer.{i}"));
+            let a = l.pp("attention");
+            let parts = ["query", "key", "value"];
+            let ws = parts.iter().map(|p| a.pp("self").pp(p).get("weight", &[h, h])).collect::<Result<Vec<_>>>()?;
+            let bs = parts.iter().map(|p| a.pp("self").pp(p).get("bias", &[h])).collect::<Result<Vec<_>>>()?;
+            layers.push(BertLayer {
+                qkv: Linear { weight: b.matrix(HostTensor::vstack(&ws))?, bias: b.vector(HostTensor::concat(&bs))? },
+                attention_output: Linear::load(b, &a.pp("output.dense"), h, h)?,
+                attention_norm: LayerNorm::load(b, &a.pp("output.LayerNorm"), h)?,
+                intermediate: Linear::load(b, &l.pp("intermediate.dense"), config.intermediate_size, h)?,
+                output: Linear::load(b, &l.pp("output.dense"), h, config.intermediate_size)?,
+                output_norm: LayerNorm::load(b, &l.pp("output.LayerNorm"), h)?,
+            });
+        }
+        Ok(BertModel { config, embeddings, layers })
+    }
+
+    /// ids, type_ids `[batch, seq]` -> last hidden state `[batch * seq, hidden]`.
+    pub fn forward(&self, b: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
+        let c = &self.config;
+        let e = &self.embeddings;
+        let eps = c.layer_norm_eps;
+        let x = b.embed(ids, type_ids, meta, &e.word_embeddings, &e.position_embeddings, &e.token_type_embeddings)?;
+        let mut x = b.layer_norm(&x, None, &e.layer_norm.weight, &e.layer_norm.bias, eps)?;
+        for layer in &self.layers {
+            // BertSelfAttention + BertSelfOutput: LayerNorm(dense(attn(x)) + x)
+            let qkv = b.linear(&x, &layer.qkv.weight, &layer.qkv.bias, None)?;
+            let ctx = b.attention(&qkv, meta, c.num_attention_heads)?;
+            let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
+            let n = &layer.attention_norm;
+            let x1 = b.layer_norm(&a, Some(&x), &n.weight, &n.bias, eps)?;
+            // BertIntermediate + BertOutput: LayerNorm(dense(act(dense(x1))) + x1)
+            let i = b.linear(&x1, &layer.intermediate.weight, &layer.intermediate.bias, Some(c.hidden_act))?;
+            let o = b.linear(&i, &layer.output.weight, &layer.output.bias, None)?;
+            let n = &layer.output_norm;
+            x = b.layer_norm(&o, Some(&x1), &n.weight, &n.bias, eps)?;
+        }
+        Ok(x)
+    }
+}

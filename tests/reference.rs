@@ -1,0 +1,104 @@
+//! End-to-end truth: wembed on the CPU against sentence-transformers on PyTorch
+//! (fixtures written by tests/fixtures/generate.py).
+
+mod common;
+
+use common::*;
+use wembed::{Cpu, EmbedOptions, Embedder, ModelFiles};
+
+/// all-MiniLM-L6-v2 fp32: the bar.
+const MIN_COSINE: f64 = 0.99999;
+const MAX_ABS: f32 = 1e-4;
+
+#[test]
+fn minilm_tokenizes_like_sentence_transformers() {
+    let reference = minilm_ref();
+    let embedder = minilm();
+    assert_eq!(embedder.max_tokens(), reference.max_seq_length);
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let ours = embedder.tokenize(&texts).unwrap();
+    for (s, e) in reference.sentences.iter().zip(&ours) {
+        assert_eq!(e.ids, s.ids, "token ids differ for {:?}", s.text);
+    }
+}
+
+fn check_minilm(batch_size: usize) {
+    let reference = minilm_ref();
+    assert!(reference.sentences.len() >= 30);
+    let embedder = minilm();
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let opts = EmbedOptions { batch_size, ..Default::default() };
+    let ours = embedder.embed(&texts, &opts).unwrap();
+    let mut worst_cos = (1.0f64, "");
+    for (s, v) in reference.sentences.iter().zip(&ours) {
+        let cos = cosine(v, &s.embedding);
+        let (diff, at) = max_abs_diff(v, &s.embedding);
+        assert!(
+            cos >= MIN_COSINE && diff <= MAX_ABS,
+            "batch {batch_size}: {:?}: cosine {cos:.7}, max abs diff {diff:e} at dim {at}",
+            s.text
+        );
+        if cos < worst_cos.0 {
+            worst_cos = (cos, &s.text);
+        }
+    }
+    eprintln!("batch {batch_size}: worst cosine {:.8} for {:?}", worst_cos.0, worst_cos.1);
+}
+
+#[test]
+fn minilm_matches_pytorch_alone() {
+    check_minilm(1);
+}
+
+#[test]
+fn minilm_matches_pytorch_in_a_mixed_batch_of_32() {
+    check_minilm(32);
+}
+
+#[test]
+fn a_vector_does_not_depend_on_its_batch() {
+    let reference = minilm_ref();
+    let embedder = minilm();
+    let target = "A man is playing a guitar.";
+    let alone = embedder.embed(&[target], &EmbedOptions::default()).unwrap().remove(0);
+    // Same text among 31 others of all lengths, at several positions and batch sizes.
+    let mut texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).take(31).collect();
+    for pos in [0, 15, 31] {
+        texts.insert(pos, target);
+        for batch_size in [4, 32] {
+            let all = embedder.embed(&texts, &EmbedOptions { batch_size, ..Default::default() }).unwrap();
+            let (diff, _) = max_abs_diff(&all[pos], &alone);
+            assert!(diff <= 1e-5, "position {pos}, batch {batch_size}: differs from alone by {diff:e}");
+        }
+        texts.remove(pos);
+    }
+}
+
+#[test]
+fn tiny_models_match_their_references() {
+    for dir in tiny_dirs() {
+        let reference = tiny_ref(&dir);
+        let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(&dir).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        let name = &reference.variant;
+
+        let tokens = embedder.tokenize(&texts).unwrap();
+        let states = embedder.token_states(&texts).unwrap();
+        for ((s, t), st) in reference.sentences.iter().zip(&tokens).zip(&states) {
+            assert_eq!(t.ids, s.ids, "{name}: ids of {:?}", s.text);
+            assert_eq!(t.type_ids, s.type_ids, "{name}: type ids of {:?}", s.text);
+            let (diff, at) = max_abs_diff(&st.hidden, &s.hidden);
+            assert!(diff <= 1e-4, "{name}: hidden state of {:?} off by {diff:e} at {at}", s.text);
+        }
+
+        let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size: 3, ..Default::default() };
+        let pooled = embedder.embed(&texts, &opts).unwrap();
+        for (s, v) in reference.sentences.iter().zip(&pooled) {
+            let cos = cosine(v, &s.pooled);
+            assert!(cos >= 1.0 - 1e-5, "{name}: pooled {:?} cosine {cos}", s.text);
+            let (diff, at) = max_abs_diff(v, &s.pooled);
+            assert!(diff <= 1e-4, "{name}: pooled {:?} off by {diff:e} at {at}", s.text);
+        }
+    }
+}
