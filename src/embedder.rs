@@ -1,7 +1,7 @@
-//! The embedding pipeline: text -> tokens -> length-grouped padded batches -> encoder ->
+//! The embedding pipeline: text -> tokens -> length-grouped packed batches -> encoder ->
 //! pooling -> vectors in input order.
 
-use crate::backend::{Backend, SeqMeta};
+use crate::backend::Backend;
 use crate::config::{ModelConfig, ModelFiles, SentenceConfig};
 use crate::error::{Error, Result};
 use crate::model::Encoder;
@@ -140,10 +140,9 @@ impl<B: Backend> Embedder<B> {
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
         for group in length_groups(&encoded, opts.batch_size) {
-            let batch = Batch::pad(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
-            let meta = SeqMeta { batch: batch.batch, seq: batch.seq, lens: &batch.lens, starts: &batch.starts };
-            let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &meta)?;
-            let pooled = self.backend.pool(&hidden, &meta, &self.sentence.pooling.modes, normalize)?;
+            let batch = Batch::pack(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
+            let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &batch.meta)?;
+            let pooled = self.backend.pool(&hidden, &batch.meta, &self.sentence.pooling.modes, normalize)?;
             let flat = self.backend.read(&pooled).await?;
             for (row, &i) in flat.chunks_exact(dim).zip(&group) {
                 out[i] = row.to_vec();
@@ -174,9 +173,8 @@ impl<B: Backend> Embedder<B> {
         let encoded = self.tokenizer.encode(texts)?;
         let mut out = Vec::with_capacity(texts.len());
         for e in &encoded {
-            let batch = Batch::pad(&[e], 0);
-            let meta = SeqMeta { batch: 1, seq: batch.seq, lens: &batch.lens, starts: &batch.starts };
-            let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &meta)?;
+            let batch = Batch::pack(&[e], 0);
+            let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &batch.meta)?;
             let hidden = pollster::block_on(self.backend.read(&hidden))?;
             out.push(TokenStates { ids: e.ids.clone(), hidden });
         }
@@ -185,7 +183,9 @@ impl<B: Backend> Embedder<B> {
 }
 
 /// Indices of `encoded` grouped into batches of similar length: sorted by token count (stable,
-/// so equal lengths keep input order), then cut into runs of `batch_size`.
+/// so equal lengths keep input order), then cut into runs of `batch_size`. Batches are packed,
+/// not padded, so this no longer saves compute; it keeps attention's per-sequence work even
+/// across the threads.
 pub fn length_groups(encoded: &[Encoded], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&i| encoded[i].ids.len());

@@ -1,8 +1,9 @@
 //! Hugging Face `tokenizer.json` -> token ids, truncated the way sentence-transformers does, and
-//! padded batches `{ids, type_ids, lens}` of shape `[batch, seq]`.
+//! batches of them packed back to back.
 
 use tokenizers::{PaddingParams, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::backend::SeqMeta;
 use crate::config::{ModelFiles, SentenceConfig};
 use crate::error::{Error, Result};
 
@@ -15,35 +16,24 @@ pub struct Encoded {
     pub truncated: bool,
 }
 
-/// Token ids of several texts padded on the right to one length: `[batch, seq]`.
+/// Token ids of several texts back to back, unpadded: `[tokens]`, with [`SeqMeta`] saying
+/// where each text starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
-    pub batch: usize,
-    pub seq: usize,
     pub ids: Vec<u32>,
     pub type_ids: Vec<u32>,
-    /// Real (unpadded) length of each sequence; attention and pooling never look past it.
-    pub lens: Vec<u32>,
-    /// First token that pooling averages over (> 0 only when prompt tokens are excluded).
-    pub starts: Vec<u32>,
+    pub meta: SeqMeta,
 }
 
 impl Batch {
-    /// Pads `encoded` to the longest. `pool_start` leaves the first tokens out of mean/max pooling.
-    pub fn pad(encoded: &[&Encoded], pool_start: u32) -> Batch {
-        let batch = encoded.len();
-        let seq = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(0);
-        let mut ids = vec![0u32; batch * seq];
-        let mut type_ids = vec![0u32; batch * seq];
-        let mut lens = Vec::with_capacity(batch);
-        for (b, e) in encoded.iter().enumerate() {
-            ids[b * seq..b * seq + e.ids.len()].copy_from_slice(&e.ids);
-            type_ids[b * seq..b * seq + e.type_ids.len()].copy_from_slice(&e.type_ids);
-            lens.push(e.ids.len() as u32);
-        }
-        // Never exclude every token: a text shorter than its prompt still pools something.
-        let starts = lens.iter().map(|&l| pool_start.min(l.saturating_sub(1))).collect();
-        Batch { batch, seq, ids, type_ids, lens, starts }
+    /// Packs `encoded`; `pool_start` leaves the first tokens out of mean/max pooling (clamped
+    /// so a text shorter than its prompt still pools its last token).
+    pub fn pack(encoded: &[&Encoded], pool_start: u32) -> Batch {
+        let ids = encoded.iter().flat_map(|e| e.ids.iter().copied()).collect();
+        let type_ids = encoded.iter().flat_map(|e| e.type_ids.iter().copied()).collect();
+        let lens: Vec<u32> = encoded.iter().map(|e| e.ids.len() as u32).collect();
+        let starts = vec![pool_start; lens.len()];
+        Batch { ids, type_ids, meta: SeqMeta::new(lens, starts) }
     }
 }
 

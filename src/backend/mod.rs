@@ -1,8 +1,10 @@
 //! The dozen ops a sentence encoder needs, as a trait each compute device implements.
 //!
 //! The model (`crate::model`) is written once against [`Backend`]. Activations live in
-//! `Backend::Tensor` as row-major `[rows, cols]` matrices, where `rows = batch * seq`; weights are
-//! handed over once at load time and may be stored however the device likes (quantized, f16…).
+//! `Backend::Tensor` as row-major `[tokens, cols]` matrices holding the sequences of a batch one
+//! after another, unpadded ([`SeqMeta`] says where each starts), so no op ever computes on
+//! padding. Weights are handed over once at load time and may be stored however the device
+//! likes (quantized, f16…).
 
 pub mod cpu;
 
@@ -12,15 +14,42 @@ use crate::config::{Activation, PoolMode};
 use crate::error::Result;
 use crate::weights::HostTensor;
 
-/// Shape of the padded batch the ops work on: `batch` sequences of `seq` positions, of which the
-/// first `lens[b]` are real tokens.
-#[derive(Debug, Clone, Copy)]
-pub struct SeqMeta<'a> {
-    pub batch: usize,
-    pub seq: usize,
-    pub lens: &'a [u32],
-    /// First token pooled by mean/max (prompt tokens before it are left out).
-    pub starts: &'a [u32],
+/// Where the sequences of a batch lie in a `[tokens, cols]` tensor: sequence `b` is rows
+/// `offsets[b] .. offsets[b] + lens[b]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqMeta {
+    pub lens: Vec<u32>,
+    pub offsets: Vec<u32>,
+    /// First token pooled by mean/max in each sequence (prompt tokens before it are left out).
+    pub starts: Vec<u32>,
+    /// Total tokens: the row count of the batch's tensors.
+    pub tokens: usize,
+    pub max_len: usize,
+}
+
+impl SeqMeta {
+    /// Sequences of `lens` tokens back to back; `starts` as in the field (clamped into range).
+    pub fn new(lens: Vec<u32>, starts: Vec<u32>) -> SeqMeta {
+        let mut offsets = Vec::with_capacity(lens.len());
+        let mut tokens = 0u32;
+        for &l in &lens {
+            offsets.push(tokens);
+            tokens += l;
+        }
+        let starts = lens.iter().zip(starts).map(|(&l, s)| s.min(l.saturating_sub(1))).collect();
+        let max_len = lens.iter().copied().max().unwrap_or(0) as usize;
+        SeqMeta { lens, offsets, starts, tokens: tokens as usize, max_len }
+    }
+
+    pub fn batch(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Row range of sequence `b`.
+    pub fn rows(&self, b: usize) -> std::ops::Range<usize> {
+        let o = self.offsets[b] as usize;
+        o..o + self.lens[b] as usize
+    }
 }
 
 pub trait Backend {
@@ -38,7 +67,8 @@ pub trait Backend {
     fn matrix(&self, w: HostTensor) -> Result<Self::Matrix>;
     fn vector(&self, v: HostTensor) -> Result<Self::Vector>;
 
-    /// `out[b, s] = word[ids[b, s]] + pos[s] + types[type_ids[b, s]]` -> `[batch * seq, dim]`.
+    /// `out[t] = word[ids[t]] + pos[position of t in its sequence] + types[type_ids[t]]`
+    /// -> `[tokens, dim]`.
     fn embed(
         &self,
         ids: &[u32],
@@ -59,20 +89,21 @@ pub trait Backend {
     ) -> Result<Self::Tensor>;
 
     /// `LayerNorm(x + residual)` over the last dimension: `[rows, dim]` -> `[rows, dim]`.
+    /// Takes `x` by value so a backend can normalize in place.
     fn layer_norm(
         &self,
-        x: &Self::Tensor,
+        x: Self::Tensor,
         residual: Option<&Self::Tensor>,
         gamma: &Self::Vector,
         beta: &Self::Vector,
         eps: f32,
     ) -> Result<Self::Tensor>;
 
-    /// Bidirectional multi-head attention with the padding mask.
-    /// `qkv` `[batch * seq, 3 * dim]` (q, k, v side by side) -> context `[batch * seq, dim]`.
+    /// Bidirectional multi-head attention within each sequence.
+    /// `qkv` `[tokens, 3 * dim]` (q, k, v side by side) -> context `[tokens, dim]`.
     fn attention(&self, qkv: &Self::Tensor, meta: &SeqMeta, heads: usize) -> Result<Self::Tensor>;
 
-    /// Sentence vectors from token vectors: `[batch * seq, dim]` -> `[batch, modes.len() * dim]`,
+    /// Sentence vectors from token vectors: `[tokens, dim]` -> `[batch, modes.len() * dim]`,
     /// each mode's result side by side, then L2-normalized if asked.
     fn pool(
         &self,

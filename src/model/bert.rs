@@ -87,25 +87,26 @@ impl<B: Backend> BertModel<B> {
         Ok(BertModel { config, embeddings, layers })
     }
 
-    /// ids, type_ids `[batch, seq]` -> last hidden state `[batch * seq, hidden]`.
+    /// ids, type_ids `[tokens]` (sequences back to back, see [`SeqMeta`]) -> last hidden state
+    /// `[tokens, hidden]`.
     pub fn forward(&self, b: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
         let c = &self.config;
         let e = &self.embeddings;
         let eps = c.layer_norm_eps;
         let x = b.embed(ids, type_ids, meta, &e.word_embeddings, &e.position_embeddings, &e.token_type_embeddings)?;
-        let mut x = b.layer_norm(&x, None, &e.layer_norm.weight, &e.layer_norm.bias, eps)?;
+        let mut x = b.layer_norm(x, None, &e.layer_norm.weight, &e.layer_norm.bias, eps)?;
         for layer in &self.layers {
             // BertSelfAttention + BertSelfOutput: LayerNorm(dense(attn(x)) + x)
             let qkv = b.linear(&x, &layer.qkv.weight, &layer.qkv.bias, None)?;
             let ctx = b.attention(&qkv, meta, c.num_attention_heads)?;
             let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
             let n = &layer.attention_norm;
-            let x1 = b.layer_norm(&a, Some(&x), &n.weight, &n.bias, eps)?;
+            let x1 = b.layer_norm(a, Some(&x), &n.weight, &n.bias, eps)?;
             // BertIntermediate + BertOutput: LayerNorm(dense(act(dense(x1))) + x1)
             let i = b.linear(&x1, &layer.intermediate.weight, &layer.intermediate.bias, Some(c.hidden_act))?;
             let o = b.linear(&i, &layer.output.weight, &layer.output.bias, None)?;
             let n = &layer.output_norm;
-            x = b.layer_norm(&o, Some(&x1), &n.weight, &n.bias, eps)?;
+            x = b.layer_norm(o, Some(&x1), &n.weight, &n.bias, eps)?;
         }
         Ok(x)
     }

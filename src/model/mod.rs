@@ -22,7 +22,7 @@ impl<B: Backend> Encoder<B> {
         }
     }
 
-    /// Token ids `[batch, seq]` -> last hidden state `[batch * seq, hidden]`.
+    /// Token ids `[tokens]` -> last hidden state `[tokens, hidden]`.
     pub fn forward(&self, backend: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
         match self {
             Encoder::Bert(m) => m.forward(backend, ids, type_ids, meta),

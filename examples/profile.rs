@@ -1,0 +1,88 @@
+//! Where the time of a real embedding run goes, op by op: a Backend wrapper that times each
+//! call of the CPU backend (a development aid, not a test).
+//! Usage: cargo run --release --example profile [BATCH_SIZE]
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Instant;
+
+use wembed::backend::{Backend, SeqMeta, cpu::{Cpu, CpuTensor}};
+use wembed::config::{Activation, PoolMode};
+use wembed::weights::HostTensor;
+use wembed::{EmbedOptions, Embedder, ModelFiles, Result};
+
+#[derive(Default)]
+struct Timed {
+    inner: Cpu,
+    times: RefCell<BTreeMap<String, (f64, usize)>>,
+}
+
+impl Timed {
+    fn time<T>(&self, name: String, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let r = f();
+        let mut times = self.times.borrow_mut();
+        let e = times.entry(name).or_default();
+        e.0 += t.elapsed().as_secs_f64();
+        e.1 += 1;
+        r
+    }
+}
+
+impl Backend for Timed {
+    type Tensor = CpuTensor;
+    type Matrix = <Cpu as Backend>::Matrix;
+    type Vector = Vec<f32>;
+    fn name(&self) -> String { self.inner.name() }
+    fn matrix(&self, w: HostTensor) -> Result<Self::Matrix> { self.inner.matrix(w) }
+    fn vector(&self, v: HostTensor) -> Result<Vec<f32>> { self.inner.vector(v) }
+    fn embed(&self, ids: &[u32], t: &[u32], m: &SeqMeta, w: &Self::Matrix, p: &Self::Matrix, ty: &Self::Matrix) -> Result<CpuTensor> {
+        self.time("embed".into(), || self.inner.embed(ids, t, m, w, p, ty))
+    }
+    fn linear(&self, x: &CpuTensor, w: &Self::Matrix, b: &Vec<f32>, act: Option<Activation>) -> Result<CpuTensor> {
+        let (n, k) = self.inner.matrix_shape(w);
+        self.time(format!("linear {n}x{k} {act:?}"), || self.inner.linear(x, w, b, act))
+    }
+    fn layer_norm(&self, x: CpuTensor, r: Option<&CpuTensor>, g: &Vec<f32>, b: &Vec<f32>, eps: f32) -> Result<CpuTensor> {
+        self.time("layer_norm".into(), || self.inner.layer_norm(x, r, g, b, eps))
+    }
+    fn attention(&self, qkv: &CpuTensor, m: &SeqMeta, h: usize) -> Result<CpuTensor> {
+        self.time("attention".into(), || self.inner.attention(qkv, m, h))
+    }
+    fn pool(&self, x: &CpuTensor, m: &SeqMeta, modes: &[PoolMode], n: bool) -> Result<CpuTensor> {
+        self.time("pool".into(), || self.inner.pool(x, m, modes, n))
+    }
+    fn read(&self, t: &CpuTensor) -> impl Future<Output = Result<Vec<f32>>> { self.inner.read(t) }
+}
+
+fn main() {
+    let batch_size: usize = std::env::args().nth(1).map(|s| s.parse().unwrap()).unwrap_or(32);
+    let pairs = wembed::eval::read_stsb_english("assets/data/stsbenchmark.tsv.gz".as_ref(), "test").unwrap();
+    let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.s1.as_str(), p.s2.as_str()]).take(512).collect();
+    let e = Embedder::load(Timed::default(), &ModelFiles::from_dir("assets/models/all-MiniLM-L6-v2").unwrap()).unwrap();
+    let opts = EmbedOptions { batch_size, ..Default::default() };
+    padding(&e, &texts, batch_size);
+    e.embed(&texts, &opts).unwrap();
+    e.backend().times.borrow_mut().clear();
+    let t = Instant::now();
+    e.embed(&texts, &opts).unwrap();
+    let total = t.elapsed().as_secs_f64();
+    println!("{} texts, batch {batch_size}: {:.1} ms, {:.1} sentences/s", texts.len(), total * 1e3, texts.len() as f64 / total);
+    let times = e.backend().times.borrow();
+    let ops: f64 = times.values().map(|v| v.0).sum();
+    for (name, (s, n)) in times.iter() {
+        println!("{name:40} {:8.2} ms {:5.1}%  ({n} calls)", s * 1e3, s / total * 100.0);
+    }
+    println!("{:40} {:8.2} ms {:5.1}%", "outside the ops (tokenizer, batching)", (total - ops) * 1e3, (total - ops) / total * 100.0);
+}
+
+fn padding(e: &Embedder<Timed>, texts: &[&str], batch_size: usize) {
+    let enc = e.tokenize(texts).unwrap();
+    let (mut real, mut padded) = (0, 0);
+    for g in wembed::embedder::length_groups(&enc, batch_size) {
+        let max = g.iter().map(|&i| enc[i].ids.len()).max().unwrap();
+        real += g.iter().map(|&i| enc[i].ids.len()).sum::<usize>();
+        padded += max * g.len();
+    }
+    println!("tokens: {real} real, {padded} computed with padding ({:.1}% waste)", (padded - real) as f64 / padded as f64 * 100.0);
+}

@@ -1,0 +1,165 @@
+//! `wembed bench`: sentences/s at batch 1 and 32 on a fixed corpus of real sentences, with
+//! onnxruntime fp32 on the same model, machine and token ids in the same run.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use super::{Args, DEFAULT_MODEL, DEFAULT_STSB, load, options};
+use wembed::{Backend, EmbedOptions};
+use wembed::eval::{cosine, read_stsb_english};
+
+const DEFAULT_PYTHON: &str = "assets/venv-bench/bin/python";
+
+/// The corpus: distinct sentences of the STS-Benchmark test split, in file order.
+fn corpus(args: &Args, n: usize) -> Result<Vec<String>, String> {
+    let path = args.path("data", DEFAULT_STSB);
+    let pairs = read_stsb_english(&path, "test").map_err(|e| format!("{e} (run scripts/fetch-assets.sh)"))?;
+    let mut seen = std::collections::HashSet::new();
+    let sentences: Vec<String> = pairs
+        .iter()
+        .flat_map(|p| [p.s1.clone(), p.s2.clone()])
+        .filter(|s| seen.insert(s.clone()))
+        .take(n)
+        .collect();
+    if sentences.len() < n {
+        return Err(format!("the corpus has only {} distinct sentences, {n} asked", sentences.len()));
+    }
+    Ok(sentences)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+struct OrtResult {
+    version: String,
+    batch1: f64,
+    batch32: f64,
+    embeddings: Vec<f32>,
+}
+
+/// Runs scripts/ort_bench.py on the same token ids; None (with the reason printed) if it can't.
+fn onnxruntime(args: &Args, ids: &[Vec<u32>], threads: usize, repeats: usize) -> Option<OrtResult> {
+    let python = PathBuf::from(args.get("python").unwrap_or(DEFAULT_PYTHON));
+    if !python.exists() {
+        eprintln!("onnxruntime row skipped: no Python at {} (scripts/bench.sh sets it up)", python.display());
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("wembed-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let ids_path = dir.join("ids.json");
+    let npy_path = dir.join("ort.npy");
+    std::fs::write(&ids_path, serde_json::json!({ "ids": ids }).to_string()).ok()?;
+    let model = args.get("model").unwrap_or(DEFAULT_MODEL);
+    let out = Command::new(&python)
+        .args(["scripts/ort_bench.py", "--model", model, "--threads", &threads.to_string()])
+        .args(["--repeats", &repeats.to_string()])
+        .arg("--ids")
+        .arg(&ids_path)
+        .arg("--out")
+        .arg(&npy_path)
+        .output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            eprintln!("onnxruntime run failed:\n{}", String::from_utf8_lossy(&o.stderr));
+            return None;
+        }
+        Err(e) => {
+            eprintln!("cannot start {}: {e}", python.display());
+            return None;
+        }
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let npy = std::fs::read(&npy_path).ok()?;
+    std::fs::remove_dir_all(&dir).ok();
+    // .npy: 10-byte preamble (with the header length at 8..10), header, then little-endian f32.
+    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+    let embeddings = npy[10 + header_len..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Some(OrtResult {
+        version: v["onnxruntime"].as_str().unwrap_or("?").to_string(),
+        batch1: v["batch1_per_s"].as_f64()?,
+        batch32: v["batch32_per_s"].as_f64()?,
+        embeddings,
+    })
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let n = args.number("sentences", 512)?;
+    let repeats = args.number("repeats", 3)?.max(1);
+    let sentences = corpus(args, n)?;
+    let texts: Vec<&str> = sentences.iter().map(|s| s.as_str()).collect();
+    let started = Instant::now();
+    let embedder = load(args)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let threads = rayon::current_num_threads();
+    let tokens: Vec<Vec<u32>> =
+        embedder.tokenize(&texts).map_err(|e| e.to_string())?.into_iter().map(|e| e.ids).collect();
+    let mean_tokens = tokens.iter().map(|t| t.len()).sum::<usize>() as f64 / n as f64;
+
+    let opts32 = EmbedOptions { batch_size: 32, ..options(args)? };
+    let opts1 = EmbedOptions { batch_size: 1, ..opts32.clone() };
+    embedder.embed(&texts[..8.min(n)], &opts32).map_err(|e| e.to_string())?; // warm-up
+    let time = |f: &dyn Fn() -> wembed::Result<Vec<Vec<f32>>>| -> Result<(f64, Vec<Vec<f32>>), String> {
+        let mut secs = Vec::new();
+        let mut last = Vec::new();
+        for _ in 0..repeats {
+            let t = Instant::now();
+            last = f().map_err(|e| e.to_string())?;
+            secs.push(t.elapsed().as_secs_f64());
+        }
+        Ok((n as f64 / median(secs), last))
+    };
+    let (ours1, _) = time(&|| {
+        let mut out = Vec::with_capacity(n);
+        for t in &texts {
+            out.extend(embedder.embed(&[*t], &opts1)?);
+        }
+        Ok(out)
+    })?;
+    let (ours32, vectors) = time(&|| embedder.embed(&texts, &opts32))?;
+
+    println!(
+        "corpus: {n} distinct STS-B test sentences, mean {mean_tokens:.1} tokens; {threads} threads; \
+         median of {repeats} runs; model loaded in {load_s:.2}s"
+    );
+    println!("wembed times tokenization + encoder + pooling; onnxruntime times encoder + pooling on wembed's token ids.");
+    println!();
+    println!("| system | device | dtype | batch 1 (sent/s) | batch 32, length-sorted (sent/s) | vs onnxruntime (b1 / b32) | worst cosine to the other |");
+    println!("|---|---|---|---|---|---|---|");
+    let ort = onnxruntime(args, &tokens, threads, repeats);
+    let dim = embedder.dim();
+    match &ort {
+        Some(o) => {
+            let worst = vectors
+                .iter()
+                .zip(o.embeddings.chunks_exact(dim))
+                .map(|(a, b)| cosine(a, b))
+                .fold(1.0f64, f64::min);
+            println!(
+                "| wembed {} | {} | fp32 | {ours1:.1} | {ours32:.1} | {:.2}x / {:.2}x | {worst:.6} |",
+                env!("CARGO_PKG_VERSION"),
+                embedder.backend().name(),
+                ours1 / o.batch1,
+                ours32 / o.batch32
+            );
+            println!(
+                "| onnxruntime {} | cpu ({threads} threads) | fp32 | {:.1} | {:.1} | 1.00x / 1.00x | {worst:.6} |",
+                o.version, o.batch1, o.batch32
+            );
+        }
+        None => {
+            println!(
+                "| wembed {} | {} | fp32 | {ours1:.1} | {ours32:.1} | n/a | n/a |",
+                env!("CARGO_PKG_VERSION"),
+                embedder.backend().name()
+            );
+        }
+    }
+    Ok(())
+}
