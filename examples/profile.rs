@@ -1,9 +1,10 @@
 //! Where the time of a real embedding run goes, op by op: a Backend wrapper that times each
-//! call of the CPU backend (a development aid, not a test).
+//! call of the CPU backend (a development aid, not a test). The wrapper keeps the default of one
+//! batch at a time, so op times do not overlap.
 //! Usage: cargo run --release --example profile [BATCH_SIZE]
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use wembed::backend::{Backend, SeqMeta, cpu::{Cpu, CpuTensor}};
@@ -14,14 +15,14 @@ use wembed::{EmbedOptions, Embedder, ModelFiles, Result};
 #[derive(Default)]
 struct Timed {
     inner: Cpu,
-    times: RefCell<BTreeMap<String, (f64, usize)>>,
+    times: Mutex<BTreeMap<String, (f64, usize)>>,
 }
 
 impl Timed {
     fn time<T>(&self, name: String, f: impl FnOnce() -> T) -> T {
         let t = Instant::now();
         let r = f();
-        let mut times = self.times.borrow_mut();
+        let mut times = self.times.lock().unwrap();
         let e = times.entry(name).or_default();
         e.0 += t.elapsed().as_secs_f64();
         e.1 += 1;
@@ -61,14 +62,13 @@ fn main() {
     let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.s1.as_str(), p.s2.as_str()]).take(512).collect();
     let e = Embedder::load(Timed::default(), &ModelFiles::from_dir("assets/models/all-MiniLM-L6-v2").unwrap()).unwrap();
     let opts = EmbedOptions { batch_size, ..Default::default() };
-    padding(&e, &texts, batch_size);
     e.embed(&texts, &opts).unwrap();
-    e.backend().times.borrow_mut().clear();
+    e.backend().times.lock().unwrap().clear();
     let t = Instant::now();
     e.embed(&texts, &opts).unwrap();
     let total = t.elapsed().as_secs_f64();
     println!("{} texts, batch {batch_size}: {:.1} ms, {:.1} sentences/s", texts.len(), total * 1e3, texts.len() as f64 / total);
-    let times = e.backend().times.borrow();
+    let times = e.backend().times.lock().unwrap();
     let ops: f64 = times.values().map(|v| v.0).sum();
     for (name, (s, n)) in times.iter() {
         println!("{name:40} {:8.2} ms {:5.1}%  ({n} calls)", s * 1e3, s / total * 100.0);
@@ -76,13 +76,3 @@ fn main() {
     println!("{:40} {:8.2} ms {:5.1}%", "outside the ops (tokenizer, batching)", (total - ops) * 1e3, (total - ops) / total * 100.0);
 }
 
-fn padding(e: &Embedder<Timed>, texts: &[&str], batch_size: usize) {
-    let enc = e.tokenize(texts).unwrap();
-    let (mut real, mut padded) = (0, 0);
-    for g in wembed::embedder::length_groups(&enc, batch_size) {
-        let max = g.iter().map(|&i| enc[i].ids.len()).max().unwrap();
-        real += g.iter().map(|&i| enc[i].ids.len()).sum::<usize>();
-        padded += max * g.len();
-    }
-    println!("tokens: {real} real, {padded} computed with padding ({:.1}% waste)", (padded - real) as f64 / padded as f64 * 100.0);
-}

@@ -1,6 +1,8 @@
 //! The embedding pipeline: text -> tokens -> length-grouped packed batches -> encoder ->
 //! pooling -> vectors in input order.
 
+use rayon::prelude::*;
+
 use crate::backend::Backend;
 use crate::config::{ModelConfig, ModelFiles, SentenceConfig};
 use crate::error::{Error, Result};
@@ -127,7 +129,15 @@ impl<B: Backend> Embedder<B> {
         Ok((encoded, pool_start))
     }
 
+    /// Encoder and pooling for one group of texts -> `[group.len(), dim]` on the device.
+    fn run_group(&self, encoded: &[Encoded], group: &[usize], pool_start: u32, normalize: bool) -> Result<B::Tensor> {
+        let batch = Batch::pack(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
+        let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &batch.meta)?;
+        self.backend.pool(&hidden, &batch.meta, &self.sentence.pooling.modes, normalize)
+    }
+
     /// Embeds texts; one vector per text, in input order. Empty input gives an empty list.
+    /// Batches run one after another; `progress(done, total)` is called after each.
     pub async fn embed_async(
         &self,
         texts: &[&str],
@@ -136,36 +146,70 @@ impl<B: Backend> Embedder<B> {
     ) -> Result<Vec<Vec<f32>>> {
         let (encoded, pool_start) = self.prepare(texts, opts)?;
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
-        let dim = self.dim();
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
         for group in length_groups(&encoded, opts.batch_size) {
-            let batch = Batch::pack(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
-            let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &batch.meta)?;
-            let pooled = self.backend.pool(&hidden, &batch.meta, &self.sentence.pooling.modes, normalize)?;
+            let pooled = self.run_group(&encoded, &group, pool_start, normalize)?;
             let flat = self.backend.read(&pooled).await?;
-            for (row, &i) in flat.chunks_exact(dim).zip(&group) {
-                out[i] = row.to_vec();
-            }
+            scatter(&mut out, &group, &flat, self.dim());
             done += group.len();
             progress(done, texts.len());
         }
         Ok(out)
     }
 
-    /// Blocking [`Self::embed_async`] (native code, or the CPU backend anywhere).
-    pub fn embed(&self, texts: &[&str], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>> {
-        pollster::block_on(self.embed_async(texts, opts, |_, _| {}))
+    /// Blocking embed (native code, or the CPU backend anywhere); one vector per text, in input
+    /// order.
+    pub fn embed(&self, texts: &[&str], opts: &EmbedOptions) -> Result<Vec<Vec<f32>>>
+    where
+        B: Sync,
+        B::Tensor: Send,
+        B::Matrix: Sync,
+        B::Vector: Sync,
+    {
+        self.embed_with_progress(texts, opts, |_, _| {})
     }
 
-    /// Blocking embed that reports `(done, total)` after each batch.
+    /// Blocking embed that reports `(done, total)` after each batch. Where the backend allows
+    /// ([`Backend::concurrent_batches`]), batches run side by side on rayon's threads.
     pub fn embed_with_progress(
         &self,
         texts: &[&str],
         opts: &EmbedOptions,
-        progress: impl FnMut(usize, usize),
-    ) -> Result<Vec<Vec<f32>>> {
-        pollster::block_on(self.embed_async(texts, opts, progress))
+        progress: impl FnMut(usize, usize) + Send,
+    ) -> Result<Vec<Vec<f32>>>
+    where
+        B: Sync,
+        B::Tensor: Send,
+        B::Matrix: Sync,
+        B::Vector: Sync,
+    {
+        if self.backend.concurrent_batches() <= 1 {
+            return pollster::block_on(self.embed_async(texts, opts, progress));
+        }
+        let (encoded, pool_start) = self.prepare(texts, opts)?;
+        let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
+        let groups = length_groups(&encoded, opts.batch_size);
+        let progress = std::sync::Mutex::new((0usize, progress));
+        let results: Vec<Result<Vec<f32>>> = groups
+            .par_iter()
+            .with_max_len(1)
+            .map(|group| {
+                let pooled = self.run_group(&encoded, group, pool_start, normalize)?;
+                let flat = pollster::block_on(self.backend.read(&pooled))?;
+                if let Ok(mut p) = progress.lock() {
+                    p.0 += group.len();
+                    let done = p.0;
+                    (p.1)(done, texts.len());
+                }
+                Ok(flat)
+            })
+            .collect();
+        let mut out = vec![Vec::new(); texts.len()];
+        for (group, flat) in groups.iter().zip(results) {
+            scatter(&mut out, group, &flat?, self.dim());
+        }
+        Ok(out)
     }
 
     /// The encoder's last hidden state for each text alone (no batching, no pooling).
@@ -179,6 +223,13 @@ impl<B: Backend> Embedder<B> {
             out.push(TokenStates { ids: e.ids.clone(), hidden });
         }
         Ok(out)
+    }
+}
+
+/// Puts the rows of a group's `[group.len(), dim]` result at the group's input positions.
+fn scatter(out: &mut [Vec<f32>], group: &[usize], flat: &[f32], dim: usize) {
+    for (row, &i) in flat.chunks_exact(dim).zip(group) {
+        out[i] = row.to_vec();
     }
 }
 

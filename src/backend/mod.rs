@@ -115,4 +115,11 @@ pub trait Backend {
 
     /// Copies a tensor to host memory, row-major. Async because WebGPU readback is.
     fn read(&self, t: &Self::Tensor) -> impl Future<Output = Result<Vec<f32>>>;
+
+    /// How many batches the embedder may run side by side, each from its own thread. A GPU
+    /// wants one stream of work; the CPU backend says one per core, since whole batches side
+    /// by side scale better than splitting every op between the cores.
+    fn concurrent_batches(&self) -> usize {
+        1
+    }
 }

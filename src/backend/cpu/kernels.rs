@@ -103,8 +103,8 @@ pub fn add_layer_norm_row(row: &mut [f32], residual: Option<&[f32]>, gamma: &[f3
             }
         }
         let n = row.len() as f32;
-        let mean = sum8(row.iter().copied()) / n;
-        let var = sum8(row.iter().map(|v| (v - mean) * (v - mean))) / n;
+        let mean = sum8(row) / n;
+        let var = sum_sq_dev8(row, mean) / n;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean) * inv * g + b;
@@ -114,12 +114,68 @@ pub fn add_layer_norm_row(row: &mut [f32], residual: Option<&[f32]>, gamma: &[f3
 
 /// Sum with eight independent partial sums (vectorizable, and more exact than one chain).
 #[inline(always)]
-fn sum8(xs: impl Iterator<Item = f32>) -> f32 {
+fn sum8(xs: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
-    for (i, x) in xs.enumerate() {
-        lanes[i % 8] += x;
+    let chunks = xs.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] += c[l];
+        }
     }
-    lanes.iter().sum()
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `Σ (x - mean)²` with eight partial sums.
+#[inline(always)]
+fn sum_sq_dev8(xs: &[f32], mean: f32) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let chunks = xs.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|v| (v - mean) * (v - mean)).sum();
+    for c in chunks {
+        for l in 0..8 {
+            lanes[l] += (c[l] - mean) * (c[l] - mean);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Dot product with eight partial sums.
+#[inline(always)]
+pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Attention of one head over one sequence: `q`, `k`, `v` are `[len, hd]` views with row
+/// stride `stride`; writes `softmax(scale · q kᵀ) v` into `out` `[len, hd]`. `scores` is
+/// scratch space of at least `len` floats.
+#[allow(clippy::too_many_arguments)]
+pub fn attend(len: usize, hd: usize, stride: usize, scale: f32, q: &[f32], k: &[f32], v: &[f32], scores: &mut [f32], out: &mut [f32]) {
+    simd!({
+        let scores = &mut scores[..len];
+        for i in 0..len {
+            let qi = &q[i * stride..i * stride + hd];
+            for (j, s) in scores.iter_mut().enumerate() {
+                *s = scale * dot8(qi, &k[j * stride..j * stride + hd]);
+            }
+            softmax_row(scores);
+            let oi = &mut out[i * hd..(i + 1) * hd];
+            oi.fill(0.0);
+            for (j, &p) in scores.iter().enumerate() {
+                for (o, vv) in oi.iter_mut().zip(&v[j * stride..j * stride + hd]) {
+                    *o += p * vv;
+                }
+            }
+        }
+    })
 }
 
 /// Softmax of one row in place, subtracting the row max first so exp never overflows.
@@ -129,7 +185,7 @@ pub fn softmax_row(row: &mut [f32]) {
         for v in row.iter_mut() {
             *v = exp(*v - max);
         }
-        let inv = 1.0 / sum8(row.iter().copied());
+        let inv = 1.0 / sum8(row);
         for v in row.iter_mut() {
             *v *= inv;
         }

@@ -1,0 +1,332 @@
+//! Bad input gets a clear error (or a defined result), never a panic. Each case starts from a
+//! good tiny model, breaks one thing, and checks the message names what is wrong.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use wembed::{Cpu, EmbedOptions, Embedder, Error, ModelFiles};
+
+/// A copy of the tiny mean-pooling model in a fresh temporary folder.
+fn tiny_copy() -> (tempfile::TempDir, PathBuf) {
+    let src = root().join("tests/fixtures/tiny/mean-erf-norm");
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("model");
+    copy_dir(&src, &dst);
+    (tmp, dst)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn load(dir: &Path) -> wembed::Result<Embedder<Cpu>> {
+    Embedder::load(Cpu::new(), &ModelFiles::from_dir(dir)?)
+}
+
+/// Loading fails, and the message contains every one of `needles`.
+fn fails_with(dir: &Path, needles: &[&str]) -> Error {
+    let err = match load(dir) {
+        Ok(_) => panic!("loading {} should fail", dir.display()),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    for n in needles {
+        assert!(msg.contains(n), "error `{msg}` should mention `{n}`");
+    }
+    err
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// Rewrites model.safetensors through `f`, which gets (name -> (dtype, shape, bytes)).
+fn edit_weights(dir: &Path, f: impl FnOnce(&mut HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut map: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .collect();
+    f(&mut map);
+    let views: Vec<(String, TensorView)> = map
+        .iter()
+        .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+const WORD: &str = "embeddings.word_embeddings.weight";
+
+#[test]
+fn missing_folder() {
+    let err = ModelFiles::from_dir("/no/such/model").err().unwrap();
+    assert!(err.to_string().contains("/no/such/model"), "{err}");
+}
+
+#[test]
+fn missing_config() {
+    let (_t, d) = tiny_copy();
+    std::fs::remove_file(d.join("config.json")).unwrap();
+    fails_with(&d, &["config.json", "not found"]);
+}
+
+#[test]
+fn malformed_config_json() {
+    let (_t, d) = tiny_copy();
+    std::fs::write(d.join("config.json"), b"{\"model_type\": \"bert\", ").unwrap();
+    fails_with(&d, &["config.json", "not valid"]);
+}
+
+#[test]
+fn unknown_model_type() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("config.json"), |v| v["model_type"] = "llama".into());
+    fails_with(&d, &["model_type `llama`", "bert"]);
+}
+
+#[test]
+fn config_without_model_type() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("config.json"), |v| {
+        v.as_object_mut().unwrap().remove("model_type");
+    });
+    fails_with(&d, &["config.json", "model_type"]);
+}
+
+#[test]
+fn config_missing_a_dimension() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("config.json"), |v| {
+        v.as_object_mut().unwrap().remove("hidden_size");
+    });
+    fails_with(&d, &["config.json", "hidden_size"]);
+}
+
+#[test]
+fn heads_do_not_divide_hidden_size() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("config.json"), |v| v["num_attention_heads"] = 5.into());
+    fails_with(&d, &["num_attention_heads"]);
+}
+
+#[test]
+fn unsupported_activation() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("config.json"), |v| v["hidden_act"] = "swish".into());
+    fails_with(&d, &["hidden_act `swish`"]);
+}
+
+#[test]
+fn relative_positions_are_refused() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("config.json"), |v| v["position_embedding_type"] = "relative_key".into());
+    fails_with(&d, &["relative_key"]);
+}
+
+#[test]
+fn truncated_safetensors() {
+    let (_t, d) = tiny_copy();
+    let p = d.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    fails_with(&d, &["model.safetensors", "truncated or corrupt"]);
+}
+
+#[test]
+fn garbage_safetensors() {
+    let (_t, d) = tiny_copy();
+    std::fs::write(d.join("model.safetensors"), b"this is not a tensor file at all").unwrap();
+    fails_with(&d, &["model.safetensors", "not a readable safetensors file"]);
+}
+
+#[test]
+fn empty_safetensors_file() {
+    let (_t, d) = tiny_copy();
+    std::fs::write(d.join("model.safetensors"), b"").unwrap();
+    fails_with(&d, &["model.safetensors"]);
+}
+
+#[test]
+fn missing_tensor() {
+    let (_t, d) = tiny_copy();
+    edit_weights(&d, |m| {
+        m.remove("encoder.layer.1.output.dense.weight");
+    });
+    fails_with(&d, &["encoder.layer.1.output.dense.weight", "missing"]);
+}
+
+#[test]
+fn wrong_shape() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("config.json"), |v| v["intermediate_size"] = 40.into());
+    fails_with(&d, &["encoder.layer.0.intermediate.dense.weight", "shape"]);
+}
+
+#[test]
+fn wrong_dtype() {
+    let (_t, d) = tiny_copy();
+    edit_weights(&d, |m| {
+        let (_, shape, bytes) = m.remove(WORD).unwrap();
+        let as_i32: Vec<u8> = bytes.chunks_exact(4).flat_map(|b| (f32::from_le_bytes(b.try_into().unwrap()) as i32).to_le_bytes()).collect();
+        m.insert(WORD.into(), (Dtype::I32, shape, as_i32));
+    });
+    fails_with(&d, &[WORD, "dtype I32"]);
+}
+
+#[test]
+fn nan_in_weights() {
+    let (_t, d) = tiny_copy();
+    edit_weights(&d, |m| {
+        let w = m.get_mut("encoder.layer.0.attention.self.key.weight").unwrap();
+        w.2[8..12].copy_from_slice(&f32::NAN.to_le_bytes());
+    });
+    fails_with(&d, &["encoder.layer.0.attention.self.key.weight", "non-finite", "index 2"]);
+}
+
+#[test]
+fn missing_tokenizer() {
+    let (_t, d) = tiny_copy();
+    std::fs::remove_file(d.join("tokenizer.json")).unwrap();
+    fails_with(&d, &["tokenizer.json", "not found"]);
+}
+
+#[test]
+fn malformed_tokenizer() {
+    let (_t, d) = tiny_copy();
+    std::fs::write(d.join("tokenizer.json"), b"{\"model\": 42}").unwrap();
+    fails_with(&d, &["tokenizer.json", "not valid"]);
+}
+
+#[test]
+fn unsupported_sentence_transformers_module() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("modules.json"), |v| {
+        v.as_array_mut().unwrap().push(serde_json::json!({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}));
+    });
+    fails_with(&d, &["sentence_transformers.models.Dense", "modules.json"]);
+}
+
+#[test]
+fn malformed_modules_json() {
+    let (_t, d) = tiny_copy();
+    std::fs::write(d.join("modules.json"), b"[{\"type\": 1}]").unwrap();
+    fails_with(&d, &["modules.json", "not valid"]);
+}
+
+#[test]
+fn pooling_with_no_mode() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("1_Pooling/config.json"), |v| v["pooling_mode_mean_tokens"] = false.into());
+    fails_with(&d, &["1_Pooling/config.json", "no pooling mode"]);
+}
+
+#[test]
+fn pooling_config_missing() {
+    let (_t, d) = tiny_copy();
+    std::fs::remove_dir_all(d.join("1_Pooling")).unwrap();
+    fails_with(&d, &["1_Pooling/config.json", "not found"]);
+}
+
+#[test]
+fn max_seq_length_without_room() {
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("sentence_bert_config.json"), |v| v["max_seq_length"] = 1.into());
+    fails_with(&d, &["max_seq_length 1"]);
+}
+
+#[test]
+fn tokenizer_bigger_than_the_model_vocabulary() {
+    let (_t, d) = tiny_copy();
+    // Drop the last word rows from the model: ids of those words are now out of range.
+    edit_json(&d.join("config.json"), |v| v["vocab_size"] = 100.into());
+    edit_weights(&d, |m| {
+        let w = m.get_mut(WORD).unwrap();
+        w.1[0] = 100;
+        w.2.truncate(100 * 36 * 4);
+    });
+    let e = load(&d).unwrap();
+    let err = e.embed(&["music all night"], &EmbedOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("outside the model's table of 100"), "{err}");
+}
+
+#[test]
+fn empty_input_list_gives_empty_output() {
+    let (_t, d) = tiny_copy();
+    let e = load(&d).unwrap();
+    assert!(e.embed(&[], &EmbedOptions::default()).unwrap().is_empty());
+}
+
+#[test]
+fn empty_and_blank_strings_embed_like_sentence_transformers() {
+    // sentence-transformers strips text, so both become [CLS] [SEP]; the reference includes "".
+    let (_t, d) = tiny_copy();
+    let e = load(&d).unwrap();
+    let v = e.embed(&["", "  \t\n "], &EmbedOptions::default()).unwrap();
+    assert_eq!(v[0], v[1]);
+    let reference = tiny_ref(&d);
+    let want = &reference.sentences.iter().find(|s| s.text.is_empty()).unwrap().pooled;
+    assert!(cosine(&v[0], want) > 0.99999);
+}
+
+#[test]
+fn very_long_text_is_cut_at_max_seq_length_or_refused() {
+    let (_t, d) = tiny_copy();
+    let e = load(&d).unwrap();
+    let long = "the dog runs ".repeat(100_000 / 13 + 1);
+    assert!(long.len() >= 100_000);
+    let v = e.embed(&[&long], &EmbedOptions::default()).unwrap();
+    // Cut at 24 tokens: the same as any text whose first 22 words agree.
+    let short = "the dog runs ".repeat(10);
+    let w = e.embed(&[&short], &EmbedOptions::default()).unwrap();
+    assert!(max_abs_diff(&v[0], &w[0]).0 < 1e-6);
+    let err = e.embed(&[&long], &EmbedOptions { truncate: false, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("longer than the model's limit of 24 tokens"), "{err}");
+}
+
+#[test]
+fn zero_batch_size() {
+    let (_t, d) = tiny_copy();
+    let e = load(&d).unwrap();
+    let err = e.embed(&["a"], &EmbedOptions { batch_size: 0, ..Default::default() }).unwrap_err();
+    assert!(err.to_string().contains("batch_size"), "{err}");
+}
+
+#[test]
+fn unknown_prompt_name() {
+    let (_t, d) = tiny_copy();
+    let e = load(&d).unwrap();
+    let err = e
+        .embed(&["a"], &EmbedOptions { prompt_name: Some("query".into()), ..Default::default() })
+        .unwrap_err();
+    assert!(err.to_string().contains("no prompt named `query`"), "{err}");
+}
+
+#[test]
+fn odd_characters_give_finite_vectors() {
+    let (_t, d) = tiny_copy();
+    let e = load(&d).unwrap();
+    let texts = ["\0\u{1}\u{7f}", "\u{202e}reversed", "🧪🧪🧪", "\u{fffd}", "a\u{0301}\u{0301}\u{0301}"];
+    for v in e.embed(&texts, &EmbedOptions::default()).unwrap() {
+        assert!(v.iter().all(|x| x.is_finite()));
+        let norm: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
+}

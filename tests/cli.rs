@@ -1,0 +1,98 @@
+//! The `wembed` command line, run as a user would.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::*;
+
+fn wembed(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wembed")).current_dir(root()).args(args).output().unwrap()
+}
+
+fn tiny() -> String {
+    root().join("tests/fixtures/tiny/mean-erf-norm").display().to_string()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn embed_prints_json_vectors_equal_to_the_library() {
+    let out = wembed(&["embed", "--model", &tiny(), "hello world!", "a man is playing a guitar."]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vectors: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).unwrap();
+    let reference = tiny_ref(std::path::Path::new(&tiny()));
+    let want = |t: &str| &reference.sentences.iter().find(|s| s.text == t).unwrap().pooled;
+    assert_eq!(vectors.len(), 2);
+    assert!(cosine(&vectors[0], want("hello world!")) > 0.99999);
+    assert!(cosine(&vectors[1], want("a man is playing a guitar.")) > 0.99999);
+}
+
+#[test]
+fn embed_reads_a_file_and_writes_npy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("texts.txt");
+    std::fs::write(&input, "hello world!\r\nthe quick brown fox\n\nlast line without newline").unwrap();
+    let npy = tmp.path().join("out.npy");
+    let out = wembed(&["embed", "--model", &tiny(), "--file", input.to_str().unwrap(), "--format", "npy", "--out", npy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&npy).unwrap();
+    assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
+    assert!(header.contains("'shape': (4, 36)"), "{header}");
+    assert_eq!((10 + header_len) % 64, 0, "numpy aligns the data to 64 bytes");
+    assert_eq!(bytes.len() - 10 - header_len, 4 * 36 * 4);
+}
+
+#[test]
+fn invalid_utf8_in_a_file_names_the_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("bad.txt");
+    std::fs::write(&input, b"fine\nbro\xffken\n").unwrap();
+    let out = wembed(&["embed", "--model", &tiny(), "--file", input.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("line 2: not valid UTF-8"), "{}", stderr(&out));
+}
+
+#[test]
+fn usage_errors_are_reported_not_panicked() {
+    for (args, needle) in [
+        (vec!["frobnicate"], "unknown command `frobnicate`"),
+        (vec!["embed", "--model"], "--model needs a value"),
+        (vec!["embed", "--bogus"], "unknown option --bogus"),
+        (vec!["embed", "--model", "/no/such/dir", "x"], "/no/such/dir"),
+        (vec!["embed", "--batch-size", "many", "x"], "--batch-size wants a whole number"),
+        (vec!["eval", "nothing"], "eval wants `stsb`"),
+    ] {
+        let out = wembed(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?} panicked");
+    }
+    let tiny = tiny();
+    let out = wembed(&["embed", "--model", &tiny]);
+    assert!(stderr(&out).contains("nothing to embed"), "{}", stderr(&out));
+}
+
+/// Parses "<label> Spearman x100 = <number>" from the eval output.
+fn spearman_line(stdout: &str, label: &str) -> f64 {
+    let line = stdout.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"));
+    line.split('=').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn eval_stsb_agrees_with_pytorch() {
+    minilm_dir();
+    let out = wembed(&["eval", "stsb"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    print!("{stdout}");
+    assert!(stdout.contains("1379 pairs"), "{stdout}");
+    let ours = spearman_line(&stdout, "wembed");
+    let pytorch = spearman_line(&stdout, "PyTorch");
+    assert!((pytorch - minilm_ref().stsb_test.spearman_x100).abs() < 1e-4, "printed to 4 decimals");
+    assert!((ours - pytorch).abs() <= 0.05, "wembed {ours} vs PyTorch {pytorch}");
+}
