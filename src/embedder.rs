@@ -33,6 +33,10 @@ impl Default for EmbedOptions {
     }
 }
 
+/// Batches recorded before one read-back in [`Embedder::embed_async`]: 256 texts at the default
+/// batch size, so a GPU gets one submit per call of that size while progress still moves.
+pub const BATCHES_PER_READ: usize = 8;
+
 /// A loaded sentence-embedding model on one backend.
 pub struct Embedder<B: Backend> {
     backend: B,
@@ -137,7 +141,8 @@ impl<B: Backend> Embedder<B> {
     }
 
     /// Embeds texts; one vector per text, in input order. Empty input gives an empty list.
-    /// Batches run one after another; `progress(done, total)` is called after each.
+    /// Batches are recorded [`BATCHES_PER_READ`] at a time and read back together (on a GPU:
+    /// one submit); `progress(done, total)` is called after each such wave.
     pub async fn embed_async(
         &self,
         texts: &[&str],
@@ -148,11 +153,15 @@ impl<B: Backend> Embedder<B> {
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
-        for group in length_groups(&encoded, opts.batch_size) {
-            let pooled = self.run_group(&encoded, &group, pool_start, normalize)?;
-            let flat = self.backend.read(&pooled).await?;
-            scatter(&mut out, &group, &flat, self.dim());
-            done += group.len();
+        let groups = length_groups(&encoded, opts.batch_size);
+        for wave in groups.chunks(BATCHES_PER_READ) {
+            let pooled =
+                wave.iter().map(|g| self.run_group(&encoded, g, pool_start, normalize)).collect::<Result<Vec<_>>>()?;
+            let flats = self.backend.read_many(&pooled.iter().collect::<Vec<_>>()).await?;
+            for (group, flat) in wave.iter().zip(&flats) {
+                scatter(&mut out, group, flat, self.dim());
+                done += group.len();
+            }
             progress(done, texts.len());
         }
         Ok(out)

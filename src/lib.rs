@@ -1,5 +1,5 @@
 //! wembed: sentence embeddings from Hugging Face / sentence-transformers models, computed on
-//! the CPU (and, through the same [`Backend`] trait, other devices), equal to
+//! the CPU or a GPU (WebGPU through wgpu) behind one [`Backend`] trait, equal to
 //! sentence-transformers on PyTorch.
 //!
 //! ```no_run
@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod device;
 pub mod embedder;
 pub mod error;
 pub mod eval;
@@ -22,6 +23,8 @@ pub mod weights;
 
 pub use backend::Backend;
 pub use backend::cpu::Cpu;
+pub use backend::gpu::Gpu;
 pub use config::{ModelConfig, ModelFiles, PoolMode, SentenceConfig};
+pub use device::{AnyEmbedder, Device};
 pub use embedder::{EmbedOptions, Embedder};
 pub use error::{Error, Result};

@@ -7,6 +7,7 @@
 //! likes (quantized, f16…).
 
 pub mod cpu;
+pub mod gpu;
 
 use std::future::Future;
 
@@ -115,6 +116,17 @@ pub trait Backend {
 
     /// Copies a tensor to host memory, row-major. Async because WebGPU readback is.
     fn read(&self, t: &Self::Tensor) -> impl Future<Output = Result<Vec<f32>>>;
+
+    /// Copies several tensors to host memory; a GPU does it in one submit.
+    fn read_many(&self, ts: &[&Self::Tensor]) -> impl Future<Output = Result<Vec<Vec<f32>>>> {
+        async move {
+            let mut out = Vec::with_capacity(ts.len());
+            for t in ts {
+                out.push(self.read(t).await?);
+            }
+            Ok(out)
+        }
+    }
 
     /// How many batches the embedder may run side by side, each from its own thread. A GPU
     /// wants one stream of work; the CPU backend says one per core, since whole batches side

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use super::{Args, DEFAULT_MODEL, DEFAULT_STSB, load, options};
-use wembed::{Backend, EmbedOptions};
+use wembed::EmbedOptions;
 use wembed::eval::{cosine, read_stsb_english};
 
 const DEFAULT_PYTHON: &str = "assets/venv-bench/bin/python";
@@ -148,7 +148,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     println!("|---|---|---|---|---|---|---|");
     let dim = embedder.dim();
     let version = env!("CARGO_PKG_VERSION");
-    let device = embedder.backend().name();
+    let device = embedder.device_name();
     let (o1, o32) = (best(&ours1), best(&ours32));
     match &ort_info {
         Some(o) => {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use output::{Progress, npy_bytes, write_out};
 use wembed::eval::{StsPair, cosine, read_stsb_chinese, read_stsb_english, spearman};
-use wembed::{Backend, Cpu, EmbedOptions, Embedder, ModelFiles};
+use wembed::{AnyEmbedder, Device, EmbedOptions, ModelFiles};
 
 const DEFAULT_MODEL: &str = "assets/models/all-MiniLM-L6-v2";
 const DEFAULT_STSB: &str = "assets/data/stsbenchmark.tsv.gz";
@@ -30,6 +30,8 @@ COMMON OPTIONS:
                       fetched by scripts/fetch-assets.sh)
   --threads N         CPU threads (default: one per core)
   --batch-size N      texts per encoder run (default: 32)
+  --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
+                      GPU if there is one, else the CPU)
 
 EMBED OPTIONS:
   --file FILE         read texts from FILE, one per line ('-' for stdin)
@@ -60,7 +62,7 @@ struct Args {
 
 const VALUE_OPTS: &[&str] = &[
     "model", "file", "format", "out", "threads", "batch-size", "prompt-name", "data", "reference", "sentences",
-    "python", "repeats",
+    "python", "repeats", "device",
 ];
 const SWITCHES: &[&str] = &["no-normalize", "no-truncate", "help"];
 
@@ -138,13 +140,18 @@ fn run(raw: &[String]) -> Result<(), String> {
     }
 }
 
-fn load(args: &Args) -> Result<Embedder<Cpu>, String> {
+fn load(args: &Args) -> Result<AnyEmbedder, String> {
     let dir = args.path("model", DEFAULT_MODEL);
     if args.get("model").is_none() && !dir.is_dir() {
         return Err(format!("the default model is not at {DEFAULT_MODEL}: run scripts/fetch-assets.sh, or pass --model DIR"));
     }
+    let device: Device = args.get("device").unwrap_or("cpu").parse().map_err(|e: wembed::Error| e.to_string())?;
     let files = ModelFiles::from_dir(&dir).map_err(|e| e.to_string())?;
-    Embedder::load(Cpu::new(), &files).map_err(|e| e.to_string())
+    let (embedder, why) = pollster::block_on(AnyEmbedder::load(&files, device)).map_err(|e| e.to_string())?;
+    if device == Device::Auto {
+        eprintln!("device: {} ({why})", embedder.device_name());
+    }
+    Ok(embedder)
 }
 
 fn options(args: &Args) -> Result<EmbedOptions, String> {
@@ -215,7 +222,7 @@ fn embed(args: &Args) -> Result<(), String> {
 }
 
 /// Spearman x100 of cosine similarity against the gold scores, MTEB style.
-pub fn sts_spearman(embedder: &Embedder<Cpu>, pairs: &[StsPair], opts: &EmbedOptions, label: &str) -> Result<f64, String> {
+pub fn sts_spearman(embedder: &AnyEmbedder, pairs: &[StsPair], opts: &EmbedOptions, label: &str) -> Result<f64, String> {
     let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.s1.as_str(), p.s2.as_str()]).collect();
     let mut bar = Progress::new(label);
     let v = embedder.embed_with_progress(&texts, opts, |d, t| bar.update(d, t)).map_err(|e| e.to_string())?;
@@ -243,7 +250,7 @@ fn eval_stsb(args: &Args, chinese: bool) -> Result<(), String> {
     let started = std::time::Instant::now();
     let ours = sts_spearman(&embedder, &pairs, &options(args)?, "STS-B")?;
     let name = if chinese { "Chinese STS-B test" } else { "STS-Benchmark test" };
-    println!("{name}: {} pairs, {:.1}s on {}", pairs.len(), started.elapsed().as_secs_f64(), embedder.backend().name());
+    println!("{name}: {} pairs, {:.1}s on {}", pairs.len(), started.elapsed().as_secs_f64(), embedder.device_name());
     println!("wembed      Spearman x100 = {ours:.4}");
     if !chinese {
         // The PyTorch figure only applies to the model the fixtures were made with.

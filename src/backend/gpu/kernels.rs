@@ -1,0 +1,110 @@
+//! The WGSL kernels: their `Params` structs (mirrored field by field, size-checked at compile
+//! time) and their pipelines, compiled once when the device opens.
+
+use bytemuck::{Pod, Zeroable};
+
+/// One variant per shader in `shaders/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    Embed,
+    Linear,
+    LayerNorm,
+    Attention,
+    Pool,
+    Normalize,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 6] =
+        [Kernel::Embed, Kernel::Linear, Kernel::LayerNorm, Kernel::Attention, Kernel::Pool, Kernel::Normalize];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Embed => "embed",
+            Kernel::Linear => "linear",
+            Kernel::LayerNorm => "layer_norm",
+            Kernel::Attention => "attention",
+            Kernel::Pool => "pool",
+            Kernel::Normalize => "normalize",
+        }
+    }
+
+    /// The shader source, embedded at build time.
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::Embed => include_str!("../../../shaders/embed.wgsl"),
+            Kernel::Linear => include_str!("../../../shaders/linear.wgsl"),
+            Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl"),
+            Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
+            Kernel::Pool => include_str!("../../../shaders/pool.wgsl"),
+            Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl"),
+        }
+    }
+}
+
+macro_rules! params {
+    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),* $(,)? } = $size:expr) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, Pod, Zeroable)]
+        pub struct $name { $(pub $field: $ty),* }
+        const _: () = assert!(std::mem::size_of::<$name>() == $size);
+    };
+}
+
+params!(
+    /// `shaders/embed.wgsl` Params.
+    EmbedParams { tokens: u32, dim: u32, _pad: [u32; 2] } = 16
+);
+params!(
+    /// `shaders/linear.wgsl` Params.
+    LinearParams { m: u32, n: u32, k: u32, act: u32 } = 16
+);
+params!(
+    /// `shaders/layer_norm.wgsl` Params.
+    LayerNormParams { rows: u32, cols: u32, eps: f32, has_residual: u32 } = 16
+);
+params!(
+    /// `shaders/attention.wgsl` Params.
+    AttentionParams { tokens: u32, heads: u32, head_dim: u32, dim: u32, scale: f32, _pad: [u32; 3] } = 32
+);
+params!(
+    /// `shaders/pool.wgsl` Params.
+    PoolParams { texts: u32, dim: u32, width: u32, col_offset: u32, mode: u32, _pad: [u32; 3] } = 32
+);
+params!(
+    /// `shaders/normalize.wgsl` Params.
+    NormalizeParams { rows: u32, cols: u32, _pad: [u32; 2] } = 16
+);
+
+/// A compute pipeline per kernel, built once.
+pub struct Pipelines {
+    pipelines: Vec<wgpu::ComputePipeline>,
+}
+
+impl Pipelines {
+    pub fn new(device: &wgpu::Device) -> Pipelines {
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|k| {
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(k.name()),
+                    source: wgpu::ShaderSource::Wgsl(k.source().into()),
+                });
+                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(k.name()),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some("main"),
+                    compilation_options: Default::default(),
+                    cache: None,
+                })
+            })
+            .collect();
+        Pipelines { pipelines }
+    }
+
+    pub fn get(&self, k: Kernel) -> &wgpu::ComputePipeline {
+        &self.pipelines[k as usize]
+    }
+}

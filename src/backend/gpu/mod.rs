@@ -1,0 +1,650 @@
+//! The GPU backend: the CPU backend's ops as WGSL compute shaders (`shaders/*.wgsl`, one file
+//! per op) driven by `wgpu`, natively (Vulkan, Metal, DX12) and in the browser (WebGPU).
+//!
+//! Per batch, every op records its dispatch into one command encoder; [`Backend::read`] ends
+//! it with a copy to a mappable buffer, submits once and awaits the mapping. Runtime sizes go
+//! through a small `Params` uniform per dispatch (all of them packed into one buffer, written
+//! just before the submit), so the pipelines are compiled once at load whatever the shapes.
+//! Intermediate buffers come from a pool keyed by size and are reused across calls.
+
+mod kernels;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use super::{Backend, SeqMeta};
+use crate::config::{Activation, PoolMode};
+use crate::error::{Error, Result};
+use crate::weights::HostTensor;
+use kernels::{Kernel, Pipelines};
+
+/// Texts longer than this do not fit attention's workgroup-memory score row.
+pub const MAX_TOKENS_PER_TEXT: usize = 512;
+
+/// A `[rows, cols]` f32 tensor in a GPU buffer. Intermediate tensors go back to the pool when
+/// dropped.
+pub struct GpuTensor {
+    pub rows: usize,
+    pub cols: usize,
+    buffer: Option<wgpu::Buffer>,
+    pool: Option<Arc<Mutex<BufferPool>>>,
+}
+
+impl GpuTensor {
+    fn buffer(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("a live tensor always holds its buffer")
+    }
+    fn bytes(&self) -> u64 {
+        (self.rows * self.cols * 4) as u64
+    }
+}
+
+impl Drop for GpuTensor {
+    fn drop(&mut self) {
+        if let (Some(pool), Some(buffer)) = (&self.pool, self.buffer.take()) {
+            if let Ok(mut pool) = pool.lock() {
+                pool.give_back(buffer);
+            }
+        }
+    }
+}
+
+/// Free storage buffers by size class (a power of two, at least 256 bytes). Reusing one inside
+/// the same command encoder is safe: wgpu orders the dispatches that touch it.
+#[derive(Default)]
+struct BufferPool {
+    free: HashMap<u64, Vec<wgpu::Buffer>>,
+}
+
+impl BufferPool {
+    fn size_class(bytes: u64) -> u64 {
+        bytes.max(256).next_power_of_two()
+    }
+    fn take(&mut self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+        let class = Self::size_class(bytes);
+        if let Some(b) = self.free.get_mut(&class).and_then(|v| v.pop()) {
+            return b;
+        }
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wembed activations"),
+            size: class,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+    fn give_back(&mut self, buffer: wgpu::Buffer) {
+        self.free.entry(buffer.size()).or_default().push(buffer);
+    }
+}
+
+/// Params of the dispatches recorded since the last submit, packed at the device's uniform
+/// offset alignment into fixed-size chunks.
+struct ParamsArena {
+    align: u64,
+    chunks: Vec<(wgpu::Buffer, Vec<u8>)>,
+}
+
+const PARAMS_CHUNK: u64 = 64 * 1024;
+
+impl ParamsArena {
+    /// Places `bytes`; returns the buffer and offset to bind.
+    fn push(&mut self, device: &wgpu::Device, bytes: &[u8]) -> (wgpu::Buffer, u64) {
+        let need_new = match self.chunks.last() {
+            None => true,
+            Some((_, staged)) => (staged.len() as u64).next_multiple_of(self.align) + bytes.len() as u64 > PARAMS_CHUNK,
+        };
+        if need_new {
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wembed params"),
+                size: PARAMS_CHUNK,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            self.chunks.push((buffer, Vec::new()));
+        }
+        let (buffer, staged) = self.chunks.last_mut().expect("a chunk was just ensured");
+        let offset = (staged.len() as u64).next_multiple_of(self.align);
+        staged.resize(offset as usize, 0);
+        staged.extend_from_slice(bytes);
+        (buffer.clone(), offset)
+    }
+
+    /// Writes the staged params (before the submit that uses them) and starts over.
+    fn flush(&mut self, queue: &wgpu::Queue) {
+        for (buffer, staged) in &mut self.chunks {
+            if !staged.is_empty() {
+                queue.write_buffer(buffer, 0, staged);
+                staged.clear();
+            }
+        }
+    }
+}
+
+/// The batch layout uploaded for the ops that need it, kept while the same batch is processed.
+struct MetaBuffers {
+    meta: SeqMeta,
+    /// Per token: (id, type id, position in its text, text index); ids are filled by `embed`.
+    toks: wgpu::Buffer,
+    /// Per text: (first row, len, pool start, 0).
+    seqs: wgpu::Buffer,
+}
+
+struct State {
+    encoder: Option<wgpu::CommandEncoder>,
+    params: ParamsArena,
+    meta: Option<MetaBuffers>,
+}
+
+/// The GPU backend.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    pipelines: Pipelines,
+    pool: Arc<Mutex<BufferPool>>,
+    state: Mutex<State>,
+    /// Set by wgpu's callbacks when the device is lost or a command fails.
+    failure: Arc<Mutex<Option<String>>>,
+    /// A 4-byte buffer bound where an op has no tensor to give (layer norm without residual).
+    placeholder: wgpu::Buffer,
+}
+
+impl Gpu {
+    /// Finds an adapter and opens a device. Errors (no adapter, no device) say what was tried;
+    /// the automatic device choice falls back to the CPU on them.
+    pub async fn new() -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                Error::Backend(format!(
+                    "no GPU adapter found ({e}); on Linux without a GPU, install Mesa's Vulkan driver \
+                     (Debian: mesa-vulkan-drivers), or use the CPU backend"
+                ))
+            })?;
+        Self::with_adapter(adapter).await
+    }
+
+    pub async fn with_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let info = adapter.get_info();
+        let have = adapter.limits();
+        // Downlevel defaults run everywhere (WebGPU, GL, old mobile); raise only what the model
+        // needs: 6 storage buffers per shader and buffers as large as an embedding table.
+        let limits = wgpu::Limits {
+            max_storage_buffers_per_shader_stage: 6.min(have.max_storage_buffers_per_shader_stage),
+            max_storage_buffer_binding_size: have.max_storage_buffer_binding_size,
+            max_buffer_size: have.max_buffer_size,
+            max_compute_workgroup_storage_size: have.max_compute_workgroup_storage_size.min(16384),
+            ..wgpu::Limits::downlevel_defaults()
+        };
+        if limits.max_storage_buffers_per_shader_stage < 6 {
+            return Err(Error::Backend(format!(
+                "GPU adapter `{}` allows {} storage buffers per shader; wembed needs 6",
+                info.name, have.max_storage_buffers_per_shader_stage
+            )));
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wembed"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::Backend(format!("GPU adapter `{}` refused a device: {e}", info.name)))?;
+        let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+        let lost = failure.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut f) = lost.lock() {
+                f.get_or_insert(format!("GPU device lost ({reason:?}): {message}"));
+            }
+        });
+        // wgpu's default handler panics on a validation or out-of-memory error; record it
+        // instead, so the next call returns it as an Error.
+        let failed = failure.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut f) = failed.lock() {
+                f.get_or_insert(format!("GPU error: {e}"));
+            }
+        }));
+        let pipelines = Pipelines::new(&device);
+        let align = device.limits().min_uniform_buffer_offset_alignment as u64;
+        let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wembed placeholder"),
+            size: 256,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        let gpu = Gpu {
+            device,
+            queue,
+            info,
+            pipelines,
+            pool: Arc::new(Mutex::new(BufferPool::default())),
+            state: Mutex::new(State { encoder: None, params: ParamsArena { align, chunks: vec![] }, meta: None }),
+            failure,
+            placeholder,
+        };
+        gpu.check()?;
+        Ok(gpu)
+    }
+
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// Destroys the device, as a driver reset would: for testing the lost-device path.
+    #[doc(hidden)]
+    pub fn simulate_device_loss(&self) {
+        self.device.destroy();
+        // Natively the lost callback runs inside poll.
+        let _ = self.device.poll(wgpu::PollType::Poll);
+    }
+
+    /// The failure wgpu reported, if any: a lost device or a failed command.
+    fn check(&self) -> Result<()> {
+        match self.failure.lock().ok().and_then(|f| f.clone()) {
+            Some(msg) => Err(Error::Backend(format!("{msg}; load the model again to get a new device"))),
+            None => Ok(()),
+        }
+    }
+
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+        self.state.lock().map_err(|_| Error::Backend("GPU state poisoned by an earlier failure".into()))
+    }
+
+    fn tensor(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
+        let bytes = (rows * cols * 4) as u64;
+        let buffer = self.pool.lock().map_err(|_| Error::Backend("GPU buffer pool poisoned".into()))?.take(&self.device, bytes);
+        Ok(GpuTensor { rows, cols, buffer: Some(buffer), pool: Some(self.pool.clone()) })
+    }
+
+    fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        // Never empty: a zero-sized binding is invalid.
+        let padded;
+        let contents = if bytes.is_empty() {
+            padded = [0u8; 16];
+            &padded[..]
+        } else {
+            bytes
+        };
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
+    }
+
+    /// Uploads the batch layout once per batch; ops of the same batch reuse it.
+    fn meta<'s>(&self, state: &'s mut State, meta: &SeqMeta, ids: Option<(&[u32], &[u32])>) -> &'s MetaBuffers {
+        let reuse = ids.is_none() && matches!(&state.meta, Some(m) if m.meta == *meta);
+        if !reuse {
+            let mut toks = vec![0u32; meta.tokens * 4];
+            for b in 0..meta.batch() {
+                for (pos, r) in meta.rows(b).enumerate() {
+                    toks[r * 4 + 2] = pos as u32;
+                    toks[r * 4 + 3] = b as u32;
+                }
+            }
+            if let Some((ids, type_ids)) = ids {
+                for r in 0..meta.tokens {
+                    toks[r * 4] = ids[r];
+                    toks[r * 4 + 1] = type_ids[r];
+                }
+            }
+            let seqs: Vec<u32> =
+                (0..meta.batch()).flat_map(|b| [meta.offsets[b], meta.lens[b], meta.starts[b], 0]).collect();
+            let usage = wgpu::BufferUsages::STORAGE;
+            state.meta = Some(MetaBuffers {
+                meta: meta.clone(),
+                toks: self.upload("wembed tokens", bytemuck::cast_slice(&toks), usage),
+                seqs: self.upload("wembed texts", bytemuck::cast_slice(&seqs), usage),
+            });
+        }
+        state.meta.as_ref().expect("set just above")
+    }
+
+    /// Records one dispatch of `kernel` with `params` and the storage `buffers` in binding order.
+    fn dispatch(
+        &self,
+        state: &mut State,
+        kernel: Kernel,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) -> Result<()> {
+        let limit = self.device.limits().max_compute_workgroups_per_dimension;
+        if groups.0 > limit || groups.1 > limit {
+            return Err(Error::Input(format!(
+                "batch too large for one GPU dispatch ({} x {} workgroups, limit {limit}); use a smaller batch_size",
+                groups.0, groups.1
+            )));
+        }
+        let (params_buffer, offset) = state.params.push(&self.device, params);
+        let pipeline = self.pipelines.get(kernel);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &params_buffer,
+                offset,
+                size: std::num::NonZeroU64::new(params.len() as u64),
+            }),
+        }];
+        for (i, b) in buffers.iter().enumerate() {
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        }
+        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.name()),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let encoder = state.encoder.get_or_insert_with(|| {
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
+        });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name()), timestamp_writes: None });
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(groups.0.max(1), groups.1.max(1), 1);
+        }
+        Ok(())
+    }
+}
+
+fn groups(n: usize, per: usize) -> u32 {
+    n.div_ceil(per) as u32
+}
+
+fn act_code(act: Option<Activation>) -> u32 {
+    match act {
+        None => 0,
+        Some(Activation::GeluErf) => 1,
+        Some(Activation::GeluTanh) => 2,
+        Some(Activation::Relu) => 3,
+    }
+}
+
+impl Backend for Gpu {
+    type Tensor = GpuTensor;
+    type Matrix = GpuTensor;
+    type Vector = GpuTensor;
+
+    fn name(&self) -> String {
+        format!("gpu ({}, {:?})", self.info.name, self.info.backend)
+    }
+
+    fn matrix(&self, w: HostTensor) -> Result<GpuTensor> {
+        let (rows, cols) = match w.shape[..] {
+            [r, c] => (r, c),
+            _ => return Err(Error::Backend(format!("matrix must be 2-D, got shape {:?}", w.shape))),
+        };
+        let max = self.device.limits().max_storage_buffer_binding_size as usize;
+        if w.data.len() * 4 > max {
+            return Err(Error::Backend(format!(
+                "a {rows}x{cols} weight is {} bytes; this GPU binds at most {max}",
+                w.data.len() * 4
+            )));
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let buffer = self.upload("wembed weight", bytemuck::cast_slice(&w.data), usage);
+        Ok(GpuTensor { rows, cols, buffer: Some(buffer), pool: None })
+    }
+
+    fn vector(&self, v: HostTensor) -> Result<GpuTensor> {
+        let n = v.data.len();
+        self.matrix(HostTensor::new(vec![1, n], v.data))
+    }
+
+    fn embed(
+        &self,
+        ids: &[u32],
+        type_ids: &[u32],
+        meta: &SeqMeta,
+        word: &GpuTensor,
+        pos: &GpuTensor,
+        types: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        self.check()?;
+        let dim = word.cols;
+        if ids.len() != meta.tokens || type_ids.len() != meta.tokens {
+            return Err(Error::Backend(format!("embed: {} ids for {} tokens", ids.len(), meta.tokens)));
+        }
+        if meta.max_len > pos.rows || meta.max_len > MAX_TOKENS_PER_TEXT {
+            return Err(Error::Input(format!(
+                "a text of {} tokens; the model has {} positions and the GPU backend takes {MAX_TOKENS_PER_TEXT}",
+                meta.max_len, pos.rows
+            )));
+        }
+        for (what, list, table) in [("token id", ids, word), ("token type id", type_ids, types)] {
+            if let Some(bad) = list.iter().find(|&&i| i as usize >= table.rows) {
+                return Err(Error::Input(format!(
+                    "{what} {bad} is outside the model's table of {} (tokenizer and model do not match)",
+                    table.rows
+                )));
+            }
+        }
+        let out = self.tensor(meta.tokens, dim)?;
+        let mut state = self.state()?;
+        let toks = self.meta(&mut state, meta, Some((ids, type_ids))).toks.clone();
+        let params = kernels::EmbedParams { tokens: meta.tokens as u32, dim: dim as u32, _pad: [0; 2] };
+        let bufs = [&toks, word.buffer(), pos.buffer(), types.buffer(), out.buffer()];
+        self.dispatch(&mut state, Kernel::Embed, bytemuck::bytes_of(&params), &bufs, (groups(dim, 64), meta.tokens as u32))?;
+        Ok(out)
+    }
+
+    fn linear(&self, x: &GpuTensor, w: &GpuTensor, b: &GpuTensor, act: Option<Activation>) -> Result<GpuTensor> {
+        self.check()?;
+        if x.cols != w.cols || b.cols != w.rows {
+            return Err(Error::Backend(format!("linear: x [{}, {}] · w [{}, {}]ᵀ", x.rows, x.cols, w.rows, w.cols)));
+        }
+        let out = self.tensor(x.rows, w.rows)?;
+        let params = kernels::LinearParams { m: x.rows as u32, n: w.rows as u32, k: w.cols as u32, act: act_code(act) };
+        let mut state = self.state()?;
+        let bufs = [x.buffer(), w.buffer(), b.buffer(), out.buffer()];
+        self.dispatch(&mut state, Kernel::Linear, bytemuck::bytes_of(&params), &bufs, (groups(w.rows, 64), groups(x.rows, 64)))?;
+        Ok(out)
+    }
+
+    fn layer_norm(
+        &self,
+        x: GpuTensor,
+        residual: Option<&GpuTensor>,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        eps: f32,
+    ) -> Result<GpuTensor> {
+        self.check()?;
+        if gamma.cols != x.cols || beta.cols != x.cols || residual.is_some_and(|r| r.bytes() != x.bytes()) {
+            return Err(Error::Backend(format!("layer_norm: x [{}, {}] with mismatched parameters", x.rows, x.cols)));
+        }
+        let params = kernels::LayerNormParams {
+            rows: x.rows as u32,
+            cols: x.cols as u32,
+            eps,
+            has_residual: residual.is_some() as u32,
+        };
+        let res = residual.map(|r| r.buffer()).unwrap_or(&self.placeholder);
+        let rows = x.rows as u32;
+        let grid = (rows.min(65535), rows.div_ceil(65535));
+        let mut state = self.state()?;
+        let bufs = [x.buffer(), res, gamma.buffer(), beta.buffer()];
+        self.dispatch(&mut state, Kernel::LayerNorm, bytemuck::bytes_of(&params), &bufs, grid)?;
+        Ok(x)
+    }
+
+    fn attention(&self, qkv: &GpuTensor, meta: &SeqMeta, heads: usize) -> Result<GpuTensor> {
+        self.check()?;
+        if qkv.rows != meta.tokens || heads == 0 || qkv.cols % 3 != 0 || (qkv.cols / 3) % heads != 0 {
+            return Err(Error::Backend(format!("attention: [{}, {}] for {heads} heads", qkv.rows, qkv.cols)));
+        }
+        let dim = qkv.cols / 3;
+        let hd = dim / heads;
+        let out = self.tensor(meta.tokens, dim)?;
+        let params = kernels::AttentionParams {
+            tokens: meta.tokens as u32,
+            heads: heads as u32,
+            head_dim: hd as u32,
+            dim: dim as u32,
+            scale: 1.0 / (hd as f32).sqrt(),
+            _pad: [0; 3],
+        };
+        let mut state = self.state()?;
+        let m = self.meta(&mut state, meta, None);
+        let (toks, seqs) = (m.toks.clone(), m.seqs.clone());
+        let bufs = [qkv.buffer(), &toks, &seqs, out.buffer()];
+        self.dispatch(&mut state, Kernel::Attention, bytemuck::bytes_of(&params), &bufs, (meta.tokens as u32, heads as u32))?;
+        Ok(out)
+    }
+
+    fn pool(&self, hidden: &GpuTensor, meta: &SeqMeta, modes: &[PoolMode], normalize: bool) -> Result<GpuTensor> {
+        self.check()?;
+        if hidden.rows != meta.tokens {
+            return Err(Error::Backend(format!("pool: {} rows for {} tokens", hidden.rows, meta.tokens)));
+        }
+        let dim = hidden.cols;
+        let width = modes.len() * dim;
+        let out = self.tensor(meta.batch(), width)?;
+        let mut state = self.state()?;
+        let seqs = self.meta(&mut state, meta, None).seqs.clone();
+        for (i, mode) in modes.iter().enumerate() {
+            let params = kernels::PoolParams {
+                texts: meta.batch() as u32,
+                dim: dim as u32,
+                width: width as u32,
+                col_offset: (i * dim) as u32,
+                mode: match mode {
+                    PoolMode::Cls => 0,
+                    PoolMode::Max => 1,
+                    PoolMode::Mean => 2,
+                    PoolMode::MeanSqrtLen => 3,
+                    PoolMode::LastToken => 4,
+                },
+                _pad: [0; 3],
+            };
+            let bufs = [hidden.buffer(), &seqs, out.buffer()];
+            self.dispatch(&mut state, Kernel::Pool, bytemuck::bytes_of(&params), &bufs, (groups(dim, 64), meta.batch() as u32))?;
+        }
+        if normalize {
+            let params = kernels::NormalizeParams { rows: meta.batch() as u32, cols: width as u32, _pad: [0; 2] };
+            self.dispatch(&mut state, Kernel::Normalize, bytemuck::bytes_of(&params), &[out.buffer()], (meta.batch() as u32, 1))?;
+        }
+        Ok(out)
+    }
+
+    fn read(&self, t: &GpuTensor) -> impl Future<Output = Result<Vec<f32>>> {
+        let staged = self.submit_with_copies(&[t]);
+        async move { Ok(self.collect(staged).await?.pop().unwrap_or_default()) }
+    }
+
+    fn read_many(&self, ts: &[&GpuTensor]) -> impl Future<Output = Result<Vec<Vec<f32>>>> {
+        let staged = self.submit_with_copies(ts);
+        self.collect(staged)
+    }
+}
+
+/// What [`Gpu::submit_with_copies`] leaves to await: the staging buffer, the float count of
+/// each tensor in it, and the mapping.
+type Staged = Result<(wgpu::Buffer, Vec<usize>, MapFuture)>;
+
+impl Gpu {
+    /// Waits for the mapping and splits the staging buffer back into tensors.
+    async fn collect(&self, staged: Staged) -> Result<Vec<Vec<f32>>> {
+        let (staging, sizes, done) = staged?;
+        done.await?;
+        let out = {
+            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU readback: {e}")))?;
+            let all: &[f32] = bytemuck::cast_slice(&view);
+            let mut at = 0;
+            sizes
+                .iter()
+                .map(|&n| {
+                    let v = all[at..at + n].to_vec();
+                    at += n;
+                    v
+                })
+                .collect()
+        };
+        staging.unmap();
+        self.check()?;
+        Ok(out)
+    }
+}
+
+/// Resolves when a buffer mapping finishes.
+struct MapFuture {
+    slot: Arc<Mutex<MapSlot>>,
+}
+
+#[derive(Default)]
+struct MapSlot {
+    result: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<std::task::Waker>,
+}
+
+impl Future for MapFuture {
+    type Output = Result<()>;
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<()>> {
+        let Ok(mut slot) = self.slot.lock() else {
+            return std::task::Poll::Ready(Err(Error::Backend("GPU readback state poisoned".into())));
+        };
+        match slot.result.take() {
+            Some(Ok(())) => std::task::Poll::Ready(Ok(())),
+            Some(Err(e)) => std::task::Poll::Ready(Err(Error::Backend(format!("GPU readback failed: {e}")))),
+            None => {
+                slot.waker = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+impl Gpu {
+    /// Ends the encoder with copies of `ts`, back to back, into one mappable buffer; submits
+    /// everything recorded since the last read, and starts mapping.
+    fn submit_with_copies(&self, ts: &[&GpuTensor]) -> Staged {
+        self.check()?;
+        let sizes: Vec<usize> = ts.iter().map(|t| t.rows * t.cols).collect();
+        let total = (sizes.iter().sum::<usize>() * 4).max(4) as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wembed readback"),
+            size: total,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        {
+            let mut state = self.state()?;
+            let mut encoder = state.encoder.take().unwrap_or_else(|| {
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
+            });
+            let mut at = 0;
+            for t in ts {
+                if t.bytes() > 0 {
+                    encoder.copy_buffer_to_buffer(t.buffer(), 0, &staging, at, t.bytes());
+                }
+                at += t.bytes();
+            }
+            state.params.flush(&self.queue);
+            state.meta = None;
+            self.queue.submit([encoder.finish()]);
+        }
+        let slot = Arc::new(Mutex::new(MapSlot::default()));
+        let cb_slot = slot.clone();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            if let Ok(mut s) = cb_slot.lock() {
+                s.result = Some(r);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }
+        });
+        // Natively the callback only runs inside poll; in the browser the event loop runs it.
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map_err(|e| Error::Backend(format!("waiting for the GPU: {e}")))?;
+        Ok((staging, sizes, MapFuture { slot }))
+    }
+}

@@ -1,0 +1,192 @@
+//! The GPU backend on a real adapter (Mesa's lavapipe in CI: software Vulkan). No adapter is a
+//! failure, never a skip. Every kernel is compared with the CPU oracle on random shapes,
+//! odd sizes included; end to end the models match the PyTorch fixtures.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::*;
+use wembed::backend::cpu::CpuTensor;
+use wembed::backend::gpu::GpuTensor;
+use wembed::backend::{Backend, SeqMeta};
+use wembed::config::{Activation, PoolMode};
+use wembed::weights::HostTensor;
+use wembed::{Cpu, EmbedOptions, Embedder, Gpu, ModelFiles};
+
+/// Kernel tolerances: f32 on both sides, different summation orders.
+const TOL_LINEAR: f32 = 1e-4;
+const TOL_ROWWISE: f32 = 1e-5;
+
+fn gpu() -> Gpu {
+    let gpu = pollster::block_on(Gpu::new()).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
+    // CI sets WGPU_BACKEND=vulkan: prove that lavapipe's Vulkan path ran, not a GL fallback.
+    if let Ok(want) = std::env::var("WGPU_BACKEND") {
+        let got = format!("{:?}", gpu.adapter_info().backend).to_lowercase();
+        assert_eq!(got, want.to_lowercase(), "adapter {:?}", gpu.adapter_info());
+    }
+    gpu
+}
+
+/// One device for the kernel tests (opening one on lavapipe takes a moment).
+fn shared() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(gpu)
+}
+
+/// Deterministic pseudo-random numbers in [-1, 1).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+fn read(g: &Gpu, t: &GpuTensor) -> Vec<f32> {
+    pollster::block_on(g.read(t)).unwrap()
+}
+
+/// Asserts `got` ≈ `want` within `tol`, reporting the worst element and where it is.
+fn check(what: &str, got: &[f32], want: &[f32], cols: usize, tol: f32) {
+    let (diff, at) = max_abs_diff(got, want);
+    assert!(
+        diff <= tol,
+        "{what}: max abs error {diff:e} at row {}, col {} (gpu {}, cpu {}), tolerance {tol:e}",
+        at / cols,
+        at % cols,
+        got[at],
+        want[at]
+    );
+}
+
+fn both(rows: usize, cols: usize, data: Vec<f32>) -> (CpuTensor, GpuTensor) {
+    let h = HostTensor::new(vec![rows, cols], data);
+    (Cpu.matrix(h.clone()).unwrap(), shared().matrix(h).unwrap())
+}
+
+fn both_vec(data: Vec<f32>) -> (Vec<f32>, GpuTensor) {
+    let h = HostTensor::new(vec![data.len()], data);
+    (Cpu.vector(h.clone()).unwrap(), shared().vector(h).unwrap())
+}
+
+#[test]
+fn linear_matches_cpu_on_odd_shapes() {
+    let g = shared();
+    let mut rng = Rng(1);
+    let acts = [None, Some(Activation::GeluErf), Some(Activation::GeluTanh), Some(Activation::Relu)];
+    for (i, (m, n, k)) in [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384)].into_iter().enumerate() {
+        let act = acts[i % acts.len()];
+        let (xc, xg) = both(m, k, rng.vec(m * k, 1.0));
+        let (wc, wg) = both(n, k, rng.vec(n * k, 0.3));
+        let (bc, bg) = both_vec(rng.vec(n, 1.0));
+        let want = Cpu.linear(&xc, &wc, &bc, act).unwrap();
+        let got = g.linear(&xg, &wg, &bg, act).unwrap();
+        check(&format!("linear {m}x{n}x{k} {act:?}"), &read(g, &got), &want.data, n, TOL_LINEAR);
+    }
+}
+
+#[test]
+fn layer_norm_matches_cpu() {
+    let g = shared();
+    let mut rng = Rng(2);
+    for (rows, cols, residual) in [(1, 1, false), (3, 37, true), (33, 384, true), (5, 1000, false)] {
+        let (xc, xg) = both(rows, cols, rng.vec(rows * cols, 3.0));
+        let (rc, rg) = both(rows, cols, rng.vec(rows * cols, 1.0));
+        let (gc, gg) = both_vec(rng.vec(cols, 1.0));
+        let (bc, bg) = both_vec(rng.vec(cols, 1.0));
+        let want = Cpu.layer_norm(xc, residual.then_some(&rc), &gc, &bc, 1e-12).unwrap();
+        let got = g.layer_norm(xg, residual.then_some(&rg), &gg, &bg, 1e-12).unwrap();
+        check(&format!("layer_norm {rows}x{cols} residual={residual}"), &read(g, &got), &want.data, cols, TOL_ROWWISE * 10.0);
+    }
+}
+
+#[test]
+fn attention_matches_cpu_with_uneven_texts() {
+    let g = shared();
+    let mut rng = Rng(3);
+    for (lens, heads, hd) in [(vec![1u32], 1, 1), (vec![5, 1, 13], 3, 7), (vec![2, 40, 17, 3], 12, 32), (vec![300], 2, 16)] {
+        let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
+        let cols = 3 * heads * hd;
+        let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
+        let want = Cpu.attention(&qc, &meta, heads).unwrap();
+        let got = g.attention(&qg, &meta, heads).unwrap();
+        check(&format!("attention lens={lens:?} heads={heads} hd={hd}"), &read(g, &got), &want.data, heads * hd, TOL_ROWWISE * 10.0);
+    }
+}
+
+#[test]
+fn embed_and_pool_match_cpu() {
+    let g = shared();
+    let mut rng = Rng(4);
+    let dim = 37;
+    let meta = SeqMeta::new(vec![4, 1, 9], vec![2, 0, 3]);
+    let (wc, wg) = both(50, dim, rng.vec(50 * dim, 1.0));
+    let (pc, pg) = both(16, dim, rng.vec(16 * dim, 1.0));
+    let (tc, tg) = both(3, dim, rng.vec(3 * dim, 1.0));
+    let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
+    let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 3).collect();
+    let want = Cpu.embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap();
+    let got = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+    check("embed", &read(g, &got), &want.data, dim, 0.0);
+    let hidden_gpu = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+    let modes = [PoolMode::Cls, PoolMode::Max, PoolMode::Mean, PoolMode::MeanSqrtLen, PoolMode::LastToken];
+    for normalize in [false, true] {
+        for k in 1..=modes.len() {
+            let modes = &modes[..k];
+            let want = Cpu.pool(&want, &meta, modes, normalize).unwrap();
+            let got = g.pool(&hidden_gpu, &meta, modes, normalize).unwrap();
+            check(&format!("pool {modes:?} normalize={normalize}"), &read(g, &got), &want.data, dim * k, TOL_ROWWISE);
+        }
+    }
+}
+
+#[test]
+fn tiny_models_match_their_references_on_the_gpu() {
+    for dir in tiny_dirs() {
+        let reference = tiny_ref(&dir);
+        let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        let name = &reference.variant;
+        for (s, st) in reference.sentences.iter().zip(embedder.token_states(&texts).unwrap()) {
+            let (diff, at) = max_abs_diff(&st.hidden, &s.hidden);
+            assert!(diff <= 1e-4, "{name}: hidden state of {:?} off by {diff:e} at {at}", s.text);
+        }
+        let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size: 3, ..Default::default() };
+        for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
+            let cos = cosine(&v, &s.pooled);
+            assert!(cos >= 1.0 - 1e-5, "{name}: pooled {:?} cosine {cos}", s.text);
+        }
+    }
+}
+
+#[test]
+fn minilm_matches_pytorch_on_the_gpu() {
+    let reference = minilm_ref();
+    let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap();
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+    let mut worst = 1.0f64;
+    for (s, v) in reference.sentences.iter().zip(&vectors) {
+        let cos = cosine(v, &s.embedding);
+        let (diff, at) = max_abs_diff(v, &s.embedding);
+        assert!(cos >= 0.99999 && diff <= 1e-4, "{:?}: cosine {cos:.7}, max abs diff {diff:e} at {at}", s.text);
+        worst = worst.min(cos);
+    }
+    eprintln!("all-MiniLM-L6-v2 on {}: worst cosine {worst:.8}", embedder.backend().name());
+}
+
+#[test]
+fn a_lost_device_is_reported_not_panicked() {
+    let dir = root().join("tests/fixtures/tiny/mean-erf-norm");
+    let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+    assert!(embedder.embed(&["hello world"], &EmbedOptions::default()).is_ok());
+    embedder.backend().simulate_device_loss();
+    let err = embedder.embed(&["hello world"], &EmbedOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("lost") && err.contains("load the model again"), "{err}");
+}

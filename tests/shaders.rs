@@ -1,0 +1,53 @@
+//! Every shader parses and validates with naga (the WGSL front end wgpu uses), without a GPU;
+//! and every Params struct in WGSL has the size its Rust mirror asserts.
+
+use std::path::PathBuf;
+
+fn shaders() -> Vec<(String, String)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+        .collect();
+    out.sort();
+    assert!(out.len() >= 6, "expected the kernels in {}", dir.display());
+    out
+}
+
+#[test]
+fn every_shader_validates() {
+    for (name, source) in shaders() {
+        let module = naga::front::wgsl::parse_str(&source)
+            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
+        validator.validate(&module).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        let entry = module.entry_points.iter().find(|e| e.name == "main");
+        assert!(entry.is_some_and(|e| e.stage == naga::ShaderStage::Compute), "{name}: needs a compute entry point `main`");
+        // SwiftShader (Chromium's software WebGPU) allows 256 invocations per workgroup.
+        let [x, y, z] = entry.unwrap().workgroup_size;
+        assert!(x * y * z <= 256, "{name}: workgroup of {} invocations", x * y * z);
+    }
+}
+
+#[test]
+fn params_structs_have_the_sizes_rust_expects() {
+    // Sizes asserted on the Rust side in src/backend/gpu/kernels.rs.
+    let expected = [
+        ("embed.wgsl", 16),
+        ("linear.wgsl", 16),
+        ("layer_norm.wgsl", 16),
+        ("attention.wgsl", 32),
+        ("pool.wgsl", 32),
+        ("normalize.wgsl", 16),
+    ];
+    for (name, source) in shaders() {
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        let params = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params"));
+        let (_, ty) = params.unwrap_or_else(|| panic!("{name}: no Params struct"));
+        let size = ty.inner.size(module.to_ctx());
+        let want = expected.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+        assert_eq!(Some(size), want, "{name}: Params is {size} bytes");
+    }
+}
