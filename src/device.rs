@@ -3,7 +3,7 @@
 
 use crate::backend::Backend;
 use crate::backend::cpu::Cpu;
-use crate::backend::gpu::Gpu;
+use crate::backend::gpu::{Gpu, GpuWeights};
 use crate::config::ModelFiles;
 use crate::embedder::{EmbedOptions, Embedder};
 use crate::error::{Error, Result};
@@ -32,6 +32,41 @@ impl std::str::FromStr for Device {
     }
 }
 
+/// Storage precision of the weight matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    #[default]
+    F32,
+    /// f16 weights, f32 arithmetic (GPU backend; the CPU backend computes in f32 only for now).
+    F16,
+}
+
+impl std::str::FromStr for Dtype {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Dtype> {
+        match s {
+            "f32" | "fp32" => Ok(Dtype::F32),
+            "f16" | "fp16" => Ok(Dtype::F16),
+            other => Err(Error::Input(format!("dtype `{other}`: choose f32 or f16"))),
+        }
+    }
+}
+
+/// How to load: where, in what precision, and whether to time the GPU kernels.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub device: Device,
+    pub dtype: Dtype,
+    /// Time every GPU dispatch (timestamp queries, where the adapter has them).
+    pub profile: bool,
+}
+
+impl Default for Device {
+    fn default() -> Device {
+        Device::Auto
+    }
+}
+
 /// An embedder on the device chosen at load time.
 pub enum AnyEmbedder {
     Cpu(Embedder<Cpu>),
@@ -48,18 +83,37 @@ macro_rules! forward {
 }
 
 impl AnyEmbedder {
-    /// Loads the model on `device`. Returns the embedder and, for `Auto`, why it chose what it
-    /// did.
-    pub async fn load(files: &ModelFiles, device: Device) -> Result<(AnyEmbedder, String)> {
-        match device {
-            Device::Cpu => Ok((AnyEmbedder::Cpu(Embedder::load(Cpu::new(), files)?), "CPU requested".into())),
+    /// Loads the model as `opts` say. Returns the embedder and why it runs where it does.
+    pub async fn load(files: &ModelFiles, opts: &LoadOptions) -> Result<(AnyEmbedder, String)> {
+        let cpu = || -> Result<AnyEmbedder> {
+            if opts.dtype != Dtype::F32 {
+                return Err(Error::Unsupported(format!(
+                    "{:?} weights on the CPU backend (it computes in f32; use the GPU for f16)",
+                    opts.dtype
+                )));
+            }
+            Ok(AnyEmbedder::Cpu(Embedder::load(Cpu::new(), files)?))
+        };
+        let gpu = || async {
+            let weights = match opts.dtype {
+                Dtype::F32 => GpuWeights::F32,
+                Dtype::F16 => GpuWeights::F16,
+            };
+            let mut gpu = Gpu::with_weights(weights).await?;
+            if opts.profile {
+                gpu.enable_profiling();
+            }
+            Ok::<Gpu, Error>(gpu)
+        };
+        match opts.device {
+            Device::Cpu => Ok((cpu()?, "CPU requested".into())),
             Device::Gpu => {
-                let gpu = Gpu::new().await?;
+                let gpu = gpu().await?;
                 let why = format!("GPU requested: {}", gpu.adapter_info().name);
                 Ok((AnyEmbedder::Gpu(Embedder::load(gpu, files)?), why))
             }
             Device::Auto => {
-                let why = match Gpu::new().await {
+                let why = match gpu().await {
                     Ok(gpu) if gpu.adapter_info().device_type != wgpu::DeviceType::Cpu => {
                         let why = format!("GPU adapter found: {}", gpu.adapter_info().name);
                         return Ok((AnyEmbedder::Gpu(Embedder::load(gpu, files)?), why));
@@ -70,13 +124,22 @@ impl AnyEmbedder {
                     ),
                     Err(e) => e.to_string(),
                 };
-                Ok((AnyEmbedder::Cpu(Embedder::load(Cpu::new(), files)?), format!("using the CPU: {why}")))
+                Ok((cpu()?, format!("using the CPU: {why}")))
             }
         }
     }
 
     pub fn device_name(&self) -> String {
         forward!(self, e => e.backend().name())
+    }
+
+    /// GPU time per kernel since the last call (see [`Gpu::take_kernel_times`]); empty on the
+    /// CPU or without profiling.
+    pub fn take_kernel_times(&self) -> Vec<(&'static str, f64, usize)> {
+        match self {
+            AnyEmbedder::Cpu(_) => vec![],
+            AnyEmbedder::Gpu(e) => e.backend().take_kernel_times(),
+        }
     }
 
     pub fn dim(&self) -> usize {

@@ -25,6 +25,6 @@ pub use backend::Backend;
 pub use backend::cpu::Cpu;
 pub use backend::gpu::Gpu;
 pub use config::{ModelConfig, ModelFiles, PoolMode, SentenceConfig};
-pub use device::{AnyEmbedder, Device};
+pub use device::{AnyEmbedder, Device, Dtype, LoadOptions};
 pub use embedder::{EmbedOptions, Embedder};
 pub use error::{Error, Result};

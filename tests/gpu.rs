@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use common::*;
 use wembed::backend::cpu::CpuTensor;
-use wembed::backend::gpu::GpuTensor;
+use wembed::backend::gpu::{GpuTensor, GpuWeights};
 use wembed::backend::{Backend, SeqMeta};
 use wembed::config::{Activation, PoolMode};
 use wembed::weights::HostTensor;
@@ -19,7 +19,11 @@ const TOL_LINEAR: f32 = 1e-4;
 const TOL_ROWWISE: f32 = 1e-5;
 
 fn gpu() -> Gpu {
-    let gpu = pollster::block_on(Gpu::new()).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
+    gpu_with(GpuWeights::F32)
+}
+
+fn gpu_with(weights: GpuWeights) -> Gpu {
+    let gpu = pollster::block_on(Gpu::with_weights(weights)).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
     // CI sets WGPU_BACKEND=vulkan: prove that lavapipe's Vulkan path ran, not a GL fallback.
     if let Ok(want) = std::env::var("WGPU_BACKEND") {
         let got = format!("{:?}", gpu.adapter_info().backend).to_lowercase();
@@ -88,6 +92,27 @@ fn linear_matches_cpu_on_odd_shapes() {
         let want = Cpu.linear(&xc, &wc, &bc, act).unwrap();
         let got = g.linear(&xg, &wg, &bg, act).unwrap();
         check(&format!("linear {m}x{n}x{k} {act:?}"), &read(g, &got), &want.data, n, TOL_LINEAR);
+    }
+}
+
+#[test]
+fn f16_weights_match_cpu_on_the_same_rounded_weights() {
+    let g = gpu_with(GpuWeights::F16);
+    let mut rng = Rng(5);
+    for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (10, 384, 384)] {
+        let x = rng.vec(m * k, 1.0);
+        // Weights already representable in f16, so both sides compute the same product.
+        let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
+        let b = rng.vec(n, 1.0);
+        let want = Cpu
+            .linear(&CpuTensor::new(m, k, x.clone()), &CpuTensor::new(n, k, w.clone()), &b, Some(Activation::GeluErf))
+            .unwrap();
+        let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+        let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
+        assert_eq!(wg.format, GpuWeights::F16);
+        let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+        let got = g.linear(&xg, &wg, &bg, Some(Activation::GeluErf)).unwrap();
+        check(&format!("linear_f16 {m}x{n}x{k}"), &read(&g, &got), &want.data, n, TOL_LINEAR);
     }
 }
 
@@ -179,6 +204,23 @@ fn minilm_matches_pytorch_on_the_gpu() {
         worst = worst.min(cos);
     }
     eprintln!("all-MiniLM-L6-v2 on {}: worst cosine {worst:.8}", embedder.backend().name());
+}
+
+#[test]
+fn minilm_with_f16_weights_stays_close_to_pytorch() {
+    let reference = minilm_ref();
+    let embedder = Embedder::load(gpu_with(GpuWeights::F16), &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap();
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+    let mut worst = (1.0f64, "");
+    for (s, v) in reference.sentences.iter().zip(&vectors) {
+        let cos = cosine(v, &s.embedding);
+        assert!(cos >= 0.9999, "{:?}: cosine {cos:.7} with f16 weights", s.text);
+        if cos < worst.0 {
+            worst = (cos, &s.text);
+        }
+    }
+    eprintln!("all-MiniLM-L6-v2, f16 weights: worst cosine {:.7} for {:?}", worst.0, worst.1);
 }
 
 #[test]

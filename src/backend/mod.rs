@@ -64,8 +64,13 @@ pub trait Backend {
     /// Short description for logs and `info` ("cpu (2 threads)").
     fn name(&self) -> String;
 
-    /// Takes ownership of a weight matrix `[out, in]` (or embedding table `[rows, dim]`).
+    /// Takes ownership of a weight matrix `[out, in]`, which only `linear` reads: a backend may
+    /// store it in a reduced format.
     fn matrix(&self, w: HostTensor) -> Result<Self::Matrix>;
+    /// Takes ownership of an embedding table `[rows, dim]`, which `embed` gathers rows from.
+    fn table(&self, w: HostTensor) -> Result<Self::Matrix> {
+        self.matrix(w)
+    }
     fn vector(&self, v: HostTensor) -> Result<Self::Vector>;
 
     /// `out[t] = word[ids[t]] + pos[position of t in its sequence] + types[type_ids[t]]`

@@ -63,9 +63,9 @@ impl<B: Backend> BertModel<B> {
         let h = config.hidden_size;
         let e = w.pp("embeddings");
         let embeddings = BertEmbeddings {
-            word_embeddings: b.matrix(e.get("word_embeddings.weight", &[config.vocab_size, h])?)?,
-            position_embeddings: b.matrix(e.get("position_embeddings.weight", &[config.max_position_embeddings, h])?)?,
-            token_type_embeddings: b.matrix(e.get("token_type_embeddings.weight", &[config.type_vocab_size, h])?)?,
+            word_embeddings: b.table(e.get("word_embeddings.weight", &[config.vocab_size, h])?)?,
+            position_embeddings: b.table(e.get("position_embeddings.weight", &[config.max_position_embeddings, h])?)?,
+            token_type_embeddings: b.table(e.get("token_type_embeddings.weight", &[config.type_vocab_size, h])?)?,
             layer_norm: LayerNorm::load(b, &e.pp("LayerNorm"), h)?,
         };
         let mut layers = Vec::with_capacity(config.num_hidden_layers);

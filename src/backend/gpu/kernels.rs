@@ -8,6 +8,7 @@ use bytemuck::{Pod, Zeroable};
 pub enum Kernel {
     Embed,
     Linear,
+    LinearF16,
     LayerNorm,
     Attention,
     Pool,
@@ -15,13 +16,21 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 6] =
-        [Kernel::Embed, Kernel::Linear, Kernel::LayerNorm, Kernel::Attention, Kernel::Pool, Kernel::Normalize];
+    pub const ALL: [Kernel; 7] = [
+        Kernel::Embed,
+        Kernel::Linear,
+        Kernel::LinearF16,
+        Kernel::LayerNorm,
+        Kernel::Attention,
+        Kernel::Pool,
+        Kernel::Normalize,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Embed => "embed",
             Kernel::Linear => "linear",
+            Kernel::LinearF16 => "linear_f16",
             Kernel::LayerNorm => "layer_norm",
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
@@ -34,6 +43,7 @@ impl Kernel {
         match self {
             Kernel::Embed => include_str!("../../../shaders/embed.wgsl"),
             Kernel::Linear => include_str!("../../../shaders/linear.wgsl"),
+            Kernel::LinearF16 => include_str!("../../../shaders/linear_f16.wgsl"),
             Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl"),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl"),
@@ -57,7 +67,7 @@ params!(
     EmbedParams { tokens: u32, dim: u32, _pad: [u32; 2] } = 16
 );
 params!(
-    /// `shaders/linear.wgsl` Params.
+    /// `shaders/linear.wgsl` and `shaders/linear_f16.wgsl` Params.
     LinearParams { m: u32, n: u32, k: u32, act: u32 } = 16
 );
 params!(
@@ -79,32 +89,36 @@ params!(
 
 /// A compute pipeline per kernel, built once.
 pub struct Pipelines {
-    pipelines: Vec<wgpu::ComputePipeline>,
+    pipelines: Vec<Option<wgpu::ComputePipeline>>,
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device) -> Pipelines {
+    /// `f16_in_f32`: the adapter has `unpack2x16float` (every WebGPU adapter; not some GL ES).
+    pub fn new(device: &wgpu::Device, f16_in_f32: bool) -> Pipelines {
         let pipelines = Kernel::ALL
             .iter()
             .map(|k| {
+                if *k == Kernel::LinearF16 && !f16_in_f32 {
+                    return None;
+                }
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(k.name()),
                     source: wgpu::ShaderSource::Wgsl(k.source().into()),
                 });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                Some(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(k.name()),
                     layout: None,
                     module: &module,
                     entry_point: Some("main"),
                     compilation_options: Default::default(),
                     cache: None,
-                })
+                }))
             })
             .collect();
         Pipelines { pipelines }
     }
 
-    pub fn get(&self, k: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[k as usize]
+    pub fn get(&self, k: Kernel) -> Option<&wgpu::ComputePipeline> {
+        self.pipelines[k as usize].as_ref()
     }
 }

@@ -24,11 +24,23 @@ use kernels::{Kernel, Pipelines};
 /// Texts longer than this do not fit attention's workgroup-memory score row.
 pub const MAX_TOKENS_PER_TEXT: usize = 512;
 
-/// A `[rows, cols]` f32 tensor in a GPU buffer. Intermediate tensors go back to the pool when
-/// dropped.
+/// How the GPU backend stores weight matrices (embedding tables, biases and layer norms stay
+/// f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GpuWeights {
+    #[default]
+    F32,
+    /// IEEE half precision, two per u32, unpacked in the matmul shader (`unpack2x16float`, core
+    /// WGSL: no `shader-f16` feature needed); arithmetic and accumulation stay f32.
+    F16,
+}
+
+/// A `[rows, cols]` tensor in a GPU buffer: f32, or a weight stored as [`GpuWeights`] says.
+/// Intermediate tensors go back to the pool when dropped.
 pub struct GpuTensor {
     pub rows: usize,
     pub cols: usize,
+    pub format: GpuWeights,
     buffer: Option<wgpu::Buffer>,
     pool: Option<Arc<Mutex<BufferPool>>>,
 }
@@ -37,6 +49,7 @@ impl GpuTensor {
     fn buffer(&self) -> &wgpu::Buffer {
         self.buffer.as_ref().expect("a live tensor always holds its buffer")
     }
+    /// Bytes of an f32 tensor (activations; what `read` copies).
     fn bytes(&self) -> u64 {
         (self.rows * self.cols * 4) as u64
     }
@@ -136,10 +149,26 @@ struct State {
     encoder: Option<wgpu::CommandEncoder>,
     params: ParamsArena,
     meta: Option<MetaBuffers>,
+    /// Kernel of each timed pass since the last submit (when profiling).
+    timed: Vec<Kernel>,
 }
+
+/// Timestamp queries around every dispatch, when the adapter has them and profiling is on.
+struct Profiler {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period: f64,
+    /// Total nanoseconds and dispatch count per kernel since the last `take_kernel_times`.
+    totals: Mutex<Vec<(f64, usize)>>,
+}
+
+/// Passes timed per submit; later ones in the same submit go untimed.
+const MAX_TIMED_PASSES: u32 = 2048;
 
 /// The GPU backend.
 pub struct Gpu {
+    weights: GpuWeights,
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -150,12 +179,18 @@ pub struct Gpu {
     failure: Arc<Mutex<Option<String>>>,
     /// A 4-byte buffer bound where an op has no tensor to give (layer norm without residual).
     placeholder: wgpu::Buffer,
+    profiler: Option<Profiler>,
 }
 
 impl Gpu {
-    /// Finds an adapter and opens a device. Errors (no adapter, no device) say what was tried;
-    /// the automatic device choice falls back to the CPU on them.
+    /// Finds an adapter and opens a device, weights in f32. Errors (no adapter, no device) say
+    /// what was tried; the automatic device choice falls back to the CPU on them.
     pub async fn new() -> Result<Gpu> {
+        Self::with_weights(GpuWeights::F32).await
+    }
+
+    /// As [`Gpu::new`], storing weight matrices as `weights` says.
+    pub async fn with_weights(weights: GpuWeights) -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -169,12 +204,19 @@ impl Gpu {
                      (Debian: mesa-vulkan-drivers), or use the CPU backend"
                 ))
             })?;
-        Self::with_adapter(adapter).await
+        Self::with_adapter(adapter, weights).await
     }
 
-    pub async fn with_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+    pub async fn with_adapter(adapter: wgpu::Adapter, weights: GpuWeights) -> Result<Gpu> {
         let info = adapter.get_info();
         let have = adapter.limits();
+        let f16_in_f32 = adapter.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32);
+        if weights == GpuWeights::F16 && !f16_in_f32 {
+            return Err(Error::Backend(format!(
+                "GPU adapter `{}` cannot unpack f16 in shaders (a GL ES limitation); use f32 weights",
+                info.name
+            )));
+        }
         // Downlevel defaults run everywhere (WebGPU, GL, old mobile); raise only what the model
         // needs: 6 storage buffers per shader and buffers as large as an embedding table.
         let limits = wgpu::Limits {
@@ -190,10 +232,12 @@ impl Gpu {
                 info.name, have.max_storage_buffers_per_shader_stage
             )));
         }
+        // Timestamps cost nothing unless a pass asks for them; ask for them where they exist.
+        let timestamps = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wembed"),
-                required_features: wgpu::Features::empty(),
+                required_features: timestamps,
                 required_limits: limits,
                 ..Default::default()
             })
@@ -214,7 +258,7 @@ impl Gpu {
                 f.get_or_insert(format!("GPU error: {e}"));
             }
         }));
-        let pipelines = Pipelines::new(&device);
+        let pipelines = Pipelines::new(&device, f16_in_f32);
         let align = device.limits().min_uniform_buffer_offset_alignment as u64;
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wembed placeholder"),
@@ -223,14 +267,16 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let gpu = Gpu {
+            weights,
             device,
             queue,
             info,
             pipelines,
             pool: Arc::new(Mutex::new(BufferPool::default())),
-            state: Mutex::new(State { encoder: None, params: ParamsArena { align, chunks: vec![] }, meta: None }),
+            state: Mutex::new(State { encoder: None, params: ParamsArena { align, chunks: vec![] }, meta: None, timed: vec![] }),
             failure,
             placeholder,
+            profiler: None,
         };
         gpu.check()?;
         Ok(gpu)
@@ -238,6 +284,44 @@ impl Gpu {
 
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
         &self.info
+    }
+
+    /// Times every dispatch with timestamp queries from now on, if the adapter has them (returns
+    /// whether it does). Read the totals with [`Gpu::take_kernel_times`].
+    pub fn enable_profiling(&mut self) -> bool {
+        if !self.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+            return false;
+        }
+        let queries = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("wembed timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2 * MAX_TIMED_PASSES,
+        });
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("wembed timestamps"),
+            size: 16 * MAX_TIMED_PASSES as u64,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let period = self.queue.get_timestamp_period() as f64;
+        self.profiler = Some(Profiler { queries, resolve, period, totals: Mutex::new(vec![(0.0, 0); Kernel::ALL.len()]) });
+        true
+    }
+
+    /// GPU time per kernel since the last call: (kernel, total seconds, dispatches), busiest
+    /// first. Empty unless profiling is on.
+    pub fn take_kernel_times(&self) -> Vec<(&'static str, f64, usize)> {
+        let Some(p) = &self.profiler else { return vec![] };
+        let Ok(mut totals) = p.totals.lock() else { return vec![] };
+        let mut out: Vec<_> = Kernel::ALL
+            .iter()
+            .zip(totals.iter())
+            .filter(|(_, (_, n))| *n > 0)
+            .map(|(k, (ns, n))| (k.name(), ns * 1e-9, *n))
+            .collect();
+        totals.iter_mut().for_each(|t| *t = (0.0, 0));
+        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        out
     }
 
     /// Destroys the device, as a driver reset would: for testing the lost-device path.
@@ -263,7 +347,7 @@ impl Gpu {
     fn tensor(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
         let bytes = (rows * cols * 4) as u64;
         let buffer = self.pool.lock().map_err(|_| Error::Backend("GPU buffer pool poisoned".into()))?.take(&self.device, bytes);
-        Ok(GpuTensor { rows, cols, buffer: Some(buffer), pool: Some(self.pool.clone()) })
+        Ok(GpuTensor { rows, cols, format: GpuWeights::F32, buffer: Some(buffer), pool: Some(self.pool.clone()) })
     }
 
     fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -324,7 +408,10 @@ impl Gpu {
             )));
         }
         let (params_buffer, offset) = state.params.push(&self.device, params);
-        let pipeline = self.pipelines.get(kernel);
+        let pipeline = self
+            .pipelines
+            .get(kernel)
+            .ok_or_else(|| Error::Backend(format!("kernel `{}` is not available on this adapter", kernel.name())))?;
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -341,16 +428,68 @@ impl Gpu {
             layout: &pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
+        let timestamp_writes = match &self.profiler {
+            Some(p) if (state.timed.len() as u32) < MAX_TIMED_PASSES => {
+                let i = 2 * state.timed.len() as u32;
+                state.timed.push(kernel);
+                Some(wgpu::ComputePassTimestampWrites {
+                    query_set: &p.queries,
+                    beginning_of_pass_write_index: Some(i),
+                    end_of_pass_write_index: Some(i + 1),
+                })
+            }
+            _ => None,
+        };
         let encoder = state.encoder.get_or_insert_with(|| {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
         });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name()), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name()), timestamp_writes });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0.max(1), groups.1.max(1), 1);
         }
         Ok(())
+    }
+}
+
+impl Gpu {
+    fn weight_buffer(&self, rows: usize, cols: usize, bytes: &[u8], format: GpuWeights) -> Result<GpuTensor> {
+        let max = self.device.limits().max_storage_buffer_binding_size as usize;
+        if bytes.len() > max {
+            return Err(Error::Backend(format!(
+                "a {rows}x{cols} weight is {} bytes; this GPU binds at most {max}",
+                bytes.len()
+            )));
+        }
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
+        let buffer = self.upload("wembed weight", bytes, usage);
+        Ok(GpuTensor { rows, cols, format, buffer: Some(buffer), pool: None })
+    }
+
+    fn upload_f32(&self, w: HostTensor) -> Result<GpuTensor> {
+        let (rows, cols) = matrix_shape(&w)?;
+        self.weight_buffer(rows, cols, bytemuck::cast_slice(&w.data), GpuWeights::F32)
+    }
+
+    /// Rows of f16 pairs, each row padded to an even length (the layout linear_f16.wgsl reads).
+    fn upload_f16(&self, w: HostTensor) -> Result<GpuTensor> {
+        let (rows, cols) = matrix_shape(&w)?;
+        let padded = cols.next_multiple_of(2);
+        let mut halves = vec![0u16; rows * padded];
+        for (dst, src) in halves.chunks_exact_mut(padded).zip(w.data.chunks_exact(cols)) {
+            for (d, s) in dst.iter_mut().zip(src) {
+                *d = half::f16::from_f32(*s).to_bits();
+            }
+        }
+        self.weight_buffer(rows, cols, bytemuck::cast_slice(&halves), GpuWeights::F16)
+    }
+}
+
+fn matrix_shape(w: &HostTensor) -> Result<(usize, usize)> {
+    match w.shape[..] {
+        [r, c] => Ok((r, c)),
+        _ => Err(Error::Backend(format!("matrix must be 2-D, got shape {:?}", w.shape))),
     }
 }
 
@@ -377,25 +516,19 @@ impl Backend for Gpu {
     }
 
     fn matrix(&self, w: HostTensor) -> Result<GpuTensor> {
-        let (rows, cols) = match w.shape[..] {
-            [r, c] => (r, c),
-            _ => return Err(Error::Backend(format!("matrix must be 2-D, got shape {:?}", w.shape))),
-        };
-        let max = self.device.limits().max_storage_buffer_binding_size as usize;
-        if w.data.len() * 4 > max {
-            return Err(Error::Backend(format!(
-                "a {rows}x{cols} weight is {} bytes; this GPU binds at most {max}",
-                w.data.len() * 4
-            )));
+        match self.weights {
+            GpuWeights::F32 => self.upload_f32(w),
+            GpuWeights::F16 => self.upload_f16(w),
         }
-        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
-        let buffer = self.upload("wembed weight", bytemuck::cast_slice(&w.data), usage);
-        Ok(GpuTensor { rows, cols, buffer: Some(buffer), pool: None })
+    }
+
+    fn table(&self, w: HostTensor) -> Result<GpuTensor> {
+        self.upload_f32(w)
     }
 
     fn vector(&self, v: HostTensor) -> Result<GpuTensor> {
         let n = v.data.len();
-        self.matrix(HostTensor::new(vec![1, n], v.data))
+        self.upload_f32(HostTensor::new(vec![1, n], v.data))
     }
 
     fn embed(
@@ -442,9 +575,13 @@ impl Backend for Gpu {
         }
         let out = self.tensor(x.rows, w.rows)?;
         let params = kernels::LinearParams { m: x.rows as u32, n: w.rows as u32, k: w.cols as u32, act: act_code(act) };
+        let kernel = match w.format {
+            GpuWeights::F32 => Kernel::Linear,
+            GpuWeights::F16 => Kernel::LinearF16,
+        };
         let mut state = self.state()?;
         let bufs = [x.buffer(), w.buffer(), b.buffer(), out.buffer()];
-        self.dispatch(&mut state, Kernel::Linear, bytemuck::bytes_of(&params), &bufs, (groups(w.rows, 64), groups(x.rows, 64)))?;
+        self.dispatch(&mut state, kernel, bytemuck::bytes_of(&params), &bufs, (groups(w.rows, 64), groups(x.rows, 64)))?;
         Ok(out)
     }
 
@@ -546,17 +683,31 @@ impl Backend for Gpu {
 }
 
 /// What [`Gpu::submit_with_copies`] leaves to await: the staging buffer, the float count of
-/// each tensor in it, and the mapping.
-type Staged = Result<(wgpu::Buffer, Vec<usize>, MapFuture)>;
+/// each tensor in it, the kernels whose timestamps follow them, and the mapping.
+type Staged = Result<(wgpu::Buffer, Vec<usize>, Vec<Kernel>, MapFuture)>;
 
 impl Gpu {
     /// Waits for the mapping and splits the staging buffer back into tensors.
     async fn collect(&self, staged: Staged) -> Result<Vec<Vec<f32>>> {
-        let (staging, sizes, done) = staged?;
+        let (staging, sizes, timed, done) = staged?;
         done.await?;
         let out = {
             let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU readback: {e}")))?;
-            let all: &[f32] = bytemuck::cast_slice(&view);
+            let floats: usize = sizes.iter().sum();
+            let all: &[f32] = bytemuck::cast_slice(&view[..floats * 4]);
+            if let (Some(p), false) = (&self.profiler, timed.is_empty()) {
+                let ticks: Vec<u64> = view[floats * 4..]
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                    .collect();
+                if let Ok(mut totals) = p.totals.lock() {
+                    for (k, pair) in timed.iter().zip(ticks.chunks_exact(2)) {
+                        let t = &mut totals[*k as usize];
+                        t.0 += pair[1].saturating_sub(pair[0]) as f64 * p.period;
+                        t.1 += 1;
+                    }
+                }
+            }
             let mut at = 0;
             sizes
                 .iter()
@@ -607,7 +758,10 @@ impl Gpu {
     fn submit_with_copies(&self, ts: &[&GpuTensor]) -> Staged {
         self.check()?;
         let sizes: Vec<usize> = ts.iter().map(|t| t.rows * t.cols).collect();
-        let total = (sizes.iter().sum::<usize>() * 4).max(4) as u64;
+        let tensor_bytes = (sizes.iter().sum::<usize>() * 4) as u64;
+        let mut state = self.state()?;
+        let timed = std::mem::take(&mut state.timed);
+        let total = (tensor_bytes + 16 * timed.len() as u64).max(4);
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wembed readback"),
             size: total,
@@ -615,7 +769,6 @@ impl Gpu {
             mapped_at_creation: false,
         });
         {
-            let mut state = self.state()?;
             let mut encoder = state.encoder.take().unwrap_or_else(|| {
                 self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
             });
@@ -626,10 +779,16 @@ impl Gpu {
                 }
                 at += t.bytes();
             }
+            if let (Some(p), false) = (&self.profiler, timed.is_empty()) {
+                let n = 2 * timed.len() as u32;
+                encoder.resolve_query_set(&p.queries, 0..n, &p.resolve, 0);
+                encoder.copy_buffer_to_buffer(&p.resolve, 0, &staging, at, 8 * n as u64);
+            }
             state.params.flush(&self.queue);
             state.meta = None;
             self.queue.submit([encoder.finish()]);
         }
+        drop(state);
         let slot = Arc::new(Mutex::new(MapSlot::default()));
         let cb_slot = slot.clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
@@ -645,6 +804,6 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
             .map_err(|e| Error::Backend(format!("waiting for the GPU: {e}")))?;
-        Ok((staging, sizes, MapFuture { slot }))
+        Ok((staging, sizes, timed, MapFuture { slot }))
     }
 }

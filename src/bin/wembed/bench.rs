@@ -148,6 +148,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     println!("|---|---|---|---|---|---|---|");
     let dim = embedder.dim();
     let version = env!("CARGO_PKG_VERSION");
+    let dtype = args.get("dtype").unwrap_or("f32");
     let device = embedder.device_name();
     let (o1, o32) = (best(&ours1), best(&ours32));
     match &ort_info {
@@ -159,7 +160,7 @@ pub fn run(args: &Args) -> Result<(), String> {
                 .fold(1.0f64, f64::min);
             let (r1, r32) = (best(&ort1), best(&ort32));
             println!(
-                "| wembed {version} | {device} | fp32 | {o1:.1} | {o32:.1} | {:.2}x / {:.2}x | {worst:.6} |",
+                "| wembed {version} | {device} | {dtype} | {o1:.1} | {o32:.1} | {:.2}x / {:.2}x | {worst:.6} |",
                 o1 / r1,
                 o32 / r32
             );
@@ -168,7 +169,19 @@ pub fn run(args: &Args) -> Result<(), String> {
                 o.version
             );
         }
-        None => println!("| wembed {version} | {device} | fp32 | {o1:.1} | {o32:.1} | n/a | n/a |"),
+        None => println!("| wembed {version} | {device} | {dtype} | {o1:.1} | {o32:.1} | n/a | n/a |"),
+    }
+    let kernels = embedder.take_kernel_times();
+    if !kernels.is_empty() {
+        let total: f64 = kernels.iter().map(|k| k.1).sum();
+        println!();
+        println!("GPU time per kernel over all rounds (timestamp queries):");
+        println!();
+        println!("| kernel | GPU time (s) | share | dispatches | mean per dispatch (us) |");
+        println!("|---|---|---|---|---|");
+        for (name, secs, n) in kernels {
+            println!("| {name} | {secs:.3} | {:.1}% | {n} | {:.1} |", secs / total * 100.0, secs / n as f64 * 1e6);
+        }
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use output::{Progress, npy_bytes, write_out};
 use wembed::eval::{StsPair, cosine, read_stsb_chinese, read_stsb_english, spearman};
-use wembed::{AnyEmbedder, Device, EmbedOptions, ModelFiles};
+use wembed::{AnyEmbedder, Device, Dtype, EmbedOptions, LoadOptions, ModelFiles};
 
 const DEFAULT_MODEL: &str = "assets/models/all-MiniLM-L6-v2";
 const DEFAULT_STSB: &str = "assets/data/stsbenchmark.tsv.gz";
@@ -23,7 +23,8 @@ USAGE:
   wembed embed [--model DIR] [--file FILE] [--format json|npy] [--out PATH] [TEXT...]
   wembed eval stsb [--model DIR] [--data FILE] [--reference FILE]
   wembed eval stsb-zh [--model DIR] [--data FILE]
-  wembed bench [--model DIR] [--data FILE] [--sentences N] [--python PATH]
+  wembed bench [--model DIR] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
+               [--device cpu|gpu] [--dtype f32|f16]
 
 COMMON OPTIONS:
   --model DIR         sentence-transformers model folder (default: assets/models/all-MiniLM-L6-v2,
@@ -32,6 +33,7 @@ COMMON OPTIONS:
   --batch-size N      texts per encoder run (default: 32)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
                       GPU if there is one, else the CPU)
+  --dtype f32|f16     weight precision (default f32; f16 runs on the GPU backend)
 
 EMBED OPTIONS:
   --file FILE         read texts from FILE, one per line ('-' for stdin)
@@ -62,7 +64,7 @@ struct Args {
 
 const VALUE_OPTS: &[&str] = &[
     "model", "file", "format", "out", "threads", "batch-size", "prompt-name", "data", "reference", "sentences",
-    "python", "repeats", "device",
+    "python", "repeats", "device", "dtype",
 ];
 const SWITCHES: &[&str] = &["no-normalize", "no-truncate", "help"];
 
@@ -145,9 +147,12 @@ fn load(args: &Args) -> Result<AnyEmbedder, String> {
     if args.get("model").is_none() && !dir.is_dir() {
         return Err(format!("the default model is not at {DEFAULT_MODEL}: run scripts/fetch-assets.sh, or pass --model DIR"));
     }
-    let device: Device = args.get("device").unwrap_or("cpu").parse().map_err(|e: wembed::Error| e.to_string())?;
+    let parse_err = |e: wembed::Error| e.to_string();
+    let device: Device = args.get("device").unwrap_or("cpu").parse().map_err(parse_err)?;
+    let dtype: Dtype = args.get("dtype").unwrap_or("f32").parse().map_err(parse_err)?;
+    let opts = LoadOptions { device, dtype, profile: args.words[0] == "bench" };
     let files = ModelFiles::from_dir(&dir).map_err(|e| e.to_string())?;
-    let (embedder, why) = pollster::block_on(AnyEmbedder::load(&files, device)).map_err(|e| e.to_string())?;
+    let (embedder, why) = pollster::block_on(AnyEmbedder::load(&files, &opts)).map_err(|e| e.to_string())?;
     if device == Device::Auto {
         eprintln!("device: {} ({why})", embedder.device_name());
     }
