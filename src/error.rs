@@ -35,6 +35,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// A stable code for programs to branch on (the JavaScript API exposes it as `error.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "IO",
+            Error::BadFile { .. } => "BAD_FILE",
+            Error::Weight { .. } => "BAD_WEIGHTS",
+            Error::Unsupported(_) => "UNSUPPORTED",
+            Error::Input(_) => "INPUT",
+            Error::Tokenizer(_) => "TOKENIZER",
+            Error::Backend(_) => "BACKEND",
+        }
+    }
+
     pub(crate) fn io(file: impl fmt::Display, err: impl fmt::Display) -> Self {
         Error::Io { file: file.to_string(), reason: err.to_string() }
     }

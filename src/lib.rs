@@ -19,6 +19,8 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 pub mod weights;
 
 pub use backend::Backend;

@@ -191,6 +191,12 @@ impl Gpu {
 
     /// As [`Gpu::new`], storing weight matrices as `weights` says.
     pub async fn with_weights(weights: GpuWeights) -> Result<Gpu> {
+        // wgpu's WebGPU build panics creating an instance where there is no navigator.gpu
+        // (Node, some workers): ask first.
+        #[cfg(target_arch = "wasm32")]
+        if !wgpu::util::is_browser_webgpu_supported().await {
+            return Err(Error::Backend("WebGPU is not available here (no navigator.gpu adapter)".into()));
+        }
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle().with_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {

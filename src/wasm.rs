@@ -1,0 +1,130 @@
+//! The wasm-bindgen surface: the only module that knows about JavaScript. The npm package's
+//! JS layer (www/src/index.js) fetches and caches files, queues calls and shapes the API; this
+//! module turns bytes into an [`AnyEmbedder`] and texts into one flat `Float32Array`.
+//!
+//! Every error leaves as a JS `Error` with a stable `code` (see [`Error::code`]); nothing here
+//! unwraps on input from JavaScript.
+
+use std::collections::HashMap;
+
+use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use crate::device::{AnyEmbedder, Device, Dtype, LoadOptions};
+use crate::embedder::EmbedOptions;
+use crate::error::Error;
+use crate::ModelFiles;
+
+fn js_error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+impl From<Error> for JsValue {
+    fn from(e: Error) -> JsValue {
+        js_error(e.code(), &e.to_string())
+    }
+}
+
+fn input_error(message: impl Into<String>) -> JsValue {
+    js_error("INPUT", &message.into())
+}
+
+fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
+    Reflect::get(obj, &key.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn get_string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(v) => v.as_string().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a string"))),
+    }
+}
+
+fn get_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(v) => v.as_bool().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a boolean"))),
+    }
+}
+
+/// A loaded model, on the CPU (wasm) or the GPU (WebGPU).
+#[wasm_bindgen]
+pub struct WasmEmbedder {
+    inner: AnyEmbedder,
+    why: String,
+    dtype: Dtype,
+}
+
+#[wasm_bindgen]
+impl WasmEmbedder {
+    /// `files`: an object mapping file names (`config.json`, `1_Pooling/config.json`, …) to
+    /// `Uint8Array`s. `options`: `{ device: 'auto'|'cpu'|'webgpu', dtype: 'f32'|'f16' }`.
+    pub async fn load(files: JsValue, options: JsValue) -> Result<WasmEmbedder, JsValue> {
+        if !files.is_object() {
+            return Err(input_error("files must be an object of file name -> Uint8Array"));
+        }
+        let mut map = HashMap::new();
+        for key in Object::keys(files.unchecked_ref::<Object>()).iter() {
+            let name = key.as_string().unwrap_or_default();
+            let value = Reflect::get(&files, &key)?;
+            let bytes = value
+                .dyn_into::<Uint8Array>()
+                .map_err(|_| input_error(format!("file `{name}` must be a Uint8Array")))?;
+            map.insert(name, bytes.to_vec());
+        }
+        let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
+        let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("f32").parse()?;
+        let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
+        let files = ModelFiles::from_map(origin, map);
+        let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
+        Ok(WasmEmbedder { inner, why, dtype })
+    }
+
+    /// Embeds `texts` (an array of strings) and returns all vectors in one `Float32Array` of
+    /// `texts.length * dim` floats. `options`: `{ normalize, batchSize, prompt, promptName,
+    /// truncate }`; `onProgress(done, total)` is called after each wave of batches.
+    pub async fn embed(&self, texts: Array, options: JsValue, on_progress: Option<js_sys::Function>) -> Result<Float32Array, JsValue> {
+        let mut owned = Vec::with_capacity(texts.length() as usize);
+        for (i, t) in texts.iter().enumerate() {
+            owned.push(t.as_string().ok_or_else(|| input_error(format!("text {i} is not a string")))?);
+        }
+        let refs: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+        let mut opts = EmbedOptions::default();
+        if let Some(v) = get(&options, "batchSize") {
+            let n = v.as_f64().filter(|n| *n >= 1.0 && n.fract() == 0.0);
+            opts.batch_size = n.ok_or_else(|| input_error("batchSize must be a whole number >= 1"))? as usize;
+        }
+        opts.normalize = get_bool(&options, "normalize")?;
+        opts.prompt = get_string(&options, "prompt")?;
+        opts.prompt_name = get_string(&options, "promptName")?;
+        if let Some(t) = get_bool(&options, "truncate")? {
+            opts.truncate = t;
+        }
+        let progress = |done: usize, total: usize| {
+            if let Some(f) = &on_progress {
+                let _ = f.call2(&JsValue::NULL, &(done as f64).into(), &(total as f64).into());
+            }
+        };
+        let vectors = self.inner.embed_async(&refs, &opts, progress).await?;
+        let flat: Vec<f32> = vectors.into_iter().flatten().collect();
+        Ok(Float32Array::from(flat.as_slice()))
+    }
+
+    /// `{ device, deviceReason, dtype, dim, maxTokens }`.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let o = Object::new();
+        let device = match self.inner {
+            AnyEmbedder::Cpu(_) => "cpu",
+            AnyEmbedder::Gpu(_) => "webgpu",
+        };
+        Reflect::set(&o, &"device".into(), &device.into())?;
+        Reflect::set(&o, &"adapter".into(), &self.inner.device_name().into())?;
+        Reflect::set(&o, &"deviceReason".into(), &self.why.clone().into())?;
+        Reflect::set(&o, &"dtype".into(), &format!("{:?}", self.dtype).to_lowercase().into())?;
+        Reflect::set(&o, &"dim".into(), &(self.inner.dim() as f64).into())?;
+        Reflect::set(&o, &"maxTokens".into(), &(self.inner.max_tokens() as f64).into())?;
+        Ok(o.into())
+    }
+}

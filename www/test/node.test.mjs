@@ -1,0 +1,95 @@
+// The npm package in Node: the CPU wasm path against the PyTorch fixtures, and its errors.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, mkdtemp, cp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Embedder, WembedError } from '../src/index.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const minilm = join(root, 'assets/models/all-MiniLM-L6-v2');
+const tiny = join(root, 'tests/fixtures/tiny/mean-erf-norm');
+const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/minilm.json'), 'utf8'));
+
+function cosine(a, b) {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+async function rejectsWith(promise, code, pattern) {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof WembedError, `expected a WembedError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  });
+}
+
+test('all-MiniLM-L6-v2 on the wasm CPU path matches PyTorch', async () => {
+  const events = [];
+  const embedder = await Embedder.load(minilm, { device: 'cpu', onProgress: (e) => events.push(e) });
+  assert.equal(embedder.info.device, 'cpu');
+  assert.equal(embedder.info.dim, 384);
+  assert.equal(embedder.info.maxTokens, 256);
+  assert.ok(events.some((e) => e.file === 'model.safetensors' && e.loaded === e.total && e.total > 1e7));
+  const texts = reference.sentences.map((s) => s.text);
+  const vectors = await embedder.embed(texts);
+  assert.equal(vectors.length, texts.length);
+  let worst = 1;
+  reference.sentences.forEach((s, i) => {
+    const c = cosine(vectors[i], s.embedding);
+    assert.ok(c >= 0.99999, `${JSON.stringify(s.text)}: cosine ${c}`);
+    worst = Math.min(worst, c);
+  });
+  const matrix = await embedder.embed(texts.slice(0, 3), { output: 'matrix' });
+  assert.equal(matrix.data.length, 3 * 384);
+  // Same text, other batch: equal up to the order of float sums.
+  const diff = Math.max(...Array.from(matrix.data.subarray(0, 384), (v, i) => Math.abs(v - vectors[0][i])));
+  assert.ok(diff <= 1e-5, `matrix row 0 differs from the array form by ${diff}`);
+  console.log(`wasm CPU: worst cosine ${worst.toFixed(8)} over ${texts.length} texts`);
+  embedder.dispose();
+});
+
+test('concurrent embed calls are queued and each gets its own answer', async () => {
+  const embedder = await Embedder.load(tiny, { device: 'cpu' });
+  const texts = ['hello world!', 'a man is playing a guitar.', 'the quick brown fox'];
+  const alone = await Promise.all(texts.map((t) => embedder.embed([t])));
+  const together = await Promise.all([embedder.embed(texts), ...texts.map((t) => embedder.embed(t))]);
+  texts.forEach((_, i) => {
+    assert.deepEqual(Array.from(together[0][i]), Array.from(alone[i][0]));
+    assert.deepEqual(Array.from(together[i + 1][0]), Array.from(alone[i][0]));
+  });
+});
+
+test('errors arrive as WembedError with a stable code', async () => {
+  await rejectsWith(Embedder.load(join(root, 'no/such/model'), { device: 'cpu' }), 'IO', /config\.json/);
+  await rejectsWith(Embedder.load(tiny, { device: 'tpu' }), 'INPUT', /device/);
+  await rejectsWith(Embedder.load(tiny, { device: 'webgpu' }), 'BACKEND', /WebGPU is not available/);
+  await rejectsWith(Embedder.load(42), 'INPUT');
+
+  const dir = await mkdtemp(join(tmpdir(), 'wembed-'));
+  await cp(tiny, dir, { recursive: true });
+  const weights = await readFile(join(dir, 'model.safetensors'));
+  await writeFile(join(dir, 'model.safetensors'), weights.subarray(0, weights.length >> 1));
+  await rejectsWith(Embedder.load(dir, { device: 'cpu' }), 'BAD_FILE', /truncated or corrupt/);
+
+  const embedder = await Embedder.load(tiny, { device: 'cpu' });
+  await rejectsWith(embedder.embed([1, 2]), 'INPUT', /not a string/);
+  await rejectsWith(embedder.embed(['x'], { batchSize: 0 }), 'INPUT', /batchSize/);
+  await rejectsWith(embedder.embed(['x'], { promptName: 'query' }), 'INPUT', /no prompt named/);
+  await rejectsWith(embedder.embed(['the dog runs '.repeat(50)], { truncate: false }), 'INPUT', /longer than/);
+  assert.deepEqual(await embedder.embed([]), []);
+  const [empty] = await embedder.embed(['']);
+  assert.ok(empty.every(Number.isFinite));
+  const [long] = await embedder.embed(['x'.repeat(100000)]);
+  assert.ok(long.every(Number.isFinite));
+  embedder.dispose();
+  await rejectsWith(embedder.embed(['x']), 'DISPOSED');
+});
