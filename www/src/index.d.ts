@@ -20,6 +20,8 @@ export interface LoadOptions {
   /** Cache fetched files (Cache API) so later loads work offline. Default true. */
   cache?: boolean;
   fetch?: typeof fetch;
+  /** Where wembed_bg.wasm is (URL or bytes), for bundlers that do not copy it (esbuild). */
+  wasm?: string | URL | BufferSource;
 }
 
 export interface EmbedOptions {

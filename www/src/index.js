@@ -11,6 +11,10 @@ const DEFAULT_HUB = 'https://huggingface.co';
 
 const isNode = typeof process !== 'undefined' && !!(process.versions && process.versions.node) && typeof window === 'undefined';
 
+// Node built-ins, imported through a variable so that browser bundlers (Vite, esbuild) leave
+// them alone instead of failing to resolve them.
+const nodeModule = (name) => import(/* @vite-ignore */ `node:${name}`);
+
 /** An error from wembed, with a stable `code` to branch on. */
 export class WembedError extends Error {
   constructor(code, message, options) {
@@ -31,12 +35,18 @@ function wrap(err) {
 }
 
 let wasmReady = null;
-function ensureWasm() {
+/** Loads the wasm module once: from `wasm` (a URL or bytes) if given, else from beside this file. */
+function ensureWasm(wasm) {
+  if (wasm && !wasmReady) {
+    wasmReady = initWasm({ module_or_path: wasm });
+  }
   if (!wasmReady) {
     wasmReady = (async () => {
+      // Vite and Node resolve this as is; with esbuild, serve pkg/wembed_bg.wasm and pass its
+      // URL as the `wasm` option.
       const url = new URL('../pkg/wembed_bg.wasm', import.meta.url);
       if (isNode) {
-        const { readFile } = await import('node:fs/promises');
+        const { readFile } = await nodeModule('fs/promises');
         await initWasm({ module_or_path: await readFile(url) });
       } else {
         await initWasm({ module_or_path: url });
@@ -141,8 +151,8 @@ async function fetchFile(base, name, { optional, onProgress, cache, fetchImpl })
 }
 
 async function readLocal(dir, name, optional, onProgress) {
-  const { readFile } = await import('node:fs/promises');
-  const { join } = await import('node:path');
+  const { readFile } = await nodeModule('fs/promises');
+  const { join } = await nodeModule('path');
   try {
     const bytes = new Uint8Array(await readFile(join(dir, name)));
     onProgress?.({ file: name, loaded: bytes.length, total: bytes.length, cached: false });
@@ -203,7 +213,8 @@ export class Embedder {
    * Loads a model. `source`: a Hugging Face model id (resolved against `hubBase`), a URL
    * prefix, a folder (Node), or { files: { name: Uint8Array } }.
    * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('f32' | 'f16'), onProgress({file, loaded,
-   * total, cached}), hubBase, revision, cache (default true), fetch.
+   * total, cached}), hubBase, revision, cache (default true), fetch, wasm (URL or bytes of
+   * wembed_bg.wasm, for bundlers that do not copy it).
    */
   static async load(source, options = {}) {
     const src = resolveSource(source, options);
@@ -211,7 +222,7 @@ export class Embedder {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) {
       throw new WembedError('INPUT', `device "${device}": choose auto, webgpu or cpu`);
     }
-    await ensureWasm();
+    await ensureWasm(options.wasm);
     const files = await gatherFiles(src, options);
     let inner;
     try {

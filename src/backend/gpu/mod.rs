@@ -518,7 +518,9 @@ impl Backend for Gpu {
     type Vector = GpuTensor;
 
     fn name(&self) -> String {
-        format!("gpu ({}, {:?})", self.info.name, self.info.backend)
+        // Browsers hide the adapter's name.
+        let name = if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name };
+        format!("gpu ({name}, {:?})", self.info.backend)
     }
 
     fn matrix(&self, w: HostTensor) -> Result<GpuTensor> {

@@ -1,0 +1,138 @@
+// The npm package in headless Chromium (Debian's, driven by playwright-core), WebGPU through
+// SwiftShader: loads all-MiniLM-L6-v2 by model id from a localhost hub, on WebGPU and on the
+// CPU, checks the vectors against the PyTorch fixtures and the progress events, then loads
+// again from the cache with the hub stopped. Not finding Chromium or a WebGPU adapter fails.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+import { appServer, hubServer, close, url } from './server.mjs';
+
+const www = fileURLToPath(new URL('../', import.meta.url));
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const MODEL_ID = 'sentence-transformers/all-MiniLM-L6-v2';
+const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/minilm.json'), 'utf8'));
+// SwiftShader computes on the CPU and slowly: a handful of short texts (the full set runs natively).
+const SAMPLES = reference.sentences.filter((s) => s.text && s.ids.length <= 12).slice(0, 4);
+
+let app, hub, browser, page;
+
+before(async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'wembed-page-'));
+  const html = join(dir, 'test.html');
+  await writeFile(html, `<!doctype html><meta charset="utf-8"><title>wembed test</title>
+<script type="module">
+  import * as wembed from '/src/index.js';
+  window.wembed = wembed;
+  window.ready = true;
+</script>`);
+  app = await appServer(www, { '/test.html': html });
+  hub = await hubServer({ [MODEL_ID]: join(root, 'assets/models/all-MiniLM-L6-v2') });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      '--enable-unsafe-webgpu',
+      '--enable-features=Vulkan',
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+    ],
+  });
+  page = await browser.newPage();
+  page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
+  await page.goto(`${url(app)}/test.html`);
+  await page.waitForFunction(() => window.ready === true);
+});
+
+after(async () => {
+  await browser?.close();
+  if (app) await close(app);
+  if (hub?.listening) await close(hub);
+});
+
+function cosine(a, b) {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  return ab / Math.sqrt(aa * bb);
+}
+
+/** Loads by model id in the page on `device`, embeds the samples; returns info, vectors, events. */
+function runInPage(device) {
+  return page.evaluate(
+    async ({ id, hubBase, device, texts }) => {
+      const events = [];
+      const embedder = await window.wembed.Embedder.load(id, { device, hubBase, onProgress: (e) => events.push(e) });
+      const vectors = await embedder.embed(texts);
+      const info = embedder.info;
+      embedder.dispose();
+      return { info, vectors: vectors.map((v) => Array.from(v)), events };
+    },
+    { id: MODEL_ID, hubBase: url(hub), device, texts: SAMPLES.map((s) => s.text) },
+  );
+}
+
+function checkVectors(result, label) {
+  SAMPLES.forEach((s, i) => {
+    const c = cosine(result.vectors[i], s.embedding);
+    assert.ok(c >= 0.99999, `${label}: ${JSON.stringify(s.text)} cosine ${c}`);
+  });
+}
+
+test('WebGPU in Chromium matches PyTorch, with progress events', { timeout: 600_000 }, async () => {
+  const result = await runInPage('webgpu');
+  assert.equal(result.info.device, 'webgpu', `WebGPU was not used: ${JSON.stringify(result.info)}`);
+  console.log(`webgpu run: ${JSON.stringify(result.info)}`);
+  assert.match(result.info.adapter, /BrowserWebGpu/);
+  checkVectors(result, 'webgpu');
+  const weights = result.events.filter((e) => e.file === 'model.safetensors');
+  assert.ok(weights.length > 1 && !weights[0].cached, 'streamed model.safetensors with progress');
+  assert.equal(weights.at(-1).loaded, weights.at(-1).total);
+  assert.ok(weights.at(-1).total > 1e7);
+});
+
+test('the wasm CPU path in Chromium matches PyTorch', { timeout: 300_000 }, async () => {
+  const result = await runInPage('cpu');
+  assert.equal(result.info.device, 'cpu');
+  checkVectors(result, 'cpu');
+});
+
+test('with the hub stopped, the model loads from the cache', { timeout: 300_000 }, async () => {
+  const cached = await page.evaluate(
+    ({ id, hubBase }) => window.wembed.isCached(id, { hubBase }),
+    { id: MODEL_ID, hubBase: url(hub) },
+  );
+  assert.equal(cached, true);
+  const hubBase = url(hub);
+  await close(hub);
+  await page.reload();
+  await page.waitForFunction(() => window.ready === true);
+  const result = await page.evaluate(
+    async ({ id, hubBase, texts }) => {
+      const events = [];
+      const embedder = await window.wembed.Embedder.load(id, { device: 'cpu', hubBase, onProgress: (e) => events.push(e) });
+      const vectors = await embedder.embed(texts);
+      return { vectors: vectors.map((v) => Array.from(v)), events };
+    },
+    { id: MODEL_ID, hubBase, texts: SAMPLES.map((s) => s.text) },
+  );
+  assert.ok(result.events.length > 0 && result.events.every((e) => e.cached), 'every file from the cache');
+  checkVectors(result, 'offline');
+  const cleared = await page.evaluate(() => window.wembed.clearCache());
+  assert.equal(cleared, true);
+  const err = await page.evaluate(
+    async ({ id, hubBase }) => window.wembed.Embedder.load(id, { device: 'cpu', hubBase }).then(() => null, (e) => ({ code: e.code, message: e.message })),
+    { id: MODEL_ID, hubBase },
+  );
+  assert.equal(err?.code, 'FETCH', JSON.stringify(err));
+});
