@@ -2,8 +2,10 @@
 // Mirrors backend::cpu `linear` (+ kernels::activate).
 //
 // Tiled: each workgroup computes a 64x64 block of y with 16x16 threads, 4x4 outputs each,
-// staging 64x16 slices of x and w in workgroup memory per step of k. Loads are bounds-checked,
-// so any m, n, k works (odd sizes included). 256 threads: SwiftShader's per-workgroup maximum.
+// staging 64x16 slices of x and w in workgroup memory per step of k. When k is a multiple of 4
+// (p.vec4 = 1) each thread stages one vec4 of x and one of w per step, through the same buffers
+// bound a second time as vec4 arrays; otherwise four bounds-checked scalars, so any m, n, k
+// works (odd sizes included). 256 threads: SwiftShader's per-workgroup maximum.
 
 struct Params {
     m: u32,
@@ -11,6 +13,11 @@ struct Params {
     k: u32,
     // 0: none, 1: GELU (erf), 2: GELU (tanh form), 3: ReLU
     act: u32,
+    // 1 when k % 4 == 0: stage tiles with vec4 loads
+    vec4: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -18,6 +25,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> w4: array<vec4<f32>>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -76,20 +85,38 @@ fn main(
     let col0 = wg.x * TN;
     var acc: array<array<f32, 4>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        for (var s = 0u; s < 4u; s++) {
-            let e = li + s * 256u;
-            let r = e / TK;
-            let c = k0 + e % TK;
-            var xv = 0.0;
+        if (p.vec4 == 1u) {
+            // 256 threads, 64 rows x 4 vec4 per tile: one vec4 of x and one of w each.
+            let r = li / 4u;
+            let c = k0 + (li % 4u) * 4u;
+            var xv = vec4<f32>(0.0);
             if (row0 + r < p.m && c < p.k) {
-                xv = x[(row0 + r) * p.k + c];
+                xv = x4[((row0 + r) * p.k + c) / 4u];
             }
-            xs[e] = xv;
-            var wv = 0.0;
+            var wv = vec4<f32>(0.0);
             if (col0 + r < p.n && c < p.k) {
-                wv = w[(col0 + r) * p.k + c];
+                wv = w4[((col0 + r) * p.k + c) / 4u];
             }
-            ws[e] = wv;
+            for (var q = 0u; q < 4u; q++) {
+                xs[li * 4u + q] = xv[q];
+                ws[li * 4u + q] = wv[q];
+            }
+        } else {
+            for (var s = 0u; s < 4u; s++) {
+                let e = li + s * 256u;
+                let r = e / TK;
+                let c = k0 + e % TK;
+                var xv = 0.0;
+                if (row0 + r < p.m && c < p.k) {
+                    xv = x[(row0 + r) * p.k + c];
+                }
+                xs[e] = xv;
+                var wv = 0.0;
+                if (col0 + r < p.n && c < p.k) {
+                    wv = w[(col0 + r) * p.k + c];
+                }
+                ws[e] = wv;
+            }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {

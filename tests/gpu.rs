@@ -84,7 +84,11 @@ fn linear_matches_cpu_on_odd_shapes() {
     let g = shared();
     let mut rng = Rng(1);
     let acts = [None, Some(Activation::GeluErf), Some(Activation::GeluTanh), Some(Activation::Relu)];
-    for (i, (m, n, k)) in [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384)].into_iter().enumerate() {
+    // k % 4 == 0 takes the vec4 path, the others the scalar one.
+    for (i, (m, n, k)) in [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384), (5, 3, 4), (66, 67, 20)]
+        .into_iter()
+        .enumerate()
+    {
         let act = acts[i % acts.len()];
         let (xc, xg) = both(m, k, rng.vec(m * k, 1.0));
         let (wc, wg) = both(n, k, rng.vec(n * k, 0.3));
@@ -99,7 +103,8 @@ fn linear_matches_cpu_on_odd_shapes() {
 fn f16_weights_match_cpu_on_the_same_rounded_weights() {
     let g = gpu_with(GpuWeights::F16);
     let mut rng = Rng(5);
-    for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (10, 384, 384)] {
+    // k % 8 == 0 takes the vec4 path, the others the scalar one.
+    for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (10, 384, 384), (3, 70, 8), (65, 9, 24), (2, 5, 12)] {
         let x = rng.vec(m * k, 1.0);
         // Weights already representable in f16, so both sides compute the same product.
         let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();

@@ -39,8 +39,8 @@ fn params_structs_have_the_sizes_rust_expects() {
     // Sizes asserted on the Rust side in src/backend/gpu/kernels.rs.
     let expected = [
         ("embed.wgsl", 16),
-        ("linear.wgsl", 16),
-        ("linear_f16.wgsl", 16),
+        ("linear.wgsl", 32),
+        ("linear_f16.wgsl", 32),
         ("layer_norm.wgsl", 16),
         ("attention.wgsl", 32),
         ("pool.wgsl", 32),

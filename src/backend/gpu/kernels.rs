@@ -68,7 +68,7 @@ params!(
 );
 params!(
     /// `shaders/linear.wgsl` and `shaders/linear_f16.wgsl` Params.
-    LinearParams { m: u32, n: u32, k: u32, act: u32 } = 16
+    LinearParams { m: u32, n: u32, k: u32, act: u32, vec4: u32, _pad: [u32; 3] } = 32
 );
 params!(
     /// `shaders/layer_norm.wgsl` Params.

@@ -357,10 +357,13 @@ impl Gpu {
     }
 
     fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
-        // Never empty: a zero-sized binding is invalid.
+        // Padded to 16 bytes, never empty: the matmul binds weights as vec4 arrays too, and a
+        // zero-sized binding is invalid.
         let padded;
-        let contents = if bytes.is_empty() {
-            padded = [0u8; 16];
+        let contents = if bytes.is_empty() || bytes.len() % 16 != 0 {
+            let mut v = bytes.to_vec();
+            v.resize(bytes.len().max(1).next_multiple_of(16), 0);
+            padded = v;
             &padded[..]
         } else {
             bytes
@@ -582,13 +585,21 @@ impl Backend for Gpu {
             return Err(Error::Backend(format!("linear: x [{}, {}] · w [{}, {}]ᵀ", x.rows, x.cols, w.rows, w.cols)));
         }
         let out = self.tensor(x.rows, w.rows)?;
-        let params = kernels::LinearParams { m: x.rows as u32, n: w.rows as u32, k: w.cols as u32, act: act_code(act) };
-        let kernel = match w.format {
-            GpuWeights::F32 => Kernel::Linear,
-            GpuWeights::F16 => Kernel::LinearF16,
+        let (kernel, vec4) = match w.format {
+            GpuWeights::F32 => (Kernel::Linear, w.cols % 4 == 0),
+            GpuWeights::F16 => (Kernel::LinearF16, w.cols % 8 == 0),
+        };
+        let params = kernels::LinearParams {
+            m: x.rows as u32,
+            n: w.rows as u32,
+            k: w.cols as u32,
+            act: act_code(act),
+            vec4: vec4 as u32,
+            _pad: [0; 3],
         };
         let mut state = self.state()?;
-        let bufs = [x.buffer(), w.buffer(), b.buffer(), out.buffer()];
+        // x and w bound twice: as scalars and as vec4s (the shader uses one or the other).
+        let bufs = [x.buffer(), w.buffer(), b.buffer(), out.buffer(), x.buffer(), w.buffer()];
         self.dispatch(&mut state, kernel, bytemuck::bytes_of(&params), &bufs, (groups(w.rows, 64), groups(x.rows, 64)))?;
         Ok(out)
     }
