@@ -53,6 +53,30 @@ impl SeqMeta {
     }
 }
 
+/// What every backend's `embed` checks first: ids for every token, texts no longer than the
+/// position table, and ids inside their tables (a tokenizer that does not match the model).
+/// `tables` are the (word, position, token type) row counts.
+pub(crate) fn check_embed_input(ids: &[u32], type_ids: &[u32], meta: &SeqMeta, tables: [usize; 3]) -> Result<()> {
+    let [words, positions, types] = tables;
+    if ids.len() != meta.tokens || type_ids.len() != meta.tokens {
+        return Err(crate::Error::Backend(format!("embed: {} ids for {} tokens", ids.len(), meta.tokens)));
+    }
+    if meta.max_len > positions {
+        return Err(crate::Error::Input(format!(
+            "a text of {} tokens; the model has {positions} positions",
+            meta.max_len
+        )));
+    }
+    for (what, list, rows) in [("token id", ids, words), ("token type id", type_ids, types)] {
+        if let Some(bad) = list.iter().find(|&&i| i as usize >= rows) {
+            return Err(crate::Error::Input(format!(
+                "{what} {bad} is outside the model's table of {rows} (tokenizer and model do not match)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub trait Backend {
     /// Activations, `[rows, cols]`.
     type Tensor;

@@ -7,21 +7,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Embedder, WembedError } from '../src/index.js';
+import { cosine } from './util.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const minilm = join(root, 'assets/models/all-MiniLM-L6-v2');
 const tiny = join(root, 'tests/fixtures/tiny/mean-erf-norm');
 const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/minilm.json'), 'utf8'));
 
-function cosine(a, b) {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 async function rejectsWith(promise, code, pattern) {
   await assert.rejects(promise, (e) => {

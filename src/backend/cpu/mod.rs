@@ -9,7 +9,7 @@ use std::future::Future;
 
 use rayon::prelude::*;
 
-use super::{Backend, SeqMeta};
+use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::weights::HostTensor;
@@ -90,23 +90,10 @@ impl Backend for Cpu {
     ) -> Result<CpuTensor> {
         let dim = word.cols;
         let rows = meta.tokens;
-        if ids.len() != rows || type_ids.len() != rows || pos.cols != dim || types.cols != dim {
-            return Err(Error::Backend(format!("embed: {} ids for {rows} tokens", ids.len())));
+        if pos.cols != dim || types.cols != dim {
+            return Err(Error::Backend(format!("embed: tables of widths {dim}, {}, {}", pos.cols, types.cols)));
         }
-        if meta.max_len > pos.rows {
-            return Err(Error::Input(format!(
-                "sequence of {} tokens, the model has {} positions",
-                meta.max_len, pos.rows
-            )));
-        }
-        for (what, list, table) in [("token id", ids, word), ("token type id", type_ids, types)] {
-            if let Some(bad) = list.iter().find(|&&i| i as usize >= table.rows) {
-                return Err(Error::Input(format!(
-                    "{what} {bad} is outside the model's table of {} (tokenizer and model do not match)",
-                    table.rows
-                )));
-            }
-        }
+        check_embed_input(ids, type_ids, meta, [word.rows, pos.rows, types.rows])?;
         let mut out = CpuTensor::zeros(rows, dim);
         for b in 0..meta.batch() {
             for (s, r) in meta.rows(b).enumerate() {

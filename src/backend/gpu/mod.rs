@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, SeqMeta};
+use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::weights::HostTensor;
@@ -553,22 +553,12 @@ impl Backend for Gpu {
     ) -> Result<GpuTensor> {
         self.check()?;
         let dim = word.cols;
-        if ids.len() != meta.tokens || type_ids.len() != meta.tokens {
-            return Err(Error::Backend(format!("embed: {} ids for {} tokens", ids.len(), meta.tokens)));
-        }
-        if meta.max_len > pos.rows || meta.max_len > MAX_TOKENS_PER_TEXT {
+        check_embed_input(ids, type_ids, meta, [word.rows, pos.rows, types.rows])?;
+        if meta.max_len > MAX_TOKENS_PER_TEXT {
             return Err(Error::Input(format!(
-                "a text of {} tokens; the model has {} positions and the GPU backend takes {MAX_TOKENS_PER_TEXT}",
-                meta.max_len, pos.rows
+                "a text of {} tokens; the GPU backend takes at most {MAX_TOKENS_PER_TEXT}",
+                meta.max_len
             )));
-        }
-        for (what, list, table) in [("token id", ids, word), ("token type id", type_ids, types)] {
-            if let Some(bad) = list.iter().find(|&&i| i as usize >= table.rows) {
-                return Err(Error::Input(format!(
-                    "{what} {bad} is outside the model's table of {} (tokenizer and model do not match)",
-                    table.rows
-                )));
-            }
         }
         let out = self.tensor(meta.tokens, dim)?;
         let mut state = self.state()?;
