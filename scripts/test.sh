@@ -38,4 +38,4 @@ cargo test --doc --quiet 2>&1
 
 echo "== npm package: wasm build, then node --test (Node, and headless Chromium)"
 scripts/build-wasm.sh
-(cd www && npm ci --no-audit --no-fund --silent && node --test test/)
+(cd www && npm ci --no-audit --no-fund --silent && node --test test/*.test.mjs)
