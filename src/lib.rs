@@ -18,6 +18,7 @@ pub mod embedder;
 pub mod error;
 pub mod eval;
 pub mod model;
+pub mod quant;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
