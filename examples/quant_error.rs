@@ -18,7 +18,7 @@ fn main() {
         let cols = t.shape[1];
         for row in t.data.chunks_exact(cols) {
             let mut deq = vec![0.0; cols];
-            let mut err = |deq: &[f32]| row.iter().zip(deq).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
+            let err = |deq: &[f32]| row.iter().zip(deq).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>();
             sq += row.iter().map(|a| (*a as f64).powi(2)).sum::<f64>();
             dequantize_q8_0(&quantize_q8_0(row), &mut deq);
             e8 += err(&deq);

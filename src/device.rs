@@ -2,7 +2,7 @@
 //! the GPU and forwards to it, so callers (the CLI, the wasm bindings) need no generics.
 
 use crate::backend::Backend;
-use crate::backend::cpu::Cpu;
+use crate::backend::cpu::{Cpu, CpuWeights};
 use crate::backend::gpu::{Gpu, GpuWeights};
 use crate::config::ModelFiles;
 use crate::embedder::{EmbedOptions, Embedder};
@@ -37,8 +37,10 @@ impl std::str::FromStr for Device {
 pub enum Dtype {
     #[default]
     F32,
-    /// f16 weights, f32 arithmetic (GPU backend; the CPU backend computes in f32 only for now).
+    /// f16 weights, f32 arithmetic (GPU backend).
     F16,
+    /// ggml q8_0 blocks, dequantized inside the matmul (CPU backend for now).
+    Q8,
 }
 
 impl std::str::FromStr for Dtype {
@@ -47,7 +49,8 @@ impl std::str::FromStr for Dtype {
         match s {
             "f32" | "fp32" => Ok(Dtype::F32),
             "f16" | "fp16" => Ok(Dtype::F16),
-            other => Err(Error::Input(format!("dtype `{other}`: choose f32 or f16"))),
+            "q8" | "q8_0" => Ok(Dtype::Q8),
+            other => Err(Error::Input(format!("dtype `{other}`: choose f32, f16 or q8"))),
         }
     }
 }
@@ -86,18 +89,22 @@ impl AnyEmbedder {
     /// Loads the model as `opts` say. Returns the embedder and why it runs where it does.
     pub async fn load(files: &ModelFiles, opts: &LoadOptions) -> Result<(AnyEmbedder, String)> {
         let cpu = || -> Result<AnyEmbedder> {
-            if opts.dtype != Dtype::F32 {
-                return Err(Error::Unsupported(format!(
-                    "{:?} weights on the CPU backend (it computes in f32; use the GPU for f16)",
-                    opts.dtype
-                )));
-            }
-            Ok(AnyEmbedder::Cpu(Embedder::load(Cpu::new(), files)?))
+            let weights = match opts.dtype {
+                Dtype::F32 => CpuWeights::F32,
+                Dtype::Q8 => CpuWeights::Q8_0,
+                Dtype::F16 => {
+                    return Err(Error::Unsupported("f16 weights on the CPU backend (use f32, q8, or the GPU)".into()));
+                }
+            };
+            Ok(AnyEmbedder::Cpu(Embedder::load(Cpu::with_weights(weights), files)?))
         };
         let gpu = || async {
             let weights = match opts.dtype {
                 Dtype::F32 => GpuWeights::F32,
                 Dtype::F16 => GpuWeights::F16,
+                Dtype::Q8 => {
+                    return Err(Error::Unsupported("q8 weights on the GPU backend (use f32, f16, or the CPU)".into()));
+                }
             };
             let mut gpu = Gpu::with_weights(weights).await?;
             if opts.profile {

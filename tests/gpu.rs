@@ -7,7 +7,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::*;
-use wembed::backend::cpu::CpuTensor;
+use wembed::backend::cpu::{CpuMatrix, CpuTensor};
 use wembed::backend::gpu::{GpuTensor, GpuWeights};
 use wembed::backend::{Backend, SeqMeta};
 use wembed::config::{Activation, PoolMode};
@@ -69,14 +69,27 @@ fn check(what: &str, got: &[f32], want: &[f32], cols: usize, tol: f32) {
     );
 }
 
+/// An activation (or table) on both backends.
 fn both(rows: usize, cols: usize, data: Vec<f32>) -> (CpuTensor, GpuTensor) {
+    let g = shared().table(HostTensor::new(vec![rows, cols], data.clone())).unwrap();
+    (CpuTensor::new(rows, cols, data), g)
+}
+
+/// A weight matrix on both backends.
+fn both_matrix(rows: usize, cols: usize, data: Vec<f32>) -> (CpuMatrix, GpuTensor) {
     let h = HostTensor::new(vec![rows, cols], data);
-    (Cpu.matrix(h.clone()).unwrap(), shared().matrix(h).unwrap())
+    (Cpu::new().matrix(h.clone()).unwrap(), shared().matrix(h).unwrap())
+}
+
+/// An embedding table on both backends.
+fn both_table(rows: usize, cols: usize, data: Vec<f32>) -> (CpuMatrix, GpuTensor) {
+    let h = HostTensor::new(vec![rows, cols], data);
+    (Cpu::new().table(h.clone()).unwrap(), shared().table(h).unwrap())
 }
 
 fn both_vec(data: Vec<f32>) -> (Vec<f32>, GpuTensor) {
     let h = HostTensor::new(vec![data.len()], data);
-    (Cpu.vector(h.clone()).unwrap(), shared().vector(h).unwrap())
+    (Cpu::new().vector(h.clone()).unwrap(), shared().vector(h).unwrap())
 }
 
 #[test]
@@ -91,9 +104,9 @@ fn linear_matches_cpu_on_odd_shapes() {
     {
         let act = acts[i % acts.len()];
         let (xc, xg) = both(m, k, rng.vec(m * k, 1.0));
-        let (wc, wg) = both(n, k, rng.vec(n * k, 0.3));
+        let (wc, wg) = both_matrix(n, k, rng.vec(n * k, 0.3));
         let (bc, bg) = both_vec(rng.vec(n, 1.0));
-        let want = Cpu.linear(&xc, &wc, &bc, act).unwrap();
+        let want = Cpu::new().linear(&xc, &wc, &bc, act).unwrap();
         let got = g.linear(&xg, &wg, &bg, act).unwrap();
         check(&format!("linear {m}x{n}x{k} {act:?}"), &read(g, &got), &want.data, n, TOL_LINEAR);
     }
@@ -109,9 +122,9 @@ fn f16_weights_match_cpu_on_the_same_rounded_weights() {
         // Weights already representable in f16, so both sides compute the same product.
         let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
         let b = rng.vec(n, 1.0);
-        let want = Cpu
-            .linear(&CpuTensor::new(m, k, x.clone()), &CpuTensor::new(n, k, w.clone()), &b, Some(Activation::GeluErf))
-            .unwrap();
+        let cpu = Cpu::new();
+        let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
+        let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
         let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
         let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
         assert_eq!(wg.format, GpuWeights::F16);
@@ -130,7 +143,7 @@ fn layer_norm_matches_cpu() {
         let (rc, rg) = both(rows, cols, rng.vec(rows * cols, 1.0));
         let (gc, gg) = both_vec(rng.vec(cols, 1.0));
         let (bc, bg) = both_vec(rng.vec(cols, 1.0));
-        let want = Cpu.layer_norm(xc, residual.then_some(&rc), &gc, &bc, 1e-12).unwrap();
+        let want = Cpu::new().layer_norm(xc, residual.then_some(&rc), &gc, &bc, 1e-12).unwrap();
         let got = g.layer_norm(xg, residual.then_some(&rg), &gg, &bg, 1e-12).unwrap();
         check(&format!("layer_norm {rows}x{cols} residual={residual}"), &read(g, &got), &want.data, cols, TOL_ROWWISE * 10.0);
     }
@@ -144,7 +157,7 @@ fn attention_matches_cpu_with_uneven_texts() {
         let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
         let cols = 3 * heads * hd;
         let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
-        let want = Cpu.attention(&qc, &meta, heads).unwrap();
+        let want = Cpu::new().attention(&qc, &meta, heads).unwrap();
         let got = g.attention(&qg, &meta, heads).unwrap();
         check(&format!("attention lens={lens:?} heads={heads} hd={hd}"), &read(g, &got), &want.data, heads * hd, TOL_ROWWISE * 10.0);
     }
@@ -156,12 +169,12 @@ fn embed_and_pool_match_cpu() {
     let mut rng = Rng(4);
     let dim = 37;
     let meta = SeqMeta::new(vec![4, 1, 9], vec![2, 0, 3]);
-    let (wc, wg) = both(50, dim, rng.vec(50 * dim, 1.0));
-    let (pc, pg) = both(16, dim, rng.vec(16 * dim, 1.0));
-    let (tc, tg) = both(3, dim, rng.vec(3 * dim, 1.0));
+    let (wc, wg) = both_table(50, dim, rng.vec(50 * dim, 1.0));
+    let (pc, pg) = both_table(16, dim, rng.vec(16 * dim, 1.0));
+    let (tc, tg) = both_table(3, dim, rng.vec(3 * dim, 1.0));
     let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
     let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 3).collect();
-    let want = Cpu.embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap();
+    let want = Cpu::new().embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap();
     let got = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
     check("embed", &read(g, &got), &want.data, dim, 0.0);
     let hidden_gpu = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
@@ -169,7 +182,7 @@ fn embed_and_pool_match_cpu() {
     for normalize in [false, true] {
         for k in 1..=modes.len() {
             let modes = &modes[..k];
-            let want = Cpu.pool(&want, &meta, modes, normalize).unwrap();
+            let want = Cpu::new().pool(&want, &meta, modes, normalize).unwrap();
             let got = g.pool(&hidden_gpu, &meta, modes, normalize).unwrap();
             check(&format!("pool {modes:?} normalize={normalize}"), &read(g, &got), &want.data, dim * k, TOL_ROWWISE);
         }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use wembed::backend::cpu::CpuWeights;
 use wembed::{Cpu, EmbedOptions, Embedder, ModelFiles};
 
 /// all-MiniLM-L6-v2 fp32: the issue's bar.
@@ -72,6 +73,25 @@ fn a_vector_does_not_depend_on_its_batch() {
         }
         texts.remove(pos);
     }
+}
+
+#[test]
+fn minilm_with_q8_0_weights_stays_close_to_pytorch() {
+    // Issue bar for q8: cosine >= 0.999 to the fp32 reference on every fixture text.
+    let reference = minilm_ref();
+    let files = ModelFiles::from_dir(minilm_dir()).unwrap();
+    let embedder = Embedder::load(Cpu::with_weights(CpuWeights::Q8_0), &files).unwrap();
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+    let mut worst = (1.0f64, "");
+    for (s, v) in reference.sentences.iter().zip(&vectors) {
+        let cos = cosine(v, &s.embedding);
+        assert!(cos >= 0.999, "q8_0: {:?} cosine {cos:.6}", s.text);
+        if cos < worst.0 {
+            worst = (cos, &s.text);
+        }
+    }
+    eprintln!("q8_0 on the CPU: worst cosine {:.6} for {:?}", worst.0, worst.1);
 }
 
 #[test]

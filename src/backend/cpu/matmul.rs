@@ -12,6 +12,8 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use crate::quant::{BLOCK, BlockQ8_0, dequantize_q8_0};
+
 /// Up to this many input rows, `linear` uses the skinny kernel. Measured with
 /// examples/skinny.rs on 2 cores, cold weights: skinny 74 vs gemm 35 GFLOP/s at 8 rows, 112 vs
 /// 83 at 32, even at 48, gemm ahead from 64.
@@ -72,10 +74,45 @@ pub fn gemm_strided(
     }
 }
 
+/// A weight matrix `[n, k]` as the kernels read it: f32 rows in place, or q8_0 blocks
+/// dequantized one tile of rows at a time into a task's scratch (never the whole matrix).
+#[derive(Clone, Copy)]
+pub enum WeightRows<'a> {
+    F32(&'a [f32]),
+    /// `per_row` blocks per row (k rounded up to 32).
+    Q8_0 { blocks: &'a [BlockQ8_0], per_row: usize },
+}
+
+impl WeightRows<'_> {
+    /// Rows `j0..j1` as f32 `[j1 - j0, k]`: borrowed, or dequantized into `scratch`.
+    fn rows<'s>(&'s self, j0: usize, j1: usize, k: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
+        match *self {
+            WeightRows::F32(w) => &w[j0 * k..j1 * k],
+            WeightRows::Q8_0 { blocks, per_row } => {
+                scratch.resize((j1 - j0) * k, 0.0);
+                for (r, dst) in (j0..j1).zip(scratch.chunks_exact_mut(k)) {
+                    dequantize_q8_0(&blocks[r * per_row..(r + 1) * per_row], dst);
+                }
+                scratch
+            }
+        }
+    }
+
+    fn fits(&self, n: usize, k: usize) -> bool {
+        match *self {
+            WeightRows::F32(w) => w.len() == n * k,
+            WeightRows::Q8_0 { blocks, per_row } => per_row == k.div_ceil(BLOCK) && blocks.len() == n * per_row,
+        }
+    }
+}
+
 /// `out[m, n] = bias + x[m, k] · w[n, k]ᵀ`, picking the kernel by the number of rows.
-pub fn linear(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
-    assert!(x.len() == m * k && w.len() == n * k && bias.len() == n && out.len() == m * n);
-    if m <= SKINNY_MAX_ROWS { skinny(m, n, k, x, w, bias, out) } else { gemm_linear(m, n, k, x, w, bias, out) }
+pub fn linear(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32], out: &mut [f32]) {
+    assert!(x.len() == m * k && w.fits(n, k) && bias.len() == n && out.len() == m * n);
+    match w {
+        WeightRows::F32(w) if m > SKINNY_MAX_ROWS => gemm_linear(m, n, k, x, w, bias, out),
+        _ => tiled(m, n, k, x, w, bias, out),
+    }
 }
 
 /// [`linear`] through the `gemm` crate (its own threading: splitting the rows between threads
@@ -88,24 +125,31 @@ pub fn gemm_linear(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], bias: &[f
     gemm_strided(m, n, k, out, n, true, x, k, 1, w, 1, k, 1.0, par);
 }
 
-/// Weight rows per rayon task in the skinny kernel: large enough to amortize the task, small
+/// Weight rows per rayon task in the tiled product: large enough to amortize the task, small
 /// enough to split a 384-row matrix between two cores.
-const SKINNY_ROWS_PER_TASK: usize = 64;
+const ROWS_PER_TILE: usize = 64;
 
-/// The few-rows product. Parallel over blocks of weight rows; each block is written into a
-/// column strip of `out`, so tasks compute into a private `[m, block]` buffer and copy it out.
-pub fn skinny(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
-    let blocks: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(SKINNY_ROWS_PER_TASK))
+/// The product one tile of weight rows at a time, tiles in parallel. Few input rows: the
+/// skinny kernel, which reads each weight row once. Many (quantized weights only; f32 ones go
+/// to [`gemm_linear`] whole): a single-threaded gemm per dequantized tile. Each tile is a
+/// column strip of `out`, so tasks compute into a private `[m, tile]` buffer and copy it out.
+pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32], out: &mut [f32]) {
+    let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TILE))
         .into_par_iter()
-        .map(|blk| {
-            let j0 = blk * SKINNY_ROWS_PER_TASK;
-            let j1 = (j0 + SKINNY_ROWS_PER_TASK).min(n);
+        .map_init(Vec::new, |scratch, t| {
+            let j0 = t * ROWS_PER_TILE;
+            let j1 = (j0 + ROWS_PER_TILE).min(n);
+            let rows = w.rows(j0, j1, k, scratch);
             let mut acc = vec![0.0f32; m * (j1 - j0)];
-            dot_block(m, k, x, &w[j0 * k..j1 * k], &mut acc);
+            if m <= SKINNY_MAX_ROWS {
+                dot_block(m, k, x, rows, &mut acc);
+            } else {
+                gemm_strided(m, j1 - j0, k, &mut acc, j1 - j0, false, x, k, 1, rows, 1, k, 1.0, Parallelism::None);
+            }
             (j0, acc)
         })
         .collect();
-    for (j0, acc) in blocks {
+    for (j0, acc) in tiles {
         let width = acc.len() / m.max(1);
         for i in 0..m {
             let dst = &mut out[i * n + j0..i * n + j0 + width];
@@ -266,12 +310,31 @@ mod tests {
     }
 
     #[test]
+    fn q8_0_weights_match_naive_on_their_dequantized_values() {
+        for (m, n, k) in [(1, 1, 1), (2, 5, 31), (7, 70, 33), (49, 65, 64), (100, 130, 96)] {
+            let (x, w, b) = (data(m * k, 4), data(n * k, 5), data(n, 6));
+            let per_row = k.div_ceil(BLOCK);
+            let blocks: Vec<BlockQ8_0> = w.chunks_exact(k).flat_map(crate::quant::quantize_q8_0).collect();
+            let mut deq = vec![0.0; n * k];
+            for (r, dst) in deq.chunks_exact_mut(k).enumerate() {
+                dequantize_q8_0(&blocks[r * per_row..(r + 1) * per_row], dst);
+            }
+            let want = naive(m, n, k, &x, &deq, &b);
+            let mut got = vec![0.0; m * n];
+            linear(m, n, k, &x, WeightRows::Q8_0 { blocks: &blocks, per_row }, &b, &mut got);
+            for (idx, (g, e)) in got.iter().zip(&want).enumerate() {
+                assert!((*g as f64 - e).abs() < 1e-4, "q8_0 ({m},{n},{k}) at {idx}: {g} vs {e}");
+            }
+        }
+    }
+
+    #[test]
     fn both_regimes_match_naive_on_odd_shapes() {
         for (m, n, k) in [(1, 1, 1), (1, 5, 7), (2, 3, 9), (3, 67, 13), (17, 33, 65), (33, 70, 130), (64, 96, 130), (5, 130, 384)] {
             let (x, w, b) = (data(m * k, 1), data(n * k, 2), data(n, 3));
             let want = naive(m, n, k, &x, &w, &b);
             let mut got = vec![0.0; m * n];
-            linear(m, n, k, &x, &w, &b, &mut got);
+            linear(m, n, k, &x, WeightRows::F32(&w), &b, &mut got);
             for (idx, (g, e)) in got.iter().zip(&want).enumerate() {
                 assert!((*g as f64 - e).abs() < 1e-4, "({m},{n},{k}) at {idx}: {g} vs {e}");
             }

@@ -13,7 +13,9 @@ use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::weights::HostTensor;
+use crate::quant::{BLOCK, BlockQ8_0, quantize_q8_0};
 use kernels::{activate, add_layer_norm_row, attend, l2_normalize, pool_sequence};
+use matmul::WeightRows;
 
 /// Row-major `[rows, cols]` f32 matrix: activations, and weights in their checkpoint layout
 /// (`[out, in]`, or `[rows, dim]` for embedding tables).
@@ -34,18 +36,68 @@ impl CpuTensor {
     }
 }
 
+/// How the CPU backend stores weight matrices (embedding tables, biases and layer norms stay
+/// f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CpuWeights {
+    #[default]
+    F32,
+    /// ggml q8_0 blocks (8.5 bits per weight), dequantized a tile at a time inside the matmul.
+    Q8_0,
+}
+
+/// A weight matrix `[rows, cols]` as the CPU backend keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CpuMatrix {
+    F32(CpuTensor),
+    /// `cols.div_ceil(32)` blocks per row.
+    Q8_0 { rows: usize, cols: usize, blocks: Vec<BlockQ8_0> },
+}
+
+impl CpuMatrix {
+    pub fn shape(&self) -> (usize, usize) {
+        match self {
+            CpuMatrix::F32(t) => (t.rows, t.cols),
+            CpuMatrix::Q8_0 { rows, cols, .. } => (*rows, *cols),
+        }
+    }
+
+    fn rows_view(&self) -> WeightRows<'_> {
+        match self {
+            CpuMatrix::F32(t) => WeightRows::F32(&t.data),
+            CpuMatrix::Q8_0 { cols, blocks, .. } => WeightRows::Q8_0 { blocks, per_row: cols.div_ceil(BLOCK) },
+        }
+    }
+
+    /// The f32 data of a table (tables are never quantized).
+    fn table(&self) -> Result<&CpuTensor> {
+        match self {
+            CpuMatrix::F32(t) => Ok(t),
+            CpuMatrix::Q8_0 { .. } => Err(Error::Backend("embedding tables must be f32".into())),
+        }
+    }
+}
+
 /// The CPU backend. Uses rayon's global pool (one thread per core by default).
 #[derive(Debug, Clone, Default)]
-pub struct Cpu;
+pub struct Cpu {
+    weights: CpuWeights,
+}
 
 impl Cpu {
+    /// f32 weights.
     pub fn new() -> Self {
-        Cpu
+        Cpu::default()
+    }
+
+    /// Weight matrices stored as `weights` says.
+    pub fn with_weights(weights: CpuWeights) -> Self {
+        Cpu { weights }
     }
 
     /// `(rows, cols)` of a weight matrix.
-    pub fn matrix_shape(&self, m: &CpuTensor) -> (usize, usize) {
-        (m.rows, m.cols)
+    pub fn matrix_shape(&self, m: &CpuMatrix) -> (usize, usize) {
+        m.shape()
     }
 }
 
@@ -61,16 +113,28 @@ const ROWS_PER_TASK: usize = 16;
 
 impl Backend for Cpu {
     type Tensor = CpuTensor;
-    type Matrix = CpuTensor;
+    type Matrix = CpuMatrix;
     type Vector = Vec<f32>;
 
     fn name(&self) -> String {
         format!("cpu ({} threads)", rayon::current_num_threads())
     }
 
-    fn matrix(&self, w: HostTensor) -> Result<CpuTensor> {
+    fn matrix(&self, w: HostTensor) -> Result<CpuMatrix> {
+        let t = self.table(w)?.table()?.clone();
+        Ok(match self.weights {
+            CpuWeights::F32 => CpuMatrix::F32(t),
+            CpuWeights::Q8_0 => CpuMatrix::Q8_0 {
+                rows: t.rows,
+                cols: t.cols,
+                blocks: t.data.chunks_exact(t.cols).flat_map(quantize_q8_0).collect(),
+            },
+        })
+    }
+
+    fn table(&self, w: HostTensor) -> Result<CpuMatrix> {
         match w.shape[..] {
-            [rows, cols] => Ok(CpuTensor::new(rows, cols, w.data)),
+            [rows, cols] => Ok(CpuMatrix::F32(CpuTensor::new(rows, cols, w.data))),
             _ => Err(Error::Backend(format!("matrix must be 2-D, got shape {:?}", w.shape))),
         }
     }
@@ -84,10 +148,11 @@ impl Backend for Cpu {
         ids: &[u32],
         type_ids: &[u32],
         meta: &SeqMeta,
-        word: &CpuTensor,
-        pos: &CpuTensor,
-        types: &CpuTensor,
+        word: &CpuMatrix,
+        pos: &CpuMatrix,
+        types: &CpuMatrix,
     ) -> Result<CpuTensor> {
+        let (word, pos, types) = (word.table()?, pos.table()?, types.table()?);
         let dim = word.cols;
         let rows = meta.tokens;
         if pos.cols != dim || types.cols != dim {
@@ -109,21 +174,20 @@ impl Backend for Cpu {
         Ok(out)
     }
 
-    fn linear(&self, x: &CpuTensor, w: &CpuTensor, b: &Vec<f32>, act: Option<Activation>) -> Result<CpuTensor> {
-        if x.cols != w.cols || b.len() != w.rows {
+    fn linear(&self, x: &CpuTensor, w: &CpuMatrix, b: &Vec<f32>, act: Option<Activation>) -> Result<CpuTensor> {
+        let (n, k) = w.shape();
+        if x.cols != k || b.len() != n {
             return Err(Error::Backend(format!(
-                "linear: x [{}, {}] · w [{}, {}]ᵀ + b [{}]",
+                "linear: x [{}, {}] · w [{n}, {k}]ᵀ + b [{}]",
                 x.rows,
                 x.cols,
-                w.rows,
-                w.cols,
                 b.len()
             )));
         }
-        let mut out = CpuTensor::zeros(x.rows, w.rows);
-        matmul::linear(x.rows, w.rows, w.cols, &x.data, &w.data, b, &mut out.data);
+        let mut out = CpuTensor::zeros(x.rows, n);
+        matmul::linear(x.rows, n, k, &x.data, w.rows_view(), b, &mut out.data);
         if let Some(act) = act {
-            out.data.par_chunks_mut(w.rows * ROWS_PER_TASK).for_each(|c| activate(act, c));
+            out.data.par_chunks_mut(n * ROWS_PER_TASK).for_each(|c| activate(act, c));
         }
         Ok(out)
     }
@@ -232,11 +296,11 @@ mod tests {
         let (heads, dim) = (2, 4);
         let meta = SeqMeta::new(vec![3, 2], vec![0, 0]);
         let mut qkv: Vec<f32> = (0..5 * 3 * dim).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1).collect();
-        let a = Cpu.attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, heads).unwrap();
+        let a = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, heads).unwrap();
         for v in &mut qkv[3 * 3 * dim..] {
             *v = 1e3;
         }
-        let b = Cpu.attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, heads).unwrap();
+        let b = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, heads).unwrap();
         assert_eq!(a.data[..3 * dim], b.data[..3 * dim]);
         assert_ne!(a.data[3 * dim..], b.data[3 * dim..]);
     }

@@ -24,7 +24,7 @@ USAGE:
   wembed eval stsb [--model DIR] [--data FILE] [--reference FILE]
   wembed eval stsb-zh [--model DIR] [--data FILE]
   wembed bench [--model DIR] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
-               [--device cpu|gpu] [--dtype f32|f16]
+               [--device cpu|gpu] [--dtype f32|f16|q8]
 
 COMMON OPTIONS:
   --model DIR         sentence-transformers model folder (default: assets/models/all-MiniLM-L6-v2,
@@ -33,7 +33,7 @@ COMMON OPTIONS:
   --batch-size N      texts per encoder run (default: 32)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
                       GPU if there is one, else the CPU)
-  --dtype f32|f16     weight precision (default f32; f16 runs on the GPU backend)
+  --dtype f32|f16|q8  weight precision (default f32; f16 runs on the GPU backend, q8 on the CPU)
 
 EMBED OPTIONS:
   --file FILE         read texts from FILE, one per line ('-' for stdin)
