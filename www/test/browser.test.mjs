@@ -1,7 +1,8 @@
 // The npm package in headless Chromium (Debian's, driven by playwright-core), WebGPU through
 // SwiftShader: loads all-MiniLM-L6-v2 by model id from a localhost hub, on WebGPU and on the
 // CPU, checks the vectors against the PyTorch fixtures and the progress events, then loads
-// again from the cache with the hub stopped. Not finding Chromium or a WebGPU adapter fails.
+// again from the cache with the hub stopped; and in a module Web Worker. Not finding Chromium
+// or a WebGPU adapter fails.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
@@ -97,6 +98,29 @@ test('the wasm CPU path in Chromium matches PyTorch', { timeout: 300_000 }, asyn
   const result = await runInPage('cpu');
   assert.equal(result.info.device, 'cpu');
   checkVectors(result, 'cpu');
+});
+
+test('the package runs in a module Web Worker', { timeout: 300_000 }, async () => {
+  const result = await page.evaluate(
+    ({ id, hubBase, origin, text }) =>
+      new Promise((resolve, reject) => {
+        const source = `
+          import { Embedder } from '${origin}/src/index.js';
+          const e = await Embedder.load('${id}', { device: 'webgpu', hubBase: '${hubBase}' });
+          const [v] = await e.embed([${JSON.stringify(text)}]);
+          postMessage({ info: e.info, vector: Array.from(v) });`;
+        const worker = new Worker(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })), { type: 'module' });
+        worker.onmessage = (m) => {
+          worker.terminate();
+          resolve(m.data);
+        };
+        worker.onerror = (e) => reject(new Error(e.message));
+      }),
+    { id: MODEL_ID, hubBase: url(hub), origin: url(app), text: SAMPLES[0].text },
+  );
+  assert.equal(result.info.device, 'webgpu', JSON.stringify(result.info));
+  const c = cosine(result.vector, SAMPLES[0].embedding);
+  assert.ok(c >= 0.99999, `worker: cosine ${c}`);
 });
 
 test('with the hub stopped, the model loads from the cache', { timeout: 300_000 }, async () => {

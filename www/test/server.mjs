@@ -57,5 +57,10 @@ export function hubServer(models) {
   });
 }
 
-export const close = (server) => new Promise((resolve) => server.close(resolve));
+/** Stops a server now, keep-alive connections included (a browser may hold some open). */
+export const close = (server) =>
+  new Promise((resolve) => {
+    server.close(resolve);
+    server.closeAllConnections();
+  });
 export const url = (server) => `http://127.0.0.1:${server.address().port}`;
