@@ -15,7 +15,8 @@ struct Params {
     act: u32,
     // 1 when k % 4 == 0: stage tiles with vec4 loads
     vec4: u32,
-    _pad0: u32,
+    // used by linear_q8.wgsl only
+    scale_offset: u32,
     _pad1: u32,
     _pad2: u32,
 }

@@ -39,7 +39,7 @@ pub enum Dtype {
     F32,
     /// f16 weights, f32 arithmetic (GPU backend).
     F16,
-    /// ggml q8_0 blocks, dequantized inside the matmul (CPU backend for now).
+    /// ggml q8_0 blocks, dequantized inside the matmul.
     Q8,
 }
 
@@ -102,9 +102,7 @@ impl AnyEmbedder {
             let weights = match opts.dtype {
                 Dtype::F32 => GpuWeights::F32,
                 Dtype::F16 => GpuWeights::F16,
-                Dtype::Q8 => {
-                    return Err(Error::Unsupported("q8 weights on the GPU backend (use f32, f16, or the CPU)".into()));
-                }
+                Dtype::Q8 => GpuWeights::Q8_0,
             };
             let mut gpu = Gpu::with_weights(weights).await?;
             if opts.profile {

@@ -9,6 +9,7 @@ pub enum Kernel {
     Embed,
     Linear,
     LinearF16,
+    LinearQ8,
     LayerNorm,
     Attention,
     Pool,
@@ -16,10 +17,11 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 7] = [
+    pub const ALL: [Kernel; 8] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
+        Kernel::LinearQ8,
         Kernel::LayerNorm,
         Kernel::Attention,
         Kernel::Pool,
@@ -31,6 +33,7 @@ impl Kernel {
             Kernel::Embed => "embed",
             Kernel::Linear => "linear",
             Kernel::LinearF16 => "linear_f16",
+            Kernel::LinearQ8 => "linear_q8",
             Kernel::LayerNorm => "layer_norm",
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
@@ -44,6 +47,7 @@ impl Kernel {
             Kernel::Embed => include_str!("../../../shaders/embed.wgsl"),
             Kernel::Linear => include_str!("../../../shaders/linear.wgsl"),
             Kernel::LinearF16 => include_str!("../../../shaders/linear_f16.wgsl"),
+            Kernel::LinearQ8 => include_str!("../../../shaders/linear_q8.wgsl"),
             Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl"),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl"),
@@ -67,8 +71,8 @@ params!(
     EmbedParams { tokens: u32, dim: u32, _pad: [u32; 2] } = 16
 );
 params!(
-    /// `shaders/linear.wgsl` and `shaders/linear_f16.wgsl` Params.
-    LinearParams { m: u32, n: u32, k: u32, act: u32, vec4: u32, _pad: [u32; 3] } = 32
+    /// `shaders/linear.wgsl`, `linear_f16.wgsl` and `linear_q8.wgsl` Params.
+    LinearParams { m: u32, n: u32, k: u32, act: u32, vec4: u32, scale_offset: u32, _pad: [u32; 2] } = 32
 );
 params!(
     /// `shaders/layer_norm.wgsl` Params.

@@ -18,6 +18,7 @@ use wgpu::util::DeviceExt;
 use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
+use crate::quant::{BLOCK, quantize_q8_0};
 use crate::weights::HostTensor;
 use kernels::{Kernel, Pipelines};
 
@@ -33,6 +34,9 @@ pub enum GpuWeights {
     /// IEEE half precision, two per u32, unpacked in the matmul shader (`unpack2x16float`, core
     /// WGSL: no `shader-f16` feature needed); arithmetic and accumulation stay f32.
     F16,
+    /// q8_0 blocks (see `crate::quant`): int8 four per u32, then the f32 block scales; the
+    /// matmul shader dequantizes as it stages each tile.
+    Q8_0,
 }
 
 /// A `[rows, cols]` tensor in a GPU buffer: f32, or a weight stored as [`GpuWeights`] says.
@@ -41,6 +45,8 @@ pub struct GpuTensor {
     pub rows: usize,
     pub cols: usize,
     pub format: GpuWeights,
+    /// q8_0: the word where the block scales start.
+    scale_offset: u32,
     buffer: Option<wgpu::Buffer>,
     pool: Option<Arc<Mutex<BufferPool>>>,
 }
@@ -353,7 +359,7 @@ impl Gpu {
     fn tensor(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
         let bytes = (rows * cols * 4) as u64;
         let buffer = self.pool.lock().map_err(|_| Error::Backend("GPU buffer pool poisoned".into()))?.take(&self.device, bytes);
-        Ok(GpuTensor { rows, cols, format: GpuWeights::F32, buffer: Some(buffer), pool: Some(self.pool.clone()) })
+        Ok(GpuTensor { rows, cols, format: GpuWeights::F32, scale_offset: 0, buffer: Some(buffer), pool: Some(self.pool.clone()) })
     }
 
     fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -473,7 +479,7 @@ impl Gpu {
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         let buffer = self.upload("wembed weight", bytes, usage);
-        Ok(GpuTensor { rows, cols, format, buffer: Some(buffer), pool: None })
+        Ok(GpuTensor { rows, cols, format, scale_offset: 0, buffer: Some(buffer), pool: None })
     }
 
     fn upload_f32(&self, w: HostTensor) -> Result<GpuTensor> {
@@ -492,6 +498,29 @@ impl Gpu {
             }
         }
         self.weight_buffer(rows, cols, bytemuck::cast_slice(&halves), GpuWeights::F16)
+    }
+}
+
+impl Gpu {
+    /// Rows of int8 (four per u32, each row padded to a multiple of 32), then every block's
+    /// scale as f32: the layout linear_q8.wgsl reads. Quantized with `crate::quant`, so the
+    /// values equal the CPU backend's.
+    fn upload_q8_0(&self, w: HostTensor) -> Result<GpuTensor> {
+        let (rows, cols) = matrix_shape(&w)?;
+        let per_row = cols.div_ceil(BLOCK);
+        let mut qs: Vec<u8> = Vec::with_capacity(rows * per_row * BLOCK);
+        let mut scales: Vec<f32> = Vec::with_capacity(rows * per_row);
+        for row in w.data.chunks_exact(cols) {
+            for b in quantize_q8_0(row) {
+                qs.extend(b.qs.iter().map(|&q| q as u8));
+                scales.push(half::f16::from_bits(b.d).to_f32());
+            }
+        }
+        let scale_offset = (qs.len() / 4) as u32;
+        qs.extend_from_slice(bytemuck::cast_slice(&scales));
+        let mut t = self.weight_buffer(rows, cols, &qs, GpuWeights::Q8_0)?;
+        t.scale_offset = scale_offset;
+        Ok(t)
     }
 }
 
@@ -530,6 +559,7 @@ impl Backend for Gpu {
         match self.weights {
             GpuWeights::F32 => self.upload_f32(w),
             GpuWeights::F16 => self.upload_f16(w),
+            GpuWeights::Q8_0 => self.upload_q8_0(w),
         }
     }
 
@@ -578,6 +608,7 @@ impl Backend for Gpu {
         let (kernel, vec4) = match w.format {
             GpuWeights::F32 => (Kernel::Linear, w.cols % 4 == 0),
             GpuWeights::F16 => (Kernel::LinearF16, w.cols % 8 == 0),
+            GpuWeights::Q8_0 => (Kernel::LinearQ8, w.cols % 32 == 0),
         };
         let params = kernels::LinearParams {
             m: x.rows as u32,
@@ -585,7 +616,8 @@ impl Backend for Gpu {
             k: w.cols as u32,
             act: act_code(act),
             vec4: vec4 as u32,
-            _pad: [0; 3],
+            scale_offset: w.scale_offset,
+            _pad: [0; 2],
         };
         let mut state = self.state()?;
         // x and w bound twice: as scalars and as vec4s (the shader uses one or the other).

@@ -33,7 +33,7 @@ COMMON OPTIONS:
   --batch-size N      texts per encoder run (default: 32)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
                       GPU if there is one, else the CPU)
-  --dtype f32|f16|q8  weight precision (default f32; f16 runs on the GPU backend, q8 on the CPU)
+  --dtype f32|f16|q8  weight precision (default f32; f16 runs on the GPU backend)
 
 EMBED OPTIONS:
   --file FILE         read texts from FILE, one per line ('-' for stdin)
