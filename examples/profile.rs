@@ -37,6 +37,8 @@ impl Backend for Timed {
     fn name(&self) -> String { self.inner.name() }
     fn matrix(&self, w: HostTensor) -> Result<Self::Matrix> { self.inner.matrix(w) }
     fn vector(&self, v: HostTensor) -> Result<Vec<f32>> { self.inner.vector(v) }
+    fn quantized_matrix(&self, w: wembed::quant::QuantMatrix) -> Result<Self::Matrix> { self.inner.quantized_matrix(w) }
+    fn table(&self, w: HostTensor) -> Result<Self::Matrix> { self.inner.table(w) }
     fn embed(&self, ids: &[u32], t: &[u32], m: &SeqMeta, w: &Self::Matrix, p: &Self::Matrix, ty: &Self::Matrix) -> Result<CpuTensor> {
         self.time("embed".into(), || self.inner.embed(ids, t, m, w, p, ty))
     }

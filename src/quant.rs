@@ -46,6 +46,30 @@ pub struct BlockQ4_1 {
 }
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 
+/// A weight matrix `[rows, cols]` already in q8_0 blocks, `cols.div_ceil(32)` per row: read
+/// from a quantized file, handed to a backend without ever being dequantized whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub blocks: Vec<BlockQ8_0>,
+}
+
+impl QuantMatrix {
+    pub fn quantize(rows: usize, cols: usize, data: &[f32]) -> QuantMatrix {
+        QuantMatrix { rows, cols, blocks: data.chunks_exact(cols.max(1)).flat_map(quantize_q8_0).collect() }
+    }
+
+    /// Rows stacked: `[a, k]` and `[b, k]` -> `[a + b, k]`.
+    pub fn vstack(parts: &[QuantMatrix]) -> QuantMatrix {
+        QuantMatrix {
+            rows: parts.iter().map(|p| p.rows).sum(),
+            cols: parts[0].cols,
+            blocks: parts.iter().flat_map(|p| p.blocks.iter().copied()).collect(),
+        }
+    }
+}
+
 fn f16_bits(x: f32) -> u16 {
     half::f16::from_f32(x).to_bits()
 }

@@ -1,8 +1,17 @@
 //! Safetensors bytes -> named, shape-checked host tensors (f32, converted from f16 / bf16).
 
+use std::collections::HashMap;
+
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
+use crate::quant::{BLOCK, BlockQ8_0, QuantMatrix};
+
+/// Metadata key naming the format of a file written by [`quantize_file`].
+pub const DTYPE_KEY: &str = "wembed.dtype";
+/// Metadata key naming the file a quantized file was made from.
+pub const SOURCE_KEY: &str = "wembed.source";
 
 /// A dense f32 tensor in host memory, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,20 +45,29 @@ impl HostTensor {
 pub struct WeightFile<'a> {
     st: SafeTensors<'a>,
     file: String,
+    /// `q8_0` when [`quantize_file`] wrote it: its U8 matrices are q8_0 blocks.
+    quantized: Option<String>,
 }
 
 impl<'a> WeightFile<'a> {
     pub fn parse(bytes: &'a [u8], file: impl Into<String>) -> Result<Self> {
         let file = file.into();
-        let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        let bad = |e: safetensors::SafeTensorError| {
             Error::bad_file(&file, format!("not a readable safetensors file ({e}); is it truncated or corrupt?"))
-        })?;
-        Ok(WeightFile { st, file })
+        };
+        let st = SafeTensors::deserialize(bytes).map_err(bad)?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+        let quantized = meta.metadata().as_ref().and_then(|m| m.get(DTYPE_KEY)).cloned();
+        match quantized.as_deref() {
+            None | Some("f16") | Some("q8_0") => {}
+            Some(other) => return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0)"))),
+        }
+        Ok(WeightFile { st, file, quantized })
     }
 
     /// All tensors, by their full names.
     pub fn root(&self) -> Weights<'_> {
-        Weights { st: &self.st, file: &self.file, prefix: String::new() }
+        Weights { st: &self.st, file: &self.file, q8: self.quantized.as_deref() == Some("q8_0"), prefix: String::new() }
     }
 }
 
@@ -57,6 +75,7 @@ impl<'a> WeightFile<'a> {
 pub struct Weights<'a> {
     st: &'a SafeTensors<'a>,
     file: &'a str,
+    q8: bool,
     prefix: String,
 }
 
@@ -68,7 +87,30 @@ impl<'a> Weights<'a> {
         } else {
             format!("{}.{prefix}", self.prefix)
         };
-        Weights { st: self.st, file: self.file, prefix }
+        Weights { st: self.st, file: self.file, q8: self.q8, prefix }
+    }
+
+    /// A matrix stored as q8_0 blocks (a U8 tensor `[rows, blocks * 34]` in a file
+    /// [`quantize_file`] wrote), or None when it is stored as floats.
+    pub fn get_q8_0(&self, name: &str, rows: usize, cols: usize) -> Result<Option<QuantMatrix>> {
+        let full = self.full(name);
+        let Ok(view) = self.st.tensor(&full) else { return Ok(None) };
+        if !self.q8 || view.dtype() != Dtype::U8 {
+            return Ok(None);
+        }
+        let size = std::mem::size_of::<BlockQ8_0>();
+        let per_row = cols.div_ceil(BLOCK);
+        if view.shape() != [rows, per_row * size] {
+            return Err(Error::weight(
+                &full,
+                format!("q8_0 shape {:?} in {}, the config implies [{rows}, {}]", view.shape(), self.file, per_row * size),
+            ));
+        }
+        let blocks: Vec<BlockQ8_0> = view.data().chunks_exact(size).map(bytemuck::pod_read_unaligned).collect();
+        if let Some(i) = blocks.iter().position(|b| !half::f16::from_bits(b.d).is_finite()) {
+            return Err(Error::weight(&full, format!("non-finite scale in block {i} of {}", self.file)));
+        }
+        Ok(Some(QuantMatrix { rows, cols, blocks }))
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -114,4 +156,59 @@ impl<'a> Weights<'a> {
         }
         Ok(HostTensor::new(shape.to_vec(), data))
     }
+}
+
+/// The format [`quantize_file`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileDtype {
+    /// Everything in f16: half the download.
+    F16,
+    /// Matmul weights in q8_0 blocks, embedding tables in f16, the rest as it was.
+    Q8_0,
+}
+
+/// Writes a smaller copy of a model's safetensors file. Matmul weights (2-D `*.weight`
+/// outside `embeddings.`) become q8_0 blocks (U8 tensors of 34-byte blocks) or f16; embedding
+/// tables become f16; the rest is copied. The metadata records the format and the source, and
+/// [`WeightFile`] reads the result directly.
+pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec<u8>> {
+    let file = WeightFile::parse(bytes, source)?;
+    if file.quantized.is_some() {
+        return Err(Error::Input(format!("{source} is already quantized ({:?})", file.quantized)));
+    }
+    let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in file.st.tensors() {
+        let shape = view.shape().to_vec();
+        let is_float = matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16);
+        let matmul = shape.len() == 2 && name.ends_with(".weight") && !name.contains("embeddings.");
+        if !is_float {
+            out.push((name, view.dtype(), shape, view.data().to_vec()));
+            continue;
+        }
+        let values = file.root().get(&name, &shape)?.data;
+        if matmul && dtype == FileDtype::Q8_0 {
+            let q = QuantMatrix::quantize(shape[0], shape[1], &values);
+            let width = shape[1].div_ceil(BLOCK) * std::mem::size_of::<BlockQ8_0>();
+            out.push((name, Dtype::U8, vec![shape[0], width], bytemuck::cast_slice(&q.blocks).to_vec()));
+        } else if matmul || name.contains("embeddings.") || dtype == FileDtype::F16 {
+            let halves: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+            out.push((name, Dtype::F16, shape, halves));
+        } else {
+            out.push((name, view.dtype(), shape, view.data().to_vec()));
+        }
+    }
+    let views = out
+        .iter()
+        .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| Error::weight(n, e))?)))
+        .collect::<Result<Vec<_>>>()?;
+    let name = match dtype {
+        FileDtype::F16 => "f16",
+        FileDtype::Q8_0 => "q8_0",
+    };
+    let meta = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (DTYPE_KEY.to_string(), name.to_string()),
+        (SOURCE_KEY.to_string(), source.to_string()),
+    ]);
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("writing safetensors: {e}")))
 }

@@ -330,3 +330,25 @@ fn odd_characters_give_finite_vectors() {
         assert!((norm - 1.0).abs() < 1e-5);
     }
 }
+
+#[test]
+fn quantized_file_with_unknown_format() {
+    let (_t, d) = tiny_copy();
+    let path = d.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut q8 = wembed::weights::quantize_file(&bytes, wembed::weights::FileDtype::Q8_0, "tiny").unwrap();
+    // Rename the format in the header (same length, so offsets stay valid).
+    let at = q8.windows(6).position(|w| w == b"\"q8_0\"").unwrap();
+    q8[at..at + 6].copy_from_slice(b"\"q5_9\"");
+    std::fs::write(&path, q8).unwrap();
+    fails_with(&d, &["model.safetensors", "wembed.dtype `q5_9`"]);
+}
+
+#[test]
+fn quantizing_a_quantized_file_is_refused() {
+    let (_t, d) = tiny_copy();
+    let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
+    let q8 = wembed::weights::quantize_file(&bytes, wembed::weights::FileDtype::Q8_0, "tiny").unwrap();
+    let err = wembed::weights::quantize_file(&q8, wembed::weights::FileDtype::Q8_0, "tiny").unwrap_err();
+    assert!(err.to_string().contains("already quantized"), "{err}");
+}

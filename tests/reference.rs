@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use wembed::backend::cpu::CpuWeights;
+use wembed::weights::{FileDtype, quantize_file};
 use wembed::{Cpu, EmbedOptions, Embedder, ModelFiles};
 
 /// all-MiniLM-L6-v2 fp32: the bar.
@@ -92,6 +93,40 @@ fn minilm_with_q8_0_weights_stays_close_to_pytorch() {
         }
     }
     eprintln!("q8_0 on the CPU: worst cosine {:.6} for {:?}", worst.0, worst.1);
+}
+
+/// all-MiniLM-L6-v2 rewritten by `quantize_file` into a temporary folder.
+fn minilm_file(dtype: FileDtype) -> (tempfile::TempDir, ModelFiles) {
+    let mut files = ModelFiles::from_dir(minilm_dir()).unwrap();
+    let bytes = files.require("model.safetensors").unwrap().to_vec();
+    let smaller = quantize_file(&bytes, dtype, "all-MiniLM-L6-v2").unwrap();
+    assert!(smaller.len() * 2 <= bytes.len() + 1_000_000, "{dtype:?}: {} of {} bytes", smaller.len(), bytes.len());
+    let tmp = tempfile::tempdir().unwrap();
+    files.insert("model.safetensors", smaller);
+    (tmp, files)
+}
+
+#[test]
+fn quantized_files_load_directly_and_stay_close_to_pytorch() {
+    let reference = minilm_ref();
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let at_load = Embedder::load(Cpu::with_weights(CpuWeights::Q8_0), &ModelFiles::from_dir(minilm_dir()).unwrap())
+        .unwrap()
+        .embed(&texts, &EmbedOptions::default())
+        .unwrap();
+    for (dtype, bar) in [(FileDtype::Q8_0, 0.999), (FileDtype::F16, 0.9999)] {
+        let (_tmp, files) = minilm_file(dtype);
+        // A plain f32 backend: the file's own format decides.
+        let vectors = Embedder::load(Cpu::new(), &files).unwrap().embed(&texts, &EmbedOptions::default()).unwrap();
+        for ((s, v), q) in reference.sentences.iter().zip(&vectors).zip(&at_load) {
+            let cos = cosine(v, &s.embedding);
+            assert!(cos >= bar, "{dtype:?} file: {:?} cosine {cos:.6}", s.text);
+            if dtype == FileDtype::Q8_0 {
+                // Same blocks as quantizing at load time; only the tables differ (f16 here).
+                assert!(cosine(v, q) > 0.9999, "{:?}", s.text);
+            }
+        }
+    }
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::future::Future;
 
 use crate::config::{Activation, PoolMode};
 use crate::error::Result;
+use crate::quant::QuantMatrix;
 use crate::weights::HostTensor;
 
 /// Where the sequences of a batch lie in a `[tokens, cols]` tensor: sequence `b` is rows
@@ -91,6 +92,8 @@ pub trait Backend {
     /// Takes ownership of a weight matrix `[out, in]`, which only `linear` reads: a backend may
     /// store it in a reduced format.
     fn matrix(&self, w: HostTensor) -> Result<Self::Matrix>;
+    /// Takes a weight matrix already in q8_0 blocks (from a quantized file), as it is.
+    fn quantized_matrix(&self, w: QuantMatrix) -> Result<Self::Matrix>;
     /// Takes ownership of an embedding table `[rows, dim]`, which `embed` gathers rows from.
     fn table(&self, w: HostTensor) -> Result<Self::Matrix> {
         self.matrix(w)

@@ -5,6 +5,7 @@
 use crate::backend::{Backend, SeqMeta};
 use crate::config::BertConfig;
 use crate::error::Result;
+use crate::quant::QuantMatrix;
 use crate::weights::{HostTensor, WeightFile, Weights};
 
 struct LayerNorm<B: Backend> {
@@ -25,9 +26,29 @@ struct Linear<B: Backend> {
     bias: B::Vector,
 }
 
+/// A weight stored as floats, or as q8_0 blocks in a quantized file.
+enum Stored {
+    F32(HostTensor),
+    Q8(QuantMatrix),
+}
+
+fn stored(w: &Weights, rows: usize, cols: usize) -> Result<Stored> {
+    Ok(match w.get_q8_0("weight", rows, cols)? {
+        Some(q) => Stored::Q8(q),
+        None => Stored::F32(w.get("weight", &[rows, cols])?),
+    })
+}
+
+fn matrix<B: Backend>(b: &B, s: Stored) -> Result<B::Matrix> {
+    match s {
+        Stored::F32(t) => b.matrix(t),
+        Stored::Q8(q) => b.quantized_matrix(q),
+    }
+}
+
 impl<B: Backend> Linear<B> {
     fn load(b: &B, w: &Weights, out: usize, inp: usize) -> Result<Self> {
-        Ok(Linear { weight: b.matrix(w.get("weight", &[out, inp])?)?, bias: b.vector(w.get("bias", &[out])?)? })
+        Ok(Linear { weight: matrix(b, stored(w, out, inp)?)?, bias: b.vector(w.get("bias", &[out])?)? })
     }
 }
 
@@ -73,10 +94,18 @@ impl<B: Backend> BertModel<B> {
             let l = w.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
             let parts = ["query", "key", "value"];
-            let ws = parts.iter().map(|p| a.pp("self").pp(p).get("weight", &[h, h])).collect::<Result<Vec<_>>>()?;
+            let ws = parts.iter().map(|p| stored(&a.pp("self").pp(p), h, h)).collect::<Result<Vec<_>>>()?;
             let bs = parts.iter().map(|p| a.pp("self").pp(p).get("bias", &[h])).collect::<Result<Vec<_>>>()?;
+            let qkv = match <[Stored; 3]>::try_from(ws) {
+                Ok([Stored::F32(q), Stored::F32(k), Stored::F32(v)]) => Stored::F32(HostTensor::vstack(&[q, k, v])),
+                Ok([Stored::Q8(q), Stored::Q8(k), Stored::Q8(v)]) => Stored::Q8(QuantMatrix::vstack(&[q, k, v])),
+                _ => {
+                    let name = format!("encoder.layer.{i}.attention.self");
+                    return Err(crate::Error::weight(name, "query, key and value are stored in different formats"));
+                }
+            };
             layers.push(BertLayer {
-                qkv: Linear { weight: b.matrix(HostTensor::vstack(&ws))?, bias: b.vector(HostTensor::concat(&bs))? },
+                qkv: Linear { weight: matrix(b, qkv)?, bias: b.vector(HostTensor::concat(&bs))? },
                 attention_output: Linear::load(b, &a.pp("output.dense"), h, h)?,
                 attention_norm: LayerNorm::load(b, &a.pp("output.LayerNorm"), h)?,
                 intermediate: Linear::load(b, &l.pp("intermediate.dense"), config.intermediate_size, h)?,

@@ -13,7 +13,7 @@ use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::weights::HostTensor;
-use crate::quant::{BLOCK, BlockQ8_0, quantize_q8_0};
+use crate::quant::{BLOCK, BlockQ8_0, QuantMatrix};
 use kernels::{activate, add_layer_norm_row, attend, l2_normalize, pool_sequence};
 use matmul::WeightRows;
 
@@ -124,12 +124,12 @@ impl Backend for Cpu {
         let t = self.table(w)?.table()?.clone();
         Ok(match self.weights {
             CpuWeights::F32 => CpuMatrix::F32(t),
-            CpuWeights::Q8_0 => CpuMatrix::Q8_0 {
-                rows: t.rows,
-                cols: t.cols,
-                blocks: t.data.chunks_exact(t.cols).flat_map(quantize_q8_0).collect(),
-            },
+            CpuWeights::Q8_0 => self.quantized_matrix(QuantMatrix::quantize(t.rows, t.cols, &t.data))?,
         })
+    }
+
+    fn quantized_matrix(&self, w: QuantMatrix) -> Result<CpuMatrix> {
+        Ok(CpuMatrix::Q8_0 { rows: w.rows, cols: w.cols, blocks: w.blocks })
     }
 
     fn table(&self, w: HostTensor) -> Result<CpuMatrix> {

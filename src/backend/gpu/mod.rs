@@ -18,7 +18,7 @@ use wgpu::util::DeviceExt;
 use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
-use crate::quant::{BLOCK, quantize_q8_0};
+use crate::quant::{BLOCK, QuantMatrix};
 use crate::weights::HostTensor;
 use kernels::{Kernel, Pipelines};
 
@@ -505,16 +505,13 @@ impl Gpu {
     /// Rows of int8 (four per u32, each row padded to a multiple of 32), then every block's
     /// scale as f32: the layout linear_q8.wgsl reads. Quantized with `crate::quant`, so the
     /// values equal the CPU backend's.
-    fn upload_q8_0(&self, w: HostTensor) -> Result<GpuTensor> {
-        let (rows, cols) = matrix_shape(&w)?;
-        let per_row = cols.div_ceil(BLOCK);
-        let mut qs: Vec<u8> = Vec::with_capacity(rows * per_row * BLOCK);
-        let mut scales: Vec<f32> = Vec::with_capacity(rows * per_row);
-        for row in w.data.chunks_exact(cols) {
-            for b in quantize_q8_0(row) {
-                qs.extend(b.qs.iter().map(|&q| q as u8));
-                scales.push(half::f16::from_bits(b.d).to_f32());
-            }
+    fn upload_q8_0(&self, w: QuantMatrix) -> Result<GpuTensor> {
+        let (rows, cols) = (w.rows, w.cols);
+        let mut qs: Vec<u8> = Vec::with_capacity(w.blocks.len() * BLOCK);
+        let mut scales: Vec<f32> = Vec::with_capacity(w.blocks.len());
+        for b in &w.blocks {
+            qs.extend(b.qs.iter().map(|&q| q as u8));
+            scales.push(half::f16::from_bits(b.d).to_f32());
         }
         let scale_offset = (qs.len() / 4) as u32;
         qs.extend_from_slice(bytemuck::cast_slice(&scales));
@@ -559,8 +556,15 @@ impl Backend for Gpu {
         match self.weights {
             GpuWeights::F32 => self.upload_f32(w),
             GpuWeights::F16 => self.upload_f16(w),
-            GpuWeights::Q8_0 => self.upload_q8_0(w),
+            GpuWeights::Q8_0 => {
+                let (rows, cols) = matrix_shape(&w)?;
+                self.upload_q8_0(QuantMatrix::quantize(rows, cols, &w.data))
+            }
         }
+    }
+
+    fn quantized_matrix(&self, w: QuantMatrix) -> Result<GpuTensor> {
+        self.upload_q8_0(w)
     }
 
     fn table(&self, w: HostTensor) -> Result<GpuTensor> {

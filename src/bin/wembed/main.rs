@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use output::{Progress, npy_bytes, write_out};
 use wembed::eval::{StsPair, cosine, read_stsb_chinese, read_stsb_english, spearman};
+use wembed::weights::{FileDtype, quantize_file};
 use wembed::{AnyEmbedder, Device, Dtype, EmbedOptions, LoadOptions, ModelFiles};
 
 const DEFAULT_MODEL: &str = "assets/models/all-MiniLM-L6-v2";
@@ -23,6 +24,7 @@ USAGE:
   wembed embed [--model DIR] [--file FILE] [--format json|npy] [--out PATH] [TEXT...]
   wembed eval stsb [--model DIR] [--data FILE] [--reference FILE]
   wembed eval stsb-zh [--model DIR] [--data FILE]
+  wembed quantize --dtype q8|f16 IN_DIR OUT_DIR
   wembed bench [--model DIR] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
                [--device cpu|gpu] [--dtype f32|f16|q8]
 
@@ -138,6 +140,7 @@ fn run(raw: &[String]) -> Result<(), String> {
             other => Err(format!("eval wants `stsb` or `stsb-zh`, got {other:?}")),
         },
         "bench" => bench::run(&args),
+        "quantize" => quantize(&args),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     }
 }
@@ -268,6 +271,52 @@ fn eval_stsb(args: &Args, chinese: bool) -> Result<(), String> {
             }
             Some(_) => {}
             None => eprintln!("(no PyTorch reference at {}; pass --reference FILE)", ref_path.display()),
+        }
+    }
+    Ok(())
+}
+
+/// Copies a model folder with a smaller model.safetensors (see wembed::weights::quantize_file).
+fn quantize(args: &Args) -> Result<(), String> {
+    let (Some(input), Some(output)) = (args.words.get(1), args.words.get(2)) else {
+        return Err("quantize wants IN_DIR OUT_DIR".into());
+    };
+    let dtype = match args.get("dtype") {
+        Some("q8") | Some("q8_0") => FileDtype::Q8_0,
+        Some("f16") => FileDtype::F16,
+        other => return Err(format!("quantize wants --dtype q8 or f16, got {other:?}")),
+    };
+    let (input, output) = (Path::new(input), Path::new(output));
+    if input == output {
+        return Err("OUT_DIR must differ from IN_DIR".into());
+    }
+    let weights = input.join("model.safetensors");
+    let bytes = std::fs::read(&weights).map_err(|e| format!("cannot read {}: {e}", weights.display()))?;
+    let smaller = quantize_file(&bytes, dtype, &weights.display().to_string()).map_err(|e| e.to_string())?;
+    copy_model_folder(input, output)?;
+    let target = output.join("model.safetensors");
+    std::fs::write(&target, &smaller).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
+    println!(
+        "{} -> {}: {:.1} MB -> {:.1} MB ({:.1}x smaller)",
+        weights.display(),
+        target.display(),
+        bytes.len() as f64 / 1e6,
+        smaller.len() as f64 / 1e6,
+        bytes.len() as f64 / smaller.len() as f64
+    );
+    Ok(())
+}
+
+/// Copies every file of a model folder but model.safetensors (and module subfolders).
+fn copy_model_folder(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
+    for entry in std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))? {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let (src, dst) = (entry.path(), to.join(entry.file_name()));
+        if src.is_dir() {
+            copy_model_folder(&src, &dst)?;
+        } else if entry.file_name() != "model.safetensors" {
+            std::fs::copy(&src, &dst).map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
         }
     }
     Ok(())
