@@ -1,11 +1,15 @@
 // y[m, n] = act(x[m, k] · w[n, k]ᵀ + b[n]), w in its checkpoint layout [out, in].
 // Mirrors backend::cpu `linear` (+ kernels::activate).
 //
+// This file is the format-independent part: the pipeline's source is this file followed by
+// one weight-format file (linear_f32.wgsl, linear_f16.wgsl, linear_q8.wgsl), which declares
+// the `w` / `w4` bindings and `stage_w`, the function that fills one tile of weights.
+//
 // Tiled: each workgroup computes a 64x64 block of y with 16x16 threads, 4x4 outputs each,
-// staging 64x16 slices of x and w in workgroup memory per step of k. When k is a multiple of 4
-// (p.vec4 = 1) each thread stages one vec4 of x and one of w per step, through the same buffers
-// bound a second time as vec4 arrays; otherwise four bounds-checked scalars, so any m, n, k
-// works (odd sizes included). 256 threads: SwiftShader's per-workgroup maximum.
+// staging 64x16 slices of x and w in workgroup memory per step of k. When the format's
+// alignment holds (p.vec4 = 1; k % 4 for f32) tiles are staged with vec4 loads, through the
+// same buffers bound a second time as vec4 arrays; otherwise with bounds-checked scalars, so
+// any m, n, k works (odd sizes included). 256 threads: SwiftShader's per-workgroup maximum.
 
 struct Params {
     m: u32,
@@ -13,9 +17,9 @@ struct Params {
     k: u32,
     // 0: none, 1: GELU (erf), 2: GELU (tanh form), 3: ReLU
     act: u32,
-    // 1 when k % 4 == 0: stage tiles with vec4 loads
+    // 1 when k allows the weight format's vec4 loads
     vec4: u32,
-    // used by linear_q8.wgsl only
+    // q8_0: first word of the block scales in `w`
     scale_offset: u32,
     _pad1: u32,
     _pad2: u32,
@@ -23,11 +27,9 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> w4: array<vec4<f32>>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -76,6 +78,33 @@ fn activate(v: f32) -> f32 {
     }
 }
 
+// Fills xs with x[row0 .. row0 + 64, k0 .. k0 + 16], zeros outside.
+fn stage_x(row0: u32, k0: u32, li: u32) {
+    if (p.vec4 == 1u) {
+        // 256 threads, 64 rows x 4 vec4: one each.
+        let r = li / 4u;
+        let c = k0 + (li % 4u) * 4u;
+        var xv = vec4<f32>(0.0);
+        if (row0 + r < p.m && c < p.k) {
+            xv = x4[((row0 + r) * p.k + c) / 4u];
+        }
+        for (var q = 0u; q < 4u; q++) {
+            xs[li * 4u + q] = xv[q];
+        }
+    } else {
+        for (var s = 0u; s < 4u; s++) {
+            let e = li + s * 256u;
+            let r = e / TK;
+            let c = k0 + e % TK;
+            var xv = 0.0;
+            if (row0 + r < p.m && c < p.k) {
+                xv = x[(row0 + r) * p.k + c];
+            }
+            xs[e] = xv;
+        }
+    }
+}
+
 @compute @workgroup_size(16, 16)
 fn main(
     @builtin(workgroup_id) wg: vec3<u32>,
@@ -86,39 +115,8 @@ fn main(
     let col0 = wg.x * TN;
     var acc: array<array<f32, 4>, 4>;
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        if (p.vec4 == 1u) {
-            // 256 threads, 64 rows x 4 vec4 per tile: one vec4 of x and one of w each.
-            let r = li / 4u;
-            let c = k0 + (li % 4u) * 4u;
-            var xv = vec4<f32>(0.0);
-            if (row0 + r < p.m && c < p.k) {
-                xv = x4[((row0 + r) * p.k + c) / 4u];
-            }
-            var wv = vec4<f32>(0.0);
-            if (col0 + r < p.n && c < p.k) {
-                wv = w4[((col0 + r) * p.k + c) / 4u];
-            }
-            for (var q = 0u; q < 4u; q++) {
-                xs[li * 4u + q] = xv[q];
-                ws[li * 4u + q] = wv[q];
-            }
-        } else {
-            for (var s = 0u; s < 4u; s++) {
-                let e = li + s * 256u;
-                let r = e / TK;
-                let c = k0 + e % TK;
-                var xv = 0.0;
-                if (row0 + r < p.m && c < p.k) {
-                    xv = x[(row0 + r) * p.k + c];
-                }
-                xs[e] = xv;
-                var wv = 0.0;
-                if (col0 + r < p.n && c < p.k) {
-                    wv = w[(col0 + r) * p.k + c];
-                }
-                ws[e] = wv;
-            }
-        }
+        stage_x(row0, k0, li);
+        stage_w(col0, k0, li);
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             var a: array<f32, 4>;

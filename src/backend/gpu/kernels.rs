@@ -41,17 +41,20 @@ impl Kernel {
         }
     }
 
-    /// The shader source, embedded at build time.
-    pub fn source(self) -> &'static str {
+    /// The shader source, embedded at build time. The matmuls are linear.wgsl followed by their
+    /// weight format's file (WGSL has no includes).
+    pub fn source(self) -> std::borrow::Cow<'static, str> {
+        const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
+        let linear = |format: &str| format!("{LINEAR}\n{format}").into();
         match self {
-            Kernel::Embed => include_str!("../../../shaders/embed.wgsl"),
-            Kernel::Linear => include_str!("../../../shaders/linear.wgsl"),
-            Kernel::LinearF16 => include_str!("../../../shaders/linear_f16.wgsl"),
-            Kernel::LinearQ8 => include_str!("../../../shaders/linear_q8.wgsl"),
-            Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl"),
-            Kernel::Attention => include_str!("../../../shaders/attention.wgsl"),
-            Kernel::Pool => include_str!("../../../shaders/pool.wgsl"),
-            Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl"),
+            Kernel::Embed => include_str!("../../../shaders/embed.wgsl").into(),
+            Kernel::Linear => linear(include_str!("../../../shaders/linear_f32.wgsl")),
+            Kernel::LinearF16 => linear(include_str!("../../../shaders/linear_f16.wgsl")),
+            Kernel::LinearQ8 => linear(include_str!("../../../shaders/linear_q8.wgsl")),
+            Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl").into(),
+            Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
+            Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
+            Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
         }
     }
 }
@@ -71,7 +74,7 @@ params!(
     EmbedParams { tokens: u32, dim: u32, _pad: [u32; 2] } = 16
 );
 params!(
-    /// `shaders/linear.wgsl`, `linear_f16.wgsl` and `linear_q8.wgsl` Params.
+    /// `shaders/linear.wgsl` Params (all weight formats).
     LinearParams { m: u32, n: u32, k: u32, act: u32, vec4: u32, scale_offset: u32, _pad: [u32; 2] } = 32
 );
 params!(
@@ -107,7 +110,7 @@ impl Pipelines {
                 }
                 let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(k.name()),
-                    source: wgpu::ShaderSource::Wgsl(k.source().into()),
+                    source: wgpu::ShaderSource::Wgsl(k.source()),
                 });
                 Some(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(k.name()),

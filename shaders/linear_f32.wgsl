@@ -1,0 +1,30 @@
+// Weight format for linear.wgsl: f32, the checkpoint's own layout. vec4 path when k % 4 == 0.
+
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(6) var<storage, read> w4: array<vec4<f32>>;
+
+// Fills ws with w[col0 .. col0 + 64, k0 .. k0 + 16], zeros outside.
+fn stage_w(col0: u32, k0: u32, li: u32) {
+    if (p.vec4 == 1u) {
+        let r = li / 4u;
+        let c = k0 + (li % 4u) * 4u;
+        var wv = vec4<f32>(0.0);
+        if (col0 + r < p.n && c < p.k) {
+            wv = w4[((col0 + r) * p.k + c) / 4u];
+        }
+        for (var q = 0u; q < 4u; q++) {
+            ws[li * 4u + q] = wv[q];
+        }
+    } else {
+        for (var s = 0u; s < 4u; s++) {
+            let e = li + s * 256u;
+            let r = e / TK;
+            let c = k0 + e % TK;
+            var wv = 0.0;
+            if (col0 + r < p.n && c < p.k) {
+                wv = w[(col0 + r) * p.k + c];
+            }
+            ws[e] = wv;
+        }
+    }
+}
