@@ -41,13 +41,12 @@ impl ModelFiles {
         let mut out = ModelFiles { origin: dir.display().to_string(), files: HashMap::new() };
         let mut names: Vec<String> = MODEL_FILE_NAMES.iter().map(|s| s.to_string()).collect();
         // Module folders are named by modules.json; read it first to know which to fetch.
-        if let Ok(bytes) = std::fs::read(dir.join("modules.json")) {
-            if let Ok(modules) = serde_json::from_slice::<Vec<ModuleEntry>>(&bytes) {
+        if let Ok(bytes) = std::fs::read(dir.join("modules.json"))
+            && let Ok(modules) = serde_json::from_slice::<Vec<ModuleEntry>>(&bytes) {
                 for m in modules.iter().filter(|m| !m.path.is_empty()) {
                     names.push(format!("{}/config.json", m.path));
                 }
             }
-        }
         for name in names {
             let path: PathBuf = dir.join(&name);
             match std::fs::read(&path) {
@@ -184,14 +183,13 @@ impl ModelConfig {
         let raw: RawBertConfig =
             serde_json::from_value(value).map_err(|e| Error::bad_file(file(), e))?;
         debug_assert_eq!(raw.model_type.as_deref(), Some("bert"));
-        if let Some(p) = raw.position_embedding_type.as_deref() {
-            if p != "absolute" {
+        if let Some(p) = raw.position_embedding_type.as_deref()
+            && p != "absolute" {
                 return Err(Error::Unsupported(format!(
                     "position_embedding_type `{p}` in {} (only `absolute`)",
                     file()
                 )));
             }
-        }
         let dims = [
             ("vocab_size", raw.vocab_size),
             ("hidden_size", raw.hidden_size),
@@ -206,7 +204,7 @@ impl ModelConfig {
                 return Err(Error::bad_file(file(), format!("`{field}` is 0")));
             }
         }
-        if raw.hidden_size % raw.num_attention_heads != 0 {
+        if !raw.hidden_size.is_multiple_of(raw.num_attention_heads) {
             return Err(Error::bad_file(
                 file(),
                 format!(
@@ -321,31 +319,28 @@ impl SentenceConfig {
         let modules: Option<Vec<ModuleEntry>> = files.json("modules.json")?;
         let mut pooling = None;
         let mut normalize = false;
-        match modules {
-            Some(modules) => {
-                for m in &modules {
-                    let short = m.kind.rsplit('.').next().unwrap_or(&m.kind);
-                    match short {
-                        "Transformer" => {}
-                        "Pooling" => {
-                            let name = format!("{}/config.json", m.path);
-                            let raw: RawPooling = files.json(&name)?.ok_or_else(|| {
-                                Error::io(format!("{origin}/{name}"), "file not found; modules.json names it")
-                            })?;
-                            pooling = Some(pooling_from_raw(raw, &format!("{origin}/{name}"))?);
-                        }
-                        "Normalize" => normalize = true,
-                        _ => {
-                            return Err(Error::Unsupported(format!(
-                                "sentence-transformers module `{}` in {origin}/modules.json \
-                                 (wembed runs Transformer, Pooling, Normalize)",
-                                m.kind
-                            )));
-                        }
+        if let Some(modules) = modules {
+            for m in &modules {
+                let short = m.kind.rsplit('.').next().unwrap_or(&m.kind);
+                match short {
+                    "Transformer" => {}
+                    "Pooling" => {
+                        let name = format!("{}/config.json", m.path);
+                        let raw: RawPooling = files.json(&name)?.ok_or_else(|| {
+                            Error::io(format!("{origin}/{name}"), "file not found; modules.json names it")
+                        })?;
+                        pooling = Some(pooling_from_raw(raw, &format!("{origin}/{name}"))?);
+                    }
+                    "Normalize" => normalize = true,
+                    _ => {
+                        return Err(Error::Unsupported(format!(
+                            "sentence-transformers module `{}` in {origin}/modules.json \
+                             (wembed runs Transformer, Pooling, Normalize)",
+                            m.kind
+                        )));
                     }
                 }
             }
-            None => {}
         }
         // A plain Hugging Face model without sentence-transformers files: sentence-transformers
         // itself falls back to mean pooling, so do we.
@@ -362,14 +357,13 @@ impl SentenceConfig {
         }
         let st: RawStConfig =
             files.json("config_sentence_transformers.json")?.unwrap_or_default();
-        if let Some(name) = &st.default_prompt_name {
-            if !st.prompts.contains_key(name) {
+        if let Some(name) = &st.default_prompt_name
+            && !st.prompts.contains_key(name) {
                 return Err(Error::bad_file(
                     format!("{origin}/config_sentence_transformers.json"),
                     format!("default_prompt_name `{name}` is not among the prompts"),
                 ));
             }
-        }
         Ok(SentenceConfig {
             max_seq_length,
             do_lower_case: sbert.do_lower_case,

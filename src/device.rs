@@ -11,9 +11,11 @@ use crate::tokenizer::Encoded;
 
 /// Where to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Default)]
 pub enum Device {
     /// A hardware GPU if there is one, else the CPU (software GPU adapters are slower than the
     /// CPU backend, so they count as none).
+    #[default]
     Auto,
     Cpu,
     /// Any GPU adapter, software ones (lavapipe, SwiftShader) included.
@@ -64,11 +66,6 @@ pub struct LoadOptions {
     pub profile: bool,
 }
 
-impl Default for Device {
-    fn default() -> Device {
-        Device::Auto
-    }
-}
 
 /// An embedder on the device chosen at load time.
 pub enum AnyEmbedder {

@@ -61,7 +61,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let p = p * r * r + r + 1.0;
     // The low mantissa bits of t hold n (as a two's-complement offset from MAGIC's bits).
     let n_int = t.to_bits() as i32 - MAGIC.to_bits() as i32;

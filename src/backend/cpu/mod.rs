@@ -217,7 +217,7 @@ impl Backend for Cpu {
 
     fn attention(&self, qkv: &CpuTensor, meta: &SeqMeta, heads: usize) -> Result<CpuTensor> {
         check_rows("attention", qkv, meta)?;
-        if heads == 0 || qkv.cols % 3 != 0 || (qkv.cols / 3) % heads != 0 {
+        if heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads) {
             return Err(Error::Backend(format!("attention: {} columns for {heads} heads", qkv.cols)));
         }
         let dim = qkv.cols / 3;

@@ -63,11 +63,10 @@ impl GpuTensor {
 
 impl Drop for GpuTensor {
     fn drop(&mut self) {
-        if let (Some(pool), Some(buffer)) = (&self.pool, self.buffer.take()) {
-            if let Ok(mut pool) = pool.lock() {
+        if let (Some(pool), Some(buffer)) = (&self.pool, self.buffer.take())
+            && let Ok(mut pool) = pool.lock() {
                 pool.give_back(buffer);
             }
-        }
     }
 }
 
@@ -366,7 +365,7 @@ impl Gpu {
         // Padded to 16 bytes, never empty: the matmul binds weights as vec4 arrays too, and a
         // zero-sized binding is invalid.
         let padded;
-        let contents = if bytes.is_empty() || bytes.len() % 16 != 0 {
+        let contents = if bytes.is_empty() || !bytes.len().is_multiple_of(16) {
             let mut v = bytes.to_vec();
             v.resize(bytes.len().max(1).next_multiple_of(16), 0);
             padded = v;
@@ -610,9 +609,9 @@ impl Backend for Gpu {
         }
         let out = self.tensor(x.rows, w.rows)?;
         let (kernel, vec4) = match w.format {
-            GpuWeights::F32 => (Kernel::Linear, w.cols % 4 == 0),
-            GpuWeights::F16 => (Kernel::LinearF16, w.cols % 8 == 0),
-            GpuWeights::Q8_0 => (Kernel::LinearQ8, w.cols % 32 == 0),
+            GpuWeights::F32 => (Kernel::Linear, w.cols.is_multiple_of(4)),
+            GpuWeights::F16 => (Kernel::LinearF16, w.cols.is_multiple_of(8)),
+            GpuWeights::Q8_0 => (Kernel::LinearQ8, w.cols.is_multiple_of(32)),
         };
         let params = kernels::LinearParams {
             m: x.rows as u32,
@@ -659,7 +658,7 @@ impl Backend for Gpu {
 
     fn attention(&self, qkv: &GpuTensor, meta: &SeqMeta, heads: usize) -> Result<GpuTensor> {
         self.check()?;
-        if qkv.rows != meta.tokens || heads == 0 || qkv.cols % 3 != 0 || (qkv.cols / 3) % heads != 0 {
+        if qkv.rows != meta.tokens || heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads) {
             return Err(Error::Backend(format!("attention: [{}, {}] for {heads} heads", qkv.rows, qkv.cols)));
         }
         let dim = qkv.cols / 3;
