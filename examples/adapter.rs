@@ -8,6 +8,10 @@ fn main() {
         println!("  timestamp queries: {}", a.features().contains(wgpu::Features::TIMESTAMP_QUERY));
         println!("  subgroups: {}", a.features().contains(wgpu::Features::SUBGROUP));
         let l = a.limits();
-        println!("  max storage buffer binding: {} MB, workgroup storage {} KB", l.max_storage_buffer_binding_size >> 20, l.max_compute_workgroup_storage_size >> 10);
+        println!(
+            "  max storage buffer binding: {} MB, workgroup storage {} KB",
+            l.max_storage_buffer_binding_size >> 20,
+            l.max_compute_workgroup_storage_size >> 10
+        );
     }
 }

@@ -7,7 +7,10 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use wembed::backend::{Backend, SeqMeta, cpu::{Cpu, CpuTensor}};
+use wembed::backend::{
+    Backend, SeqMeta,
+    cpu::{Cpu, CpuTensor},
+};
 use wembed::config::{Activation, PoolMode};
 use wembed::weights::HostTensor;
 use wembed::{EmbedOptions, Embedder, ModelFiles, Result};
@@ -34,19 +37,44 @@ impl Backend for Timed {
     type Tensor = CpuTensor;
     type Matrix = <Cpu as Backend>::Matrix;
     type Vector = Vec<f32>;
-    fn name(&self) -> String { self.inner.name() }
-    fn matrix(&self, w: HostTensor) -> Result<Self::Matrix> { self.inner.matrix(w) }
-    fn vector(&self, v: HostTensor) -> Result<Vec<f32>> { self.inner.vector(v) }
-    fn quantized_matrix(&self, w: wembed::quant::QuantMatrix) -> Result<Self::Matrix> { self.inner.quantized_matrix(w) }
-    fn table(&self, w: HostTensor) -> Result<Self::Matrix> { self.inner.table(w) }
-    fn embed(&self, ids: &[u32], t: &[u32], m: &SeqMeta, w: &Self::Matrix, p: &Self::Matrix, ty: &Self::Matrix) -> Result<CpuTensor> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+    fn matrix(&self, w: HostTensor) -> Result<Self::Matrix> {
+        self.inner.matrix(w)
+    }
+    fn vector(&self, v: HostTensor) -> Result<Vec<f32>> {
+        self.inner.vector(v)
+    }
+    fn quantized_matrix(&self, w: wembed::quant::QuantMatrix) -> Result<Self::Matrix> {
+        self.inner.quantized_matrix(w)
+    }
+    fn table(&self, w: HostTensor) -> Result<Self::Matrix> {
+        self.inner.table(w)
+    }
+    fn embed(
+        &self,
+        ids: &[u32],
+        t: &[u32],
+        m: &SeqMeta,
+        w: &Self::Matrix,
+        p: &Self::Matrix,
+        ty: &Self::Matrix,
+    ) -> Result<CpuTensor> {
         self.time("embed".into(), || self.inner.embed(ids, t, m, w, p, ty))
     }
     fn linear(&self, x: &CpuTensor, w: &Self::Matrix, b: &Vec<f32>, act: Option<Activation>) -> Result<CpuTensor> {
         let (n, k) = self.inner.matrix_shape(w);
         self.time(format!("linear {n}x{k} {act:?}"), || self.inner.linear(x, w, b, act))
     }
-    fn layer_norm(&self, x: CpuTensor, r: Option<&CpuTensor>, g: &Vec<f32>, b: &Vec<f32>, eps: f32) -> Result<CpuTensor> {
+    fn layer_norm(
+        &self,
+        x: CpuTensor,
+        r: Option<&CpuTensor>,
+        g: &Vec<f32>,
+        b: &Vec<f32>,
+        eps: f32,
+    ) -> Result<CpuTensor> {
         self.time("layer_norm".into(), || self.inner.layer_norm(x, r, g, b, eps))
     }
     fn attention(&self, qkv: &CpuTensor, m: &SeqMeta, h: usize) -> Result<CpuTensor> {
@@ -55,7 +83,9 @@ impl Backend for Timed {
     fn pool(&self, x: &CpuTensor, m: &SeqMeta, modes: &[PoolMode], n: bool) -> Result<CpuTensor> {
         self.time("pool".into(), || self.inner.pool(x, m, modes, n))
     }
-    fn read(&self, t: &CpuTensor) -> impl Future<Output = Result<Vec<f32>>> { self.inner.read(t) }
+    fn read(&self, t: &CpuTensor) -> impl Future<Output = Result<Vec<f32>>> {
+        self.inner.read(t)
+    }
 }
 
 fn main() {
@@ -69,12 +99,21 @@ fn main() {
     let t = Instant::now();
     e.embed(&texts, &opts).unwrap();
     let total = t.elapsed().as_secs_f64();
-    println!("{} texts, batch {batch_size}: {:.1} ms, {:.1} sentences/s", texts.len(), total * 1e3, texts.len() as f64 / total);
+    println!(
+        "{} texts, batch {batch_size}: {:.1} ms, {:.1} sentences/s",
+        texts.len(),
+        total * 1e3,
+        texts.len() as f64 / total
+    );
     let times = e.backend().times.lock().unwrap();
     let ops: f64 = times.values().map(|v| v.0).sum();
     for (name, (s, n)) in times.iter() {
         println!("{name:40} {:8.2} ms {:5.1}%  ({n} calls)", s * 1e3, s / total * 100.0);
     }
-    println!("{:40} {:8.2} ms {:5.1}%", "outside the ops (tokenizer, batching)", (total - ops) * 1e3, (total - ops) / total * 100.0);
+    println!(
+        "{:40} {:8.2} ms {:5.1}%",
+        "outside the ops (tokenizer, batching)",
+        (total - ops) * 1e3,
+        (total - ops) / total * 100.0
+    );
 }
-

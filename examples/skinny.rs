@@ -22,9 +22,16 @@ fn main() {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let mut out = vec![0.0; m * n];
         let out = std::cell::RefCell::new(&mut out);
-        let skinny = time(|r| matmul::tiled(m, n, k, &x, matmul::WeightRows::F32(&ws[r % sets]), &b, &mut out.borrow_mut()));
+        let skinny =
+            time(|r| matmul::tiled(m, n, k, &x, matmul::WeightRows::F32(&ws[r % sets]), &b, &mut out.borrow_mut()));
         let gemm = time(|r| matmul::gemm_linear(m, n, k, &x, &ws[r % sets], &b, &mut out.borrow_mut()));
         let gf = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
-        println!("m={m:3}: skinny {:7.1} us ({:5.1} GF/s)   gemm {:7.1} us ({:5.1} GF/s)", skinny * 1e6, gf(skinny), gemm * 1e6, gf(gemm));
+        println!(
+            "m={m:3}: skinny {:7.1} us ({:5.1} GF/s)   gemm {:7.1} us ({:5.1} GF/s)",
+            skinny * 1e6,
+            gf(skinny),
+            gemm * 1e6,
+            gf(gemm)
+        );
     }
 }

@@ -42,11 +42,12 @@ impl ModelFiles {
         let mut names: Vec<String> = MODEL_FILE_NAMES.iter().map(|s| s.to_string()).collect();
         // Module folders are named by modules.json; read it first to know which to fetch.
         if let Ok(bytes) = std::fs::read(dir.join("modules.json"))
-            && let Ok(modules) = serde_json::from_slice::<Vec<ModuleEntry>>(&bytes) {
-                for m in modules.iter().filter(|m| !m.path.is_empty()) {
-                    names.push(format!("{}/config.json", m.path));
-                }
+            && let Ok(modules) = serde_json::from_slice::<Vec<ModuleEntry>>(&bytes)
+        {
+            for m in modules.iter().filter(|m| !m.path.is_empty()) {
+                names.push(format!("{}/config.json", m.path));
             }
+        }
         for name in names {
             let path: PathBuf = dir.join(&name);
             match std::fs::read(&path) {
@@ -78,16 +79,13 @@ impl ModelFiles {
     }
 
     pub fn require(&self, name: &str) -> Result<&[u8]> {
-        self.get(name).ok_or_else(|| {
-            Error::io(format!("{}/{name}", self.origin), "file not found; the model folder needs it")
-        })
+        self.get(name)
+            .ok_or_else(|| Error::io(format!("{}/{name}", self.origin), "file not found; the model folder needs it"))
     }
 
     pub(crate) fn json<T: for<'de> Deserialize<'de>>(&self, name: &str) -> Result<Option<T>> {
         let Some(bytes) = self.get(name) else { return Ok(None) };
-        serde_json::from_slice(bytes)
-            .map(Some)
-            .map_err(|e| Error::bad_file(format!("{}/{name}", self.origin), e))
+        serde_json::from_slice(bytes).map(Some).map_err(|e| Error::bad_file(format!("{}/{name}", self.origin), e))
     }
 }
 
@@ -167,29 +165,22 @@ impl ModelConfig {
         let name = "config.json";
         let file = || format!("{}/{name}", files.origin());
         let bytes = files.require(name)?;
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| Error::bad_file(file(), e))?;
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::bad_file(file(), e))?;
         let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
         match model_type {
             "bert" => {}
             "" => return Err(Error::bad_file(file(), "no `model_type` field")),
             other => {
-                return Err(Error::Unsupported(format!(
-                    "model_type `{other}` in {}; wembed runs: bert",
-                    file()
-                )));
+                return Err(Error::Unsupported(format!("model_type `{other}` in {}; wembed runs: bert", file())));
             }
         }
-        let raw: RawBertConfig =
-            serde_json::from_value(value).map_err(|e| Error::bad_file(file(), e))?;
+        let raw: RawBertConfig = serde_json::from_value(value).map_err(|e| Error::bad_file(file(), e))?;
         debug_assert_eq!(raw.model_type.as_deref(), Some("bert"));
         if let Some(p) = raw.position_embedding_type.as_deref()
-            && p != "absolute" {
-                return Err(Error::Unsupported(format!(
-                    "position_embedding_type `{p}` in {} (only `absolute`)",
-                    file()
-                )));
-            }
+            && p != "absolute"
+        {
+            return Err(Error::Unsupported(format!("position_embedding_type `{p}` in {} (only `absolute`)", file())));
+        }
         let dims = [
             ("vocab_size", raw.vocab_size),
             ("hidden_size", raw.hidden_size),
@@ -344,8 +335,7 @@ impl SentenceConfig {
         }
         // A plain Hugging Face model without sentence-transformers files: sentence-transformers
         // itself falls back to mean pooling, so do we.
-        let pooling =
-            pooling.unwrap_or(PoolingConfig { modes: vec![PoolMode::Mean], include_prompt: true });
+        let pooling = pooling.unwrap_or(PoolingConfig { modes: vec![PoolMode::Mean], include_prompt: true });
         let sbert: RawSbertConfig = files.json("sentence_bert_config.json")?.unwrap_or_default();
         let max_positions = model.max_positions();
         let max_seq_length = sbert.max_seq_length.unwrap_or(max_positions).min(max_positions);
@@ -355,15 +345,15 @@ impl SentenceConfig {
                 format!("max_seq_length {max_seq_length} leaves no room for text"),
             ));
         }
-        let st: RawStConfig =
-            files.json("config_sentence_transformers.json")?.unwrap_or_default();
+        let st: RawStConfig = files.json("config_sentence_transformers.json")?.unwrap_or_default();
         if let Some(name) = &st.default_prompt_name
-            && !st.prompts.contains_key(name) {
-                return Err(Error::bad_file(
-                    format!("{origin}/config_sentence_transformers.json"),
-                    format!("default_prompt_name `{name}` is not among the prompts"),
-                ));
-            }
+            && !st.prompts.contains_key(name)
+        {
+            return Err(Error::bad_file(
+                format!("{origin}/config_sentence_transformers.json"),
+                format!("default_prompt_name `{name}` is not among the prompts"),
+            ));
+        }
         Ok(SentenceConfig {
             max_seq_length,
             do_lower_case: sbert.do_lower_case,

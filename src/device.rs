@@ -10,8 +10,7 @@ use crate::error::{Error, Result};
 use crate::tokenizer::Encoded;
 
 /// Where to compute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[derive(Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
     /// A hardware GPU if there is one, else the CPU (software GPU adapters are slower than the
     /// CPU backend, so they count as none).
@@ -65,7 +64,6 @@ pub struct LoadOptions {
     /// Time every GPU dispatch (timestamp queries, where the adapter has them).
     pub profile: bool,
 }
-
 
 /// An embedder on the device chosen at load time.
 pub enum AnyEmbedder {

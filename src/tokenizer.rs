@@ -48,8 +48,8 @@ impl TextTokenizer {
     pub fn from_files(files: &ModelFiles, sentence: &SentenceConfig) -> Result<Self> {
         let name = "tokenizer.json";
         let bytes = files.require(name)?;
-        let mut inner = Tokenizer::from_bytes(bytes)
-            .map_err(|e| Error::bad_file(format!("{}/{name}", files.origin()), e))?;
+        let mut inner =
+            Tokenizer::from_bytes(bytes).map_err(|e| Error::bad_file(format!("{}/{name}", files.origin()), e))?;
         // tokenizer.json often carries its own truncation and padding (all-MiniLM-L6-v2's pads
         // and cuts at 128). sentence-transformers ignores both and cuts at max_seq_length,
         // counting the special tokens, so the closing [SEP] always survives.
@@ -79,10 +79,7 @@ impl TextTokenizer {
                 if self.lower_case { t.to_lowercase() } else { t.to_string() }
             })
             .collect();
-        let encodings = self
-            .inner
-            .encode_batch(prepared, true)
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let encodings = self.inner.encode_batch(prepared, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encodings
             .into_iter()
             .map(|enc| Encoded {

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
+use crate::ModelFiles;
 use crate::device::{AnyEmbedder, Device, Dtype, LoadOptions};
 use crate::embedder::EmbedOptions;
 use crate::error::Error;
-use crate::ModelFiles;
 
 fn js_error(code: &str, message: &str) -> JsValue {
     let e = js_sys::Error::new(message);
@@ -85,7 +85,12 @@ impl WasmEmbedder {
     /// Embeds `texts` (an array of strings) and returns all vectors in one `Float32Array` of
     /// `texts.length * dim` floats. `options`: `{ normalize, batchSize, prompt, promptName,
     /// truncate }`; `onProgress(done, total)` is called after each wave of batches.
-    pub async fn embed(&self, texts: Array, options: JsValue, on_progress: Option<js_sys::Function>) -> Result<Float32Array, JsValue> {
+    pub async fn embed(
+        &self,
+        texts: Array,
+        options: JsValue,
+        on_progress: Option<js_sys::Function>,
+    ) -> Result<Float32Array, JsValue> {
         let mut owned = Vec::with_capacity(texts.length() as usize);
         for (i, t) in texts.iter().enumerate() {
             owned.push(t.as_string().ok_or_else(|| input_error(format!("text {i} is not a string")))?);

@@ -60,7 +60,9 @@ impl<'a> WeightFile<'a> {
         let quantized = meta.metadata().as_ref().and_then(|m| m.get(DTYPE_KEY)).cloned();
         match quantized.as_deref() {
             None | Some("f16") | Some("q8_0") => {}
-            Some(other) => return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0)"))),
+            Some(other) => {
+                return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0)")));
+            }
         }
         Ok(WeightFile { st, file, quantized })
     }
@@ -82,11 +84,7 @@ pub struct Weights<'a> {
 impl<'a> Weights<'a> {
     /// Weights under `prefix.` (e.g. `encoder.layer.3`).
     pub fn pp(&self, prefix: impl std::fmt::Display) -> Weights<'a> {
-        let prefix = if self.prefix.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{}.{prefix}", self.prefix)
-        };
+        let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
         Weights { st: self.st, file: self.file, q8: self.q8, prefix }
     }
 
@@ -103,7 +101,12 @@ impl<'a> Weights<'a> {
         if view.shape() != [rows, per_row * size] {
             return Err(Error::weight(
                 &full,
-                format!("q8_0 shape {:?} in {}, the config implies [{rows}, {}]", view.shape(), self.file, per_row * size),
+                format!(
+                    "q8_0 shape {:?} in {}, the config implies [{rows}, {}]",
+                    view.shape(),
+                    self.file,
+                    per_row * size
+                ),
             ));
         }
         let blocks: Vec<BlockQ8_0> = view.data().chunks_exact(size).map(bytemuck::pod_read_unaligned).collect();
@@ -124,9 +127,10 @@ impl<'a> Weights<'a> {
     /// The tensor `name`, checked against `shape` and converted to f32.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let full = self.full(name);
-        let view = self.st.tensor(&full).map_err(|_| {
-            Error::weight(&full, format!("missing from {}; is this the right model file?", self.file))
-        })?;
+        let view = self
+            .st
+            .tensor(&full)
+            .map_err(|_| Error::weight(&full, format!("missing from {}; is this the right model file?", self.file)))?;
         if view.shape() != shape {
             return Err(Error::weight(
                 &full,
@@ -136,14 +140,8 @@ impl<'a> Weights<'a> {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
             Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
             other => {
                 return Err(Error::weight(
                     &full,

@@ -60,16 +60,11 @@ fn edit_weights(dir: &Path, f: impl FnOnce(&mut HashMap<String, (Dtype, Vec<usiz
     let path = dir.join("model.safetensors");
     let bytes = std::fs::read(&path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut map: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
-        .collect();
+    let mut map: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
     f(&mut map);
-    let views: Vec<(String, TensorView)> = map
-        .iter()
-        .map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
-        .collect();
+    let views: Vec<(String, TensorView)> =
+        map.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
     std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
@@ -185,7 +180,10 @@ fn wrong_dtype() {
     let (_t, d) = tiny_copy();
     edit_weights(&d, |m| {
         let (_, shape, bytes) = m.remove(WORD).unwrap();
-        let as_i32: Vec<u8> = bytes.chunks_exact(4).flat_map(|b| (f32::from_le_bytes(b.try_into().unwrap()) as i32).to_le_bytes()).collect();
+        let as_i32: Vec<u8> = bytes
+            .chunks_exact(4)
+            .flat_map(|b| (f32::from_le_bytes(b.try_into().unwrap()) as i32).to_le_bytes())
+            .collect();
         m.insert(WORD.into(), (Dtype::I32, shape, as_i32));
     });
     fails_with(&d, &[WORD, "dtype I32"]);
@@ -219,7 +217,9 @@ fn malformed_tokenizer() {
 fn unsupported_sentence_transformers_module() {
     let (_t, d) = tiny_copy();
     edit_json(&d.join("modules.json"), |v| {
-        v.as_array_mut().unwrap().push(serde_json::json!({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}));
+        v.as_array_mut().unwrap().push(
+            serde_json::json!({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}),
+        );
     });
     fails_with(&d, &["sentence_transformers.models.Dense", "modules.json"]);
 }
@@ -313,9 +313,7 @@ fn zero_batch_size() {
 fn unknown_prompt_name() {
     let (_t, d) = tiny_copy();
     let e = load(&d).unwrap();
-    let err = e
-        .embed(&["a"], &EmbedOptions { prompt_name: Some("query".into()), ..Default::default() })
-        .unwrap_err();
+    let err = e.embed(&["a"], &EmbedOptions { prompt_name: Some("query".into()), ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("no prompt named `query`"), "{err}");
 }
 

@@ -36,7 +36,17 @@ fn embed_reads_a_file_and_writes_npy() {
     let input = tmp.path().join("texts.txt");
     std::fs::write(&input, "hello world!\r\nthe quick brown fox\n\nlast line without newline").unwrap();
     let npy = tmp.path().join("out.npy");
-    let out = wembed(&["embed", "--model", &tiny(), "--file", input.to_str().unwrap(), "--format", "npy", "--out", npy.to_str().unwrap()]);
+    let out = wembed(&[
+        "embed",
+        "--model",
+        &tiny(),
+        "--file",
+        input.to_str().unwrap(),
+        "--format",
+        "npy",
+        "--out",
+        npy.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let bytes = std::fs::read(&npy).unwrap();
     assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
@@ -79,7 +89,8 @@ fn usage_errors_are_reported_not_panicked() {
 
 /// Parses "<label> Spearman x100 = <number>" from the eval output.
 fn spearman_line(stdout: &str, label: &str) -> f64 {
-    let line = stdout.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"));
+    let line =
+        stdout.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"));
     line.split('=').nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
 }
 

@@ -23,7 +23,8 @@ fn gpu() -> Gpu {
 }
 
 fn gpu_with(weights: GpuWeights) -> Gpu {
-    let gpu = pollster::block_on(Gpu::with_weights(weights)).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
+    let gpu =
+        pollster::block_on(Gpu::with_weights(weights)).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"));
     // CI sets WGPU_BACKEND=vulkan: prove that lavapipe's Vulkan path ran, not a GL fallback.
     if let Ok(want) = std::env::var("WGPU_BACKEND") {
         let got = format!("{:?}", gpu.adapter_info().backend).to_lowercase();
@@ -98,9 +99,10 @@ fn linear_matches_cpu_on_odd_shapes() {
     let mut rng = Rng(1);
     let acts = [None, Some(Activation::GeluErf), Some(Activation::GeluTanh), Some(Activation::Relu)];
     // k % 4 == 0 takes the vec4 path, the others the scalar one.
-    for (i, (m, n, k)) in [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384), (5, 3, 4), (66, 67, 20)]
-        .into_iter()
-        .enumerate()
+    for (i, (m, n, k)) in
+        [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384), (5, 3, 4), (66, 67, 20)]
+            .into_iter()
+            .enumerate()
     {
         let act = acts[i % acts.len()];
         let (xc, xg) = both(m, k, rng.vec(m * k, 1.0));
@@ -164,7 +166,13 @@ fn layer_norm_matches_cpu() {
         let (bc, bg) = both_vec(rng.vec(cols, 1.0));
         let want = Cpu::new().layer_norm(xc, residual.then_some(&rc), &gc, &bc, 1e-12).unwrap();
         let got = g.layer_norm(xg, residual.then_some(&rg), &gg, &bg, 1e-12).unwrap();
-        check(&format!("layer_norm {rows}x{cols} residual={residual}"), &read(g, &got), &want.data, cols, TOL_ROWWISE * 10.0);
+        check(
+            &format!("layer_norm {rows}x{cols} residual={residual}"),
+            &read(g, &got),
+            &want.data,
+            cols,
+            TOL_ROWWISE * 10.0,
+        );
     }
 }
 
@@ -172,13 +180,21 @@ fn layer_norm_matches_cpu() {
 fn attention_matches_cpu_with_uneven_texts() {
     let g = shared();
     let mut rng = Rng(3);
-    for (lens, heads, hd) in [(vec![1u32], 1, 1), (vec![5, 1, 13], 3, 7), (vec![2, 40, 17, 3], 12, 32), (vec![300], 2, 16)] {
+    for (lens, heads, hd) in
+        [(vec![1u32], 1, 1), (vec![5, 1, 13], 3, 7), (vec![2, 40, 17, 3], 12, 32), (vec![300], 2, 16)]
+    {
         let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
         let cols = 3 * heads * hd;
         let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
         let want = Cpu::new().attention(&qc, &meta, heads).unwrap();
         let got = g.attention(&qg, &meta, heads).unwrap();
-        check(&format!("attention lens={lens:?} heads={heads} hd={hd}"), &read(g, &got), &want.data, heads * hd, TOL_ROWWISE * 10.0);
+        check(
+            &format!("attention lens={lens:?} heads={heads} hd={hd}"),
+            &read(g, &got),
+            &want.data,
+            heads * hd,
+            TOL_ROWWISE * 10.0,
+        );
     }
 }
 

@@ -28,15 +28,18 @@ fn shaders() -> Vec<(String, String)> {
 #[test]
 fn every_shader_validates() {
     for (name, source) in shaders() {
-        let module = naga::front::wgsl::parse_str(&source)
-            .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
+        let module =
+            naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
         // What every WebGPU adapter has: core WGSL, where pack/unpack2x16float are builtins
         // (naga files them under a capability because some GL ES devices lack them).
         let caps = naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32;
         let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
         validator.validate(&module).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
         let entry = module.entry_points.iter().find(|e| e.name == "main");
-        assert!(entry.is_some_and(|e| e.stage == naga::ShaderStage::Compute), "{name}: needs a compute entry point `main`");
+        assert!(
+            entry.is_some_and(|e| e.stage == naga::ShaderStage::Compute),
+            "{name}: needs a compute entry point `main`"
+        );
         // SwiftShader (Chromium's software WebGPU) allows 256 invocations per workgroup.
         let [x, y, z] = entry.unwrap().workgroup_size;
         assert!(x * y * z <= 256, "{name}: workgroup of {} invocations", x * y * z);

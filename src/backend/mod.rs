@@ -138,13 +138,7 @@ pub trait Backend {
 
     /// Sentence vectors from token vectors: `[tokens, dim]` -> `[batch, modes.len() * dim]`,
     /// each mode's result side by side, then L2-normalized if asked.
-    fn pool(
-        &self,
-        hidden: &Self::Tensor,
-        meta: &SeqMeta,
-        modes: &[PoolMode],
-        normalize: bool,
-    ) -> Result<Self::Tensor>;
+    fn pool(&self, hidden: &Self::Tensor, meta: &SeqMeta, modes: &[PoolMode], normalize: bool) -> Result<Self::Tensor>;
 
     /// Copies a tensor to host memory, row-major. Async because WebGPU readback is.
     fn read(&self, t: &Self::Tensor) -> impl Future<Output = Result<Vec<f32>>>;

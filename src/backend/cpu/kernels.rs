@@ -158,7 +158,17 @@ pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
 /// stride `stride`; writes `softmax(scale · q kᵀ) v` into `out` `[len, hd]`. `scores` is
 /// scratch space of at least `len` floats.
 #[allow(clippy::too_many_arguments)]
-pub fn attend(len: usize, hd: usize, stride: usize, scale: f32, q: &[f32], k: &[f32], v: &[f32], scores: &mut [f32], out: &mut [f32]) {
+pub fn attend(
+    len: usize,
+    hd: usize,
+    stride: usize,
+    scale: f32,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
     simd!({
         let scores = &mut scores[..len];
         for i in 0..len {

@@ -80,7 +80,10 @@ pub fn gemm_strided(
 pub enum WeightRows<'a> {
     F32(&'a [f32]),
     /// `per_row` blocks per row (k rounded up to 32).
-    Q8_0 { blocks: &'a [BlockQ8_0], per_row: usize },
+    Q8_0 {
+        blocks: &'a [BlockQ8_0],
+        per_row: usize,
+    },
 }
 
 impl WeightRows<'_> {
@@ -330,7 +333,9 @@ mod tests {
 
     #[test]
     fn both_regimes_match_naive_on_odd_shapes() {
-        for (m, n, k) in [(1, 1, 1), (1, 5, 7), (2, 3, 9), (3, 67, 13), (17, 33, 65), (33, 70, 130), (64, 96, 130), (5, 130, 384)] {
+        for (m, n, k) in
+            [(1, 1, 1), (1, 5, 7), (2, 3, 9), (3, 67, 13), (17, 33, 65), (33, 70, 130), (64, 96, 130), (5, 130, 384)]
+        {
             let (x, w, b) = (data(m * k, 1), data(n * k, 2), data(n, 3));
             let want = naive(m, n, k, &x, &w, &b);
             let mut got = vec![0.0; m * n];

@@ -12,8 +12,8 @@ use rayon::prelude::*;
 use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
-use crate::weights::HostTensor;
 use crate::quant::{BLOCK, BlockQ8_0, QuantMatrix};
+use crate::weights::HostTensor;
 use kernels::{activate, add_layer_norm_row, attend, l2_normalize, pool_sequence};
 use matmul::WeightRows;
 
@@ -51,7 +51,11 @@ pub enum CpuWeights {
 pub enum CpuMatrix {
     F32(CpuTensor),
     /// `cols.div_ceil(32)` blocks per row.
-    Q8_0 { rows: usize, cols: usize, blocks: Vec<BlockQ8_0> },
+    Q8_0 {
+        rows: usize,
+        cols: usize,
+        blocks: Vec<BlockQ8_0>,
+    },
 }
 
 impl CpuMatrix {

@@ -64,9 +64,10 @@ impl GpuTensor {
 impl Drop for GpuTensor {
     fn drop(&mut self) {
         if let (Some(pool), Some(buffer)) = (&self.pool, self.buffer.take())
-            && let Ok(mut pool) = pool.lock() {
-                pool.give_back(buffer);
-            }
+            && let Ok(mut pool) = pool.lock()
+        {
+            pool.give_back(buffer);
+        }
     }
 }
 
@@ -284,7 +285,12 @@ impl Gpu {
             info,
             pipelines,
             pool: Arc::new(Mutex::new(BufferPool::default())),
-            state: Mutex::new(State { encoder: None, params: ParamsArena { align, chunks: vec![] }, meta: None, timed: vec![] }),
+            state: Mutex::new(State {
+                encoder: None,
+                params: ParamsArena { align, chunks: vec![] },
+                meta: None,
+                timed: vec![],
+            }),
             failure,
             placeholder,
             profiler: None,
@@ -315,7 +321,8 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let period = self.queue.get_timestamp_period() as f64;
-        self.profiler = Some(Profiler { queries, resolve, period, totals: Mutex::new(vec![(0.0, 0); Kernel::ALL.len()]) });
+        self.profiler =
+            Some(Profiler { queries, resolve, period, totals: Mutex::new(vec![(0.0, 0); Kernel::ALL.len()]) });
         true
     }
 
@@ -357,8 +364,16 @@ impl Gpu {
 
     fn tensor(&self, rows: usize, cols: usize) -> Result<GpuTensor> {
         let bytes = (rows * cols * 4) as u64;
-        let buffer = self.pool.lock().map_err(|_| Error::Backend("GPU buffer pool poisoned".into()))?.take(&self.device, bytes);
-        Ok(GpuTensor { rows, cols, format: GpuWeights::F32, scale_offset: 0, buffer: Some(buffer), pool: Some(self.pool.clone()) })
+        let buffer =
+            self.pool.lock().map_err(|_| Error::Backend("GPU buffer pool poisoned".into()))?.take(&self.device, bytes);
+        Ok(GpuTensor {
+            rows,
+            cols,
+            format: GpuWeights::F32,
+            scale_offset: 0,
+            buffer: Some(buffer),
+            pool: Some(self.pool.clone()),
+        })
     }
 
     fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
@@ -458,7 +473,8 @@ impl Gpu {
             self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
         });
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name()), timestamp_writes });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name()), timestamp_writes });
             pass.set_pipeline(pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups.0.max(1), groups.1.max(1), 1);
@@ -598,7 +614,13 @@ impl Backend for Gpu {
         let toks = self.meta(&mut state, meta, Some((ids, type_ids))).toks.clone();
         let params = kernels::EmbedParams { tokens: meta.tokens as u32, dim: dim as u32, _pad: [0; 2] };
         let bufs = [&toks, word.buffer(), pos.buffer(), types.buffer(), out.buffer()];
-        self.dispatch(&mut state, Kernel::Embed, bytemuck::bytes_of(&params), &bufs, (groups(dim, 64), meta.tokens as u32))?;
+        self.dispatch(
+            &mut state,
+            Kernel::Embed,
+            bytemuck::bytes_of(&params),
+            &bufs,
+            (groups(dim, 64), meta.tokens as u32),
+        )?;
         Ok(out)
     }
 
@@ -625,7 +647,13 @@ impl Backend for Gpu {
         let mut state = self.state()?;
         // x and w bound twice: as scalars and as vec4s (the shader uses one or the other).
         let bufs = [x.buffer(), w.buffer(), b.buffer(), out.buffer(), x.buffer(), w.buffer()];
-        self.dispatch(&mut state, kernel, bytemuck::bytes_of(&params), &bufs, (groups(w.rows, 64), groups(x.rows, 64)))?;
+        self.dispatch(
+            &mut state,
+            kernel,
+            bytemuck::bytes_of(&params),
+            &bufs,
+            (groups(w.rows, 64), groups(x.rows, 64)),
+        )?;
         Ok(out)
     }
 
@@ -658,7 +686,8 @@ impl Backend for Gpu {
 
     fn attention(&self, qkv: &GpuTensor, meta: &SeqMeta, heads: usize) -> Result<GpuTensor> {
         self.check()?;
-        if qkv.rows != meta.tokens || heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads) {
+        if qkv.rows != meta.tokens || heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads)
+        {
             return Err(Error::Backend(format!("attention: [{}, {}] for {heads} heads", qkv.rows, qkv.cols)));
         }
         let dim = qkv.cols / 3;
@@ -676,7 +705,13 @@ impl Backend for Gpu {
         let m = self.meta(&mut state, meta, None);
         let (toks, seqs) = (m.toks.clone(), m.seqs.clone());
         let bufs = [qkv.buffer(), &toks, &seqs, out.buffer()];
-        self.dispatch(&mut state, Kernel::Attention, bytemuck::bytes_of(&params), &bufs, (meta.tokens as u32, heads as u32))?;
+        self.dispatch(
+            &mut state,
+            Kernel::Attention,
+            bytemuck::bytes_of(&params),
+            &bufs,
+            (meta.tokens as u32, heads as u32),
+        )?;
         Ok(out)
     }
 
@@ -706,11 +741,23 @@ impl Backend for Gpu {
                 _pad: [0; 3],
             };
             let bufs = [hidden.buffer(), &seqs, out.buffer()];
-            self.dispatch(&mut state, Kernel::Pool, bytemuck::bytes_of(&params), &bufs, (groups(dim, 64), meta.batch() as u32))?;
+            self.dispatch(
+                &mut state,
+                Kernel::Pool,
+                bytemuck::bytes_of(&params),
+                &bufs,
+                (groups(dim, 64), meta.batch() as u32),
+            )?;
         }
         if normalize {
             let params = kernels::NormalizeParams { rows: meta.batch() as u32, cols: width as u32, _pad: [0; 2] };
-            self.dispatch(&mut state, Kernel::Normalize, bytemuck::bytes_of(&params), &[out.buffer()], (meta.batch() as u32, 1))?;
+            self.dispatch(
+                &mut state,
+                Kernel::Normalize,
+                bytemuck::bytes_of(&params),
+                &[out.buffer()],
+                (meta.batch() as u32, 1),
+            )?;
         }
         Ok(out)
     }
@@ -736,7 +783,8 @@ impl Gpu {
         let (staging, sizes, timed, done) = staged?;
         done.await?;
         let out = {
-            let view = staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU readback: {e}")))?;
+            let view =
+                staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU readback: {e}")))?;
             let floats: usize = sizes.iter().sum();
             let all: &[f32] = bytemuck::cast_slice(&view[..floats * 4]);
             if let (Some(p), false) = (&self.profiler, timed.is_empty()) {

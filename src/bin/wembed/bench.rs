@@ -16,12 +16,8 @@ fn corpus(args: &Args, n: usize) -> Result<Vec<String>, String> {
     let path = args.path("data", DEFAULT_STSB);
     let pairs = read_stsb_english(&path, "test").map_err(|e| format!("{e} (run scripts/fetch-assets.sh)"))?;
     let mut seen = std::collections::HashSet::new();
-    let sentences: Vec<String> = pairs
-        .iter()
-        .flat_map(|p| [p.s1.clone(), p.s2.clone()])
-        .filter(|s| seen.insert(s.clone()))
-        .take(n)
-        .collect();
+    let sentences: Vec<String> =
+        pairs.iter().flat_map(|p| [p.s1.clone(), p.s2.clone()]).filter(|s| seen.insert(s.clone())).take(n).collect();
     if sentences.len() < n {
         return Err(format!("the corpus has only {} distinct sentences, {n} asked", sentences.len()));
     }
@@ -72,10 +68,8 @@ fn onnxruntime(args: &Args, ids: &[Vec<u32>], threads: usize, repeats: usize) ->
     std::fs::remove_dir_all(&dir).ok();
     // .npy: 10-byte preamble (with the header length at 8..10), header, then little-endian f32.
     let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
-    let embeddings = npy[10 + header_len..]
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let embeddings =
+        npy[10 + header_len..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
     Some(OrtResult {
         version: v["onnxruntime"].as_str().unwrap_or("?").to_string(),
         batch1: v["batch1_per_s"].as_f64()?,
@@ -142,9 +136,13 @@ pub fn run(args: &Args) -> Result<(), String> {
         "corpus: {n} distinct STS-B test sentences, mean {mean_tokens:.1} tokens; {threads} threads; \
          best of {rounds} alternating rounds; model loaded in {load_s:.2}s"
     );
-    println!("wembed times tokenization + encoder + pooling; onnxruntime times encoder + pooling on wembed's token ids.");
+    println!(
+        "wembed times tokenization + encoder + pooling; onnxruntime times encoder + pooling on wembed's token ids."
+    );
     println!();
-    println!("| system | device | dtype | batch 1 (sent/s) | batch 32, length-sorted (sent/s) | vs onnxruntime (b1 / b32) | worst cosine to the other |");
+    println!(
+        "| system | device | dtype | batch 1 (sent/s) | batch 32, length-sorted (sent/s) | vs onnxruntime (b1 / b32) | worst cosine to the other |"
+    );
     println!("|---|---|---|---|---|---|---|");
     let dim = embedder.dim();
     let version = env!("CARGO_PKG_VERSION");
@@ -153,11 +151,8 @@ pub fn run(args: &Args) -> Result<(), String> {
     let (o1, o32) = (best(&ours1), best(&ours32));
     match &ort_info {
         Some(o) => {
-            let worst = vectors
-                .iter()
-                .zip(o.embeddings.chunks_exact(dim))
-                .map(|(a, b)| cosine(a, b))
-                .fold(1.0f64, f64::min);
+            let worst =
+                vectors.iter().zip(o.embeddings.chunks_exact(dim)).map(|(a, b)| cosine(a, b)).fold(1.0f64, f64::min);
             let (r1, r32) = (best(&ort1), best(&ort32));
             println!(
                 "| wembed {version} | {device} | {dtype} | {o1:.1} | {o32:.1} | {:.2}x / {:.2}x | {worst:.6} |",

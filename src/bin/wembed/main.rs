@@ -65,8 +65,20 @@ struct Args {
 }
 
 const VALUE_OPTS: &[&str] = &[
-    "model", "file", "format", "out", "threads", "batch-size", "prompt-name", "data", "reference", "sentences",
-    "python", "repeats", "device", "dtype",
+    "model",
+    "file",
+    "format",
+    "out",
+    "threads",
+    "batch-size",
+    "prompt-name",
+    "data",
+    "reference",
+    "sentences",
+    "python",
+    "repeats",
+    "device",
+    "dtype",
 ];
 const SWITCHES: &[&str] = &["no-normalize", "no-truncate", "help"];
 
@@ -148,7 +160,9 @@ fn run(raw: &[String]) -> Result<(), String> {
 fn load(args: &Args) -> Result<AnyEmbedder, String> {
     let dir = args.path("model", DEFAULT_MODEL);
     if args.get("model").is_none() && !dir.is_dir() {
-        return Err(format!("the default model is not at {DEFAULT_MODEL}: run scripts/fetch-assets.sh, or pass --model DIR"));
+        return Err(format!(
+            "the default model is not at {DEFAULT_MODEL}: run scripts/fetch-assets.sh, or pass --model DIR"
+        ));
     }
     let parse_err = |e: wembed::Error| e.to_string();
     let device: Device = args.get("device").unwrap_or("cpu").parse().map_err(parse_err)?;
@@ -184,8 +198,7 @@ fn read_lines(path: &str) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     for (n, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let text = std::str::from_utf8(line)
-            .map_err(|e| format!("{path}, line {}: not valid UTF-8 ({e})", n + 1))?;
+        let text = std::str::from_utf8(line).map_err(|e| format!("{path}, line {}: not valid UTF-8 ({e})", n + 1))?;
         lines.push(text.to_string());
     }
     if lines.last().is_some_and(|l| l.is_empty()) {
@@ -230,7 +243,12 @@ fn embed(args: &Args) -> Result<(), String> {
 }
 
 /// Spearman x100 of cosine similarity against the gold scores, MTEB style.
-pub fn sts_spearman(embedder: &AnyEmbedder, pairs: &[StsPair], opts: &EmbedOptions, label: &str) -> Result<f64, String> {
+pub fn sts_spearman(
+    embedder: &AnyEmbedder,
+    pairs: &[StsPair],
+    opts: &EmbedOptions,
+    label: &str,
+) -> Result<f64, String> {
     let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.s1.as_str(), p.s2.as_str()]).collect();
     let mut bar = Progress::new(label);
     let v = embedder.embed_with_progress(&texts, opts, |d, t| bar.update(d, t)).map_err(|e| e.to_string())?;
@@ -252,8 +270,8 @@ fn eval_stsb(args: &Args, chinese: bool) -> Result<(), String> {
     if !data.is_file() {
         return Err(format!("{} not found: run scripts/fetch-assets.sh, or pass --data FILE", data.display()));
     }
-    let pairs = if chinese { read_stsb_chinese(&data) } else { read_stsb_english(&data, "test") }
-        .map_err(|e| e.to_string())?;
+    let pairs =
+        if chinese { read_stsb_chinese(&data) } else { read_stsb_english(&data, "test") }.map_err(|e| e.to_string())?;
     let embedder = load(args)?;
     let started = std::time::Instant::now();
     let ours = sts_spearman(&embedder, &pairs, &options(args)?, "STS-B")?;

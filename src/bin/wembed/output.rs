@@ -13,7 +13,12 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(label: &str) -> Self {
-        Progress { label: label.to_string(), start: Instant::now(), last_draw: None, enabled: std::io::stderr().is_terminal() }
+        Progress {
+            label: label.to_string(),
+            start: Instant::now(),
+            last_draw: None,
+            enabled: std::io::stderr().is_terminal(),
+        }
     }
 
     pub fn update(&mut self, done: usize, total: usize) {
