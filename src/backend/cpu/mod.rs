@@ -105,6 +105,14 @@ impl Cpu {
     }
 }
 
+/// A 2-D host tensor as a CpuTensor, its data moved, not copied.
+fn two_d(w: HostTensor) -> Result<CpuTensor> {
+    match w.shape[..] {
+        [rows, cols] => Ok(CpuTensor::new(rows, cols, w.data)),
+        _ => Err(Error::Backend(format!("matrix must be 2-D, got shape {:?}", w.shape))),
+    }
+}
+
 fn check_rows(what: &str, t: &CpuTensor, meta: &SeqMeta) -> Result<()> {
     if t.rows != meta.tokens || meta.offsets.len() != meta.batch() || meta.starts.len() != meta.batch() {
         return Err(Error::Backend(format!("{what}: tensor has {} rows, the batch {} tokens", t.rows, meta.tokens)));
@@ -125,7 +133,7 @@ impl Backend for Cpu {
     }
 
     fn matrix(&self, w: HostTensor) -> Result<CpuMatrix> {
-        let t = self.table(w)?.table()?.clone();
+        let t = two_d(w)?;
         Ok(match self.weights {
             CpuWeights::F32 => CpuMatrix::F32(t),
             CpuWeights::Q8_0 => self.quantized_matrix(QuantMatrix::quantize(t.rows, t.cols, &t.data))?,
@@ -137,10 +145,7 @@ impl Backend for Cpu {
     }
 
     fn table(&self, w: HostTensor) -> Result<CpuMatrix> {
-        match w.shape[..] {
-            [rows, cols] => Ok(CpuMatrix::F32(CpuTensor::new(rows, cols, w.data))),
-            _ => Err(Error::Backend(format!("matrix must be 2-D, got shape {:?}", w.shape))),
-        }
+        Ok(CpuMatrix::F32(two_d(w)?))
     }
 
     fn vector(&self, v: HostTensor) -> Result<Vec<f32>> {
