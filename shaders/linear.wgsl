@@ -2,7 +2,7 @@
 // Mirrors backend::cpu `linear` (+ kernels::activate).
 //
 // This file is the format-independent part: the pipeline's source is this file followed by
-// one weight-format file (linear_f32.wgsl, linear_f16.wgsl, linear_q8.wgsl), which declares
+// one weight-format file (linear_f32.wgsl, linear_f16.wgsl, linear_q8.wgsl, linear_q4.wgsl), which declares
 // the `w` / `w4` bindings and `stage_w`, the function that fills one tile of weights.
 //
 // Tiled: each workgroup computes a 64x64 block of y with 16x16 threads, 4x4 outputs each,
@@ -19,7 +19,7 @@ struct Params {
     act: u32,
     // 1 when k allows the weight format's vec4 loads
     vec4: u32,
-    // q8_0: first word of the block scales in `w`
+    // blocks: first word of the block scales in `w`
     scale_offset: u32,
     _pad1: u32,
     _pad2: u32,

@@ -33,15 +33,19 @@ impl std::str::FromStr for Device {
     }
 }
 
-/// Storage precision of the weight matrices.
+/// Storage precision of the weights (of a float checkpoint; a quantized file keeps its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dtype {
     #[default]
     F32,
     /// f16 weights, f32 arithmetic (GPU backend).
     F16,
-    /// ggml q8_0 blocks, dequantized inside the matmul.
+    /// Matrices and the word-embedding table in ggml q8_0 blocks, dequantized inside the
+    /// kernels.
     Q8,
+    /// The word-embedding table in 4-bit q4_1 blocks, matrices in q8_0 (4-bit matrices cost
+    /// too much quality; see `crate::quant`).
+    Q4,
 }
 
 impl std::str::FromStr for Dtype {
@@ -51,7 +55,8 @@ impl std::str::FromStr for Dtype {
             "f32" | "fp32" => Ok(Dtype::F32),
             "f16" | "fp16" => Ok(Dtype::F16),
             "q8" | "q8_0" => Ok(Dtype::Q8),
-            other => Err(Error::Input(format!("dtype `{other}`: choose f32, f16 or q8"))),
+            "q4" => Ok(Dtype::Q4),
+            other => Err(Error::Input(format!("dtype `{other}`: choose f32, f16, q8 or q4"))),
         }
     }
 }
@@ -87,6 +92,7 @@ impl AnyEmbedder {
             let weights = match opts.dtype {
                 Dtype::F32 => CpuWeights::F32,
                 Dtype::Q8 => CpuWeights::Q8_0,
+                Dtype::Q4 => CpuWeights::Q4,
                 Dtype::F16 => {
                     return Err(Error::Unsupported("f16 weights on the CPU backend (use f32, q8, or the GPU)".into()));
                 }
@@ -98,6 +104,7 @@ impl AnyEmbedder {
                 Dtype::F32 => GpuWeights::F32,
                 Dtype::F16 => GpuWeights::F16,
                 Dtype::Q8 => GpuWeights::Q8_0,
+                Dtype::Q4 => GpuWeights::Q4,
             };
             let mut gpu = Gpu::with_weights(weights).await?;
             if opts.profile {

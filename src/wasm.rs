@@ -60,7 +60,7 @@ pub struct WasmEmbedder {
 #[wasm_bindgen]
 impl WasmEmbedder {
     /// `files`: an object mapping file names (`config.json`, `1_Pooling/config.json`, …) to
-    /// `Uint8Array`s. `options`: `{ device: 'auto'|'cpu'|'webgpu', dtype: 'f32'|'f16' }`.
+    /// `Uint8Array`s. `options`: `{ device: 'auto'|'cpu'|'webgpu', dtype: 'f32'|'f16'|'q8'|'q4' }`.
     pub async fn load(files: JsValue, options: JsValue) -> Result<WasmEmbedder, JsValue> {
         if !files.is_object() {
             return Err(input_error("files must be an object of file name -> Uint8Array"));

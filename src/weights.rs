@@ -6,7 +6,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
-use crate::quant::{BLOCK, BlockQ8_0, QuantMatrix};
+use crate::quant::{BLOCK, QuantFormat, QuantMatrix};
 
 /// Metadata key naming the format of a file written by [`quantize_file`].
 pub const DTYPE_KEY: &str = "wembed.dtype";
@@ -45,7 +45,7 @@ impl HostTensor {
 pub struct WeightFile<'a> {
     st: SafeTensors<'a>,
     file: String,
-    /// `q8_0` when [`quantize_file`] wrote it: its U8 matrices are q8_0 blocks.
+    /// The `wembed.dtype` [`quantize_file`] recorded: its U8 tensors are blocks.
     quantized: Option<String>,
 }
 
@@ -59,9 +59,9 @@ impl<'a> WeightFile<'a> {
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
         let quantized = meta.metadata().as_ref().and_then(|m| m.get(DTYPE_KEY)).cloned();
         match quantized.as_deref() {
-            None | Some("f16") | Some("q8_0") => {}
+            None | Some("f16") | Some("q8_0") | Some("q4") => {}
             Some(other) => {
-                return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0)")));
+                return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0, q4)")));
             }
         }
         Ok(WeightFile { st, file, quantized })
@@ -69,7 +69,12 @@ impl<'a> WeightFile<'a> {
 
     /// All tensors, by their full names.
     pub fn root(&self) -> Weights<'_> {
-        Weights { st: &self.st, file: &self.file, q8: self.quantized.as_deref() == Some("q8_0"), prefix: String::new() }
+        Weights {
+            st: &self.st,
+            file: &self.file,
+            blocks: matches!(self.quantized.as_deref(), Some("q8_0" | "q4")),
+            prefix: String::new(),
+        }
     }
 }
 
@@ -77,7 +82,8 @@ impl<'a> WeightFile<'a> {
 pub struct Weights<'a> {
     st: &'a SafeTensors<'a>,
     file: &'a str,
-    q8: bool,
+    /// U8 tensors hold blocks.
+    blocks: bool,
     prefix: String,
 }
 
@@ -85,35 +91,37 @@ impl<'a> Weights<'a> {
     /// Weights under `prefix.` (e.g. `encoder.layer.3`).
     pub fn pp(&self, prefix: impl std::fmt::Display) -> Weights<'a> {
         let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
-        Weights { st: self.st, file: self.file, q8: self.q8, prefix }
+        Weights { st: self.st, file: self.file, blocks: self.blocks, prefix }
     }
 
-    /// A matrix stored as q8_0 blocks (a U8 tensor `[rows, blocks * 34]` in a file
-    /// [`quantize_file`] wrote), or None when it is stored as floats.
-    pub fn get_q8_0(&self, name: &str, rows: usize, cols: usize) -> Result<Option<QuantMatrix>> {
+    /// A matrix stored in blocks (a U8 tensor `[rows, blocks * block_bytes]` in a file
+    /// [`quantize_file`] wrote; the width tells q8_0 from q4_1), or None when it is stored as
+    /// floats.
+    pub fn get_quant(&self, name: &str, rows: usize, cols: usize) -> Result<Option<QuantMatrix>> {
         let full = self.full(name);
         let Ok(view) = self.st.tensor(&full) else { return Ok(None) };
-        if !self.q8 || view.dtype() != Dtype::U8 {
+        if !self.blocks || view.dtype() != Dtype::U8 {
             return Ok(None);
         }
-        let size = std::mem::size_of::<BlockQ8_0>();
         let per_row = cols.div_ceil(BLOCK);
-        if view.shape() != [rows, per_row * size] {
-            return Err(Error::weight(
-                &full,
-                format!(
-                    "q8_0 shape {:?} in {}, the config implies [{rows}, {}]",
-                    view.shape(),
-                    self.file,
-                    per_row * size
-                ),
-            ));
-        }
-        let blocks: Vec<BlockQ8_0> = view.data().chunks_exact(size).map(bytemuck::pod_read_unaligned).collect();
-        if let Some(i) = blocks.iter().position(|b| !half::f16::from_bits(b.d).is_finite()) {
-            return Err(Error::weight(&full, format!("non-finite scale in block {i} of {}", self.file)));
-        }
-        Ok(Some(QuantMatrix { rows, cols, blocks }))
+        let format = [QuantFormat::Q8_0, QuantFormat::Q4_1]
+            .into_iter()
+            .find(|f| view.shape() == [rows, per_row * f.block_bytes()])
+            .ok_or_else(|| {
+                Error::weight(
+                    &full,
+                    format!(
+                        "block shape {:?} in {}; the config implies [{rows}, {}] (q8_0) or [{rows}, {}] (q4_1)",
+                        view.shape(),
+                        self.file,
+                        per_row * QuantFormat::Q8_0.block_bytes(),
+                        per_row * QuantFormat::Q4_1.block_bytes()
+                    ),
+                )
+            })?;
+        let q = QuantMatrix::from_bytes(format, rows, cols, view.data())
+            .map_err(|e| Error::weight(&full, format!("{e} in {}", self.file)))?;
+        Ok(Some(q))
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -161,14 +169,28 @@ impl<'a> Weights<'a> {
 pub enum FileDtype {
     /// Everything in f16: half the download.
     F16,
-    /// Matmul weights in q8_0 blocks, embedding tables in f16, the rest as it was.
+    /// Matmul weights and the word-embedding table in q8_0 blocks, the other tables in f16.
     Q8_0,
+    /// As Q8_0 but the word-embedding table in q4_1 (see [`crate::quant`] for why the matmuls
+    /// stay 8-bit).
+    Q4,
+}
+
+impl FileDtype {
+    /// The name recorded under [`DTYPE_KEY`].
+    pub fn name(self) -> &'static str {
+        match self {
+            FileDtype::F16 => "f16",
+            FileDtype::Q8_0 => "q8_0",
+            FileDtype::Q4 => "q4",
+        }
+    }
 }
 
 /// Writes a smaller copy of a model's safetensors file. Matmul weights (2-D `*.weight`
-/// outside `embeddings.`) become q8_0 blocks (U8 tensors of 34-byte blocks) or f16; embedding
-/// tables become f16; the rest is copied. The metadata records the format and the source, and
-/// [`WeightFile`] reads the result directly.
+/// outside `embeddings.`) and the word-embedding table become blocks (U8 tensors of ggml
+/// blocks, row by row) or f16; the other embedding tables become f16; the rest is copied. The
+/// metadata records the format and the source, and [`WeightFile`] reads the result directly.
 pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec<u8>> {
     let file = WeightFile::parse(bytes, source)?;
     if file.quantized.is_some() {
@@ -179,15 +201,23 @@ pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec
         let shape = view.shape().to_vec();
         let is_float = matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16);
         let matmul = shape.len() == 2 && name.ends_with(".weight") && !name.contains("embeddings.");
+        let words = shape.len() == 2 && name.ends_with("word_embeddings.weight");
         if !is_float {
             out.push((name, view.dtype(), shape, view.data().to_vec()));
             continue;
         }
         let values = file.root().get(&name, &shape)?.data;
-        if matmul && dtype == FileDtype::Q8_0 {
-            let q = QuantMatrix::quantize(shape[0], shape[1], &values);
-            let width = shape[1].div_ceil(BLOCK) * std::mem::size_of::<BlockQ8_0>();
-            out.push((name, Dtype::U8, vec![shape[0], width], bytemuck::cast_slice(&q.blocks).to_vec()));
+        let format = match dtype {
+            FileDtype::F16 => None,
+            FileDtype::Q8_0 if matmul || words => Some(QuantFormat::Q8_0),
+            FileDtype::Q4 if matmul => Some(QuantFormat::Q8_0),
+            FileDtype::Q4 if words => Some(QuantFormat::Q4_1),
+            _ => None,
+        };
+        if let Some(format) = format {
+            let q = QuantMatrix::quantize(format, shape[0], shape[1], &values);
+            let width = q.per_row() * format.block_bytes();
+            out.push((name, Dtype::U8, vec![shape[0], width], q.bytes().to_vec()));
         } else if matmul || name.contains("embeddings.") || dtype == FileDtype::F16 {
             let halves: Vec<u8> = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
             out.push((name, Dtype::F16, shape, halves));
@@ -199,13 +229,9 @@ pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec
         .iter()
         .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| Error::weight(n, e))?)))
         .collect::<Result<Vec<_>>>()?;
-    let name = match dtype {
-        FileDtype::F16 => "f16",
-        FileDtype::Q8_0 => "q8_0",
-    };
     let meta = HashMap::from([
         ("format".to_string(), "pt".to_string()),
-        (DTYPE_KEY.to_string(), name.to_string()),
+        (DTYPE_KEY.to_string(), dtype.name().to_string()),
         (SOURCE_KEY.to_string(), source.to_string()),
     ]);
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("writing safetensors: {e}")))

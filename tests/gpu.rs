@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 
 use common::*;
 use wembed::backend::cpu::{CpuMatrix, CpuTensor, CpuWeights};
-use wembed::backend::gpu::{GpuTensor, GpuWeights};
+use wembed::backend::gpu::{GpuFormat, GpuTensor, GpuWeights};
 use wembed::backend::{Backend, SeqMeta};
 use wembed::config::{Activation, PoolMode};
+use wembed::quant::{QuantFormat, QuantMatrix};
 use wembed::weights::HostTensor;
 use wembed::{Cpu, EmbedOptions, Embedder, Gpu, ModelFiles};
 
@@ -129,7 +130,7 @@ fn f16_weights_match_cpu_on_the_same_rounded_weights() {
         let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
         let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
         let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
-        assert_eq!(wg.format, GpuWeights::F16);
+        assert_eq!(wg.format, GpuFormat::F16);
         let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
         let got = g.linear(&xg, &wg, &bg, Some(Activation::GeluErf)).unwrap();
         check(&format!("linear_f16 {m}x{n}x{k}"), &read(&g, &got), &want.data, n, TOL_LINEAR);
@@ -137,21 +138,66 @@ fn f16_weights_match_cpu_on_the_same_rounded_weights() {
 }
 
 #[test]
-fn q8_0_weights_match_the_cpu_q8_0_matmul() {
-    // Both backends quantize with wembed::quant, so they multiply by the same values.
-    let g = gpu_with(GpuWeights::Q8_0);
-    let cpu = Cpu::with_weights(CpuWeights::Q8_0);
+fn block_weights_match_the_cpu_matmul_on_the_same_blocks() {
+    // Both backends take the same wembed::quant blocks, so they multiply by the same values.
+    let g = shared();
+    let cpu = Cpu::new();
     let mut rng = Rng(6);
-    // k % 32 == 0 takes the vec4 path, the others the scalar one.
-    for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (10, 384, 384), (3, 70, 32), (65, 9, 96), (2, 5, 40)] {
-        let x = rng.vec(m * k, 1.0);
-        let w = HostTensor::new(vec![n, k], rng.vec(n * k, 0.3));
-        let b = rng.vec(n, 1.0);
-        let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &cpu.matrix(w.clone()).unwrap(), &b, None).unwrap();
-        let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
-        let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-        let got = g.linear(&xg, &g.matrix(w).unwrap(), &bg, None).unwrap();
-        check(&format!("linear_q8 {m}x{n}x{k}"), &read(&g, &got), &want.data, n, TOL_LINEAR);
+    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+        // k % 32 == 0 takes q8's vec4 path, the others the scalar one; q4 has one path.
+        for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (10, 384, 384), (3, 70, 32), (65, 9, 96), (2, 5, 40)] {
+            let x = rng.vec(m * k, 1.0);
+            let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
+            let b = rng.vec(n, 1.0);
+            let wc = cpu.quantized_matrix(q.clone()).unwrap();
+            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            let got = g.linear(&xg, &g.quantized_matrix(q).unwrap(), &bg, None).unwrap();
+            check(&format!("linear {format:?} {m}x{n}x{k}"), &read(g, &got), &want.data, n, TOL_LINEAR);
+        }
+    }
+}
+
+#[test]
+fn quantized_word_tables_gather_the_cpu_values() {
+    // embed.wgsl reads the word table in every stored format; the CPU dequantizes the same
+    // blocks row by row.
+    let mut rng = Rng(7);
+    let meta = SeqMeta::new(vec![4, 1, 9], vec![2, 0, 3]);
+    let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
+    let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 3).collect();
+    for dim in [37, 64] {
+        let word = rng.vec(50 * dim, 1.0);
+        let (pos, types_table) = (rng.vec(16 * dim, 1.0), rng.vec(3 * dim, 1.0));
+        let pc = Cpu::new().table(HostTensor::new(vec![16, dim], pos.clone())).unwrap();
+        let tc = Cpu::new().table(HostTensor::new(vec![3, dim], types_table.clone())).unwrap();
+        for (weights, cpu_weights) in [
+            (GpuWeights::F16, None),
+            (GpuWeights::Q8_0, Some(CpuWeights::Q8_0)),
+            (GpuWeights::Q4, Some(CpuWeights::Q4)),
+        ] {
+            // Tensors belong to one device: the tables are uploaded to this one.
+            let g = gpu_with(weights);
+            let pg = g.table(HostTensor::new(vec![16, dim], pos.clone())).unwrap();
+            let tg = g.table(HostTensor::new(vec![3, dim], types_table.clone())).unwrap();
+            let host = HostTensor::new(vec![50, dim], word.clone());
+            let wg = g.word_table(host.clone()).unwrap();
+            let want = match cpu_weights {
+                Some(w) => {
+                    let cpu = Cpu::with_weights(w);
+                    cpu.embed(&ids, &types, &meta, &cpu.word_table(host).unwrap(), &pc, &tc).unwrap().data
+                }
+                None => {
+                    // f16: the values rounded to half precision, gathered in f32.
+                    let halves = word.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
+                    let wc = Cpu::new().table(HostTensor::new(vec![50, dim], halves)).unwrap();
+                    Cpu::new().embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap().data
+                }
+            };
+            let got = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+            check(&format!("embed {weights:?} dim {dim}"), &read(&g, &got), &want, dim, 1e-6);
+        }
     }
 }
 
@@ -284,6 +330,11 @@ fn minilm_with_f16_weights_stays_close_to_pytorch() {
 #[test]
 fn minilm_with_q8_0_weights_stays_close_to_pytorch() {
     minilm_stays_close_to_pytorch(GpuWeights::Q8_0, 0.999);
+}
+
+#[test]
+fn minilm_with_q4_weights_stays_close_to_pytorch() {
+    minilm_stays_close_to_pytorch(GpuWeights::Q4, 0.99);
 }
 
 #[test]

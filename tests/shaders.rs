@@ -54,6 +54,7 @@ fn params_structs_have_the_sizes_rust_expects() {
         ("linear_f32.wgsl", 32),
         ("linear_f16.wgsl", 32),
         ("linear_q8.wgsl", 32),
+        ("linear_q4.wgsl", 32),
         ("layer_norm.wgsl", 16),
         ("attention.wgsl", 32),
         ("pool.wgsl", 32),

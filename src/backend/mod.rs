@@ -92,11 +92,15 @@ pub trait Backend {
     /// Takes ownership of a weight matrix `[out, in]`, which only `linear` reads: a backend may
     /// store it in a reduced format.
     fn matrix(&self, w: HostTensor) -> Result<Self::Matrix>;
-    /// Takes a weight matrix already in q8_0 blocks (from a quantized file), as it is.
+    /// Takes a matrix or embedding table already in blocks (from a quantized file), as it is.
     fn quantized_matrix(&self, w: QuantMatrix) -> Result<Self::Matrix>;
-    /// Takes ownership of an embedding table `[rows, dim]`, which `embed` gathers rows from.
-    fn table(&self, w: HostTensor) -> Result<Self::Matrix> {
-        self.matrix(w)
+    /// Takes ownership of a small embedding table `[rows, dim]` (positions, token types), which
+    /// `embed` gathers rows from.
+    fn table(&self, w: HostTensor) -> Result<Self::Matrix>;
+    /// Takes ownership of the word-embedding table `[vocab, dim]`: the largest tensor of a small
+    /// model, which a backend may store in blocks.
+    fn word_table(&self, w: HostTensor) -> Result<Self::Matrix> {
+        self.table(w)
     }
     fn vector(&self, v: HostTensor) -> Result<Self::Vector>;
 

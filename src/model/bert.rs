@@ -26,29 +26,29 @@ struct Linear<B: Backend> {
     bias: B::Vector,
 }
 
-/// A weight stored as floats, or as q8_0 blocks in a quantized file.
+/// A weight stored as floats, or as blocks in a quantized file.
 enum Stored {
     F32(HostTensor),
-    Q8(QuantMatrix),
+    Quant(QuantMatrix),
 }
 
-fn stored(w: &Weights, rows: usize, cols: usize) -> Result<Stored> {
-    Ok(match w.get_q8_0("weight", rows, cols)? {
-        Some(q) => Stored::Q8(q),
-        None => Stored::F32(w.get("weight", &[rows, cols])?),
+fn stored(w: &Weights, name: &str, rows: usize, cols: usize) -> Result<Stored> {
+    Ok(match w.get_quant(name, rows, cols)? {
+        Some(q) => Stored::Quant(q),
+        None => Stored::F32(w.get(name, &[rows, cols])?),
     })
 }
 
 fn matrix<B: Backend>(b: &B, s: Stored) -> Result<B::Matrix> {
     match s {
         Stored::F32(t) => b.matrix(t),
-        Stored::Q8(q) => b.quantized_matrix(q),
+        Stored::Quant(q) => b.quantized_matrix(q),
     }
 }
 
 impl<B: Backend> Linear<B> {
     fn load(b: &B, w: &Weights, out: usize, inp: usize) -> Result<Self> {
-        Ok(Linear { weight: matrix(b, stored(w, out, inp)?)?, bias: b.vector(w.get("bias", &[out])?)? })
+        Ok(Linear { weight: matrix(b, stored(w, "weight", out, inp)?)?, bias: b.vector(w.get("bias", &[out])?)? })
     }
 }
 
@@ -84,7 +84,10 @@ impl<B: Backend> BertModel<B> {
         let h = config.hidden_size;
         let e = w.pp("embeddings");
         let embeddings = BertEmbeddings {
-            word_embeddings: b.table(e.get("word_embeddings.weight", &[config.vocab_size, h])?)?,
+            word_embeddings: match stored(&e, "word_embeddings.weight", config.vocab_size, h)? {
+                Stored::F32(t) => b.word_table(t)?,
+                Stored::Quant(q) => b.quantized_matrix(q)?,
+            },
             position_embeddings: b.table(e.get("position_embeddings.weight", &[config.max_position_embeddings, h])?)?,
             token_type_embeddings: b.table(e.get("token_type_embeddings.weight", &[config.type_vocab_size, h])?)?,
             layer_norm: LayerNorm::load(b, &e.pp("LayerNorm"), h)?,
@@ -94,15 +97,20 @@ impl<B: Backend> BertModel<B> {
             let l = w.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
             let parts = ["query", "key", "value"];
-            let ws = parts.iter().map(|p| stored(&a.pp("self").pp(p), h, h)).collect::<Result<Vec<_>>>()?;
+            let ws = parts.iter().map(|p| stored(&a.pp("self").pp(p), "weight", h, h)).collect::<Result<Vec<_>>>()?;
             let bs = parts.iter().map(|p| a.pp("self").pp(p).get("bias", &[h])).collect::<Result<Vec<_>>>()?;
-            let qkv = match <[Stored; 3]>::try_from(ws) {
-                Ok([Stored::F32(q), Stored::F32(k), Stored::F32(v)]) => Stored::F32(HostTensor::vstack(&[q, k, v])),
-                Ok([Stored::Q8(q), Stored::Q8(k), Stored::Q8(v)]) => Stored::Q8(QuantMatrix::vstack(&[q, k, v])),
-                _ => {
-                    let name = format!("encoder.layer.{i}.attention.self");
-                    return Err(crate::Error::weight(name, "query, key and value are stored in different formats"));
+            let stacked = match <[Stored; 3]>::try_from(ws) {
+                Ok([Stored::F32(q), Stored::F32(k), Stored::F32(v)]) => {
+                    Some(Stored::F32(HostTensor::vstack(&[q, k, v])))
                 }
+                Ok([Stored::Quant(q), Stored::Quant(k), Stored::Quant(v)]) => {
+                    QuantMatrix::vstack(&[q, k, v]).map(Stored::Quant)
+                }
+                _ => None,
+            };
+            let Some(qkv) = stacked else {
+                let name = format!("encoder.layer.{i}.attention.self");
+                return Err(crate::Error::weight(name, "query, key and value are stored in different formats"));
             };
             layers.push(BertLayer {
                 qkv: Linear { weight: matrix(b, qkv)?, bias: b.vector(HostTensor::concat(&bs))? },

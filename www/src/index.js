@@ -212,7 +212,7 @@ export class Embedder {
   /**
    * Loads a model. `source`: a Hugging Face model id (resolved against `hubBase`), a URL
    * prefix, a folder (Node), or { files: { name: Uint8Array } }.
-   * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('f32' | 'f16'), onProgress({file, loaded,
+   * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('f32' | 'f16' | 'q8' | 'q4'), onProgress({file, loaded,
    * total, cached}), hubBase, revision, cache (default true), fetch, wasm (URL or bytes of
    * wembed_bg.wasm, for bundlers that do not copy it).
    */

@@ -12,7 +12,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-use crate::quant::{BLOCK, BlockQ8_0, dequantize_q8_0};
+use crate::quant::QuantMatrix;
 
 /// Up to this many input rows, `linear` uses the skinny kernel. Measured with
 /// examples/skinny.rs on 2 cores, cold weights: skinny 74 vs gemm 35 GFLOP/s at 8 rows, 112 vs
@@ -74,16 +74,12 @@ pub fn gemm_strided(
     }
 }
 
-/// A weight matrix `[n, k]` as the kernels read it: f32 rows in place, or q8_0 blocks
-/// dequantized one tile of rows at a time into a task's scratch (never the whole matrix).
+/// A weight matrix `[n, k]` as the kernels read it: f32 rows in place, or blocks dequantized
+/// one tile of rows at a time into a task's scratch (never the whole matrix).
 #[derive(Clone, Copy)]
 pub enum WeightRows<'a> {
     F32(&'a [f32]),
-    /// `per_row` blocks per row (k rounded up to 32).
-    Q8_0 {
-        blocks: &'a [BlockQ8_0],
-        per_row: usize,
-    },
+    Quant(&'a QuantMatrix),
 }
 
 impl WeightRows<'_> {
@@ -91,11 +87,9 @@ impl WeightRows<'_> {
     fn rows<'s>(&'s self, j0: usize, j1: usize, k: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
         match *self {
             WeightRows::F32(w) => &w[j0 * k..j1 * k],
-            WeightRows::Q8_0 { blocks, per_row } => {
+            WeightRows::Quant(q) => {
                 scratch.resize((j1 - j0) * k, 0.0);
-                for (r, dst) in (j0..j1).zip(scratch.chunks_exact_mut(k)) {
-                    dequantize_q8_0(&blocks[r * per_row..(r + 1) * per_row], dst);
-                }
+                q.dequantize_rows(j0, j1, scratch);
                 scratch
             }
         }
@@ -104,7 +98,7 @@ impl WeightRows<'_> {
     fn fits(&self, n: usize, k: usize) -> bool {
         match *self {
             WeightRows::F32(w) => w.len() == n * k,
-            WeightRows::Q8_0 { blocks, per_row } => per_row == k.div_ceil(BLOCK) && blocks.len() == n * per_row,
+            WeightRows::Quant(q) => q.rows == n && q.cols == k,
         }
     }
 }
@@ -297,6 +291,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::quant::QuantFormat;
 
     fn naive(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], b: &[f32]) -> Vec<f64> {
         let mut out = vec![0.0; m * n];
@@ -313,20 +308,19 @@ mod tests {
     }
 
     #[test]
-    fn q8_0_weights_match_naive_on_their_dequantized_values() {
-        for (m, n, k) in [(1, 1, 1), (2, 5, 31), (7, 70, 33), (49, 65, 64), (100, 130, 96)] {
-            let (x, w, b) = (data(m * k, 4), data(n * k, 5), data(n, 6));
-            let per_row = k.div_ceil(BLOCK);
-            let blocks: Vec<BlockQ8_0> = w.chunks_exact(k).flat_map(crate::quant::quantize_q8_0).collect();
-            let mut deq = vec![0.0; n * k];
-            for (r, dst) in deq.chunks_exact_mut(k).enumerate() {
-                dequantize_q8_0(&blocks[r * per_row..(r + 1) * per_row], dst);
-            }
-            let want = naive(m, n, k, &x, &deq, &b);
-            let mut got = vec![0.0; m * n];
-            linear(m, n, k, &x, WeightRows::Q8_0 { blocks: &blocks, per_row }, &b, &mut got);
-            for (idx, (g, e)) in got.iter().zip(&want).enumerate() {
-                assert!((*g as f64 - e).abs() < 1e-4, "q8_0 ({m},{n},{k}) at {idx}: {g} vs {e}");
+    fn quantized_weights_match_naive_on_their_dequantized_values() {
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+            for (m, n, k) in [(1, 1, 1), (2, 5, 31), (7, 70, 33), (49, 65, 64), (100, 130, 96)] {
+                let (x, w, b) = (data(m * k, 4), data(n * k, 5), data(n, 6));
+                let q = QuantMatrix::quantize(format, n, k, &w);
+                let mut deq = vec![0.0; n * k];
+                q.dequantize_rows(0, n, &mut deq);
+                let want = naive(m, n, k, &x, &deq, &b);
+                let mut got = vec![0.0; m * n];
+                linear(m, n, k, &x, WeightRows::Quant(&q), &b, &mut got);
+                for (idx, (g, e)) in got.iter().zip(&want).enumerate() {
+                    assert!((*g as f64 - e).abs() < 1e-4, "{format:?} ({m},{n},{k}) at {idx}: {g} vs {e}");
+                }
             }
         }
     }

@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
-use crate::quant::{BLOCK, BlockQ8_0, QuantMatrix};
+use crate::quant::{QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
 use kernels::{activate, add_layer_norm_row, attend, l2_normalize, pool_sequence};
 use matmul::WeightRows;
@@ -36,48 +36,64 @@ impl CpuTensor {
     }
 }
 
-/// How the CPU backend stores weight matrices (embedding tables, biases and layer norms stay
-/// f32).
+/// How the CPU backend stores the weights of a float checkpoint (biases and layer norms stay
+/// f32; a quantized file's blocks are kept as they are whatever this says).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CpuWeights {
     #[default]
     F32,
-    /// ggml q8_0 blocks (8.5 bits per weight), dequantized a tile at a time inside the matmul.
+    /// Matrices and the word-embedding table in ggml q8_0 blocks (8.5 bits per weight).
     Q8_0,
+    /// The word-embedding table in q4_1 blocks (5 bits per weight), matrices in q8_0: see
+    /// [`crate::quant`] for why the matrices stay 8-bit.
+    Q4,
+}
+
+impl CpuWeights {
+    /// The block formats of (matrices, word table); None keeps f32.
+    pub fn formats(self) -> (Option<QuantFormat>, Option<QuantFormat>) {
+        match self {
+            CpuWeights::F32 => (None, None),
+            CpuWeights::Q8_0 => (Some(QuantFormat::Q8_0), Some(QuantFormat::Q8_0)),
+            CpuWeights::Q4 => (Some(QuantFormat::Q8_0), Some(QuantFormat::Q4_1)),
+        }
+    }
 }
 
 /// A weight matrix `[rows, cols]` as the CPU backend keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CpuMatrix {
     F32(CpuTensor),
-    /// `cols.div_ceil(32)` blocks per row.
-    Q8_0 {
-        rows: usize,
-        cols: usize,
-        blocks: Vec<BlockQ8_0>,
-    },
+    /// Blocks, dequantized a tile at a time inside the matmul and a row at a time by `embed`.
+    Quant(QuantMatrix),
 }
 
 impl CpuMatrix {
     pub fn shape(&self) -> (usize, usize) {
         match self {
             CpuMatrix::F32(t) => (t.rows, t.cols),
-            CpuMatrix::Q8_0 { rows, cols, .. } => (*rows, *cols),
+            CpuMatrix::Quant(q) => (q.rows, q.cols),
         }
     }
 
     fn rows_view(&self) -> WeightRows<'_> {
         match self {
             CpuMatrix::F32(t) => WeightRows::F32(&t.data),
-            CpuMatrix::Q8_0 { cols, blocks, .. } => WeightRows::Q8_0 { blocks, per_row: cols.div_ceil(BLOCK) },
+            CpuMatrix::Quant(q) => WeightRows::Quant(q),
         }
     }
 
-    /// The f32 data of a table (tables are never quantized).
-    fn table(&self) -> Result<&CpuTensor> {
-        match self {
-            CpuMatrix::F32(t) => Ok(t),
-            CpuMatrix::Q8_0 { .. } => Err(Error::Backend("embedding tables must be f32".into())),
+    /// Adds row `r` to `out`.
+    fn add_row(&self, r: usize, out: &mut [f32], scratch: &mut [f32]) {
+        let row = match self {
+            CpuMatrix::F32(t) => &t.data[r * t.cols..(r + 1) * t.cols],
+            CpuMatrix::Quant(q) => {
+                q.dequantize_rows(r, r + 1, scratch);
+                scratch
+            }
+        };
+        for (o, v) in out.iter_mut().zip(row) {
+            *o += v;
         }
     }
 }
@@ -134,18 +150,26 @@ impl Backend for Cpu {
 
     fn matrix(&self, w: HostTensor) -> Result<CpuMatrix> {
         let t = two_d(w)?;
-        Ok(match self.weights {
-            CpuWeights::F32 => CpuMatrix::F32(t),
-            CpuWeights::Q8_0 => self.quantized_matrix(QuantMatrix::quantize(t.rows, t.cols, &t.data))?,
+        Ok(match self.weights.formats().0 {
+            None => CpuMatrix::F32(t),
+            Some(f) => CpuMatrix::Quant(QuantMatrix::quantize(f, t.rows, t.cols, &t.data)),
         })
     }
 
     fn quantized_matrix(&self, w: QuantMatrix) -> Result<CpuMatrix> {
-        Ok(CpuMatrix::Q8_0 { rows: w.rows, cols: w.cols, blocks: w.blocks })
+        Ok(CpuMatrix::Quant(w))
     }
 
     fn table(&self, w: HostTensor) -> Result<CpuMatrix> {
         Ok(CpuMatrix::F32(two_d(w)?))
+    }
+
+    fn word_table(&self, w: HostTensor) -> Result<CpuMatrix> {
+        let t = two_d(w)?;
+        Ok(match self.weights.formats().1 {
+            None => CpuMatrix::F32(t),
+            Some(f) => CpuMatrix::Quant(QuantMatrix::quantize(f, t.rows, t.cols, &t.data)),
+        })
     }
 
     fn vector(&self, v: HostTensor) -> Result<Vec<f32>> {
@@ -161,23 +185,24 @@ impl Backend for Cpu {
         pos: &CpuMatrix,
         types: &CpuMatrix,
     ) -> Result<CpuTensor> {
-        let (word, pos, types) = (word.table()?, pos.table()?, types.table()?);
-        let dim = word.cols;
+        let dim = word.shape().1;
         let rows = meta.tokens;
-        if pos.cols != dim || types.cols != dim {
-            return Err(Error::Backend(format!("embed: tables of widths {dim}, {}, {}", pos.cols, types.cols)));
+        if pos.shape().1 != dim || types.shape().1 != dim {
+            return Err(Error::Backend(format!(
+                "embed: tables of widths {dim}, {}, {}",
+                pos.shape().1,
+                types.shape().1
+            )));
         }
-        check_embed_input(ids, type_ids, meta, [word.rows, pos.rows, types.rows])?;
+        check_embed_input(ids, type_ids, meta, [word.shape().0, pos.shape().0, types.shape().0])?;
         let mut out = CpuTensor::zeros(rows, dim);
+        let mut scratch = vec![0.0; dim];
         for b in 0..meta.batch() {
             for (s, r) in meta.rows(b).enumerate() {
                 let o = &mut out.data[r * dim..(r + 1) * dim];
-                let w = &word.data[ids[r] as usize * dim..][..dim];
-                let p = &pos.data[s * dim..][..dim];
-                let t = &types.data[type_ids[r] as usize * dim..][..dim];
-                for i in 0..dim {
-                    o[i] = w[i] + p[i] + t[i];
-                }
+                word.add_row(ids[r] as usize, o, &mut scratch);
+                pos.add_row(s, o, &mut scratch);
+                types.add_row(type_ids[r] as usize, o, &mut scratch);
             }
         }
         Ok(out)

@@ -10,6 +10,7 @@ pub enum Kernel {
     Linear,
     LinearF16,
     LinearQ8,
+    LinearQ4,
     LayerNorm,
     Attention,
     Pool,
@@ -17,11 +18,12 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 8] = [
+    pub const ALL: [Kernel; 9] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
         Kernel::LinearQ8,
+        Kernel::LinearQ4,
         Kernel::LayerNorm,
         Kernel::Attention,
         Kernel::Pool,
@@ -34,6 +36,7 @@ impl Kernel {
             Kernel::Linear => "linear",
             Kernel::LinearF16 => "linear_f16",
             Kernel::LinearQ8 => "linear_q8",
+            Kernel::LinearQ4 => "linear_q4",
             Kernel::LayerNorm => "layer_norm",
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
@@ -51,6 +54,7 @@ impl Kernel {
             Kernel::Linear => linear(include_str!("../../../shaders/linear_f32.wgsl")),
             Kernel::LinearF16 => linear(include_str!("../../../shaders/linear_f16.wgsl")),
             Kernel::LinearQ8 => linear(include_str!("../../../shaders/linear_q8.wgsl")),
+            Kernel::LinearQ4 => linear(include_str!("../../../shaders/linear_q4.wgsl")),
             Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl").into(),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
@@ -71,7 +75,7 @@ macro_rules! params {
 
 params!(
     /// `shaders/embed.wgsl` Params.
-    EmbedParams { tokens: u32, dim: u32, _pad: [u32; 2] } = 16
+    EmbedParams { tokens: u32, dim: u32, format: u32, scale_offset: u32 } = 16
 );
 params!(
     /// `shaders/linear.wgsl` Params (all weight formats).

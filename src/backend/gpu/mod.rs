@@ -18,25 +18,52 @@ use wgpu::util::DeviceExt;
 use super::{Backend, SeqMeta, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
-use crate::quant::{BLOCK, QuantMatrix};
+use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
 use kernels::{Kernel, Pipelines};
 
 /// Texts longer than this do not fit attention's workgroup-memory score row.
 pub const MAX_TOKENS_PER_TEXT: usize = 512;
 
-/// How the GPU backend stores weight matrices (embedding tables, biases and layer norms stay
-/// f32).
+/// How the GPU backend stores the weights of a float checkpoint (biases, layer norms and the
+/// small embedding tables stay f32; a quantized file's blocks are kept as they are).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GpuWeights {
     #[default]
     F32,
-    /// IEEE half precision, two per u32, unpacked in the matmul shader (`unpack2x16float`, core
-    /// WGSL: no `shader-f16` feature needed); arithmetic and accumulation stay f32.
+    /// Matrices and the word-embedding table in IEEE half precision, two per u32, unpacked in
+    /// the shaders (`unpack2x16float`, core WGSL: no `shader-f16` feature needed); arithmetic
+    /// and accumulation stay f32.
     F16,
-    /// q8_0 blocks (see `crate::quant`): int8 four per u32, then the f32 block scales; the
-    /// matmul shader dequantizes as it stages each tile.
+    /// Matrices and the word-embedding table in q8_0 blocks (see `crate::quant`).
     Q8_0,
+    /// The word-embedding table in q4_1 blocks, matrices in q8_0 (see `crate::quant` for why).
+    Q4,
+}
+
+/// The layout of a weight in a GPU buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuFormat {
+    F32,
+    /// f16 pairs in u32s, rows padded to an even length.
+    F16,
+    /// int8 four per u32 (rows padded to a multiple of 32), then every block's f32 scale.
+    Q8_0,
+    /// 4-bit levels eight per u32, in order (rows padded to a multiple of 32), then every
+    /// block's f32 (scale, min) pair.
+    Q4_1,
+}
+
+impl GpuFormat {
+    /// The `format` code shaders/embed.wgsl switches on.
+    fn code(self) -> u32 {
+        match self {
+            GpuFormat::F32 => 0,
+            GpuFormat::F16 => 1,
+            GpuFormat::Q8_0 => 2,
+            GpuFormat::Q4_1 => 3,
+        }
+    }
 }
 
 /// A `[rows, cols]` tensor in a GPU buffer: f32, or a weight stored as [`GpuWeights`] says.
@@ -44,8 +71,8 @@ pub enum GpuWeights {
 pub struct GpuTensor {
     pub rows: usize,
     pub cols: usize,
-    pub format: GpuWeights,
-    /// q8_0: the word where the block scales start.
+    pub format: GpuFormat,
+    /// Blocks: the word where the block scales start.
     scale_offset: u32,
     buffer: Option<wgpu::Buffer>,
     pool: Option<Arc<Mutex<BufferPool>>>,
@@ -369,7 +396,7 @@ impl Gpu {
         Ok(GpuTensor {
             rows,
             cols,
-            format: GpuWeights::F32,
+            format: GpuFormat::F32,
             scale_offset: 0,
             buffer: Some(buffer),
             pool: Some(self.pool.clone()),
@@ -484,7 +511,7 @@ impl Gpu {
 }
 
 impl Gpu {
-    fn weight_buffer(&self, rows: usize, cols: usize, bytes: &[u8], format: GpuWeights) -> Result<GpuTensor> {
+    fn weight_buffer(&self, rows: usize, cols: usize, bytes: &[u8], format: GpuFormat) -> Result<GpuTensor> {
         let max = self.device.limits().max_storage_buffer_binding_size as usize;
         if bytes.len() > max {
             return Err(Error::Backend(format!(
@@ -499,7 +526,7 @@ impl Gpu {
 
     fn upload_f32(&self, w: HostTensor) -> Result<GpuTensor> {
         let (rows, cols) = matrix_shape(&w)?;
-        self.weight_buffer(rows, cols, bytemuck::cast_slice(&w.data), GpuWeights::F32)
+        self.weight_buffer(rows, cols, bytemuck::cast_slice(&w.data), GpuFormat::F32)
     }
 
     /// Rows of f16 pairs, each row padded to an even length (the layout linear_f16.wgsl reads).
@@ -512,27 +539,57 @@ impl Gpu {
                 *d = half::f16::from_f32(*s).to_bits();
             }
         }
-        self.weight_buffer(rows, cols, bytemuck::cast_slice(&halves), GpuWeights::F16)
+        self.weight_buffer(rows, cols, bytemuck::cast_slice(&halves), GpuFormat::F16)
     }
 }
 
 impl Gpu {
-    /// Rows of int8 (four per u32, each row padded to a multiple of 32), then every block's
-    /// scale as f32: the layout linear_q8.wgsl reads. Quantized with `crate::quant`, so the
-    /// values equal the CPU backend's.
-    fn upload_q8_0(&self, w: QuantMatrix) -> Result<GpuTensor> {
-        let (rows, cols) = (w.rows, w.cols);
-        let mut qs: Vec<u8> = Vec::with_capacity(w.blocks.len() * BLOCK);
-        let mut scales: Vec<f32> = Vec::with_capacity(w.blocks.len());
-        for b in &w.blocks {
-            qs.extend(b.qs.iter().map(|&q| q as u8));
-            scales.push(half::f16::from_bits(b.d).to_f32());
-        }
-        let scale_offset = (qs.len() / 4) as u32;
-        qs.extend_from_slice(bytemuck::cast_slice(&scales));
-        let mut t = self.weight_buffer(rows, cols, &qs, GpuWeights::Q8_0)?;
+    /// Blocks in the layouts linear_q8.wgsl / linear_q4.wgsl and embed.wgsl read: the levels
+    /// of every row (each padded to a multiple of 32 weights), then the f32 block scales (and
+    /// minimums). Quantized with `crate::quant`, so the values equal the CPU backend's.
+    fn upload_blocks(&self, w: QuantMatrix) -> Result<GpuTensor> {
+        let f16 = |bits: u16| half::f16::from_bits(bits).to_f32();
+        let (mut levels, mut scales): (Vec<u8>, Vec<f32>) = (vec![], vec![]);
+        let format = match &w.blocks {
+            Blocks::Q8_0(blocks) => {
+                for b in blocks {
+                    levels.extend(b.qs.iter().map(|&q| q as u8));
+                    scales.push(f16(b.d));
+                }
+                GpuFormat::Q8_0
+            }
+            Blocks::Q4_1(blocks) => {
+                for b in blocks {
+                    // ggml keeps weight i in the low nibble of byte i and weight i + 16 in its
+                    // high nibble; the shader wants weights 8j..8j+8 in u32 j, in order.
+                    let mut q = [0u8; BLOCK];
+                    for (i, byte) in b.qs.iter().enumerate() {
+                        q[i] = byte & 0x0f;
+                        q[i + BLOCK / 2] = byte >> 4;
+                    }
+                    levels.extend(q.chunks_exact(2).map(|pair| pair[0] | (pair[1] << 4)));
+                    scales.extend([f16(b.d), f16(b.m)]);
+                }
+                GpuFormat::Q4_1
+            }
+        };
+        let scale_offset = (levels.len() / 4) as u32;
+        levels.extend_from_slice(bytemuck::cast_slice(&scales));
+        let mut t = self.weight_buffer(w.rows, w.cols, &levels, format)?;
         t.scale_offset = scale_offset;
         Ok(t)
+    }
+
+    /// A float weight stored as `format` says (None: f32).
+    fn upload_as(&self, w: HostTensor, format: Option<GpuFormat>) -> Result<GpuTensor> {
+        let (rows, cols) = matrix_shape(&w)?;
+        let quant = |f| self.upload_blocks(QuantMatrix::quantize(f, rows, cols, &w.data));
+        match format {
+            None | Some(GpuFormat::F32) => self.upload_f32(w),
+            Some(GpuFormat::F16) => self.upload_f16(w),
+            Some(GpuFormat::Q8_0) => quant(QuantFormat::Q8_0),
+            Some(GpuFormat::Q4_1) => quant(QuantFormat::Q4_1),
+        }
     }
 }
 
@@ -568,22 +625,30 @@ impl Backend for Gpu {
     }
 
     fn matrix(&self, w: HostTensor) -> Result<GpuTensor> {
-        match self.weights {
-            GpuWeights::F32 => self.upload_f32(w),
-            GpuWeights::F16 => self.upload_f16(w),
-            GpuWeights::Q8_0 => {
-                let (rows, cols) = matrix_shape(&w)?;
-                self.upload_q8_0(QuantMatrix::quantize(rows, cols, &w.data))
-            }
-        }
+        let format = match self.weights {
+            GpuWeights::F32 => GpuFormat::F32,
+            GpuWeights::F16 => GpuFormat::F16,
+            GpuWeights::Q8_0 | GpuWeights::Q4 => GpuFormat::Q8_0,
+        };
+        self.upload_as(w, Some(format))
     }
 
     fn quantized_matrix(&self, w: QuantMatrix) -> Result<GpuTensor> {
-        self.upload_q8_0(w)
+        self.upload_blocks(w)
     }
 
     fn table(&self, w: HostTensor) -> Result<GpuTensor> {
         self.upload_f32(w)
+    }
+
+    fn word_table(&self, w: HostTensor) -> Result<GpuTensor> {
+        let format = match self.weights {
+            GpuWeights::F32 => GpuFormat::F32,
+            GpuWeights::F16 => GpuFormat::F16,
+            GpuWeights::Q8_0 => GpuFormat::Q8_0,
+            GpuWeights::Q4 => GpuFormat::Q4_1,
+        };
+        self.upload_as(w, Some(format))
     }
 
     fn vector(&self, v: HostTensor) -> Result<GpuTensor> {
@@ -612,7 +677,15 @@ impl Backend for Gpu {
         let out = self.tensor(meta.tokens, dim)?;
         let mut state = self.state()?;
         let toks = self.meta(&mut state, meta, Some((ids, type_ids))).toks.clone();
-        let params = kernels::EmbedParams { tokens: meta.tokens as u32, dim: dim as u32, _pad: [0; 2] };
+        if pos.format != GpuFormat::F32 || types.format != GpuFormat::F32 {
+            return Err(Error::Backend("embed: position and token-type tables must be f32".into()));
+        }
+        let params = kernels::EmbedParams {
+            tokens: meta.tokens as u32,
+            dim: dim as u32,
+            format: word.format.code(),
+            scale_offset: word.scale_offset,
+        };
         let bufs = [&toks, word.buffer(), pos.buffer(), types.buffer(), out.buffer()];
         self.dispatch(
             &mut state,
@@ -631,9 +704,10 @@ impl Backend for Gpu {
         }
         let out = self.tensor(x.rows, w.rows)?;
         let (kernel, vec4) = match w.format {
-            GpuWeights::F32 => (Kernel::Linear, w.cols.is_multiple_of(4)),
-            GpuWeights::F16 => (Kernel::LinearF16, w.cols.is_multiple_of(8)),
-            GpuWeights::Q8_0 => (Kernel::LinearQ8, w.cols.is_multiple_of(32)),
+            GpuFormat::F32 => (Kernel::Linear, w.cols.is_multiple_of(4)),
+            GpuFormat::F16 => (Kernel::LinearF16, w.cols.is_multiple_of(8)),
+            GpuFormat::Q8_0 => (Kernel::LinearQ8, w.cols.is_multiple_of(32)),
+            GpuFormat::Q4_1 => (Kernel::LinearQ4, w.cols.is_multiple_of(32)),
         };
         let params = kernels::LinearParams {
             m: x.rows as u32,

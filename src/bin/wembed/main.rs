@@ -24,9 +24,9 @@ USAGE:
   wembed embed [--model DIR] [--file FILE] [--format json|npy] [--out PATH] [TEXT...]
   wembed eval stsb [--model DIR] [--data FILE] [--reference FILE]
   wembed eval stsb-zh [--model DIR] [--data FILE]
-  wembed quantize --dtype q8|f16 IN_DIR OUT_DIR
+  wembed quantize --dtype q8|q4|f16 IN_DIR OUT_DIR
   wembed bench [--model DIR] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
-               [--device cpu|gpu] [--dtype f32|f16|q8]
+               [--device cpu|gpu] [--dtype f32|f16|q8|q4]
 
 COMMON OPTIONS:
   --model DIR         sentence-transformers model folder (default: assets/models/all-MiniLM-L6-v2,
@@ -35,7 +35,8 @@ COMMON OPTIONS:
   --batch-size N      texts per encoder run (default: 32)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
                       GPU if there is one, else the CPU)
-  --dtype f32|f16|q8  weight precision (default f32; f16 runs on the GPU backend)
+  --dtype D           weight precision: f32 (default), f16 (GPU backend only), q8 (8-bit
+                      blocks), q4 (4-bit word embeddings, 8-bit matrices)
 
 EMBED OPTIONS:
   --file FILE         read texts from FILE, one per line ('-' for stdin)
@@ -301,8 +302,9 @@ fn quantize(args: &Args) -> Result<(), String> {
     };
     let dtype = match args.get("dtype") {
         Some("q8") | Some("q8_0") => FileDtype::Q8_0,
+        Some("q4") => FileDtype::Q4,
         Some("f16") => FileDtype::F16,
-        other => return Err(format!("quantize wants --dtype q8 or f16, got {other:?}")),
+        other => return Err(format!("quantize wants --dtype q8, q4 or f16, got {other:?}")),
     };
     let (input, output) = (Path::new(input), Path::new(output));
     if input == output {
