@@ -15,7 +15,8 @@ use crate::error::{Error, Result};
 #[derive(Default, Clone)]
 pub struct ModelFiles {
     origin: String,
-    files: HashMap<String, Vec<u8>>,
+    /// Shared, so that adding the files a GGUF file implies copies no weights.
+    files: HashMap<String, std::sync::Arc<Vec<u8>>>,
 }
 
 /// Files read from a model folder; the rest of a sentence-transformers folder is not needed.
@@ -29,7 +30,25 @@ const MODEL_FILE_NAMES: &[&str] = &[
 ];
 
 impl ModelFiles {
-    /// Reads a sentence-transformers / Hugging Face model folder.
+    /// A model folder ([`ModelFiles::from_dir`]) or a `.gguf` file, read with the
+    /// sentence-transformers files beside it (a `tokenizer.json` there wins over the GGUF
+    /// vocabulary).
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let mut out = Self::read_names(dir, &[])?;
+            out.origin = path.display().to_string();
+            out.files.retain(|name, _| name != "model.safetensors" && name != "config.json");
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+            out.insert(crate::gguf::GGUF_FILE, bytes);
+            return Ok(out);
+        }
+        Self::from_dir(path)
+    }
+
+    /// Reads a sentence-transformers / Hugging Face model folder: `model.safetensors`, or, when
+    /// there is none, the folder's single `.gguf` file.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         if !dir.is_dir() {
@@ -38,8 +57,22 @@ impl ModelFiles {
                 "not a folder (expected a model folder with config.json, tokenizer.json and model.safetensors)",
             ));
         }
+        if !dir.join("model.safetensors").is_file() {
+            let ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
+                .map_err(|e| Error::io(dir.display(), e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")))
+                .collect();
+            if let [one] = &ggufs[..] {
+                return Self::from_path(one);
+            }
+        }
+        Self::read_names(dir, &[])
+    }
+
+    fn read_names(dir: &Path, extra: &[&str]) -> Result<Self> {
         let mut out = ModelFiles { origin: dir.display().to_string(), files: HashMap::new() };
-        let mut names: Vec<String> = MODEL_FILE_NAMES.iter().map(|s| s.to_string()).collect();
+        let mut names: Vec<String> = MODEL_FILE_NAMES.iter().chain(extra).map(|s| s.to_string()).collect();
         // Module folders are named by modules.json; read it first to know which to fetch.
         if let Ok(bytes) = std::fs::read(dir.join("modules.json"))
             && let Ok(modules) = serde_json::from_slice::<Vec<ModuleEntry>>(&bytes)
@@ -52,7 +85,7 @@ impl ModelFiles {
             let path: PathBuf = dir.join(&name);
             match std::fs::read(&path) {
                 Ok(bytes) => {
-                    out.files.insert(name, bytes);
+                    out.insert(name, bytes);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io(path.display(), e)),
@@ -63,11 +96,24 @@ impl ModelFiles {
 
     /// Builds the file set from bytes already in memory (fetched in a browser, bundled…).
     pub fn from_map(origin: impl Into<String>, files: HashMap<String, Vec<u8>>) -> Self {
+        let files = files.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v))).collect();
         ModelFiles { origin: origin.into(), files }
     }
 
     pub fn insert(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
-        self.files.insert(name.into(), bytes);
+        self.files.insert(name.into(), std::sync::Arc::new(bytes));
+    }
+
+    /// These files plus the ones a GGUF file implies (see [`crate::gguf::companion_files`]);
+    /// a plain copy otherwise. Cheap: the weights are shared, not copied.
+    pub fn resolved(&self) -> Result<ModelFiles> {
+        let mut out = self.clone();
+        if self.get(crate::gguf::GGUF_FILE).is_some() {
+            for (name, bytes) in crate::gguf::companion_files(self)? {
+                out.insert(name, bytes);
+            }
+        }
+        Ok(out)
     }
 
     pub fn origin(&self) -> &str {

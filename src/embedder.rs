@@ -55,6 +55,7 @@ pub struct TokenStates {
 
 impl<B: Backend> Embedder<B> {
     pub fn load(backend: B, files: &ModelFiles) -> Result<Self> {
+        let files = &files.resolved()?;
         let model = ModelConfig::from_files(files)?;
         let sentence = SentenceConfig::from_files(files, &model)?;
         let tokenizer = TextTokenizer::from_files(files, &sentence)?;

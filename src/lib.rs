@@ -17,6 +17,7 @@ pub mod device;
 pub mod embedder;
 pub mod error;
 pub mod eval;
+pub mod gguf;
 pub mod model;
 pub mod quant;
 pub mod tokenizer;

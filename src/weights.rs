@@ -1,4 +1,5 @@
-//! Safetensors bytes -> named, shape-checked host tensors (f32, converted from f16 / bf16).
+//! Weight files -> named, shape-checked host tensors (f32, converted from f16 / bf16) or block
+//! matrices: safetensors (float checkpoints and wembed's quantized files) and GGUF.
 
 use std::collections::HashMap;
 
@@ -6,7 +7,8 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::{Error, Result};
-use crate::quant::{BLOCK, QuantFormat, QuantMatrix};
+use crate::gguf::{GgmlType, Gguf, gguf_name};
+use crate::quant::{BLOCK, BlockQ4_0, QuantFormat, QuantMatrix};
 
 /// Metadata key naming the format of a file written by [`quantize_file`].
 pub const DTYPE_KEY: &str = "wembed.dtype";
@@ -41,12 +43,18 @@ impl HostTensor {
     }
 }
 
-/// One parsed safetensors file.
+/// One parsed weight file.
 pub struct WeightFile<'a> {
-    st: SafeTensors<'a>,
+    source: Source<'a>,
     file: String,
     /// The `wembed.dtype` [`quantize_file`] recorded: its U8 tensors are blocks.
     quantized: Option<String>,
+}
+
+enum Source<'a> {
+    Safetensors(SafeTensors<'a>),
+    /// Tensors named as llama.cpp names them; looked up through [`gguf_name`].
+    Gguf(Gguf, &'a [u8]),
 }
 
 impl<'a> WeightFile<'a> {
@@ -64,23 +72,32 @@ impl<'a> WeightFile<'a> {
                 return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0, q4)")));
             }
         }
-        Ok(WeightFile { st, file, quantized })
+        Ok(WeightFile { source: Source::Safetensors(st), file, quantized })
     }
 
-    /// All tensors, by their full names.
-    pub fn root(&self) -> Weights<'_> {
-        Weights {
-            st: &self.st,
-            file: &self.file,
-            blocks: matches!(self.quantized.as_deref(), Some("q8_0" | "q4")),
-            prefix: String::new(),
-        }
+    /// A GGUF file (see [`crate::gguf`]).
+    pub fn parse_gguf(bytes: &'a [u8], file: impl Into<String>) -> Result<Self> {
+        let file = file.into();
+        let g = Gguf::parse(bytes, &file)?;
+        Ok(WeightFile { source: Source::Gguf(g, bytes), file, quantized: None })
     }
+
+    /// All tensors, by their full (Hugging Face) names.
+    pub fn root(&self) -> Weights<'_> {
+        let blocks = matches!(self.quantized.as_deref(), Some("q8_0" | "q4"));
+        Weights { source: &self.source, file: &self.file, blocks, prefix: String::new() }
+    }
+}
+
+/// A tensor found in a file: its dtype, shape and bytes.
+enum Found<'a> {
+    St(Dtype, Vec<usize>, &'a [u8]),
+    Gguf(GgmlType, Vec<usize>, &'a [u8]),
 }
 
 /// The tensors of one file under a name prefix, read on demand.
 pub struct Weights<'a> {
-    st: &'a SafeTensors<'a>,
+    source: &'a Source<'a>,
     file: &'a str,
     /// U8 tensors hold blocks.
     blocks: bool,
@@ -91,7 +108,20 @@ impl<'a> Weights<'a> {
     /// Weights under `prefix.` (e.g. `encoder.layer.3`).
     pub fn pp(&self, prefix: impl std::fmt::Display) -> Weights<'a> {
         let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
-        Weights { st: self.st, file: self.file, blocks: self.blocks, prefix }
+        Weights { source: self.source, file: self.file, blocks: self.blocks, prefix }
+    }
+
+    fn find(&self, full: &str) -> Option<Found<'a>> {
+        match self.source {
+            Source::Safetensors(st) => {
+                let v = st.tensor(full).ok()?;
+                Some(Found::St(v.dtype(), v.shape().to_vec(), v.data()))
+            }
+            Source::Gguf(g, bytes) => {
+                let t = g.tensors.get(&gguf_name(full)?)?;
+                Some(Found::Gguf(t.dtype, t.shape.clone(), &bytes[t.start..t.end]))
+            }
+        }
     }
 
     /// A matrix stored in blocks (a U8 tensor `[rows, blocks * block_bytes]` in a file
@@ -99,64 +129,101 @@ impl<'a> Weights<'a> {
     /// floats.
     pub fn get_quant(&self, name: &str, rows: usize, cols: usize) -> Result<Option<QuantMatrix>> {
         let full = self.full(name);
-        let Ok(view) = self.st.tensor(&full) else { return Ok(None) };
-        if !self.blocks || view.dtype() != Dtype::U8 {
-            return Ok(None);
-        }
-        let per_row = cols.div_ceil(BLOCK);
-        let format = [QuantFormat::Q8_0, QuantFormat::Q4_1]
-            .into_iter()
-            .find(|f| view.shape() == [rows, per_row * f.block_bytes()])
-            .ok_or_else(|| {
-                Error::weight(
-                    &full,
-                    format!(
-                        "block shape {:?} in {}; the config implies [{rows}, {}] (q8_0) or [{rows}, {}] (q4_1)",
-                        view.shape(),
-                        self.file,
-                        per_row * QuantFormat::Q8_0.block_bytes(),
-                        per_row * QuantFormat::Q4_1.block_bytes()
-                    ),
-                )
-            })?;
-        let q = QuantMatrix::from_bytes(format, rows, cols, view.data())
+        let (format, data) = match self.find(&full) {
+            Some(Found::St(Dtype::U8, shape, data)) if self.blocks => {
+                let per_row = cols.div_ceil(BLOCK);
+                let format = [QuantFormat::Q8_0, QuantFormat::Q4_1]
+                    .into_iter()
+                    .find(|f| shape == [rows, per_row * f.block_bytes()])
+                    .ok_or_else(|| {
+                        Error::weight(
+                            &full,
+                            format!(
+                                "block shape {shape:?} in {}; the config implies [{rows}, {}] (q8_0) or [{rows}, {}] \
+                                 (q4_1)",
+                                self.file,
+                                per_row * QuantFormat::Q8_0.block_bytes(),
+                                per_row * QuantFormat::Q4_1.block_bytes()
+                            ),
+                        )
+                    })?;
+                (format, data)
+            }
+            Some(Found::Gguf(dtype @ (GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1), shape, data)) => {
+                if shape != [rows, cols] {
+                    return Err(self.shape_error(&full, &shape, &[rows, cols]));
+                }
+                if dtype == GgmlType::Q4_0 {
+                    let blocks: Vec<BlockQ4_0> = data.chunks_exact(18).map(bytemuck::pod_read_unaligned).collect();
+                    return Ok(Some(QuantMatrix::from_q4_0(rows, cols, &blocks)));
+                }
+                (if dtype == GgmlType::Q8_0 { QuantFormat::Q8_0 } else { QuantFormat::Q4_1 }, data)
+            }
+            _ => return Ok(None),
+        };
+        let q = QuantMatrix::from_bytes(format, rows, cols, data)
             .map_err(|e| Error::weight(&full, format!("{e} in {}", self.file)))?;
         Ok(Some(q))
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.st.tensor(&self.full(name)).is_ok()
+        self.find(&self.full(name)).is_some()
     }
 
     fn full(&self, name: &str) -> String {
         if self.prefix.is_empty() { name.to_string() } else { format!("{}.{name}", self.prefix) }
     }
 
-    /// The tensor `name`, checked against `shape` and converted to f32.
+    fn shape_error(&self, full: &str, got: &[usize], want: &[usize]) -> Error {
+        Error::weight(full, format!("shape {got:?} in {}, the config implies {want:?}", self.file))
+    }
+
+    /// The tensor `name`, checked against `shape` and converted to f32 (a GGUF block tensor is
+    /// dequantized: only small tables are read this way).
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let full = self.full(name);
-        let view = self
-            .st
-            .tensor(&full)
-            .map_err(|_| Error::weight(&full, format!("missing from {}; is this the right model file?", self.file)))?;
-        if view.shape() != shape {
-            return Err(Error::weight(
-                &full,
-                format!("shape {:?} in {}, the config implies {:?}", view.shape(), self.file, shape),
-            ));
-        }
-        let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            other => {
-                return Err(Error::weight(
-                    &full,
-                    format!("dtype {other:?} in {}; wembed reads F32, F16 and BF16", self.file),
-                ));
+        let found = self.find(&full).ok_or_else(|| {
+            Error::weight(&full, format!("missing from {}; is this the right model file?", self.file))
+        })?;
+        let f16 = |raw: &[u8]| raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+        let bf16 = |raw: &[u8]| raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+        let f32s = |raw: &[u8]| raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let (got, data): (Vec<usize>, Vec<f32>) = match found {
+            Found::St(dtype, got, raw) => {
+                let data = match dtype {
+                    _ if got != shape => vec![],
+                    Dtype::F32 => f32s(raw),
+                    Dtype::F16 => f16(raw),
+                    Dtype::BF16 => bf16(raw),
+                    other => {
+                        return Err(Error::weight(
+                            &full,
+                            format!("dtype {other:?} in {}; wembed reads F32, F16 and BF16", self.file),
+                        ));
+                    }
+                };
+                (got, data)
+            }
+            Found::Gguf(dtype, got, raw) => {
+                let data = match dtype {
+                    _ if got != shape => vec![],
+                    GgmlType::F32 => f32s(raw),
+                    GgmlType::F16 => f16(raw),
+                    GgmlType::BF16 => bf16(raw),
+                    GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                        let (rows, cols) = (shape[..shape.len() - 1].iter().product(), shape[shape.len() - 1]);
+                        let q = self.get_quant(name, rows, cols)?.expect("a block tensor");
+                        let mut out = vec![0.0; rows * cols];
+                        q.dequantize_rows(0, rows, &mut out);
+                        out
+                    }
+                };
+                (got, data)
             }
         };
+        if got != shape {
+            return Err(self.shape_error(&full, &got, shape));
+        }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(Error::weight(&full, format!("non-finite value at index {i} in {}", self.file)));
         }
@@ -196,8 +263,11 @@ pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec
     if file.quantized.is_some() {
         return Err(Error::Input(format!("{source} is already quantized ({:?})", file.quantized)));
     }
+    let Source::Safetensors(st) = &file.source else {
+        return Err(Error::Input(format!("{source} is not a safetensors file")));
+    };
     let mut out: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-    for (name, view) in file.st.tensors() {
+    for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let is_float = matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16);
         let matmul = shape.len() == 2 && name.ends_with(".weight") && !name.contains("embeddings.");

@@ -338,6 +338,22 @@ fn minilm_with_q4_weights_stays_close_to_pytorch() {
 }
 
 #[test]
+fn gguf_block_files_give_the_cpu_vectors_on_the_gpu() {
+    // q4_0 arrives as q4_1 blocks, q8_0 as it is: linear_q4/linear_q8 and the block gather
+    // in embed.wgsl, end to end against the CPU on the same blocks.
+    let texts = ["hello world", "the quick brown fox", "a b c d e f g h i j k l m n o p", ""];
+    for ty in ["q8_0", "q4_0", "q4_1"] {
+        let files = ModelFiles::from_path(root().join(format!("tests/fixtures/gguf/tiny-bert-{ty}.gguf"))).unwrap();
+        let want = Embedder::load(Cpu::new(), &files).unwrap().embed(&texts, &EmbedOptions::default()).unwrap();
+        let got = Embedder::load(gpu(), &files).unwrap().embed(&texts, &EmbedOptions::default()).unwrap();
+        for ((w, g), t) in want.iter().zip(&got).zip(texts) {
+            let cos = cosine(w, g);
+            assert!(cos >= 1.0 - 1e-5, "{ty}: {t:?} cosine {cos}");
+        }
+    }
+}
+
+#[test]
 fn a_lost_device_is_reported_not_panicked() {
     let dir = root().join("tests/fixtures/tiny/mean-erf-norm");
     let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();

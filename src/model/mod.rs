@@ -14,9 +14,13 @@ pub enum Encoder<B: Backend> {
 
 impl<B: Backend> Encoder<B> {
     pub fn load(backend: &B, config: &ModelConfig, files: &ModelFiles) -> Result<Self> {
-        let name = "model.safetensors";
-        let bytes = files.require(name)?;
-        let file = WeightFile::parse(bytes, format!("{}/{name}", files.origin()))?;
+        let file = match files.get(crate::gguf::GGUF_FILE) {
+            Some(bytes) => WeightFile::parse_gguf(bytes, files.origin())?,
+            None => {
+                let name = "model.safetensors";
+                WeightFile::parse(files.require(name)?, format!("{}/{name}", files.origin()))?
+            }
+        };
         match config {
             ModelConfig::Bert(c) => Ok(Encoder::Bert(bert::BertModel::load(backend, c.clone(), &file)?)),
         }

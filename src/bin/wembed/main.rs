@@ -18,19 +18,19 @@ const DEFAULT_STSB_ZH: &str = "assets/data/STS-B.test.data";
 const DEFAULT_REFERENCE: &str = "tests/fixtures/minilm.json";
 
 const USAGE: &str = "\
-wembed: sentence embeddings, equal to sentence-transformers, on the CPU
+wembed: sentence embeddings, equal to sentence-transformers, on the CPU or a GPU
 
 USAGE:
-  wembed embed [--model DIR] [--file FILE] [--format json|npy] [--out PATH] [TEXT...]
-  wembed eval stsb [--model DIR] [--data FILE] [--reference FILE]
-  wembed eval stsb-zh [--model DIR] [--data FILE]
+  wembed embed [--model PATH] [--file FILE] [--format json|npy] [--out PATH] [TEXT...]
+  wembed eval stsb [--model PATH] [--data FILE] [--reference FILE]
+  wembed eval stsb-zh [--model PATH] [--data FILE]
   wembed quantize --dtype q8|q4|f16 IN_DIR OUT_DIR
-  wembed bench [--model DIR] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
+  wembed bench [--model PATH] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
                [--device cpu|gpu] [--dtype f32|f16|q8|q4]
 
 COMMON OPTIONS:
-  --model DIR         sentence-transformers model folder (default: assets/models/all-MiniLM-L6-v2,
-                      fetched by scripts/fetch-assets.sh)
+  --model PATH        sentence-transformers model folder, or a BERT .gguf file (default:
+                      assets/models/all-MiniLM-L6-v2, fetched by scripts/fetch-assets.sh)
   --threads N         CPU threads (default: one per core)
   --batch-size N      texts per encoder run (default: 32)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
@@ -169,7 +169,7 @@ fn load(args: &Args) -> Result<AnyEmbedder, String> {
     let device: Device = args.get("device").unwrap_or("cpu").parse().map_err(parse_err)?;
     let dtype: Dtype = args.get("dtype").unwrap_or("f32").parse().map_err(parse_err)?;
     let opts = LoadOptions { device, dtype, profile: args.words[0] == "bench" };
-    let files = ModelFiles::from_dir(&dir).map_err(|e| e.to_string())?;
+    let files = ModelFiles::from_path(&dir).map_err(|e| e.to_string())?;
     let (embedder, why) = pollster::block_on(AnyEmbedder::load(&files, &opts)).map_err(|e| e.to_string())?;
     if device == Device::Auto {
         eprintln!("device: {} ({why})", embedder.device_name());

@@ -1,0 +1,490 @@
+//! GGUF files of BERT-family models as llama.cpp's `convert_hf_to_gguf.py` writes them
+//! (architecture `bert`): the header, metadata and tensor table parsed with every offset and
+//! length checked, tensors F32, F16, BF16, Q8_0, Q4_0 and Q4_1.
+//!
+//! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
+//! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
+//! rebuilt from the WordPiece vocabulary), so the rest of wembed loads it like any folder;
+//! files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`) win.
+//! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel) and
+//! `gguf-py/gguf/constants.py` (tensor names, pooling types).
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::config::ModelFiles;
+use crate::error::{Error, Result};
+
+/// The name a GGUF file has inside [`ModelFiles`].
+pub const GGUF_FILE: &str = "model.gguf";
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// ggml tensor types wembed reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GgmlType {
+    F32,
+    F16,
+    BF16,
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
+impl GgmlType {
+    fn from_id(id: u32) -> Option<GgmlType> {
+        Some(match id {
+            0 => GgmlType::F32,
+            1 => GgmlType::F16,
+            2 => GgmlType::Q4_0,
+            3 => GgmlType::Q4_1,
+            8 => GgmlType::Q8_0,
+            30 => GgmlType::BF16,
+            _ => return None,
+        })
+    }
+
+    /// (elements, bytes) of one block.
+    fn block(self) -> (u64, u64) {
+        match self {
+            GgmlType::F32 => (1, 4),
+            GgmlType::F16 | GgmlType::BF16 => (1, 2),
+            GgmlType::Q8_0 => (32, 34),
+            GgmlType::Q4_0 => (32, 18),
+            GgmlType::Q4_1 => (32, 20),
+        }
+    }
+}
+
+/// A metadata value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+    Array(Vec<MetaValue>),
+}
+
+impl MetaValue {
+    fn as_int(&self) -> Option<i64> {
+        match self {
+            MetaValue::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// One tensor's entry in the table.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    /// Row-major shape (GGUF lists dimensions innermost first; this is reversed).
+    pub shape: Vec<usize>,
+    pub dtype: GgmlType,
+    /// Byte range in the file.
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A parsed GGUF file: metadata and tensor table; the tensor bytes stay in the caller's buffer.
+#[derive(Debug, Clone)]
+pub struct Gguf {
+    pub metadata: HashMap<String, MetaValue>,
+    pub tensors: HashMap<String, TensorInfo>,
+}
+
+/// A bounds-checked little-endian reader.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    file: &'a str,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, what: impl std::fmt::Display) -> Error {
+        Error::bad_file(self.file, format!("{what} (at byte {}); is the GGUF file truncated or corrupt?", self.pos))
+    }
+
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8]> {
+        let end = (self.pos as u64).checked_add(n).filter(|&e| e <= self.bytes.len() as u64);
+        let Some(end) = end else {
+            return Err(self.err(format!("{what}: {n} bytes run past the end of the {}-byte file", self.bytes.len())));
+        };
+        let out = &self.bytes[self.pos..end as usize];
+        self.pos = end as usize;
+        Ok(out)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String> {
+        let len = self.u64(what)?;
+        let bytes = self.take(len, what)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| self.err(format!("{what} is not UTF-8")))
+    }
+
+    /// A count of items at least `min_size` bytes each, checked against what is left.
+    fn count(&mut self, what: &str, min_size: u64) -> Result<usize> {
+        let n = self.u64(what)?;
+        let left = (self.bytes.len() - self.pos) as u64;
+        if n.saturating_mul(min_size.max(1)) > left {
+            return Err(self.err(format!("{what} says {n} items, more than the file holds")));
+        }
+        Ok(n as usize)
+    }
+
+    fn value(&mut self, ty: u32, key: &str, depth: u32) -> Result<MetaValue> {
+        let b = |r: &mut Self, n: u64| -> Result<&'a [u8]> { r.take(n, key) };
+        Ok(match ty {
+            0 => MetaValue::Int(b(self, 1)?[0] as i64),
+            1 => MetaValue::Int(b(self, 1)?[0] as i8 as i64),
+            2 => MetaValue::Int(u16::from_le_bytes(b(self, 2)?.try_into().expect("2")) as i64),
+            3 => MetaValue::Int(i16::from_le_bytes(b(self, 2)?.try_into().expect("2")) as i64),
+            4 => MetaValue::Int(self.u32(key)? as i64),
+            5 => MetaValue::Int(self.u32(key)? as i32 as i64),
+            6 => MetaValue::Float(f32::from_le_bytes(b(self, 4)?.try_into().expect("4")) as f64),
+            7 => MetaValue::Bool(b(self, 1)?[0] != 0),
+            8 => MetaValue::Str(self.string(key)?),
+            9 => {
+                if depth > 2 {
+                    return Err(self.err(format!("metadata `{key}`: arrays nested too deep")));
+                }
+                let item = self.u32(key)?;
+                let n = self.count(key, 1)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(item, key, depth + 1)?);
+                }
+                MetaValue::Array(items)
+            }
+            10 => MetaValue::Int(self.u64(key)? as i64),
+            11 => MetaValue::Int(self.u64(key)? as i64),
+            12 => MetaValue::Float(f64::from_le_bytes(b(self, 8)?.try_into().expect("8"))),
+            other => return Err(self.err(format!("metadata `{key}` has unknown value type {other}"))),
+        })
+    }
+}
+
+impl Gguf {
+    /// Parses the header, metadata and tensor table of `bytes` (named `file` in errors) and
+    /// checks that every tensor lies inside the file.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Gguf> {
+        let mut r = Reader { bytes, pos: 0, file };
+        if r.take(4, "magic")? != MAGIC {
+            return Err(Error::bad_file(file, "not a GGUF file (it does not start with `GGUF`)"));
+        }
+        let version = r.u32("version")?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::Unsupported(format!("GGUF version {version} in {file} (wembed reads 2 and 3)")));
+        }
+        // A tensor entry takes at least 8 + 4 + 4 + 8 bytes, a metadata entry 8 + 4 + 1.
+        let tensor_count = r.count("tensor count", 24)?;
+        let meta_count = r.count("metadata count", 13)?;
+        let mut metadata = HashMap::with_capacity(meta_count);
+        for _ in 0..meta_count {
+            let key = r.string("metadata key")?;
+            let ty = r.u32(&key)?;
+            let value = r.value(ty, &key, 0)?;
+            metadata.insert(key, value);
+        }
+        let mut table = Vec::with_capacity(tensor_count);
+        for _ in 0..tensor_count {
+            let name = r.string("tensor name")?;
+            let dims = r.u32(&name)?;
+            if dims == 0 || dims > 4 {
+                return Err(r.err(format!("tensor `{name}` has {dims} dimensions")));
+            }
+            let mut shape = (0..dims).map(|_| r.u64(&name)).collect::<Result<Vec<u64>>>()?;
+            shape.reverse();
+            let type_id = r.u32(&name)?;
+            let dtype = GgmlType::from_id(type_id).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "tensor `{name}` in {file} has ggml type {type_id}; wembed reads F32, F16, BF16, Q8_0, Q4_0, Q4_1"
+                ))
+            })?;
+            let offset = r.u64(&name)?;
+            table.push((name, shape, dtype, offset));
+        }
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(MetaValue::Int(a)) if *a > 0 && (*a as u64).is_power_of_two() => *a as u64,
+            Some(other) => return Err(Error::bad_file(file, format!("general.alignment {other:?}"))),
+        };
+        let data_start = (r.pos as u64).next_multiple_of(alignment);
+        let mut tensors = HashMap::with_capacity(tensor_count);
+        for (name, shape, dtype, offset) in table {
+            let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+            let (per_block, block_bytes) = dtype.block();
+            let cols = *shape.last().expect("at least one dimension");
+            let size = elements.and_then(|n| (n / per_block).checked_mul(block_bytes));
+            let start = data_start.checked_add(offset);
+            let end = start.zip(size).and_then(|(s, n)| s.checked_add(n));
+            match (end, start) {
+                _ if !cols.is_multiple_of(per_block) => {
+                    return Err(Error::bad_file(
+                        file,
+                        format!("tensor `{name}`: rows of {cols} do not split into {dtype:?} blocks of {per_block}"),
+                    ));
+                }
+                (Some(end), Some(start)) if end <= bytes.len() as u64 => {
+                    let shape = shape.iter().map(|&d| d as usize).collect();
+                    tensors.insert(name, TensorInfo { shape, dtype, start: start as usize, end: end as usize });
+                }
+                _ => {
+                    return Err(Error::bad_file(
+                        file,
+                        format!(
+                            "tensor `{name}` ({dtype:?} {shape:?} at offset {offset}) runs past the end of the \
+                             {}-byte file; is it truncated?",
+                            bytes.len()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(Gguf { metadata, tensors })
+    }
+
+    fn int(&self, key: &str, file: &str) -> Result<i64> {
+        match self.metadata.get(key) {
+            Some(v) => v.as_int().ok_or_else(|| Error::bad_file(file, format!("metadata `{key}` is not an integer"))),
+            None => Err(Error::bad_file(file, format!("metadata `{key}` is missing"))),
+        }
+    }
+
+    fn float(&self, key: &str, file: &str) -> Result<f64> {
+        match self.metadata.get(key) {
+            Some(MetaValue::Float(v)) => Ok(*v),
+            Some(MetaValue::Int(v)) => Ok(*v as f64),
+            Some(_) => Err(Error::bad_file(file, format!("metadata `{key}` is not a number"))),
+            None => Err(Error::bad_file(file, format!("metadata `{key}` is missing"))),
+        }
+    }
+
+    fn string(&self, key: &str) -> Option<&str> {
+        match self.metadata.get(key) {
+            Some(MetaValue::Str(s)) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The GGUF tensor name of a Hugging Face BERT weight name (llama.cpp's tensor map for
+/// MODEL_ARCH.BERT), or None for names GGUF does not have.
+pub fn gguf_name(hf: &str) -> Option<String> {
+    let (stem, leaf) = hf.rsplit_once('.')?;
+    let base = match stem {
+        "embeddings.word_embeddings" => "token_embd".to_string(),
+        "embeddings.position_embeddings" => "position_embd".to_string(),
+        "embeddings.token_type_embeddings" => "token_types".to_string(),
+        "embeddings.LayerNorm" => "token_embd_norm".to_string(),
+        _ => {
+            let rest = stem.strip_prefix("encoder.layer.")?;
+            let (i, part) = rest.split_once('.')?;
+            let i: usize = i.parse().ok()?;
+            let part = match part {
+                "attention.self.query" => "attn_q",
+                "attention.self.key" => "attn_k",
+                "attention.self.value" => "attn_v",
+                "attention.output.dense" => "attn_output",
+                "attention.output.LayerNorm" => "attn_output_norm",
+                "intermediate.dense" => "ffn_up",
+                "output.dense" => "ffn_down",
+                "output.LayerNorm" => "layer_output_norm",
+                _ => return None,
+            };
+            format!("blk.{i}.{part}")
+        }
+    };
+    matches!(leaf, "weight" | "bias").then(|| format!("{base}.{leaf}"))
+}
+
+/// The model-folder files a GGUF file implies, for those not already in `files`:
+/// `config.json`, `modules.json` + `1_Pooling/config.json`, `sentence_bert_config.json` and
+/// `tokenizer.json`.
+pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
+    let file = format!("{}/{GGUF_FILE}", files.origin());
+    let g = Gguf::parse(files.require(GGUF_FILE)?, &file)?;
+    let arch = g.string("general.architecture").unwrap_or("");
+    if arch != "bert" {
+        return Err(Error::Unsupported(format!(
+            "GGUF architecture `{arch}` in {file}; wembed reads BERT-family GGUF files (`bert`)"
+        )));
+    }
+    let tensor_rows = |name: &str| g.tensors.get(name).map(|t| t.shape[0]);
+    let hidden = g.int("bert.embedding_length", &file)?;
+    let vocab = tensor_rows("token_embd.weight")
+        .ok_or_else(|| Error::weight("token_embd.weight", format!("missing from {file}")))?;
+    let types = tensor_rows("token_types.weight").unwrap_or(1);
+    let config = json!({
+        "model_type": "bert",
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "num_hidden_layers": g.int("bert.block_count", &file)?,
+        "num_attention_heads": g.int("bert.attention.head_count", &file)?,
+        "intermediate_size": g.int("bert.feed_forward_length", &file)?,
+        "hidden_act": "gelu",
+        "max_position_embeddings": g.int("bert.context_length", &file)?,
+        "type_vocab_size": types,
+        "layer_norm_eps": g.float("bert.attention.layer_norm_epsilon", &file)?,
+    });
+    let mut out = vec![("config.json".to_string(), config.to_string().into_bytes())];
+    if files.get("modules.json").is_none() {
+        // llama.cpp's pooling types: 1 mean, 2 cls, 3 last; it normalizes embeddings by
+        // default, and so does a GGUF file here.
+        let pooling = match g.metadata.get("bert.pooling_type").and_then(MetaValue::as_int).unwrap_or(1) {
+            1 => "pooling_mode_mean_tokens",
+            2 => "pooling_mode_cls_token",
+            3 => "pooling_mode_lasttoken",
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "bert.pooling_type {other} in {file} (wembed pools mean 1, cls 2, last 3)"
+                )));
+            }
+        };
+        let modules = json!([
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+        ]);
+        out.push(("modules.json".into(), modules.to_string().into_bytes()));
+        out.push((
+            "1_Pooling/config.json".into(),
+            json!({ "word_embedding_dimension": hidden, pooling: true }).to_string().into_bytes(),
+        ));
+    }
+    if files.get("tokenizer.json").is_none() {
+        out.push(("tokenizer.json".into(), wordpiece_tokenizer(&g, &file)?.to_string().into_bytes()));
+    }
+    Ok(out)
+}
+
+/// A `tokenizer.json` for the WordPiece vocabulary in the metadata. llama.cpp's converter
+/// respells it ("phantom space": a word-initial piece gains U+2581, a `##` continuation loses
+/// its prefix, control tokens stay); this undoes that. llama.cpp's WordPiece lowercases and
+/// strips accents, as uncased BERT does.
+fn wordpiece_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
+    if g.string("tokenizer.ggml.model") != Some("bert") {
+        return Err(Error::Unsupported(format!(
+            "tokenizer.ggml.model {:?} in {file}; wembed rebuilds WordPiece (`bert`) vocabularies — put the \
+             model's tokenizer.json beside the GGUF file",
+            g.string("tokenizer.ggml.model")
+        )));
+    }
+    let Some(MetaValue::Array(tokens)) = g.metadata.get("tokenizer.ggml.tokens") else {
+        return Err(Error::bad_file(file, "metadata `tokenizer.ggml.tokens` is missing"));
+    };
+    let kinds = match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
+        _ => vec![1; tokens.len()],
+    };
+    const CONTROL: i64 = 3;
+    let mut vocab = serde_json::Map::new();
+    let mut special: Vec<(usize, String)> = vec![];
+    for (id, (tok, kind)) in tokens.iter().zip(kinds.iter().chain(std::iter::repeat(&1))).enumerate() {
+        let MetaValue::Str(tok) = tok else {
+            return Err(Error::bad_file(file, format!("token {id} is not a string")));
+        };
+        let bracketed = tok.starts_with('[') && tok.ends_with(']');
+        let piece = if *kind == CONTROL || bracketed {
+            special.push((id, tok.clone()));
+            tok.clone()
+        } else if let Some(word) = tok.strip_prefix('\u{2581}') {
+            word.to_string()
+        } else {
+            format!("##{tok}")
+        };
+        vocab.entry(piece).or_insert(json!(id));
+    }
+    // The first key present names the token; else the conventional spelling.
+    let token_id = |keys: &[&str], fallback: &str| -> Result<(String, usize)> {
+        let key = keys[0];
+        let id = match keys.iter().find_map(|k| g.metadata.get(*k).and_then(MetaValue::as_int)) {
+            Some(id) => id as usize,
+            None => vocab.get(fallback).and_then(Value::as_u64).map(|v| v as usize).ok_or_else(|| {
+                Error::bad_file(file, format!("metadata `{key}` is missing and there is no {fallback} token"))
+            })?,
+        };
+        match tokens.get(id) {
+            Some(MetaValue::Str(s)) => Ok((s.clone(), id)),
+            _ => Err(Error::bad_file(file, format!("metadata `{key}` = {id} is outside the vocabulary"))),
+        }
+    };
+    // gguf-py has no CLS key; llama.cpp's BERT uses the BOS token as [CLS].
+    let (cls, cls_id) = token_id(&["tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"], "[CLS]")?;
+    let (sep, sep_id) = token_id(&["tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eos_token_id"], "[SEP]")?;
+    let (unk, _) = token_id(&["tokenizer.ggml.unknown_token_id"], "[UNK]")?;
+    let added: Vec<Value> = special
+        .iter()
+        .map(|(id, content)| {
+            json!({"id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": true})
+        })
+        .collect();
+    let special_token = |t: &str, type_id: u32| json!({"SpecialToken": {"id": t, "type_id": type_id}});
+    let sequence = |s: &str, type_id: u32| json!({"Sequence": {"id": s, "type_id": type_id}});
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": {"type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true,
+                       "strip_accents": null, "lowercase": true},
+        "pre_tokenizer": {"type": "BertPreTokenizer"},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [special_token(&cls, 0), sequence("A", 0), special_token(&sep, 0)],
+            "pair": [special_token(&cls, 0), sequence("A", 0), special_token(&sep, 0), sequence("B", 1),
+                     special_token(&sep, 1)],
+            "special_tokens": {
+                cls.clone(): {"id": cls, "ids": [cls_id], "tokens": [cls]},
+                sep.clone(): {"id": sep, "ids": [sep_id], "tokens": [sep]},
+            },
+        },
+        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
+        "model": {"type": "WordPiece", "unk_token": unk, "continuing_subword_prefix": "##",
+                  "max_input_chars_per_word": 100, "vocab": vocab},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_llama_cpp_tensor_names() {
+        let cases = [
+            ("embeddings.word_embeddings.weight", Some("token_embd.weight")),
+            ("embeddings.LayerNorm.bias", Some("token_embd_norm.bias")),
+            ("encoder.layer.3.attention.self.key.weight", Some("blk.3.attn_k.weight")),
+            ("encoder.layer.11.output.LayerNorm.weight", Some("blk.11.layer_output_norm.weight")),
+            ("encoder.layer.0.intermediate.dense.bias", Some("blk.0.ffn_up.bias")),
+            ("embeddings.LayerNorm.gamma", None),
+            ("pooler.dense.weight", None),
+        ];
+        for (hf, want) in cases {
+            assert_eq!(gguf_name(hf).as_deref(), want, "{hf}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_named_error() {
+        for (bytes, want) in [
+            (&b"GGU"[..], "magic"),
+            (&b"GGML\x03\0\0\0"[..], "not a GGUF file"),
+            (&b"GGUF\x09\0\0\0"[..], "GGUF version 9"),
+            (&b"GGUF\x03\0\0\0\xff\xff\xff\xff\xff\xff\xff\x7f\0\0\0\0\0\0\0\0"[..], "more than the file holds"),
+        ] {
+            let err = Gguf::parse(bytes, "x.gguf").unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+    }
+}
