@@ -115,7 +115,13 @@ impl QuantMatrix {
         let rows_of = || data.chunks_exact(cols.max(1));
         let blocks = match format {
             QuantFormat::Q8_0 => Blocks::Q8_0(rows_of().flat_map(quantize_q8_0).collect()),
-            QuantFormat::Q4_1 => Blocks::Q4_1(rows_of().flat_map(|r| quantize_q4_1_search(r, None)).collect()),
+            // The search costs ~20 µs a block: rows in parallel (a 30k-word table is 366k blocks).
+            QuantFormat::Q4_1 => {
+                use rayon::prelude::*;
+                let rows: Vec<Vec<BlockQ4_1>> =
+                    data.par_chunks_exact(cols.max(1)).map(|r| quantize_q4_1_search(r, None)).collect();
+                Blocks::Q4_1(rows.into_iter().flatten().collect())
+            }
         };
         QuantMatrix { rows, cols, blocks }
     }
@@ -340,35 +346,35 @@ pub fn quantize_q4_1_search(row: &[f32], importance: Option<&[f32]>) -> Vec<Bloc
                 *w = importance.map_or(1.0, |imp| imp[bi * BLOCK + i]);
             }
             let (min, max) = x[..real].iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            // Rounding by +0.5 and truncation (values below 0 clamp to 0 either way): f32::round
+            // is a libm call, and this runs 50 times per block over a whole vocabulary.
             let levels = |d: f32, m: f32| {
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                 let mut l = [0u8; BLOCK];
                 for (l, v) in l.iter_mut().zip(&x) {
-                    *l = ((v - m) * id).round().clamp(0.0, 15.0) as u8;
+                    *l = (((v - m) * id + 0.5).max(0.0) as u32).min(15) as u8;
                 }
                 l
             };
-            let error = |d: f32, m: f32, l: &[u8; BLOCK]| -> f64 {
-                (0..BLOCK).map(|i| w[i] as f64 * ((d * l[i] as f32 + m - x[i]) as f64).powi(2)).sum()
+            let error = |d: f32, m: f32, l: &[u8; BLOCK]| -> f32 {
+                (0..BLOCK).map(|i| w[i] * (d * l[i] as f32 + m - x[i]).powi(2)).sum()
             };
             let round = |d: f32, m: f32| (f16_value(f16_bits(d)), f16_value(f16_bits(m)));
             let (d0, m0) = round((max - min) / 15.0, min);
             let mut best = (d0, m0, levels(d0, m0));
             let mut best_err = error(best.0, best.1, &best.2);
             if max > min {
-                for step in 0..=24 {
-                    let d = (max - min) / (15.0 + (step as f32 - 8.0) * 0.1);
-                    let mut l = levels(d, min);
-                    for _ in 0..2 {
-                        let Some((d, m)) = fit_scale_min(&x, &w, &l) else { break };
-                        let (d, m) = round(d, m);
-                        let relevel = levels(d, m);
-                        let err = error(d, m, &relevel);
-                        if err < best_err {
-                            best_err = err;
-                            best = (d, m, relevel);
-                        }
-                        l = relevel;
+                // 13 candidate ranges, one refit each: as good as 25 with two refits on
+                // all-MiniLM-L6-v2 (worst cosine 0.9976 vs 0.9975) at a third of the time.
+                for step in 0..=12 {
+                    let d = (max - min) / (15.0 + (step as f32 - 4.0) * 0.2);
+                    let Some((d, m)) = fit_scale_min(&x, &w, &levels(d, min)) else { continue };
+                    let (d, m) = round(d, m);
+                    let relevel = levels(d, m);
+                    let err = error(d, m, &relevel);
+                    if err < best_err {
+                        best_err = err;
+                        best = (d, m, relevel);
                     }
                 }
             }

@@ -1,5 +1,7 @@
 //! `wembed bench`: sentences/s at batch 1 and 32 on a fixed corpus of real sentences, with
-//! onnxruntime fp32 on the same model, machine and token ids in the same run.
+//! onnxruntime fp32 and int8 (dynamic quantization, transformers.js' q8 recipe) on the same
+//! model, machine and token ids in the same run, and each row's worst cosine to the fp32
+//! vectors.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -24,11 +26,24 @@ fn corpus(args: &Args, n: usize) -> Result<Vec<String>, String> {
     Ok(sentences)
 }
 
-struct OrtResult {
-    version: String,
+struct OrtRun {
     batch1: f64,
     batch32: f64,
     embeddings: Vec<f32>,
+}
+
+struct OrtResult {
+    version: String,
+    fp32: OrtRun,
+    int8: OrtRun,
+}
+
+/// An .npy of f32: 10-byte preamble (the header length at 8..10), header, little-endian data.
+fn read_npy(path: &std::path::Path) -> Option<Vec<f32>> {
+    let npy = std::fs::read(path).ok()?;
+    let header_len = u16::from_le_bytes([*npy.get(8)?, *npy.get(9)?]) as usize;
+    let data = npy.get(10 + header_len..)?;
+    Some(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
 }
 
 /// Runs scripts/ort_bench.py on the same token ids; None (with the reason printed) if it can't.
@@ -51,6 +66,7 @@ fn onnxruntime(args: &Args, ids: &[Vec<u32>], threads: usize, repeats: usize) ->
         .arg(&ids_path)
         .arg("--out")
         .arg(&npy_path)
+        .arg("--int8")
         .output();
     let out = match out {
         Ok(o) if o.status.success() => o,
@@ -64,18 +80,20 @@ fn onnxruntime(args: &Args, ids: &[Vec<u32>], threads: usize, repeats: usize) ->
         }
     };
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let npy = std::fs::read(&npy_path).ok()?;
-    std::fs::remove_dir_all(&dir).ok();
-    // .npy: 10-byte preamble (with the header length at 8..10), header, then little-endian f32.
-    let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
-    let embeddings =
-        npy[10 + header_len..].chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    Some(OrtResult {
+    let run = |prefix: &str| -> Option<OrtRun> {
+        Some(OrtRun {
+            batch1: v[format!("{prefix}batch1_per_s")].as_f64()?,
+            batch32: v[format!("{prefix}batch32_per_s")].as_f64()?,
+            embeddings: read_npy(std::path::Path::new(v[format!("{prefix}embeddings")].as_str()?))?,
+        })
+    };
+    let result = OrtResult {
         version: v["onnxruntime"].as_str().unwrap_or("?").to_string(),
-        batch1: v["batch1_per_s"].as_f64()?,
-        batch32: v["batch32_per_s"].as_f64()?,
-        embeddings,
-    })
+        fp32: run("")?,
+        int8: run("int8_")?,
+    };
+    std::fs::remove_dir_all(&dir).ok();
+    Some(result)
 }
 
 pub fn run(args: &Args) -> Result<(), String> {
@@ -102,7 +120,8 @@ pub fn run(args: &Args) -> Result<(), String> {
 
     // Rounds alternate between wembed and onnxruntime, so a slow spell of this shared machine
     // hits both; each system's best round is reported.
-    let (mut ours1, mut ours32, mut ort1, mut ort32) = (vec![], vec![], vec![], vec![]);
+    let (mut ours1, mut ours32, mut ort1, mut ort32, mut int1, mut int32) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
     let mut vectors = vec![];
     let mut ort_info = None;
     let mut ort_ok = true;
@@ -122,8 +141,10 @@ pub fn run(args: &Args) -> Result<(), String> {
         if ort_ok {
             match onnxruntime(args, &tokens, threads, 1) {
                 Some(o) => {
-                    ort1.push(o.batch1);
-                    ort32.push(o.batch32);
+                    ort1.push(o.fp32.batch1);
+                    ort32.push(o.fp32.batch32);
+                    int1.push(o.int8.batch1);
+                    int32.push(o.int8.batch32);
                     ort_info = Some(o);
                 }
                 None => ort_ok = false,
@@ -141,7 +162,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     );
     println!();
     println!(
-        "| system | device | dtype | batch 1 (sent/s) | batch 32, length-sorted (sent/s) | vs onnxruntime (b1 / b32) | worst cosine to the other |"
+        "| system | device | dtype | batch 1 (sent/s) | batch 32, length-sorted (sent/s) | vs onnxruntime fp32 (b1 / b32) | worst cosine to fp32 |"
     );
     println!("|---|---|---|---|---|---|---|");
     let dim = embedder.dim();
@@ -151,17 +172,28 @@ pub fn run(args: &Args) -> Result<(), String> {
     let (o1, o32) = (best(&ours1), best(&ours32));
     match &ort_info {
         Some(o) => {
-            let worst =
-                vectors.iter().zip(o.embeddings.chunks_exact(dim)).map(|(a, b)| cosine(a, b)).fold(1.0f64, f64::min);
+            // onnxruntime fp32 equals PyTorch to 1e-6 here: it is the fp32 reference.
+            let reference = &o.fp32.embeddings;
+            let worst = |v: &mut dyn Iterator<Item = &[f32]>| {
+                v.zip(reference.chunks_exact(dim)).map(|(a, b)| cosine(a, b)).fold(1.0f64, f64::min)
+            };
+            let ours = worst(&mut vectors.iter().map(|v| v.as_slice()));
+            let int8 = worst(&mut o.int8.embeddings.chunks_exact(dim));
             let (r1, r32) = (best(&ort1), best(&ort32));
+            let (i1, i32_) = (best(&int1), best(&int32));
             println!(
-                "| wembed {version} | {device} | {dtype} | {o1:.1} | {o32:.1} | {:.2}x / {:.2}x | {worst:.6} |",
+                "| wembed {version} | {device} | {dtype} | {o1:.1} | {o32:.1} | {:.2}x / {:.2}x | {ours:.6} |",
                 o1 / r1,
                 o32 / r32
             );
+            let v = &o.version;
             println!(
-                "| onnxruntime {} | cpu ({threads} threads) | fp32 | {r1:.1} | {r32:.1} | 1.00x / 1.00x | {worst:.6} |",
-                o.version
+                "| onnxruntime {v} | cpu ({threads} threads) | fp32 | {r1:.1} | {r32:.1} | 1.00x / 1.00x | 1.000000 |"
+            );
+            println!(
+                "| onnxruntime {v}, dynamic int8 (transformers.js q8 recipe) | cpu ({threads} threads) | int8 | {i1:.1} | {i32_:.1} | {:.2}x / {:.2}x | {int8:.6} |",
+                i1 / r1,
+                i32_ / r32
             );
         }
         None => println!("| wembed {version} | {device} | {dtype} | {o1:.1} | {o32:.1} | n/a | n/a |"),
