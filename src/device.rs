@@ -161,6 +161,10 @@ impl AnyEmbedder {
         forward!(self, e => e.tokenize(texts))
     }
 
+    pub fn chunks<'t>(&self, text: &'t str, max_tokens: usize, overlap: usize) -> Result<Vec<&'t str>> {
+        forward!(self, e => e.chunks(text, max_tokens, overlap))
+    }
+
     pub async fn embed_async(
         &self,
         texts: &[&str],

@@ -77,6 +77,13 @@ impl<B: Backend> Embedder<B> {
         self.tokenizer.max_seq_length()
     }
 
+    /// `text` cut into pieces that each fit the model (see [`TextTokenizer::chunks`]):
+    /// `max_tokens` is capped at what the model takes besides its special tokens.
+    pub fn chunks<'t>(&self, text: &'t str, max_tokens: usize, overlap: usize) -> Result<Vec<&'t str>> {
+        let room = self.tokenizer.max_seq_length().saturating_sub(2).max(1);
+        self.tokenizer.chunks(text, max_tokens.min(room), overlap)
+    }
+
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
         self.tokenizer.encode(texts)
     }

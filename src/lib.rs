@@ -18,6 +18,7 @@ pub mod embedder;
 pub mod error;
 pub mod eval;
 pub mod gguf;
+pub mod index;
 pub mod model;
 pub mod quant;
 pub mod tokenizer;

@@ -40,6 +40,8 @@ impl Batch {
 /// The model's tokenizer, set up to cut at `max_seq_length` and never pad by itself.
 pub struct TextTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer without truncation, for cutting long texts into chunks.
+    whole: Tokenizer,
     max_seq_length: usize,
     lower_case: bool,
 }
@@ -50,6 +52,9 @@ impl TextTokenizer {
         let bytes = files.require(name)?;
         let mut inner =
             Tokenizer::from_bytes(bytes).map_err(|e| Error::bad_file(format!("{}/{name}", files.origin()), e))?;
+        let mut whole = inner.clone();
+        whole.with_padding(None::<PaddingParams>);
+        whole.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
         // tokenizer.json often carries its own truncation and padding (all-MiniLM-L6-v2's pads
         // and cuts at 128). sentence-transformers ignores both and cuts at max_seq_length,
         // counting the special tokens, so the closing [SEP] always survives.
@@ -62,7 +67,7 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| Error::Tokenizer(format!("cannot truncate at {}: {e}", sentence.max_seq_length)))?;
-        Ok(TextTokenizer { inner, max_seq_length: sentence.max_seq_length, lower_case: sentence.do_lower_case })
+        Ok(TextTokenizer { inner, whole, max_seq_length: sentence.max_seq_length, lower_case: sentence.do_lower_case })
     }
 
     pub fn max_seq_length(&self) -> usize {
@@ -88,6 +93,37 @@ impl TextTokenizer {
                 type_ids: enc.get_type_ids().to_vec(),
             })
             .collect())
+    }
+
+    /// Cuts `text` into pieces of at most `max_tokens` tokens (not counting special tokens),
+    /// consecutive pieces sharing `overlap` tokens, each piece a slice of `text` from its first
+    /// token's start to its last token's end. A text that fits is one piece; a text with no
+    /// tokens is none.
+    pub fn chunks<'t>(&self, text: &'t str, max_tokens: usize, overlap: usize) -> Result<Vec<&'t str>> {
+        if max_tokens == 0 || overlap >= max_tokens {
+            return Err(Error::Input(format!(
+                "chunks of {max_tokens} tokens overlapping by {overlap}: the overlap must be smaller than the size"
+            )));
+        }
+        let enc = self.whole.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        // Byte offsets into `text`; the tokenizer aligns them through its normalizer.
+        let offsets = enc.get_offsets();
+        let n = offsets.len();
+        let mut out = vec![];
+        let mut start = 0;
+        while start < n {
+            let end = (start + max_tokens).min(n);
+            let (from, to) = (offsets[start].0, offsets[end - 1].1);
+            let piece = text.get(from..to).ok_or_else(|| {
+                Error::Tokenizer(format!("token offsets {from}..{to} do not fall on character boundaries"))
+            })?;
+            out.push(piece);
+            if end == n {
+                break;
+            }
+            start = end - overlap;
+        }
+        Ok(out)
     }
 
     /// Number of tokens a prompt occupies at the start of a text, as sentence-transformers

@@ -7,13 +7,14 @@
 
 use std::collections::HashMap;
 
-use js_sys::{Array, Float32Array, Object, Reflect, Uint8Array};
+use js_sys::{Array, Float32Array, Float64Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::ModelFiles;
 use crate::device::{AnyEmbedder, Device, Dtype, LoadOptions};
 use crate::embedder::EmbedOptions;
 use crate::error::Error;
+use crate::index::VectorIndex;
 
 fn js_error(code: &str, message: &str) -> JsValue {
     let e = js_sys::Error::new(message);
@@ -117,6 +118,13 @@ impl WasmEmbedder {
         Ok(Float32Array::from(flat.as_slice()))
     }
 
+    /// `text` cut into pieces of at most `max_tokens` tokens sharing `overlap` tokens (capped
+    /// at what the model takes), as an array of strings.
+    pub fn chunks(&self, text: String, max_tokens: u32, overlap: u32) -> Result<Array, JsValue> {
+        let pieces = self.inner.chunks(&text, max_tokens as usize, overlap as usize)?;
+        Ok(pieces.into_iter().map(JsValue::from).collect())
+    }
+
     /// `{ device, deviceReason, dtype, dim, maxTokens }`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let o = Object::new();
@@ -131,5 +139,67 @@ impl WasmEmbedder {
         Reflect::set(&o, &"dim".into(), &(self.inner.dim() as f64).into())?;
         Reflect::set(&o, &"maxTokens".into(), &(self.inner.max_tokens() as f64).into())?;
         Ok(o.into())
+    }
+}
+
+/// The vector index behind the npm package's `SemanticIndex` (see [`crate::index`]).
+#[wasm_bindgen]
+pub struct WasmIndex {
+    inner: VectorIndex,
+}
+
+#[wasm_bindgen]
+impl WasmIndex {
+    /// An empty index: `storage` is 'f32', 'int8' or 'binary'; `model` names the model and
+    /// dtype whose vectors it will hold.
+    #[wasm_bindgen(constructor)]
+    pub fn new(dim: u32, storage: String, model: String) -> Result<WasmIndex, JsValue> {
+        Ok(WasmIndex { inner: VectorIndex::new(dim as usize, storage.parse()?, model)? })
+    }
+
+    /// Adds `labels.length` vectors (`vectors` holds them row by row).
+    pub fn add(&mut self, labels: &[u32], vectors: &[f32]) -> Result<(), JsValue> {
+        Ok(self.inner.add(labels, vectors)?)
+    }
+
+    /// Removes the vectors with these labels; returns how many went.
+    pub fn remove(&mut self, labels: &[u32]) -> u32 {
+        self.inner.remove(&labels.iter().copied().collect()) as u32
+    }
+
+    /// The `k` best matches among labels in `allowed` (all when undefined): a flat array of
+    /// (label, score) pairs, best first.
+    pub fn search(&self, query: &[f32], k: u32, allowed: Option<Vec<u32>>) -> Result<Float64Array, JsValue> {
+        let allowed: Option<std::collections::HashSet<u32>> = allowed.map(|a| a.into_iter().collect());
+        let allow = |l: u32| allowed.as_ref().is_none_or(|a| a.contains(&l));
+        let hits = self.inner.search(query, k as usize, &allow)?;
+        let flat: Vec<f64> = hits.into_iter().flat_map(|(l, s)| [l as f64, s as f64]).collect();
+        Ok(Float64Array::from(flat.as_slice()))
+    }
+
+    pub fn len(&self) -> u32 {
+        self.inner.len() as u32
+    }
+
+    pub fn dim(&self) -> u32 {
+        self.inner.dim() as u32
+    }
+
+    pub fn storage(&self) -> String {
+        self.inner.storage().name().into()
+    }
+
+    pub fn model(&self) -> String {
+        self.inner.model().into()
+    }
+
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes()
+    }
+
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<WasmIndex, JsValue> {
+        Ok(WasmIndex { inner: VectorIndex::from_bytes(bytes)? })
     }
 }

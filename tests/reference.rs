@@ -180,3 +180,31 @@ fn tiny_models_match_their_references() {
         }
     }
 }
+
+#[test]
+fn long_texts_cut_into_overlapping_chunks_that_fit() {
+    let embedder = minilm();
+    let reference = minilm_ref();
+    let long = reference.sentences.iter().map(|s| s.text.as_str()).max_by_key(|t| t.len()).unwrap();
+    let chunks = embedder.chunks(long, 100, 20).unwrap();
+    assert!(chunks.len() >= 6, "{} chunks", chunks.len());
+    let at = |c: &str| c.as_ptr() as usize - long.as_ptr() as usize;
+    for c in &chunks {
+        let ids = &embedder.tokenize(&[c]).unwrap()[0].ids;
+        assert!(ids.len() <= 102, "a chunk of {} tokens", ids.len() - 2);
+    }
+    for w in chunks.windows(2) {
+        let (a_end, b_start) = (at(w[0]) + w[0].len(), at(w[1]));
+        assert!(b_start > at(w[0]) && b_start < a_end, "consecutive chunks must overlap");
+    }
+    assert_eq!(at(chunks[0]), long.len() - long.trim_start().len());
+    assert_eq!(at(chunks.last().unwrap()) + chunks.last().unwrap().len(), long.trim_end().len());
+    // Capped at what the model takes (256 with [CLS] and [SEP]).
+    for c in embedder.chunks(long, 10_000, 0).unwrap() {
+        assert!(embedder.tokenize(&[c]).unwrap()[0].ids.len() <= 256);
+    }
+    assert_eq!(embedder.chunks("  A short text.  ", 100, 20).unwrap(), vec!["A short text."]);
+    assert!(embedder.chunks("   ", 100, 20).unwrap().is_empty());
+    let err = embedder.chunks(long, 10, 10).unwrap_err();
+    assert_eq!(err.code(), "INPUT", "{err}");
+}
