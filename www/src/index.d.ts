@@ -53,7 +53,7 @@ export interface EmbedderInfo {
 export type ModelSource = string | URL | Map<string, Uint8Array> | { files: Record<string, Uint8Array> };
 
 export class WembedError extends Error {
-  /** IO, BAD_FILE, BAD_WEIGHTS, UNSUPPORTED, INPUT, TOKENIZER, BACKEND, FETCH, WASM_LOAD, DISPOSED, INTERNAL */
+  /** IO, BAD_FILE, BAD_WEIGHTS, UNSUPPORTED, INPUT, TOKENIZER, BACKEND, FETCH, WASM_LOAD, DISPOSED, MODEL_MISMATCH, INTERNAL */
   code: string;
 }
 
@@ -62,6 +62,66 @@ export class Embedder {
   readonly info: EmbedderInfo;
   embed(texts: string | string[], options?: EmbedOptions & { output?: 'arrays' }): Promise<Float32Array[]>;
   embed(texts: string | string[], options: EmbedOptions & { output: 'matrix' }): Promise<Matrix>;
+  /** `text` cut into pieces of at most `maxTokens` tokens (capped at the model's limit) overlapping by `overlap`. */
+  chunks(text: string, maxTokens?: number, overlap?: number): string[];
+  dispose(): void;
+}
+
+export type Storage = 'f32' | 'int8' | 'binary';
+
+export interface IndexOptions {
+  /** What the scan reads; scores are exact cosines in every case. Default 'int8'. */
+  storage?: Storage;
+  /** Tokens per chunk (default 128, capped at the model's limit). */
+  chunkTokens?: number;
+  /** Tokens shared by consecutive chunks (default 32). */
+  chunkOverlap?: number;
+}
+
+export interface IndexDocument {
+  id?: string;
+  text: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface SearchResult {
+  /** The document's id. */
+  id: string;
+  /** Which chunk of the document (0-based). */
+  chunk: number;
+  /** Cosine similarity to the query. */
+  score: number;
+  /** The chunk's text. */
+  text: string;
+  metadata: Record<string, unknown>;
+}
+
+export interface SearchResults extends Array<SearchResult> {
+  readonly timings: { embedMs: number; searchMs: number };
+}
+
+export interface SearchOptions {
+  k?: number;
+  /** Metadata equality ({ key: value }) or a predicate. */
+  filter?: Record<string, unknown> | ((metadata: Record<string, unknown>, id: string) => boolean);
+}
+
+export class SemanticIndex {
+  static create(embedder: Embedder, options?: IndexOptions): SemanticIndex;
+  /** Throws code 'MODEL_MISMATCH' for an index of another model or dtype, 'BAD_FILE' for damaged bytes. */
+  static deserialize(bytes: Uint8Array | ArrayBuffer, embedder: Embedder): SemanticIndex;
+  /** IndexedDB (browser) or a file path (Node); null when nothing is saved under `name`. */
+  static load(name: string, embedder: Embedder): Promise<SemanticIndex | null>;
+  static delete(name: string): Promise<void>;
+  readonly size: number;
+  readonly chunkCount: number;
+  readonly info: Required<IndexOptions> & { model: string; dtype: string; documents: number; chunks: number };
+  has(id: string): boolean;
+  add(docs: string | IndexDocument | Array<string | IndexDocument>, options?: { onProgress?: (done: number, total: number) => void }): Promise<string[]>;
+  remove(id: string): boolean;
+  search(query: string, options?: SearchOptions): Promise<SearchResults>;
+  serialize(): Uint8Array;
+  save(name: string): Promise<void>;
   dispose(): void;
 }
 

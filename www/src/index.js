@@ -3,36 +3,15 @@
 // and turns errors into WembedError; the numerics live in the wasm module (../pkg).
 
 import initWasm, { WasmEmbedder } from '../pkg/wembed.js';
+import { WembedError, wrap, isNode, nodeModule } from './common.js';
+
+export { WembedError } from './common.js';
+export { SemanticIndex } from './search.js';
 
 const CACHE_NAME = 'wembed-models-v1';
 const REQUIRED = ['config.json', 'tokenizer.json', 'model.safetensors'];
 const OPTIONAL = ['modules.json', 'sentence_bert_config.json', 'config_sentence_transformers.json'];
 const DEFAULT_HUB = 'https://huggingface.co';
-
-const isNode = typeof process !== 'undefined' && !!(process.versions && process.versions.node) && typeof window === 'undefined';
-
-// Node built-ins, imported through a variable so that browser bundlers (Vite, esbuild) leave
-// them alone instead of failing to resolve them.
-const nodeModule = (name) => import(/* @vite-ignore */ `node:${name}`);
-
-/** An error from wembed, with a stable `code` to branch on. */
-export class WembedError extends Error {
-  constructor(code, message, options) {
-    super(message, options);
-    this.name = 'WembedError';
-    this.code = code;
-  }
-}
-
-/** Any error thrown across the wasm boundary, as a WembedError. */
-function wrap(err) {
-  if (err instanceof WembedError) return err;
-  if (err && typeof err.code === 'string') return new WembedError(err.code, err.message, { cause: err });
-  if (err instanceof WebAssembly.RuntimeError) {
-    return new WembedError('INTERNAL', `wembed's wasm module failed (${err.message}); load the model again`, { cause: err });
-  }
-  return new WembedError('INTERNAL', String(err && err.message ? err.message : err), { cause: err });
-}
 
 let wasmReady = null;
 /** Loads the wasm module once: from `wasm` (a URL or bytes) if given, else from beside this file. */
@@ -267,6 +246,20 @@ export class Embedder {
     const result = this.#queue.then(run, run);
     this.#queue = result.catch(() => {});
     return result;
+  }
+
+  /**
+   * `text` cut into pieces of at most `maxTokens` tokens (default 128, capped at what the
+   * model takes) that overlap by `overlap` tokens (default 32): slices of the text.
+   */
+  chunks(text, maxTokens = 128, overlap = 32) {
+    if (this.#disposed) throw new WembedError('DISPOSED', 'this Embedder was disposed; load the model again');
+    if (typeof text !== 'string') throw new WembedError('INPUT', 'text must be a string');
+    try {
+      return this.#inner.chunks(text, maxTokens, overlap);
+    } catch (e) {
+      throw wrap(e);
+    }
   }
 
   /** Frees the model's memory (wasm and GPU). Later calls fail with code 'DISPOSED'. */
