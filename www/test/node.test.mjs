@@ -85,3 +85,17 @@ test('errors arrive as WembedError with a stable code', async () => {
   embedder.dispose();
   await rejectsWith(embedder.embed(['x']), 'DISPOSED');
 });
+
+test('a GGUF file loads from bytes, its vocabulary rebuilt from the metadata', async () => {
+  const gguf = JSON.parse(await readFile(join(root, 'tests/fixtures/gguf/reference.json'), 'utf8'));
+  const bytes = new Uint8Array(await readFile(join(root, 'tests/fixtures/gguf/tiny-bert-q4_1.gguf')));
+  const embedder = await Embedder.load({ files: { 'model.gguf': bytes } }, { device: 'cpu' });
+  assert.equal(embedder.info.dim, 64);
+  const texts = gguf.texts.map((t) => t.text);
+  const vectors = await embedder.embed(texts);
+  gguf.texts.forEach((t, i) => {
+    const c = cosine(vectors[i], t.embedding);
+    assert.ok(c >= 0.99, `${JSON.stringify(t.text)}: cosine ${c}`);
+  });
+  embedder.dispose();
+});
