@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 
+use crate::backend::cpu::kernels::dot8 as dot;
 use crate::error::{Error, Result};
 
 /// What the scan reads.
@@ -82,19 +83,6 @@ fn bits_of(v: &[f32]) -> Vec<u64> {
         }
     }
     out
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums so the loop vectorizes (SIMD128 in wasm, AVX in native).
-    let mut lanes = [0.0f32; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            lanes[l] += x[l] * y[l];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
 }
 
 fn dot_i8(a: &[i8], b: &[i8]) -> i32 {

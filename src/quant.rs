@@ -333,6 +333,17 @@ fn fit_scale_min(x: &[f32; BLOCK], w: &[f32; BLOCK], l: &[u8; BLOCK]) -> Option<
     Some((((sw * sxl - sx * sl) / det) as f32, ((sl2 * sx - sl * sxl) / det) as f32))
 }
 
+/// The real length of block `bi` of a `len`-long row (the last may be short), and its weights
+/// in the squared error: `importance` per column, or 1; 0 on the zero padding.
+fn block_weights(len: usize, bi: usize, importance: Option<&[f32]>) -> (usize, [f32; BLOCK]) {
+    let real = (len - bi * BLOCK).min(BLOCK);
+    let mut w = [0.0f32; BLOCK];
+    for (i, w) in w[..real].iter_mut().enumerate() {
+        *w = importance.map_or(1.0, |imp| imp[bi * BLOCK + i]);
+    }
+    (real, w)
+}
+
 /// q4_1 with the scale and minimum searched for the least (weighted) squared error instead of
 /// taken from the block's range: candidate ranges, then a least-squares refit of `d` and `m`
 /// for the levels each gives (the idea of ggml's `make_qkx2_quants`).
@@ -340,11 +351,7 @@ pub fn quantize_q4_1_search(row: &[f32], importance: Option<&[f32]>) -> Vec<Bloc
     blocks(row)
         .enumerate()
         .map(|(bi, x)| {
-            let real = (row.len() - bi * BLOCK).min(BLOCK);
-            let mut w = [0.0f32; BLOCK];
-            for (i, w) in w[..real].iter_mut().enumerate() {
-                *w = importance.map_or(1.0, |imp| imp[bi * BLOCK + i]);
-            }
+            let (real, w) = block_weights(row.len(), bi, importance);
             let (min, max) = x[..real].iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             // Rounding by +0.5 and truncation (values below 0 clamp to 0 either way): f32::round
             // is a libm call, and this runs 50 times per block over a whole vocabulary.
@@ -394,11 +401,7 @@ pub fn quantize_q4_0_search(row: &[f32], importance: Option<&[f32]>) -> Vec<Bloc
     blocks(row)
         .enumerate()
         .map(|(bi, x)| {
-            let real = (row.len() - bi * BLOCK).min(BLOCK);
-            let mut w = [0.0f32; BLOCK];
-            for (i, w) in w[..real].iter_mut().enumerate() {
-                *w = importance.map_or(1.0, |imp| imp[bi * BLOCK + i]);
-            }
+            let (_, w) = block_weights(row.len(), bi, importance);
             let max = x.iter().fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
             let levels = |d: f32| {
                 let id = if d != 0.0 { 1.0 / d } else { 0.0 };

@@ -185,45 +185,57 @@ impl<'a> Weights<'a> {
         let found = self.find(&full).ok_or_else(|| {
             Error::weight(&full, format!("missing from {}; is this the right model file?", self.file))
         })?;
-        let f16 = |raw: &[u8]| raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
-        let bf16 = |raw: &[u8]| raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
-        let f32s = |raw: &[u8]| raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-        let (got, data): (Vec<usize>, Vec<f32>) = match found {
+        // What the bytes are, whichever file they came from.
+        enum Encoding {
+            F32,
+            F16,
+            BF16,
+            Blocks,
+            Other(String),
+        }
+        let (encoding, got, raw) = match found {
             Found::St(dtype, got, raw) => {
-                let data = match dtype {
-                    _ if got != shape => vec![],
-                    Dtype::F32 => f32s(raw),
-                    Dtype::F16 => f16(raw),
-                    Dtype::BF16 => bf16(raw),
-                    other => {
-                        return Err(Error::weight(
-                            &full,
-                            format!("dtype {other:?} in {}; wembed reads F32, F16 and BF16", self.file),
-                        ));
-                    }
+                let e = match dtype {
+                    Dtype::F32 => Encoding::F32,
+                    Dtype::F16 => Encoding::F16,
+                    Dtype::BF16 => Encoding::BF16,
+                    other => Encoding::Other(format!("{other:?}")),
                 };
-                (got, data)
+                (e, got, raw)
             }
             Found::Gguf(dtype, got, raw) => {
-                let data = match dtype {
-                    _ if got != shape => vec![],
-                    GgmlType::F32 => f32s(raw),
-                    GgmlType::F16 => f16(raw),
-                    GgmlType::BF16 => bf16(raw),
-                    GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
-                        let (rows, cols) = (shape[..shape.len() - 1].iter().product(), shape[shape.len() - 1]);
-                        let q = self.get_quant(name, rows, cols)?.expect("a block tensor");
-                        let mut out = vec![0.0; rows * cols];
-                        q.dequantize_rows(0, rows, &mut out);
-                        out
-                    }
+                let e = match dtype {
+                    GgmlType::F32 => Encoding::F32,
+                    GgmlType::F16 => Encoding::F16,
+                    GgmlType::BF16 => Encoding::BF16,
+                    GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => Encoding::Blocks,
                 };
-                (got, data)
+                (e, got, raw)
             }
         };
         if got != shape {
             return Err(self.shape_error(&full, &got, shape));
         }
+        let data: Vec<f32> = match encoding {
+            Encoding::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Encoding::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Encoding::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Encoding::Blocks => {
+                let (rows, cols) = (shape[..shape.len() - 1].iter().product(), shape[shape.len() - 1]);
+                let q = self
+                    .get_quant(name, rows, cols)?
+                    .ok_or_else(|| Error::weight(&full, format!("unreadable blocks in {}", self.file)))?;
+                let mut out = vec![0.0; rows * cols];
+                q.dequantize_rows(0, rows, &mut out);
+                out
+            }
+            Encoding::Other(what) => {
+                return Err(Error::weight(
+                    &full,
+                    format!("dtype {what} in {}; wembed reads F32, F16 and BF16", self.file),
+                ));
+            }
+        };
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(Error::weight(&full, format!("non-finite value at index {i} in {}", self.file)));
         }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Embedder, WembedError } from '../src/index.js';
-import { cosine } from './util.mjs';
+import { cosine, rejectsWith } from './util.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const minilm = join(root, 'assets/models/all-MiniLM-L6-v2');
@@ -15,14 +15,6 @@ const tiny = join(root, 'tests/fixtures/tiny/mean-erf-norm');
 const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/minilm.json'), 'utf8'));
 
 
-async function rejectsWith(promise, code, pattern) {
-  await assert.rejects(promise, (e) => {
-    assert.ok(e instanceof WembedError, `expected a WembedError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return true;
-  });
-}
 
 test('all-MiniLM-L6-v2 on the wasm CPU path matches PyTorch', async () => {
   const events = [];

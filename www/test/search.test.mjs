@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Embedder, SemanticIndex, WembedError } from '../src/index.js';
+import { Embedder, SemanticIndex } from '../src/index.js';
+import { rejectsWith } from './util.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const minilm = join(root, 'assets/models/all-MiniLM-L6-v2');
@@ -34,14 +35,6 @@ const QUERIES = [
 
 const embedder = await Embedder.load(minilm, { device: 'cpu' });
 
-async function rejectsWith(promise, code, pattern) {
-  await assert.rejects(promise, (e) => {
-    assert.ok(e instanceof WembedError, `expected a WembedError, got ${e}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return true;
-  });
-}
 
 async function built(storage) {
   const index = SemanticIndex.create(embedder, { storage, chunkTokens: 64, chunkOverlap: 16 });

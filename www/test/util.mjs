@@ -1,3 +1,7 @@
+import assert from 'node:assert/strict';
+
+import { WembedError } from '../src/index.js';
+
 // Helpers shared by the npm package's tests.
 export function cosine(a, b) {
   let ab = 0, aa = 0, bb = 0;
@@ -7,4 +11,14 @@ export function cosine(a, b) {
     bb += b[i] * b[i];
   }
   return ab / Math.sqrt(aa * bb);
+}
+
+/** Awaits `promise` and checks it rejects with a WembedError of `code` (and message `pattern`). */
+export async function rejectsWith(promise, code, pattern) {
+  await assert.rejects(promise, (e) => {
+    assert.ok(e instanceof WembedError, `expected a WembedError, got ${e}`);
+    assert.equal(e.code, code, e.message);
+    if (pattern) assert.match(e.message, pattern);
+    return true;
+  });
 }
