@@ -11,6 +11,7 @@ use js_sys::{Array, Float32Array, Float64Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
 use crate::ModelFiles;
+use crate::backend::gpu::GpuWeights;
 use crate::device::{AnyEmbedder, Device, Dtype, LoadOptions};
 use crate::embedder::EmbedOptions;
 use crate::error::Error;
@@ -76,7 +77,7 @@ impl WasmEmbedder {
             map.insert(name, bytes.to_vec());
         }
         let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
-        let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("f32").parse()?;
+        let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
         let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
         let files = ModelFiles::from_map(origin, map);
         let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
@@ -135,7 +136,18 @@ impl WasmEmbedder {
         Reflect::set(&o, &"device".into(), &device.into())?;
         Reflect::set(&o, &"adapter".into(), &self.inner.device_name().into())?;
         Reflect::set(&o, &"deviceReason".into(), &self.why.clone().into())?;
-        Reflect::set(&o, &"dtype".into(), &format!("{:?}", self.dtype).to_lowercase().into())?;
+        // What the weights are stored as (auto resolved for this device).
+        let dtype = match (&self.inner, self.dtype) {
+            (AnyEmbedder::Gpu(e), _) => match e.backend().weights() {
+                GpuWeights::F16 => "f16",
+                GpuWeights::Q8_0 => "q8",
+                GpuWeights::Q4 => "q4",
+                GpuWeights::F32 | GpuWeights::Auto => "f32",
+            },
+            (AnyEmbedder::Cpu(_), Dtype::Auto) => "f32",
+            (AnyEmbedder::Cpu(_), d) => &format!("{d:?}").to_lowercase(),
+        };
+        Reflect::set(&o, &"dtype".into(), &dtype.into())?;
         Reflect::set(&o, &"dim".into(), &(self.inner.dim() as f64).into())?;
         Reflect::set(&o, &"maxTokens".into(), &(self.inner.max_tokens() as f64).into())?;
         Ok(o.into())

@@ -43,6 +43,9 @@ async function start() {
   try {
     state.embedder = await Embedder.load(model, {
       device: settings.device,
+      // The q8 / q4 files keep their blocks whatever this says; 'f32' keeps the f32 file exact
+      // (auto would store it as f16 on a GPU).
+      dtype: settings.dtype === 'f32' ? 'f32' : 'auto',
       onProgress: ({ file, loaded, total, cached }) =>
         phase(`${cached ? 'Reading' : 'Downloading'} ${file}: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, loaded, total),
     });

@@ -1,5 +1,5 @@
 export type Device = 'auto' | 'webgpu' | 'cpu';
-export type Dtype = 'f32' | 'f16' | 'q8' | 'q4';
+export type Dtype = 'auto' | 'f32' | 'f16' | 'q8' | 'q4';
 
 export interface ProgressEvent {
   /** File name inside the model folder, e.g. "model.safetensors". */

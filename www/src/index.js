@@ -191,7 +191,8 @@ export class Embedder {
   /**
    * Loads a model. `source`: a Hugging Face model id (resolved against `hubBase`), a URL
    * prefix, a folder (Node), or { files: { name: Uint8Array } }.
-   * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('f32' | 'f16' | 'q8' | 'q4'), onProgress({file, loaded,
+   * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('auto' default: f32 on the CPU, f16 on
+   * WebGPU; 'f32' | 'f16' | 'q8' | 'q4'), onProgress({file, loaded,
    * total, cached}), hubBase, revision, cache (default true), fetch, wasm (URL or bytes of
    * wembed_bg.wasm, for bundlers that do not copy it).
    */
@@ -205,7 +206,7 @@ export class Embedder {
     const files = await gatherFiles(src, options);
     let inner;
     try {
-      inner = await WasmEmbedder.load(files, { device, dtype: options.dtype ?? 'f32', origin: src.label });
+      inner = await WasmEmbedder.load(files, { device, dtype: options.dtype ?? 'auto', origin: src.label });
     } catch (e) {
       throw wrap(e);
     }

@@ -167,7 +167,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     println!("|---|---|---|---|---|---|---|");
     let dim = embedder.dim();
     let version = env!("CARGO_PKG_VERSION");
-    let dtype = args.get("dtype").unwrap_or("f32");
+    let dtype = args.get("dtype").unwrap_or("auto");
     let device = embedder.device_name();
     let (o1, o32) = (best(&ours1), best(&ours32));
     match &ort_info {

@@ -35,8 +35,9 @@ COMMON OPTIONS:
   --batch-size N      texts per encoder run (default: 32)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
                       GPU if there is one, else the CPU)
-  --dtype D           weight precision: f32 (default), f16 (GPU backend only), q8 (8-bit
-                      blocks), q4 (4-bit word embeddings, 8-bit matrices)
+  --dtype D           weight precision: auto (default: f32 on the CPU, f16 on a GPU), f32,
+                      f16 (GPU backend only), q8 (8-bit blocks), q4 (4-bit word embeddings,
+                      8-bit matrices)
 
 EMBED OPTIONS:
   --file FILE         read texts from FILE, one per line ('-' for stdin)
@@ -167,7 +168,7 @@ fn load(args: &Args) -> Result<AnyEmbedder, String> {
     }
     let parse_err = |e: wembed::Error| e.to_string();
     let device: Device = args.get("device").unwrap_or("cpu").parse().map_err(parse_err)?;
-    let dtype: Dtype = args.get("dtype").unwrap_or("f32").parse().map_err(parse_err)?;
+    let dtype: Dtype = args.get("dtype").unwrap_or("auto").parse().map_err(parse_err)?;
     let opts = LoadOptions { device, dtype, profile: args.words[0] == "bench" };
     let files = ModelFiles::from_path(&dir).map_err(|e| e.to_string())?;
     let (embedder, why) = pollster::block_on(AnyEmbedder::load(&files, &opts)).map_err(|e| e.to_string())?;
