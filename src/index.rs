@@ -115,8 +115,11 @@ impl VectorIndex {
         if dim == 0 {
             return Err(Error::Input("an index needs a vector width of at least 1".into()));
         }
-        let model = model.into();
-        Ok(VectorIndex {
+        Ok(Self::empty(dim, storage, model.into()))
+    }
+
+    fn empty(dim: usize, storage: Storage, model: String) -> VectorIndex {
+        VectorIndex {
             dim,
             storage,
             model,
@@ -125,7 +128,7 @@ impl VectorIndex {
             int8: vec![],
             int8_scale: vec![],
             bits: vec![],
-        })
+        }
     }
 
     pub fn dim(&self) -> usize {
@@ -207,7 +210,7 @@ impl VectorIndex {
         if keep.len() == before {
             return 0;
         }
-        let old = std::mem::replace(self, VectorIndex::new(self.dim, self.storage, self.model.clone()).expect("dim"));
+        let old = std::mem::replace(self, VectorIndex::empty(self.dim, self.storage, self.model.clone()));
         for r in keep {
             self.push(old.labels[r], old.vectors[r * old.dim..(r + 1) * old.dim].to_vec());
         }
@@ -274,7 +277,9 @@ impl VectorIndex {
             return Err(bad("not a wembed index (no WEMBIDX1 header)"));
         }
         let hlen = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        let header = bytes.get(12..12 + hlen).ok_or_else(|| bad("header runs past the end"))?;
+        let end =
+            12usize.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or_else(|| bad("header runs past the end"))?;
+        let header = &bytes[12..end];
         let h: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad("unreadable header"))?;
         let (Some(dim), Some(storage), Some(model), Some(count)) =
             (h["dim"].as_u64(), h["storage"].as_str(), h["model"].as_str(), h["count"].as_u64())
@@ -282,7 +287,7 @@ impl VectorIndex {
             return Err(bad("header lacks dim, storage, model or count"));
         };
         let (dim, count) = (dim as usize, count as usize);
-        let body = &bytes[12 + hlen..];
+        let body = &bytes[end..];
         let need = count.checked_mul(4 + 4 * dim).ok_or_else(|| bad("absurd count"))?;
         if body.len() != need {
             return Err(bad(&format!("{} bytes of vectors, the header implies {need}", body.len())));
