@@ -44,7 +44,22 @@ function ensureWasm(wasm) {
  *  - { kind: 'fs', dir }     a folder (Node)
  *  - { kind: 'bytes', files } file name -> Uint8Array, already in memory
  */
+/** A `.gguf` file named by a URL or a path: its folder, and the file's name in it. */
+function ggufSplit(path) {
+  const m = /^(.*)\/([^/]+\.gguf)$/i.exec(path);
+  return m ? { base: m[1] || '.', gguf: m[2] } : null;
+}
+
 function resolveSource(source, opts = {}) {
+  const src = resolvePlain(source, opts);
+  // A GGUF file: read it (as model.gguf) with the sentence-transformers files beside it.
+  const where = src.kind === 'url' ? src.base : src.kind === 'fs' ? src.dir : null;
+  const split = where && ggufSplit(where);
+  if (split) return src.kind === 'url' ? { ...src, base: split.base, gguf: split.gguf } : { ...src, dir: split.base, gguf: split.gguf };
+  return src;
+}
+
+function resolvePlain(source, opts) {
   if (source instanceof Map) return { kind: 'bytes', files: Object.fromEntries(source), label: 'in-memory model' };
   if (source instanceof URL) return { kind: 'url', base: source.href.replace(/\/+$/, ''), label: source.href };
   if (source && typeof source === 'object') {
@@ -152,10 +167,12 @@ async function gatherFiles(src, opts) {
       ? readLocal(src.dir, name, optional, opts.onProgress)
       : fetchFile(src.base, name, { optional, onProgress: opts.onProgress, cache, fetchImpl });
   const files = {};
-  const all = [...REQUIRED.map((n) => [n, false]), ...OPTIONAL.map((n) => [n, true])];
+  const all = src.gguf
+    ? [[src.gguf, false, 'model.gguf'], ...['tokenizer.json', ...OPTIONAL].map((n) => [n, true, n])]
+    : [...REQUIRED.map((n) => [n, false, n]), ...OPTIONAL.map((n) => [n, true, n])];
   const got = await Promise.all(all.map(([n, optional]) => get(n, optional)));
-  all.forEach(([n], i) => {
-    if (got[i]) files[n] = got[i];
+  all.forEach(([, , as], i) => {
+    if (got[i]) files[as] = got[i];
   });
   // Module folders (1_Pooling/…) are named by modules.json.
   if (files['modules.json']) {
@@ -190,7 +207,8 @@ export class Embedder {
 
   /**
    * Loads a model. `source`: a Hugging Face model id (resolved against `hubBase`), a URL
-   * prefix, a folder (Node), or { files: { name: Uint8Array } }.
+   * prefix, a folder (Node), a `.gguf` file's URL or path (with tokenizer.json and the
+   * sentence-transformers files beside it when there are), or { files: { name: Uint8Array } }.
    * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('auto' default: f32 on the CPU, f16 on
    * WebGPU; 'f32' | 'f16' | 'q8' | 'q4'), onProgress({file, loaded,
    * total, cached}), hubBase, revision, cache (default true), fetch, wasm (URL or bytes of
@@ -278,7 +296,7 @@ export async function isCached(source, options = {}) {
   if (src.kind !== 'url') return src.kind === 'bytes';
   const cache = await openCache(true);
   if (!cache) return false;
-  for (const name of REQUIRED) {
+  for (const name of src.gguf ? [src.gguf] : REQUIRED) {
     if (!(await cache.match(`${src.base}/${name}`))) return false;
   }
   return true;

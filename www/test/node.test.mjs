@@ -91,3 +91,19 @@ test('a GGUF file loads from bytes, its vocabulary rebuilt from the metadata', a
   });
   embedder.dispose();
 });
+
+test('a GGUF file loads by path, alone or with a tokenizer.json beside it', async () => {
+  const gguf = JSON.parse(await readFile(join(root, 'tests/fixtures/gguf/reference.json'), 'utf8'));
+  const alone = await Embedder.load(join(root, 'tests/fixtures/gguf/tiny-bert-q8_0.gguf'), { device: 'cpu' });
+  const dir = await mkdtemp(join(tmpdir(), 'wembed-gguf-'));
+  await cp(join(root, 'tests/fixtures/gguf/tiny-bert-q8_0.gguf'), join(dir, 'm.gguf'));
+  await cp(join(root, 'tests/fixtures/gguf/tiny-bert/tokenizer.json'), join(dir, 'tokenizer.json'));
+  const beside = await Embedder.load(join(dir, 'm.gguf'), { device: 'cpu' });
+  const texts = gguf.texts.map((t) => t.text);
+  for (const embedder of [alone, beside]) {
+    const vectors = await embedder.embed(texts);
+    gguf.texts.forEach((t, i) => assert.ok(cosine(vectors[i], t.embedding) >= 0.999, JSON.stringify(t.text)));
+    embedder.dispose();
+  }
+  await rejectsWith(Embedder.load(join(dir, 'missing.gguf'), { device: 'cpu' }), 'IO', /missing\.gguf/);
+});
