@@ -170,10 +170,13 @@ async function gatherFiles(src, opts) {
   const all = src.gguf
     ? [[src.gguf, false, 'model.gguf'], ...['tokenizer.json', ...OPTIONAL].map((n) => [n, true, n])]
     : [...REQUIRED.map((n) => [n, false, n]), ...OPTIONAL.map((n) => [n, true, n])];
-  const got = await Promise.all(all.map(([n, optional]) => get(n, optional)));
-  all.forEach(([, , as], i) => {
-    if (got[i]) files[as] = got[i];
-  });
+  // All at once, but failures reported in list order, so the same missing folder always names
+  // the same file.
+  const settled = await Promise.allSettled(all.map(([n, optional]) => get(n, optional)));
+  for (const [i, [, , as]] of all.entries()) {
+    if (settled[i].status === 'rejected') throw settled[i].reason;
+    if (settled[i].value) files[as] = settled[i].value;
+  }
   // Module folders (1_Pooling/…) are named by modules.json.
   if (files['modules.json']) {
     let modules = [];
