@@ -106,7 +106,8 @@ def build_onnx(model_dir: Path, out: Path):
               for n in ["input_ids", "attention_mask", "token_type_ids"]]
     output = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT, ["batch", "seq", H])
     graph = helper.make_graph(nodes, "bert", inputs, [output], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # IR 9: what onnxruntime-web (the engine of transformers.js) reads; onnx 1.23 writes 14.
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.checker.check_model(model)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
@@ -140,7 +141,7 @@ def main():
     a = ap.parse_args()
     model_dir = Path(a.model)
     st = (model_dir / "model.safetensors").stat()
-    onnx_path = Path("assets/onnx") / f"{model_dir.name}-{st.st_size}-{int(st.st_mtime)}.onnx"
+    onnx_path = Path("assets/onnx") / f"{model_dir.name}-{st.st_size}-{int(st.st_mtime)}-ir9.onnx"
     if not onnx_path.exists():
         build_onnx(model_dir, onnx_path)
     result = {"onnxruntime": ort.__version__, "threads": a.threads}
