@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Embedder } from '../src/index.js';
+import { cosine } from '../test/util.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const peers = join(root, 'assets/bench-js/node_modules');
@@ -34,16 +35,6 @@ const B1 = texts.slice(0, 128);
 function timed(fn) {
   const t = performance.now();
   return fn().then((v) => [v, (performance.now() - t) / 1000]);
-}
-
-function cosine(a, b) {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
 }
 
 // onnxruntime-web: padded batches, mean pooling over the mask, L2 normalization.
