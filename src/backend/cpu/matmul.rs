@@ -177,7 +177,121 @@ fn dot_block(m: usize, k: usize, x: &[f32], w: &[f32], acc: &mut [f32]) {
         unsafe { avx2::dot_block(m, k, x, w, acc) };
         return;
     }
+    #[cfg(target_arch = "wasm32")]
+    {
+        simd128::dot_block(m, k, x, w, acc);
+        return;
+    }
+    #[allow(unreachable_code)]
     dot_block_portable(m, k, x, w, acc);
+}
+
+/// The wasm SIMD128 [`dot_block`]: tiles of 4 weight rows x 2 input rows in eight f32x4
+/// accumulators, as the AVX2 kernel does, so each vector loaded serves two or four products.
+/// (The crate is built with `+simd128` for wasm32, see .cargo/config.toml.)
+#[cfg(target_arch = "wasm32")]
+mod simd128 {
+    use std::arch::wasm32::*;
+
+    #[inline(always)]
+    fn hsum(v: v128) -> f32 {
+        f32x4_extract_lane::<0>(v)
+            + f32x4_extract_lane::<1>(v)
+            + f32x4_extract_lane::<2>(v)
+            + f32x4_extract_lane::<3>(v)
+    }
+
+    /// Unaligned load of 4 floats at `p`. Safety: `p..p+4` is readable.
+    #[inline(always)]
+    unsafe fn ld(p: *const f32) -> v128 {
+        // SAFETY: the caller's guarantee; v128_load has no alignment requirement.
+        unsafe { v128_load(p as *const v128) }
+    }
+
+    /// The dot product's tail past the last whole vector, added to `v`'s lanes.
+    #[inline(always)]
+    fn finish(v: v128, k: usize, k4: usize, a: &[f32], b: &[f32]) -> f32 {
+        hsum(v) + (k4..k).map(|q| a[q] * b[q]).sum::<f32>()
+    }
+
+    /// Weight rows `j..j+4` against input rows `i..i+2`, full k, in eight named accumulators
+    /// (arrays of v128 would live in linear memory). Safety: the rows exist (k long) and
+    /// `acc` holds `[i + 2, nb]`; checked by the caller.
+    #[inline(always)]
+    unsafe fn tile_4x2(k: usize, x: &[f32], i: usize, w: &[f32], j: usize, nb: usize, acc: &mut [f32]) {
+        let z = f32x4_splat(0.0);
+        let (mut s00, mut s01, mut s10, mut s11, mut s20, mut s21, mut s30, mut s31) = (z, z, z, z, z, z, z, z);
+        let k4 = k / 4 * 4;
+        let (x0, x1) = (x[i * k..].as_ptr(), x[(i + 1) * k..].as_ptr());
+        let (w0, w1, w2, w3) =
+            (w[j * k..].as_ptr(), w[(j + 1) * k..].as_ptr(), w[(j + 2) * k..].as_ptr(), w[(j + 3) * k..].as_ptr());
+        let mut kk = 0;
+        while kk < k4 {
+            // SAFETY: kk + 4 <= k and every row is k long (the caller's guarantee).
+            unsafe {
+                let (a0, a1) = (ld(x0.add(kk)), ld(x1.add(kk)));
+                let b = ld(w0.add(kk));
+                s00 = f32x4_add(s00, f32x4_mul(b, a0));
+                s01 = f32x4_add(s01, f32x4_mul(b, a1));
+                let b = ld(w1.add(kk));
+                s10 = f32x4_add(s10, f32x4_mul(b, a0));
+                s11 = f32x4_add(s11, f32x4_mul(b, a1));
+                let b = ld(w2.add(kk));
+                s20 = f32x4_add(s20, f32x4_mul(b, a0));
+                s21 = f32x4_add(s21, f32x4_mul(b, a1));
+                let b = ld(w3.add(kk));
+                s30 = f32x4_add(s30, f32x4_mul(b, a0));
+                s31 = f32x4_add(s31, f32x4_mul(b, a1));
+            }
+            kk += 4;
+        }
+        let row = |r: usize| &x[(i + r) * k..(i + r + 1) * k];
+        let wrow = |c: usize| &w[(j + c) * k..(j + c + 1) * k];
+        for (c, (a, b)) in [(s00, s01), (s10, s11), (s20, s21), (s30, s31)].into_iter().enumerate() {
+            acc[i * nb + j + c] = finish(a, k, k4, wrow(c), row(0));
+            acc[(i + 1) * nb + j + c] = finish(b, k, k4, wrow(c), row(1));
+        }
+    }
+
+    /// One weight row against one input row.
+    #[inline(always)]
+    fn dot1(k: usize, a: &[f32], b: &[f32]) -> f32 {
+        let k4 = k / 4 * 4;
+        let mut s = f32x4_splat(0.0);
+        let mut kk = 0;
+        while kk < k4 {
+            // SAFETY: kk + 4 <= k <= both lengths (asserted by the caller's slicing).
+            unsafe { s = f32x4_add(s, f32x4_mul(ld(a.as_ptr().add(kk)), ld(b.as_ptr().add(kk)))) };
+            kk += 4;
+        }
+        finish(s, k, k4, a, b)
+    }
+
+    pub fn dot_block(m: usize, k: usize, x: &[f32], w: &[f32], acc: &mut [f32]) {
+        let nb = w.len() / k.max(1);
+        assert!(x.len() >= m * k && w.len() >= nb * k && acc.len() >= m * nb);
+        let mut j = 0;
+        while j + 4 <= nb {
+            let mut i = 0;
+            while i + 2 <= m {
+                // SAFETY: rows i, i+1 < m and j..j+4 <= nb exist (asserted above).
+                unsafe { tile_4x2(k, x, i, w, j, nb, acc) };
+                i += 2;
+            }
+            if i < m {
+                for c in 0..4 {
+                    acc[i * nb + j + c] = dot1(k, &w[(j + c) * k..(j + c + 1) * k], &x[i * k..(i + 1) * k]);
+                }
+            }
+            j += 4;
+        }
+        while j < nb {
+            for i in 0..m {
+                acc[i * nb + j] = dot1(k, &w[j * k..(j + 1) * k], &x[i * k..(i + 1) * k]);
+            }
+            j += 1;
+        }
+    }
 }
 
 /// Plain version of [`dot_block`], written so that LLVM vectorizes it (eight independent
