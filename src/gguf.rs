@@ -158,8 +158,18 @@ impl<'a> Reader<'a> {
                     return Err(self.err(format!("metadata `{key}`: arrays nested too deep")));
                 }
                 let item = self.u32(key)?;
-                let n = self.count(key, 1)?;
-                let mut items = Vec::with_capacity(n);
+                // The smallest encoding of one item, so a forged count is caught before the
+                // loop (and nothing is reserved past what the file could hold).
+                let min_item = match item {
+                    0 | 1 | 7 => 1,
+                    2 | 3 => 2,
+                    4..=6 => 4,
+                    8 | 10..=12 => 8,
+                    9 => 12,
+                    other => return Err(self.err(format!("metadata `{key}` has arrays of unknown type {other}"))),
+                };
+                let n = self.count(key, min_item)?;
+                let mut items = Vec::with_capacity(n.min(1 << 16));
                 for _ in 0..n {
                     items.push(self.value(item, key, depth + 1)?);
                 }
@@ -188,14 +198,14 @@ impl Gguf {
         // A tensor entry takes at least 8 + 4 + 4 + 8 bytes, a metadata entry 8 + 4 + 1.
         let tensor_count = r.count("tensor count", 24)?;
         let meta_count = r.count("metadata count", 13)?;
-        let mut metadata = HashMap::with_capacity(meta_count);
+        let mut metadata = HashMap::with_capacity(meta_count.min(1 << 12));
         for _ in 0..meta_count {
             let key = r.string("metadata key")?;
             let ty = r.u32(&key)?;
             let value = r.value(ty, &key, 0)?;
             metadata.insert(key, value);
         }
-        let mut table = Vec::with_capacity(tensor_count);
+        let mut table = Vec::with_capacity(tensor_count.min(1 << 12));
         for _ in 0..tensor_count {
             let name = r.string("tensor name")?;
             let dims = r.u32(&name)?;
@@ -204,6 +214,9 @@ impl Gguf {
             }
             let mut shape = (0..dims).map(|_| r.u64(&name)).collect::<Result<Vec<u64>>>()?;
             shape.reverse();
+            if shape.iter().any(|&d| d > u32::MAX as u64) {
+                return Err(r.err(format!("tensor `{name}` has a dimension over 2^32: {shape:?}")));
+            }
             let type_id = r.u32(&name)?;
             let dtype = GgmlType::from_id(type_id).ok_or_else(|| {
                 Error::Unsupported(format!(
@@ -219,8 +232,14 @@ impl Gguf {
             Some(other) => return Err(Error::bad_file(file, format!("general.alignment {other:?}"))),
         };
         let data_start = (r.pos as u64).next_multiple_of(alignment);
-        let mut tensors = HashMap::with_capacity(tensor_count);
+        let mut tensors = HashMap::with_capacity(tensor_count.min(1 << 12));
         for (name, shape, dtype, offset) in table {
+            if !offset.is_multiple_of(alignment) {
+                return Err(Error::bad_file(
+                    file,
+                    format!("tensor `{name}` starts at offset {offset}, not a multiple of the alignment {alignment}"),
+                ));
+            }
             let elements = shape.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
             let (per_block, block_bytes) = dtype.block();
             let cols = *shape.last().expect("at least one dimension");
@@ -236,7 +255,10 @@ impl Gguf {
                 }
                 (Some(end), Some(start)) if end <= bytes.len() as u64 => {
                     let shape = shape.iter().map(|&d| d as usize).collect();
-                    tensors.insert(name, TensorInfo { shape, dtype, start: start as usize, end: end as usize });
+                    let info = TensorInfo { shape, dtype, start: start as usize, end: end as usize };
+                    if tensors.insert(name.clone(), info).is_some() {
+                        return Err(Error::bad_file(file, format!("tensor `{name}` is listed twice")));
+                    }
                 }
                 _ => {
                     return Err(Error::bad_file(
@@ -248,6 +270,15 @@ impl Gguf {
                         ),
                     ));
                 }
+            }
+        }
+        // Tensors may not share bytes: one that overlaps another is a forged table.
+        let mut spans: Vec<(&String, usize, usize)> = tensors.iter().map(|(n, t)| (n, t.start, t.end)).collect();
+        spans.sort_by_key(|&(_, s, e)| (s, e));
+        for pair in spans.windows(2) {
+            let ((a, _, a_end), (b, b_start, b_end)) = (pair[0], pair[1]);
+            if b_start < a_end && b_end > b_start {
+                return Err(Error::bad_file(file, format!("tensors `{a}` and `{b}` overlap in the file")));
             }
         }
         Ok(Gguf { metadata, tensors })

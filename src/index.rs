@@ -109,11 +109,14 @@ fn top_k(mut scored: Vec<(f32, usize)>, k: usize) -> Vec<(f32, usize)> {
     scored
 }
 
+/// The widest vectors an index takes (the widest embedding models are 4,096 wide).
+pub const MAX_DIM: usize = 1 << 16;
+
 impl VectorIndex {
     /// An empty index for `dim`-wide vectors of `model`.
     pub fn new(dim: usize, storage: Storage, model: impl Into<String>) -> Result<VectorIndex> {
-        if dim == 0 {
-            return Err(Error::Input("an index needs a vector width of at least 1".into()));
+        if dim == 0 || dim > MAX_DIM {
+            return Err(Error::Input(format!("an index takes vectors 1 to {MAX_DIM} wide, not {dim}")));
         }
         Ok(Self::empty(dim, storage, model.into()))
     }
@@ -286,12 +289,21 @@ impl VectorIndex {
         else {
             return Err(bad("header lacks dim, storage, model or count"));
         };
-        let (dim, count) = (dim as usize, count as usize);
         let body = &bytes[end..];
-        let need = count.checked_mul(4 + 4 * dim).ok_or_else(|| bad("absurd count"))?;
-        if body.len() != need {
-            return Err(bad(&format!("{} bytes of vectors, the header implies {need}", body.len())));
+        // Checked in u64 first: on wasm32 a usize product of forged numbers would wrap.
+        if dim == 0 || dim > MAX_DIM as u64 {
+            return Err(bad(&format!("dimension {dim} (at most {MAX_DIM})")));
         }
+        let need = dim
+            .checked_mul(4)
+            .and_then(|row| row.checked_add(4))
+            .and_then(|row| row.checked_mul(count))
+            .filter(|&n| n == body.len() as u64)
+            .ok_or_else(|| {
+                bad(&format!("{} bytes of vectors, the header implies {count} of dimension {dim}", body.len()))
+            })?;
+        let (dim, count, need) = (dim as usize, count as usize, need as usize);
+        debug_assert_eq!(body.len(), need);
         let mut index = VectorIndex::new(dim, storage.parse()?, model)?;
         let (labels, vectors) = body.split_at(count * 4);
         let floats: Vec<f32> = vectors.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4"))).collect();
@@ -308,6 +320,29 @@ impl VectorIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forged_headers_are_bad_files() {
+        let mut good = VectorIndex::new(4, Storage::F32, "m").unwrap();
+        good.add(&[7], &[1.0, 0.0, 0.0, 0.0]).unwrap();
+        let bytes = good.to_bytes();
+        let hlen = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+        let body = &bytes[12 + hlen..];
+        for header in [
+            r#"{"dim":1073741824,"storage":"f32","model":"m","count":1}"#,
+            r#"{"dim":4,"storage":"f32","model":"m","count":4611686018427387904}"#,
+            r#"{"dim":0,"storage":"f32","model":"m","count":0}"#,
+            r#"{"dim":4,"storage":"f32","model":"m","count":2}"#,
+            r#"{}"#,
+        ] {
+            let mut forged = MAGIC.to_vec();
+            forged.extend((header.len() as u32).to_le_bytes());
+            forged.extend(header.as_bytes());
+            forged.extend(body);
+            let err = VectorIndex::from_bytes(&forged).err().unwrap_or_else(|| panic!("{header} loaded"));
+            assert_eq!(err.code(), "BAD_FILE", "{header}: {err}");
+        }
+    }
 
     fn rng(seed: &mut u64) -> f32 {
         *seed ^= *seed << 13;

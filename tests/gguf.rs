@@ -149,6 +149,27 @@ fn damaged_files_give_named_errors() {
     let at = table + name.len() + 4 + 16 + 4;
     offset[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
     check("offset", offset, "BAD_FILE", &["token_embd.weight", "runs past the end"]);
+    // Its offset moved off the alignment, and onto another tensor's bytes.
+    let parsed = wembed::gguf::Gguf::parse(&good, "x").unwrap();
+    let data_start = parsed.tensors.values().map(|t| t.start).min().unwrap();
+    let own = u64::from_le_bytes(good[at..at + 8].try_into().unwrap());
+    let mut unaligned = good.clone();
+    unaligned[at..at + 8].copy_from_slice(&(own + 1).to_le_bytes());
+    check("unaligned", unaligned, "BAD_FILE", &["token_embd.weight", "alignment"]);
+    let other = parsed.tensors.iter().find(|(n, t)| *n != "token_embd.weight" && t.end > t.start).unwrap().1;
+    let mut overlap = good.clone();
+    overlap[at..at + 8].copy_from_slice(&((other.start - data_start) as u64).to_le_bytes());
+    check("overlap", overlap, "BAD_FILE", &["overlap"]);
+    // A layer count of 2^32 - 1 (it used to reserve that many layers and abort).
+    let mut layers = good.clone();
+    let at = find(&layers, b"bert.block_count") + "bert.block_count".len() + 4;
+    layers[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    check("block count", layers, "BAD_FILE", &["num_hidden_layers"]);
+    // A metadata array claiming 2^32 - 1 strings.
+    let mut tokens = good.clone();
+    let at = find(&tokens, b"tokenizer.ggml.tokens") + "tokenizer.ggml.tokens".len() + 4 + 4;
+    tokens[at..at + 8].copy_from_slice(&(u32::MAX as u64).to_le_bytes());
+    check("array count", tokens, "BAD_FILE", &["tokenizer.ggml.tokens", "more than the file holds"]);
     // A block scale set to NaN (f16 0x7e00) in the word table's first block.
     let start = wembed::gguf::Gguf::parse(&good, "x").unwrap().tensors["token_embd.weight"].start;
     let mut nan = good.clone();
