@@ -52,6 +52,12 @@ impl Backend for Timed {
     fn table(&self, w: HostTensor) -> Result<Self::Matrix> {
         self.inner.table(w)
     }
+    fn stored_as(&self, m: &Self::Matrix) -> &'static str {
+        self.inner.stored_as(m)
+    }
+    fn batches_per_read(&self) -> usize {
+        self.inner.batches_per_read()
+    }
     fn embed(
         &self,
         ids: &[u32],

@@ -125,11 +125,27 @@ impl AnyEmbedder {
                 let why = format!("GPU requested: {}", gpu.adapter_info().name);
                 Ok((AnyEmbedder::Gpu(Embedder::load(gpu, files)?), why))
             }
+            // The GPU when it runs this model as the CPU would, else the CPU, saying why.
             Device::Auto => {
                 let why = match gpu().await {
                     Ok(gpu) if gpu.adapter_info().device_type != wgpu::DeviceType::Cpu => {
-                        let why = format!("GPU adapter found: {}", gpu.adapter_info().name);
-                        return Ok((AnyEmbedder::Gpu(Embedder::load(gpu, files)?), why));
+                        let name = gpu.adapter_info().name.clone();
+                        let resolved = files.resolved()?;
+                        let model = crate::ModelConfig::from_files(&resolved)?;
+                        let takes = crate::SentenceConfig::from_files(&resolved, &model)?.max_seq_length;
+                        if takes > gpu.max_text_tokens() {
+                            format!(
+                                "the model takes texts of {takes} tokens; the GPU backend at most {}",
+                                gpu.max_text_tokens()
+                            )
+                        } else {
+                            match Embedder::load(gpu, files) {
+                                Ok(e) => return Ok((AnyEmbedder::Gpu(e), format!("GPU adapter found: {name}"))),
+                                // Limits, memory, a missing feature: the CPU has none of these.
+                                Err(e @ Error::Backend(_)) => format!("the GPU ({name}) could not load it: {e}"),
+                                Err(e) => return Err(e),
+                            }
+                        }
                     }
                     Ok(gpu) => format!(
                         "only a software GPU adapter ({}), slower than the CPU backend",
@@ -152,6 +168,19 @@ impl AnyEmbedder {
         match self {
             AnyEmbedder::Cpu(_) => vec![],
             AnyEmbedder::Gpu(e) => e.backend().take_kernel_times(),
+        }
+    }
+
+    /// What the weights are stored as (see [`crate::model::Encoder::dtype_name`]).
+    pub fn dtype_name(&self) -> String {
+        forward!(self, e => e.dtype_name())
+    }
+
+    /// Bytes of GPU buffers the model holds now (0 on the CPU): what a soak test watches.
+    pub fn gpu_buffer_bytes(&self) -> u64 {
+        match self {
+            AnyEmbedder::Cpu(_) => 0,
+            AnyEmbedder::Gpu(e) => e.backend().live_buffer_bytes(),
         }
     }
 

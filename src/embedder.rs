@@ -33,9 +33,25 @@ impl Default for EmbedOptions {
     }
 }
 
-/// Batches recorded before one read-back in [`Embedder::embed_async`]: 256 texts at the default
-/// batch size, so a GPU gets one submit per call of that size while progress still moves.
-pub const BATCHES_PER_READ: usize = 8;
+/// Gives the caller's event loop a turn: pending once, woken at once. Between waves of
+/// [`Embedder::embed_async`], so a page's JS layer (which polls from tasks, see
+/// `crate::wasm`) can paint and handle input during a long call; under `pollster` it costs a
+/// re-poll.
+pub(crate) async fn yield_now() {
+    struct YieldNow(bool);
+    impl std::future::Future for YieldNow {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            if self.0 {
+                return std::task::Poll::Ready(());
+            }
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    YieldNow(false).await
+}
 
 /// A loaded sentence-embedding model on one backend.
 pub struct Embedder<B: Backend> {
@@ -57,7 +73,10 @@ impl<B: Backend> Embedder<B> {
     pub fn load(backend: B, files: &ModelFiles) -> Result<Self> {
         let files = &files.resolved()?;
         let model = ModelConfig::from_files(files)?;
-        let sentence = SentenceConfig::from_files(files, &model)?;
+        let mut sentence = SentenceConfig::from_files(files, &model)?;
+        // A backend with a shorter limit (the GPU's attention) truncates there, and says so
+        // through `max_tokens()`; `device: auto` avoids it for models that take longer texts.
+        sentence.max_seq_length = sentence.max_seq_length.min(backend.max_text_tokens());
         let tokenizer = TextTokenizer::from_files(files, &sentence)?;
         let encoder = Encoder::load(&backend, &model, files)?;
         Ok(Embedder { backend, encoder, tokenizer, model, sentence })
@@ -77,10 +96,22 @@ impl<B: Backend> Embedder<B> {
         self.tokenizer.max_seq_length()
     }
 
+    /// What the weights are stored as (see [`Encoder::dtype_name`]).
+    pub fn dtype_name(&self) -> String {
+        self.encoder.dtype_name(&self.backend)
+    }
+
     /// `text` cut into pieces that each fit the model (see [`TextTokenizer::chunks`]):
-    /// `max_tokens` is capped at what the model takes besides its special tokens.
+    /// `max_tokens` is capped at what the model takes besides its special tokens and the
+    /// model's default prompt, so a chunk embedded with default options is never cut.
     pub fn chunks<'t>(&self, text: &'t str, max_tokens: usize, overlap: usize) -> Result<Vec<&'t str>> {
-        let room = self.tokenizer.max_seq_length().saturating_sub(2).max(1);
+        // The leading special tokens and the prompt's (prompt_length counts both), then the
+        // closing special token.
+        let lead = match self.resolve_prompt(&EmbedOptions::default())? {
+            Some(p) => (self.tokenizer.prompt_length(&p)? as usize).max(1),
+            None => 1,
+        };
+        let room = self.tokenizer.max_seq_length().saturating_sub(lead + 1).max(1);
         self.tokenizer.chunks(text, max_tokens.min(room), overlap)
     }
 
@@ -141,6 +172,11 @@ impl<B: Backend> Embedder<B> {
         Ok((encoded, pool_start))
     }
 
+    /// Most tokens one batch may hold on this backend for this model.
+    fn max_batch_tokens(&self) -> usize {
+        self.backend.max_batch_tokens(self.model.widest_activation())
+    }
+
     /// Encoder and pooling for one group of texts -> `[group.len(), dim]` on the device.
     fn run_group(&self, encoded: &[Encoded], group: &[usize], pool_start: u32, normalize: bool) -> Result<B::Tensor> {
         let batch = Batch::pack(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
@@ -148,9 +184,27 @@ impl<B: Backend> Embedder<B> {
         self.backend.pool(&hidden, &batch.meta, &self.sentence.pooling.modes, normalize)
     }
 
+    /// A group's result checked for NaN and ±Inf: broken weights (or a `layer_norm_eps` that
+    /// passed the config checks but not the arithmetic) are an error naming the block where
+    /// the values first went non-finite, never vectors handed to the caller.
+    async fn check_finite(&self, encoded: &[Encoded], group: &[usize], pool_start: u32, flat: &[f32]) -> Result<()> {
+        if flat.iter().all(|v| v.is_finite()) {
+            return Ok(());
+        }
+        let batch = Batch::pack(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
+        let at = self.encoder.first_non_finite(&self.backend, &batch.ids, &batch.type_ids, &batch.meta).await?;
+        let at = at.unwrap_or_else(|| "pooling".into());
+        Err(Error::weight(
+            at,
+            "the forward pass produced non-finite values (NaN or Inf) here: the model's weights or config are \
+             broken or out of range for f32",
+        ))
+    }
+
     /// Embeds texts; one vector per text, in input order. Empty input gives an empty list.
-    /// Batches are recorded [`BATCHES_PER_READ`] at a time and read back together (on a GPU:
-    /// one submit); `progress(done, total)` is called after each such wave.
+    /// Batches are recorded [`Backend::batches_per_read`] at a time and read back together
+    /// (on a GPU: one submit); `progress(done, total)` is called after each such wave, and the
+    /// caller's event loop gets a turn before the next.
     pub async fn embed_async(
         &self,
         texts: &[&str],
@@ -161,12 +215,16 @@ impl<B: Backend> Embedder<B> {
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
-        let groups = length_groups(&encoded, opts.batch_size);
-        for wave in groups.chunks(BATCHES_PER_READ) {
+        let groups = length_groups(&encoded, opts.batch_size, self.max_batch_tokens());
+        for (w, wave) in groups.chunks(self.backend.batches_per_read().max(1)).enumerate() {
+            if w > 0 {
+                yield_now().await;
+            }
             let pooled =
                 wave.iter().map(|g| self.run_group(&encoded, g, pool_start, normalize)).collect::<Result<Vec<_>>>()?;
             let flats = self.backend.read_many(&pooled.iter().collect::<Vec<_>>()).await?;
             for (group, flat) in wave.iter().zip(&flats) {
+                self.check_finite(&encoded, group, pool_start, flat).await?;
                 scatter(&mut out, group, flat, self.dim());
                 done += group.len();
             }
@@ -206,7 +264,7 @@ impl<B: Backend> Embedder<B> {
         }
         let (encoded, pool_start) = self.prepare(texts, opts)?;
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
-        let groups = length_groups(&encoded, opts.batch_size);
+        let groups = length_groups(&encoded, opts.batch_size, self.max_batch_tokens());
         let progress = std::sync::Mutex::new((0usize, progress));
         let results: Vec<Result<Vec<f32>>> = groups
             .par_iter()
@@ -214,6 +272,7 @@ impl<B: Backend> Embedder<B> {
             .map(|group| {
                 let pooled = self.run_group(&encoded, group, pool_start, normalize)?;
                 let flat = pollster::block_on(self.backend.read(&pooled))?;
+                pollster::block_on(self.check_finite(&encoded, group, pool_start, &flat))?;
                 if let Ok(mut p) = progress.lock() {
                     p.0 += group.len();
                     let done = p.0;
@@ -251,11 +310,27 @@ fn scatter(out: &mut [Vec<f32>], group: &[usize], flat: &[f32], dim: usize) {
 }
 
 /// Indices of `encoded` grouped into batches of similar length: sorted by token count (stable,
-/// so equal lengths keep input order), then cut into runs of `batch_size`. Batches are packed,
+/// so equal lengths keep input order), then cut into runs of `batch_size` texts and at most
+/// `max_tokens` tokens (a backend's limit; a single text is never split). Batches are packed,
 /// not padded, so this no longer saves compute; it keeps attention's per-sequence work even
 /// across the threads.
-pub fn length_groups(encoded: &[Encoded], batch_size: usize) -> Vec<Vec<usize>> {
+pub fn length_groups(encoded: &[Encoded], batch_size: usize, max_tokens: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..encoded.len()).collect();
     order.sort_by_key(|&i| encoded[i].ids.len());
-    order.chunks(batch_size.max(1)).map(|c| c.to_vec()).collect()
+    let mut groups: Vec<Vec<usize>> = vec![];
+    let mut tokens = 0;
+    for i in order {
+        let len = encoded[i].ids.len();
+        match groups.last_mut() {
+            Some(g) if g.len() < batch_size.max(1) && tokens + len <= max_tokens => {
+                g.push(i);
+                tokens += len;
+            }
+            _ => {
+                groups.push(vec![i]);
+                tokens = len;
+            }
+        }
+    }
+    groups
 }

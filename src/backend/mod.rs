@@ -103,6 +103,8 @@ pub trait Backend {
         self.table(w)
     }
     fn vector(&self, v: HostTensor) -> Result<Self::Vector>;
+    /// How a matrix is stored: "f32", "f16", "q8_0" or "q4_1" (what `info` reports).
+    fn stored_as(&self, m: &Self::Matrix) -> &'static str;
 
     /// `out[t] = word[ids[t]] + pos[position of t in its sequence] + types[type_ids[t]]`
     /// -> `[tokens, dim]`.
@@ -156,6 +158,26 @@ pub trait Backend {
             }
             Ok(out)
         }
+    }
+
+    /// The longest text (in tokens) this backend takes; the embedder truncates there and
+    /// reports it as the model's limit when it is below the model's own.
+    fn max_text_tokens(&self) -> usize {
+        usize::MAX
+    }
+
+    /// The most tokens one batch may hold when its widest activation is `widest` floats per
+    /// token (a GPU's dispatch grid and binding size); the embedder splits batches to fit.
+    fn max_batch_tokens(&self, widest: usize) -> usize {
+        let _ = widest;
+        usize::MAX
+    }
+
+    /// How many batches the embedder records before one read-back: a GPU wants few submits
+    /// (8: 256 texts at the default batch size, one submit), the CPU computes as it records, so
+    /// one lets the caller's event loop run between batches.
+    fn batches_per_read(&self) -> usize {
+        8
     }
 
     /// How many batches the embedder may run side by side, each from its own thread. A GPU

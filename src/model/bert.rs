@@ -124,27 +124,47 @@ impl<B: Backend> BertModel<B> {
         Ok(BertModel { config, embeddings, layers })
     }
 
+    /// How the word table and the matrices are stored, as (word table, matrices).
+    pub fn stored_as(&self, b: &B) -> (&'static str, &'static str) {
+        let matrices = self.layers.first().map_or("f32", |l| b.stored_as(&l.qkv.weight));
+        (b.stored_as(&self.embeddings.word_embeddings), matrices)
+    }
+
     /// ids, type_ids `[tokens]` (sequences back to back, see [`SeqMeta`]) -> last hidden state
     /// `[tokens, hidden]`.
     pub fn forward(&self, b: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
-        let c = &self.config;
-        let e = &self.embeddings;
-        let eps = c.layer_norm_eps;
-        let x = b.embed(ids, type_ids, meta, &e.word_embeddings, &e.position_embeddings, &e.token_type_embeddings)?;
-        let mut x = b.layer_norm(x, None, &e.layer_norm.weight, &e.layer_norm.bias, eps)?;
-        for layer in &self.layers {
-            // BertSelfAttention + BertSelfOutput: LayerNorm(dense(attn(x)) + x)
-            let qkv = b.linear(&x, &layer.qkv.weight, &layer.qkv.bias, None)?;
-            let ctx = b.attention(&qkv, meta, c.num_attention_heads)?;
-            let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
-            let n = &layer.attention_norm;
-            let x1 = b.layer_norm(a, Some(&x), &n.weight, &n.bias, eps)?;
-            // BertIntermediate + BertOutput: LayerNorm(dense(act(dense(x1))) + x1)
-            let i = b.linear(&x1, &layer.intermediate.weight, &layer.intermediate.bias, Some(c.hidden_act))?;
-            let o = b.linear(&i, &layer.output.weight, &layer.output.bias, None)?;
-            let n = &layer.output_norm;
-            x = b.layer_norm(o, Some(&x1), &n.weight, &n.bias, eps)?;
+        let mut x = self.embeddings(b, ids, type_ids, meta)?;
+        for i in 0..self.layers.len() {
+            x = self.layer(b, i, &x, meta)?;
         }
         Ok(x)
+    }
+
+    /// `embeddings.*`: `[tokens]` -> `[tokens, hidden]`.
+    pub fn embeddings(&self, b: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
+        let e = &self.embeddings;
+        let x = b.embed(ids, type_ids, meta, &e.word_embeddings, &e.position_embeddings, &e.token_type_embeddings)?;
+        b.layer_norm(x, None, &e.layer_norm.weight, &e.layer_norm.bias, self.config.layer_norm_eps)
+    }
+
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// `encoder.layer.{i}`: `[tokens, hidden]` -> `[tokens, hidden]`.
+    pub fn layer(&self, b: &B, i: usize, x: &B::Tensor, meta: &SeqMeta) -> Result<B::Tensor> {
+        let (c, layer) = (&self.config, &self.layers[i]);
+        let eps = c.layer_norm_eps;
+        // BertSelfAttention + BertSelfOutput: LayerNorm(dense(attn(x)) + x)
+        let qkv = b.linear(x, &layer.qkv.weight, &layer.qkv.bias, None)?;
+        let ctx = b.attention(&qkv, meta, c.num_attention_heads)?;
+        let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
+        let n = &layer.attention_norm;
+        let x1 = b.layer_norm(a, Some(x), &n.weight, &n.bias, eps)?;
+        // BertIntermediate + BertOutput: LayerNorm(dense(act(dense(x1))) + x1)
+        let i = b.linear(&x1, &layer.intermediate.weight, &layer.intermediate.bias, Some(c.hidden_act))?;
+        let o = b.linear(&i, &layer.output.weight, &layer.output.bias, None)?;
+        let n = &layer.output_norm;
+        b.layer_norm(o, Some(&x1), &n.weight, &n.bias, eps)
     }
 }

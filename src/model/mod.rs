@@ -26,10 +26,54 @@ impl<B: Backend> Encoder<B> {
         }
     }
 
+    /// What the weights are stored as, in the names `dtype` options use: "f32", "f16", "q8"
+    /// (q8_0 everywhere), "q4" (q4_1 word table, q8_0 matrices), or the two formats spelt out
+    /// for other mixes (a GGUF file in 4 bits: "q4_1 matrices, q4_1 word table").
+    pub fn dtype_name(&self, backend: &B) -> String {
+        let (word, matrices) = match self {
+            Encoder::Bert(m) => m.stored_as(backend),
+        };
+        match (word, matrices) {
+            ("f32", "f32") => "f32".into(),
+            ("f16", "f16") => "f16".into(),
+            ("q8_0", "q8_0") => "q8".into(),
+            ("q4_1", "q8_0") => "q4".into(),
+            (w, m) => format!("{m} matrices, {w} word table"),
+        }
+    }
+
     /// Token ids `[tokens]` -> last hidden state `[tokens, hidden]`.
     pub fn forward(&self, backend: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
         match self {
             Encoder::Bert(m) => m.forward(backend, ids, type_ids, meta),
+        }
+    }
+
+    /// Where a forward pass first goes non-finite (NaN or ±Inf), reading back after the
+    /// embeddings and after every layer: the name of that block, or None if all stay finite.
+    /// Only run once a result came back non-finite, so the normal path pays nothing.
+    pub async fn first_non_finite(
+        &self,
+        b: &B,
+        ids: &[u32],
+        type_ids: &[u32],
+        meta: &SeqMeta,
+    ) -> Result<Option<String>> {
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        match self {
+            Encoder::Bert(m) => {
+                let mut x = m.embeddings(b, ids, type_ids, meta)?;
+                if !finite(&b.read(&x).await?) {
+                    return Ok(Some("embeddings".into()));
+                }
+                for i in 0..m.num_layers() {
+                    x = m.layer(b, i, &x, meta)?;
+                    if !finite(&b.read(&x).await?) {
+                        return Ok(Some(format!("encoder.layer.{i}")));
+                    }
+                }
+                Ok(None)
+            }
         }
     }
 }

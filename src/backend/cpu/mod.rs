@@ -172,6 +172,17 @@ impl Backend for Cpu {
         })
     }
 
+    fn batches_per_read(&self) -> usize {
+        1
+    }
+
+    fn stored_as(&self, m: &CpuMatrix) -> &'static str {
+        match m {
+            CpuMatrix::F32(_) => "f32",
+            CpuMatrix::Quant(q) => q.format().name(),
+        }
+    }
+
     fn vector(&self, v: HostTensor) -> Result<Vec<f32>> {
         Ok(v.data)
     }

@@ -11,6 +11,7 @@ mod kernels;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -70,6 +71,40 @@ impl GpuFormat {
     }
 }
 
+/// A GPU buffer whose bytes count in [`Gpu::live_buffer_bytes`] until it is dropped.
+struct Tracked {
+    buffer: wgpu::Buffer,
+    live: Arc<AtomicU64>,
+}
+
+impl Tracked {
+    fn new(buffer: wgpu::Buffer, live: &Arc<AtomicU64>) -> Tracked {
+        live.fetch_add(buffer.size(), Ordering::Relaxed);
+        Tracked { buffer, live: live.clone() }
+    }
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.buffer.size(), Ordering::Relaxed);
+    }
+}
+
+/// A word-embedding table too large for one storage binding on this adapter (a 250k-token
+/// vocabulary in f32 is 768 MB; WebGPU guarantees 128 MB): kept in host memory, and `embed`
+/// gathers the batch's rows there and uploads only those.
+enum HostTable {
+    F32(Vec<f32>),
+    Blocks(QuantMatrix),
+}
+
 /// A `[rows, cols]` tensor in a GPU buffer: f32, or a weight stored as [`GpuWeights`] says.
 /// Intermediate tensors go back to the pool when dropped.
 pub struct GpuTensor {
@@ -78,19 +113,30 @@ pub struct GpuTensor {
     pub format: GpuFormat,
     /// Blocks: the word where the block scales start.
     scale_offset: u32,
-    buffer: Option<wgpu::Buffer>,
+    buffer: Option<Tracked>,
     pool: Option<Arc<Mutex<BufferPool>>>,
+    /// Set (with a placeholder buffer) for a word table kept on the host.
+    host: Option<HostTable>,
 }
 
 impl GpuTensor {
     fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().expect("a live tensor always holds its buffer")
+        self.buffer.as_ref().map(|t| &t.buffer).expect("a live tensor always holds its buffer")
     }
     /// Bytes of an f32 tensor (activations; what `read` copies).
     fn bytes(&self) -> u64 {
         (self.rows * self.cols * 4) as u64
     }
+    /// What a dispatch binds: an activation's own bytes (its pooled buffer may be larger),
+    /// rounded to 16 for the vec4 views; a weight's whole buffer.
+    fn binding(&self) -> Binding<'_> {
+        let size = if self.pool.is_some() { self.bytes().max(16).next_multiple_of(16) } else { 0 };
+        (self.buffer(), size)
+    }
 }
+
+/// A buffer and how many of its bytes to bind (0: all).
+type Binding<'a> = (&'a wgpu::Buffer, u64);
 
 impl Drop for GpuTensor {
     fn drop(&mut self) {
@@ -102,39 +148,63 @@ impl Drop for GpuTensor {
     }
 }
 
-/// Free storage buffers by size class (a power of two, at least 256 bytes). Reusing one inside
-/// the same command encoder is safe: wgpu orders the dispatches that touch it.
-#[derive(Default)]
+/// Free storage buffers by size class: four classes per power of two (at most 25% over what
+/// a tensor needs), at least 256 bytes. Reusing one inside the same command encoder is safe:
+/// wgpu orders the dispatches that touch it. A free buffer unused for [`POOL_KEEP_WAVES`]
+/// submits is dropped, so a long call's large buffers do not stay after it.
 struct BufferPool {
-    free: HashMap<u64, Vec<wgpu::Buffer>>,
+    /// class -> (buffer, the submit it was last given back in).
+    free: HashMap<u64, Vec<(Tracked, u64)>>,
+    /// Submits so far.
+    epoch: u64,
+    live: Arc<AtomicU64>,
 }
+
+const POOL_KEEP_WAVES: u64 = 2;
 
 impl BufferPool {
     fn size_class(bytes: u64) -> u64 {
-        bytes.max(256).next_power_of_two()
+        let bytes = bytes.max(256);
+        let step = (bytes.next_power_of_two() / 8).max(256);
+        bytes.next_multiple_of(step)
     }
-    fn take(&mut self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+    fn take(&mut self, device: &wgpu::Device, bytes: u64) -> Tracked {
         let class = Self::size_class(bytes);
-        if let Some(b) = self.free.get_mut(&class).and_then(|v| v.pop()) {
+        if let Some((b, _)) = self.free.get_mut(&class).and_then(|v| v.pop()) {
             return b;
         }
-        device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wembed activations"),
             size: class,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        });
+        Tracked::new(buffer, &self.live)
     }
-    fn give_back(&mut self, buffer: wgpu::Buffer) {
-        self.free.entry(buffer.size()).or_default().push(buffer);
+    fn give_back(&mut self, buffer: Tracked) {
+        let epoch = self.epoch;
+        self.free.entry(buffer.size()).or_default().push((buffer, epoch));
+    }
+    /// Called at each submit: drops the buffers nobody took for a while.
+    fn next_epoch(&mut self) {
+        self.epoch += 1;
+        let oldest = self.epoch.saturating_sub(POOL_KEEP_WAVES);
+        for list in self.free.values_mut() {
+            list.retain(|(_, used)| *used >= oldest);
+        }
+        self.free.retain(|_, list| !list.is_empty());
     }
 }
 
 /// Params of the dispatches recorded since the last submit, packed at the device's uniform
-/// offset alignment into fixed-size chunks.
+/// offset alignment into fixed-size chunks. Each submit starts again from the first chunk, so
+/// the chunks are as many as the largest wave needs, and no more.
 struct ParamsArena {
     align: u64,
-    chunks: Vec<(wgpu::Buffer, Vec<u8>)>,
+    chunks: Vec<(Tracked, Vec<u8>)>,
+    /// The chunk being filled.
+    current: usize,
+    live: Arc<AtomicU64>,
 }
 
 const PARAMS_CHUNK: u64 = 64 * 1024;
@@ -142,24 +212,26 @@ const PARAMS_CHUNK: u64 = 64 * 1024;
 impl ParamsArena {
     /// Places `bytes`; returns the buffer and offset to bind.
     fn push(&mut self, device: &wgpu::Device, bytes: &[u8]) -> (wgpu::Buffer, u64) {
-        let need_new = match self.chunks.last() {
-            None => true,
-            Some((_, staged)) => (staged.len() as u64).next_multiple_of(self.align) + bytes.len() as u64 > PARAMS_CHUNK,
-        };
-        if need_new {
+        let fits =
+            |staged: &Vec<u8>| (staged.len() as u64).next_multiple_of(self.align) + bytes.len() as u64 <= PARAMS_CHUNK;
+        if self.chunks.get(self.current).is_some_and(|(_, staged)| !fits(staged)) {
+            self.current += 1;
+        }
+        if self.current >= self.chunks.len() {
             let buffer = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("wembed params"),
                 size: PARAMS_CHUNK,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            self.chunks.push((buffer, Vec::new()));
+            self.chunks.push((Tracked::new(buffer, &self.live), Vec::new()));
+            self.current = self.chunks.len() - 1;
         }
-        let (buffer, staged) = self.chunks.last_mut().expect("a chunk was just ensured");
+        let (buffer, staged) = &mut self.chunks[self.current];
         let offset = (staged.len() as u64).next_multiple_of(self.align);
         staged.resize(offset as usize, 0);
         staged.extend_from_slice(bytes);
-        (buffer.clone(), offset)
+        (buffer.buffer.clone(), offset)
     }
 
     /// Writes the staged params (before the submit that uses them) and starts over.
@@ -170,6 +242,7 @@ impl ParamsArena {
                 staged.clear();
             }
         }
+        self.current = 0;
     }
 }
 
@@ -177,9 +250,9 @@ impl ParamsArena {
 struct MetaBuffers {
     meta: SeqMeta,
     /// Per token: (id, type id, position in its text, text index); ids are filled by `embed`.
-    toks: wgpu::Buffer,
+    toks: Tracked,
     /// Per text: (first row, len, pool start, 0).
-    seqs: wgpu::Buffer,
+    seqs: Tracked,
 }
 
 struct State {
@@ -215,8 +288,13 @@ pub struct Gpu {
     /// Set by wgpu's callbacks when the device is lost or a command fails.
     failure: Arc<Mutex<Option<String>>>,
     /// A 4-byte buffer bound where an op has no tensor to give (layer norm without residual).
-    placeholder: wgpu::Buffer,
+    placeholder: Tracked,
     profiler: Option<Profiler>,
+    /// Bytes of every buffer this backend holds now (weights, pooled activations, params,
+    /// staging): what a soak test watches.
+    live: Arc<AtomicU64>,
+    /// A smaller binding limit than the adapter's, for tests of the large-model paths.
+    binding_cap: Option<u64>,
 }
 
 impl Gpu {
@@ -313,28 +391,32 @@ impl Gpu {
         }));
         let pipelines = Pipelines::new(&device, f16_in_f32);
         let align = device.limits().min_uniform_buffer_offset_alignment as u64;
+        let live = Arc::new(AtomicU64::new(0));
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wembed placeholder"),
             size: 256,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        let placeholder = Tracked::new(placeholder, &live);
         let gpu = Gpu {
             weights,
             device,
             queue,
             info,
             pipelines,
-            pool: Arc::new(Mutex::new(BufferPool::default())),
+            pool: Arc::new(Mutex::new(BufferPool { free: HashMap::new(), epoch: 0, live: live.clone() })),
             state: Mutex::new(State {
                 encoder: None,
-                params: ParamsArena { align, chunks: vec![] },
+                params: ParamsArena { align, chunks: vec![], current: 0, live: live.clone() },
                 meta: None,
                 timed: vec![],
             }),
             failure,
             placeholder,
             profiler: None,
+            live,
+            binding_cap: None,
         };
         gpu.check()?;
         Ok(gpu)
@@ -383,6 +465,18 @@ impl Gpu {
         out
     }
 
+    /// Acts as if the adapter bound at most `bytes` per storage binding: tests use it to run
+    /// the paths of models larger than the adapter (a host-side word table, smaller batches).
+    #[doc(hidden)]
+    pub fn cap_binding_size(&mut self, bytes: u64) {
+        self.binding_cap = Some(bytes);
+    }
+
+    /// Bytes of all GPU buffers this backend holds now.
+    pub fn live_buffer_bytes(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+
     /// Destroys the device, as a driver reset would: for testing the lost-device path.
     #[doc(hidden)]
     pub fn simulate_device_loss(&self) {
@@ -414,10 +508,11 @@ impl Gpu {
             scale_offset: 0,
             buffer: Some(buffer),
             pool: Some(self.pool.clone()),
+            host: None,
         })
     }
 
-    fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    fn upload(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> Tracked {
         // Padded to 16 bytes, never empty: the matmul binds weights as vec4 arrays too, and a
         // zero-sized binding is invalid.
         let padded;
@@ -429,7 +524,9 @@ impl Gpu {
         } else {
             bytes
         };
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
+        let buffer =
+            self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
+        Tracked::new(buffer, &self.live)
     }
 
     /// Uploads the batch layout once per batch; ops of the same batch reuse it.
@@ -462,19 +559,23 @@ impl Gpu {
     }
 
     /// Records one dispatch of `kernel` with `params` and the storage `buffers` in binding order.
+    /// The embedder keeps batches under [`Backend::max_batch_tokens`], so the grid fits the
+    /// adapter's limit per dimension; a dispatch that would not is a bug, reported as one.
     fn dispatch(
         &self,
         state: &mut State,
         kernel: Kernel,
         params: &[u8],
-        buffers: &[&wgpu::Buffer],
+        buffers: &[Binding<'_>],
         groups: (u32, u32),
     ) -> Result<()> {
         let limit = self.device.limits().max_compute_workgroups_per_dimension;
         if groups.0 > limit || groups.1 > limit {
-            return Err(Error::Input(format!(
-                "batch too large for one GPU dispatch ({} x {} workgroups, limit {limit}); use a smaller batch_size",
-                groups.0, groups.1
+            return Err(Error::Backend(format!(
+                "{}: {} x {} workgroups, over the adapter's limit of {limit} per dimension",
+                kernel.name(),
+                groups.0,
+                groups.1
             )));
         }
         let (params_buffer, offset) = state.params.push(&self.device, params);
@@ -490,8 +591,14 @@ impl Gpu {
                 size: std::num::NonZeroU64::new(params.len() as u64),
             }),
         }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
+        for (i, &(buffer, size)) in buffers.iter().enumerate() {
+            let resource = match std::num::NonZeroU64::new(size) {
+                Some(size) if size.get() < buffer.size() => {
+                    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: Some(size) })
+                }
+                _ => buffer.as_entire_binding(),
+            };
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
         }
         let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some(kernel.name()),
@@ -525,17 +632,24 @@ impl Gpu {
 }
 
 impl Gpu {
+    /// The most bytes one storage binding may hold on this device.
+    fn max_binding(&self) -> u64 {
+        let limits = self.device.limits();
+        let adapter = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        self.binding_cap.map_or(adapter, |cap| cap.min(adapter))
+    }
+
     fn weight_buffer(&self, rows: usize, cols: usize, bytes: &[u8], format: GpuFormat) -> Result<GpuTensor> {
-        let max = self.device.limits().max_storage_buffer_binding_size as usize;
-        if bytes.len() > max {
+        let max = self.max_binding();
+        if bytes.len() as u64 > max {
             return Err(Error::Backend(format!(
-                "a {rows}x{cols} weight is {} bytes; this GPU binds at most {max}",
+                "a {rows}x{cols} weight is {} bytes; this GPU binds at most {max} (the CPU backend has no such limit)",
                 bytes.len()
             )));
         }
         let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC;
         let buffer = self.upload("wembed weight", bytes, usage);
-        Ok(GpuTensor { rows, cols, format, scale_offset: 0, buffer: Some(buffer), pool: None })
+        Ok(GpuTensor { rows, cols, format, scale_offset: 0, buffer: Some(buffer), pool: None, host: None })
     }
 
     fn upload_f32(&self, w: HostTensor) -> Result<GpuTensor> {
@@ -544,7 +658,12 @@ impl Gpu {
     }
 
     /// Rows of f16 pairs, each row padded to an even length (the layout linear_f16.wgsl reads).
+    /// A weight with values beyond f16's range (±65,504) stays f32: rounding it would turn them
+    /// into infinities.
     fn upload_f16(&self, w: HostTensor) -> Result<GpuTensor> {
+        if w.data.iter().any(|v| v.abs() > f32::from(half::f16::MAX)) {
+            return self.upload_f32(w);
+        }
         let (rows, cols) = matrix_shape(&w)?;
         let padded = cols.next_multiple_of(2);
         let mut halves = vec![0u16; rows * padded];
@@ -562,6 +681,15 @@ impl Gpu {
     /// of every row (each padded to a multiple of 32 weights), then the f32 block scales (and
     /// minimums). Quantized with `crate::quant`, so the values equal the CPU backend's.
     fn upload_blocks(&self, w: QuantMatrix) -> Result<GpuTensor> {
+        // Levels plus an f32 scale (and min) per block of 32.
+        let per_block = match w.format() {
+            QuantFormat::Q8_0 => 32 + 4,
+            QuantFormat::Q4_1 => 16 + 8,
+        };
+        if (w.rows * w.cols.div_ceil(BLOCK) * per_block) as u64 > self.max_binding() {
+            // Only a word table gets this large; `linear` refuses a host-side matrix.
+            return Ok(self.host_table(w.rows, w.cols, HostTable::Blocks(w)));
+        }
         let f16 = |bits: u16| half::f16::from_bits(bits).to_f32();
         let (mut levels, mut scales): (Vec<u8>, Vec<f32>) = (vec![], vec![]);
         let format = match &w.blocks {
@@ -592,6 +720,20 @@ impl Gpu {
         let mut t = self.weight_buffer(w.rows, w.cols, &levels, format)?;
         t.scale_offset = scale_offset;
         Ok(t)
+    }
+
+    /// A word table kept on the host (see [`HostTable`]), with a placeholder buffer.
+    fn host_table(&self, rows: usize, cols: usize, host: HostTable) -> GpuTensor {
+        let buffer = self.upload("wembed host-side table", &[0; 16], wgpu::BufferUsages::STORAGE);
+        GpuTensor {
+            rows,
+            cols,
+            format: GpuFormat::F32,
+            scale_offset: 0,
+            buffer: Some(buffer),
+            pool: None,
+            host: Some(host),
+        }
     }
 
     /// A float weight stored as `format` says (None: f32).
@@ -647,10 +789,6 @@ impl Backend for Gpu {
         self.upload_as(w, Some(format))
     }
 
-    fn quantized_matrix(&self, w: QuantMatrix) -> Result<GpuTensor> {
-        self.upload_blocks(w)
-    }
-
     fn table(&self, w: HostTensor) -> Result<GpuTensor> {
         self.upload_f32(w)
     }
@@ -662,7 +800,48 @@ impl Backend for Gpu {
             GpuWeights::Q8_0 => GpuFormat::Q8_0,
             GpuWeights::Q4 => GpuFormat::Q4_1,
         };
+        let (rows, cols) = matrix_shape(&w)?;
+        let bytes_per = match format {
+            GpuFormat::F32 => 4.0,
+            GpuFormat::F16 => 2.0,
+            GpuFormat::Q8_0 => 34.0 / 32.0,
+            GpuFormat::Q4_1 => 20.0 / 32.0,
+        };
+        if (rows * cols) as f64 * bytes_per > self.max_binding() as f64 {
+            let host = match format {
+                GpuFormat::F32 | GpuFormat::F16 => HostTable::F32(w.data),
+                GpuFormat::Q8_0 => HostTable::Blocks(QuantMatrix::quantize(QuantFormat::Q8_0, rows, cols, &w.data)),
+                GpuFormat::Q4_1 => HostTable::Blocks(QuantMatrix::quantize(QuantFormat::Q4_1, rows, cols, &w.data)),
+            };
+            return Ok(self.host_table(rows, cols, host));
+        }
         self.upload_as(w, Some(format))
+    }
+
+    fn quantized_matrix(&self, w: QuantMatrix) -> Result<GpuTensor> {
+        self.upload_blocks(w)
+    }
+
+    fn max_text_tokens(&self) -> usize {
+        MAX_TOKENS_PER_TEXT
+    }
+
+    fn max_batch_tokens(&self, widest: usize) -> usize {
+        // One workgroup row per token in embed and attention, and the widest activation
+        // `[tokens, widest]` in f32 within one binding.
+        let limits = self.device.limits();
+        let by_grid = limits.max_compute_workgroups_per_dimension as usize;
+        let by_binding = (self.max_binding() / (4 * widest.max(1) as u64)) as usize;
+        by_grid.min(by_binding).max(1)
+    }
+
+    fn stored_as(&self, m: &GpuTensor) -> &'static str {
+        match m.format {
+            GpuFormat::F32 => "f32",
+            GpuFormat::F16 => "f16",
+            GpuFormat::Q8_0 => "q8_0",
+            GpuFormat::Q4_1 => "q4_1",
+        }
     }
 
     fn vector(&self, v: HostTensor) -> Result<GpuTensor> {
@@ -688,19 +867,39 @@ impl Backend for Gpu {
                 meta.max_len
             )));
         }
-        let out = self.tensor(meta.tokens, dim)?;
-        let mut state = self.state()?;
-        let toks = self.meta(&mut state, meta, Some((ids, type_ids))).toks.clone();
         if pos.format != GpuFormat::F32 || types.format != GpuFormat::F32 {
             return Err(Error::Backend("embed: position and token-type tables must be f32".into()));
         }
+        // A host-side word table: gather this batch's rows here, upload them, and let the
+        // kernel read row t for token t.
+        let gathered;
+        let (word_buf, word_format, scale_offset, ids) = match &word.host {
+            None => (word.binding(), word.format, word.scale_offset, std::borrow::Cow::Borrowed(ids)),
+            Some(host) => {
+                let mut rows = vec![0f32; ids.len() * dim];
+                for (dst, &id) in rows.chunks_exact_mut(dim).zip(ids) {
+                    let id = id as usize;
+                    match host {
+                        HostTable::F32(data) => dst.copy_from_slice(&data[id * dim..(id + 1) * dim]),
+                        HostTable::Blocks(q) => q.dequantize_rows(id, id + 1, dst),
+                    }
+                }
+                gathered =
+                    self.upload("wembed gathered words", bytemuck::cast_slice(&rows), wgpu::BufferUsages::STORAGE);
+                let identity: Vec<u32> = (0..ids.len() as u32).collect();
+                ((&*gathered, 0), GpuFormat::F32, 0, std::borrow::Cow::Owned(identity))
+            }
+        };
+        let out = self.tensor(meta.tokens, dim)?;
+        let mut state = self.state()?;
+        let toks = self.meta(&mut state, meta, Some((&ids, type_ids))).toks.buffer.clone();
         let params = kernels::EmbedParams {
             tokens: meta.tokens as u32,
             dim: dim as u32,
-            format: word.format.code(),
-            scale_offset: word.scale_offset,
+            format: word_format.code(),
+            scale_offset,
         };
-        let bufs = [&toks, word.buffer(), pos.buffer(), types.buffer(), out.buffer()];
+        let bufs = [(&toks, 0), word_buf, pos.binding(), types.binding(), out.binding()];
         self.dispatch(
             &mut state,
             Kernel::Embed,
@@ -715,6 +914,12 @@ impl Backend for Gpu {
         self.check()?;
         if x.cols != w.cols || b.cols != w.rows {
             return Err(Error::Backend(format!("linear: x [{}, {}] · w [{}, {}]ᵀ", x.rows, x.cols, w.rows, w.cols)));
+        }
+        if w.host.is_some() {
+            return Err(Error::Backend(format!(
+                "a [{}, {}] weight matrix is larger than this GPU can bind (the CPU backend has no such limit)",
+                w.rows, w.cols
+            )));
         }
         let out = self.tensor(x.rows, w.rows)?;
         let (kernel, vec4) = match w.format {
@@ -734,7 +939,7 @@ impl Backend for Gpu {
         };
         let mut state = self.state()?;
         // x and w bound twice: as scalars and as vec4s (the shader uses one or the other).
-        let bufs = [x.buffer(), w.buffer(), b.buffer(), out.buffer(), x.buffer(), w.buffer()];
+        let bufs = [x.binding(), w.binding(), b.binding(), out.binding(), x.binding(), w.binding()];
         self.dispatch(
             &mut state,
             kernel,
@@ -763,11 +968,11 @@ impl Backend for Gpu {
             eps,
             has_residual: residual.is_some() as u32,
         };
-        let res = residual.map(|r| r.buffer()).unwrap_or(&self.placeholder);
+        let res = residual.map(|r| r.binding()).unwrap_or((&self.placeholder, 0));
         let rows = x.rows as u32;
         let grid = (rows.min(65535), rows.div_ceil(65535));
         let mut state = self.state()?;
-        let bufs = [x.buffer(), res, gamma.buffer(), beta.buffer()];
+        let bufs = [x.binding(), res, gamma.binding(), beta.binding()];
         self.dispatch(&mut state, Kernel::LayerNorm, bytemuck::bytes_of(&params), &bufs, grid)?;
         Ok(x)
     }
@@ -791,8 +996,8 @@ impl Backend for Gpu {
         };
         let mut state = self.state()?;
         let m = self.meta(&mut state, meta, None);
-        let (toks, seqs) = (m.toks.clone(), m.seqs.clone());
-        let bufs = [qkv.buffer(), &toks, &seqs, out.buffer()];
+        let (toks, seqs) = (m.toks.buffer.clone(), m.seqs.buffer.clone());
+        let bufs = [qkv.binding(), (&toks, 0), (&seqs, 0), out.binding()];
         self.dispatch(
             &mut state,
             Kernel::Attention,
@@ -812,7 +1017,7 @@ impl Backend for Gpu {
         let width = modes.len() * dim;
         let out = self.tensor(meta.batch(), width)?;
         let mut state = self.state()?;
-        let seqs = self.meta(&mut state, meta, None).seqs.clone();
+        let seqs = self.meta(&mut state, meta, None).seqs.buffer.clone();
         for (i, mode) in modes.iter().enumerate() {
             let params = kernels::PoolParams {
                 texts: meta.batch() as u32,
@@ -828,7 +1033,7 @@ impl Backend for Gpu {
                 },
                 _pad: [0; 3],
             };
-            let bufs = [hidden.buffer(), &seqs, out.buffer()];
+            let bufs = [hidden.binding(), (&seqs, 0), out.binding()];
             self.dispatch(
                 &mut state,
                 Kernel::Pool,
@@ -843,7 +1048,7 @@ impl Backend for Gpu {
                 &mut state,
                 Kernel::Normalize,
                 bytemuck::bytes_of(&params),
-                &[out.buffer()],
+                &[out.binding()],
                 (meta.batch() as u32, 1),
             )?;
         }
@@ -863,7 +1068,7 @@ impl Backend for Gpu {
 
 /// What [`Gpu::submit_with_copies`] leaves to await: the staging buffer, the float count of
 /// each tensor in it, the kernels whose timestamps follow them, and the mapping.
-type Staged = Result<(wgpu::Buffer, Vec<usize>, Vec<Kernel>, MapFuture)>;
+type Staged = Result<(Tracked, Vec<usize>, Vec<Kernel>, MapFuture)>;
 
 impl Gpu {
     /// Waits for the mapping and splits the staging buffer back into tensors.
@@ -948,6 +1153,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let staging = Tracked::new(staging, &self.live);
         {
             let mut encoder = state.encoder.take().unwrap_or_else(|| {
                 self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
@@ -967,6 +1173,9 @@ impl Gpu {
             state.params.flush(&self.queue);
             state.meta = None;
             self.queue.submit([encoder.finish()]);
+            if let Ok(mut pool) = self.pool.lock() {
+                pool.next_epoch();
+            }
         }
         drop(state);
         let slot = Arc::new(Mutex::new(MapSlot::default()));

@@ -1,0 +1,319 @@
+//! Failure paths that used to abort, hang, leak or cap silently (issue 10): absurd configs,
+//! non-finite forward passes, the GPU's token limit and binding limit, f16 range, buffers
+//! that must stay at their steady level, what `dtype` a quantized file reports, the model
+//! digest, and chunks that leave room for the prompt. Each case starts from a good tiny
+//! model and breaks one thing.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use safetensors::Dtype;
+use safetensors::tensor::TensorView;
+use wembed::backend::Backend;
+use wembed::backend::gpu::GpuWeights;
+use wembed::embedder::length_groups;
+use wembed::tokenizer::Encoded;
+use wembed::weights::{FileDtype, HostTensor};
+use wembed::{AnyEmbedder, Cpu, Device, Dtype as WDtype, EmbedOptions, Embedder, Gpu, LoadOptions, ModelFiles};
+
+fn tiny(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("model");
+    copy_dir(&root().join("tests/fixtures/tiny").join(name), &dst);
+    (tmp, dst)
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+type TensorMap = HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
+fn edit_weights(dir: &Path, f: impl FnOnce(&mut TensorMap)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut map: TensorMap =
+        st.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
+    f(&mut map);
+    let views: Vec<(String, TensorView)> =
+        map.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+fn cpu_load(dir: &Path) -> wembed::Result<Embedder<Cpu>> {
+    Embedder::load(Cpu::new(), &ModelFiles::from_dir(dir)?)
+}
+
+fn gpu(weights: GpuWeights) -> Gpu {
+    pollster::block_on(Gpu::with_weights(weights)).unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"))
+}
+
+fn err_of<T>(r: wembed::Result<T>) -> wembed::Error {
+    match r {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn absurd_config_sizes_are_bad_files_before_anything_is_allocated() {
+    for (field, value, words) in [
+        ("num_hidden_layers", serde_json::json!(1u64 << 31), "num_hidden_layers"),
+        ("vocab_size", serde_json::json!(1u64 << 40), "vocab_size"),
+        ("hidden_size", serde_json::json!(1u64 << 20), "hidden_size"),
+        ("max_position_embeddings", serde_json::json!(1u64 << 30), "max_position_embeddings"),
+        ("layer_norm_eps", serde_json::json!(-1e-12), "layer_norm_eps"),
+        ("layer_norm_eps", serde_json::json!(0.0), "layer_norm_eps"),
+        ("layer_norm_eps", serde_json::json!(1e-60), "layer_norm_eps"),
+    ] {
+        let (_t, d) = tiny("mean-erf-norm");
+        edit_json(&d.join("config.json"), |v| v[field] = value.clone());
+        let err = err_of(cpu_load(&d));
+        assert_eq!(err.code(), "BAD_FILE", "{field} = {value}: {err}");
+        assert!(err.to_string().contains(words), "{field} = {value}: {err}");
+    }
+}
+
+/// Weights so large that the forward pass overflows f32 in the second layer.
+fn overflowing_model() -> (tempfile::TempDir, PathBuf) {
+    let (t, d) = tiny("mean-erf-norm");
+    edit_weights(&d, |m| {
+        let w = m.get_mut("encoder.layer.1.intermediate.dense.weight").unwrap();
+        for b in w.2.chunks_exact_mut(4) {
+            b.copy_from_slice(&1e38f32.to_le_bytes());
+        }
+    });
+    (t, d)
+}
+
+#[test]
+fn a_forward_pass_that_overflows_is_bad_weights_naming_the_layer() {
+    let (_t, d) = overflowing_model();
+    let files = ModelFiles::from_dir(&d).unwrap();
+    let texts = ["a short text", "another one, a little longer than the first"];
+    let cpu = Embedder::load(Cpu::new(), &files).unwrap();
+    let gpu = Embedder::load(gpu(GpuWeights::F32), &files).unwrap();
+    for (device, err) in [
+        ("cpu", err_of(cpu.embed(&texts, &EmbedOptions::default()))),
+        ("gpu", err_of(gpu.embed(&texts, &EmbedOptions::default()))),
+    ] {
+        assert_eq!(err.code(), "BAD_WEIGHTS", "{device}: {err}");
+        assert!(
+            err.to_string().contains("encoder.layer.1") && err.to_string().contains("non-finite"),
+            "{device}: {err}"
+        );
+    }
+}
+
+/// The tiny model with a 1,024-position table (the 64 rows repeated), so it takes texts longer
+/// than the GPU's attention does.
+fn long_model() -> (tempfile::TempDir, PathBuf) {
+    let (t, d) = tiny("mean-erf-norm");
+    edit_json(&d.join("config.json"), |v| v["max_position_embeddings"] = 1024.into());
+    std::fs::remove_file(d.join("sentence_bert_config.json")).ok();
+    edit_weights(&d, |m| {
+        let p = m.get_mut("embeddings.position_embeddings.weight").unwrap();
+        let rows = p.2.clone();
+        p.1[0] = 1024;
+        p.2 = rows.iter().copied().cycle().take(rows.len() * 16).collect();
+    });
+    (t, d)
+}
+
+#[test]
+fn the_gpu_reports_its_token_limit_and_truncates_there() {
+    let (_t, d) = long_model();
+    let files = ModelFiles::from_dir(&d).unwrap();
+    let cpu = Embedder::load(Cpu::new(), &files).unwrap();
+    let on_gpu = Embedder::load(gpu(GpuWeights::F32), &files).unwrap();
+    assert_eq!(cpu.max_tokens(), 1024);
+    assert_eq!(on_gpu.max_tokens(), wembed::backend::gpu::MAX_TOKENS_PER_TEXT);
+    // A 700-token text: the GPU cuts it at 512, as a CPU told to stop at 512 does.
+    let long = "word ".repeat(700);
+    std::fs::write(d.join("sentence_bert_config.json"), r#"{"max_seq_length": 512}"#).unwrap();
+    let cpu512 = cpu_load(&d).unwrap();
+    let want = cpu512.embed(&[long.as_str()], &EmbedOptions::default()).unwrap();
+    let got = on_gpu.embed(&[long.as_str()], &EmbedOptions::default()).unwrap();
+    assert!(cosine(&want[0], &got[0]) > 0.99999, "cosine {}", cosine(&want[0], &got[0]));
+    // Told not to truncate, the GPU refuses what it cannot take and says its limit.
+    let strict = EmbedOptions { truncate: false, ..Default::default() };
+    let err = err_of(on_gpu.embed(&[long.as_str()], &strict));
+    assert!(err.to_string().contains("512"), "{err}");
+}
+
+#[test]
+fn auto_never_picks_a_device_that_takes_less_than_the_cpu() {
+    // lavapipe is a software adapter, so `auto` runs on the CPU here; what matters is that the
+    // model's own limit comes through whole.
+    let (_t, d) = long_model();
+    let files = ModelFiles::from_dir(&d).unwrap();
+    let opts = LoadOptions { device: Device::Auto, ..Default::default() };
+    let (e, why) = pollster::block_on(AnyEmbedder::load(&files, &opts)).unwrap();
+    assert!(matches!(e, AnyEmbedder::Cpu(_)), "{why}");
+    assert_eq!(e.max_tokens(), 1024, "{why}");
+}
+
+#[test]
+fn batches_are_cut_by_tokens_but_never_split_a_text() {
+    let enc = |n: usize| Encoded { ids: vec![1; n], type_ids: vec![0; n], truncated: false };
+    let encoded: Vec<Encoded> = [5, 40, 3, 30, 30, 100].iter().map(|&n| enc(n)).collect();
+    let groups = length_groups(&encoded, 32, 64);
+    for g in &groups {
+        let tokens: usize = g.iter().map(|&i| encoded[i].ids.len()).sum();
+        assert!(tokens <= 64 || g.len() == 1, "{groups:?}");
+    }
+    let mut all: Vec<usize> = groups.concat();
+    all.sort();
+    assert_eq!(all, (0..6).collect::<Vec<_>>(), "every text once: {groups:?}");
+    assert_eq!(length_groups(&encoded, 2, usize::MAX).len(), 3, "the count limit still holds");
+}
+
+#[test]
+fn a_word_table_over_the_binding_limit_is_gathered_on_the_host() {
+    let dir = root().join("tests/fixtures/tiny/mean-erf-norm");
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    let texts = ["a short text", "another one, a little longer than the first", "x"];
+    let normal = Embedder::load(gpu(GpuWeights::F32), &files).unwrap();
+    let want = normal.embed(&texts, &EmbedOptions::default()).unwrap();
+    for weights in [GpuWeights::F32, GpuWeights::Q8_0] {
+        // The word table (148 x 36 floats, 21 kB) is over this limit; every activation is under.
+        let mut small = gpu(weights);
+        small.cap_binding_size(20_000);
+        let e = Embedder::load(small, &files).unwrap();
+        let got = e.embed(&texts, &EmbedOptions::default()).unwrap();
+        for (w, g) in want.iter().zip(&got) {
+            let bar = if weights == GpuWeights::F32 { 0.999999 } else { 0.999 };
+            assert!(cosine(w, g) > bar, "{weights:?}: cosine {}", cosine(w, g));
+        }
+    }
+}
+
+#[test]
+fn f16_storage_keeps_weights_beyond_its_range_in_f32() {
+    let g = gpu(GpuWeights::F16);
+    let plain = g.matrix(HostTensor::new(vec![2, 4], vec![0.5; 8])).unwrap();
+    assert_eq!(g.stored_as(&plain), "f16");
+    let mut data = vec![0.5; 8];
+    data[3] = 1e5;
+    let big = g.matrix(HostTensor::new(vec![2, 4], data.clone())).unwrap();
+    assert_eq!(g.stored_as(&big), "f32", "1e5 would round to infinity in f16");
+}
+
+/// The tiny model, 8 layers deep (layers 0 and 1 repeated).
+fn deep_model() -> (tempfile::TempDir, PathBuf) {
+    let (t, d) = tiny("mean-erf-norm");
+    edit_json(&d.join("config.json"), |v| v["num_hidden_layers"] = 8.into());
+    edit_weights(&d, |m| {
+        let layer: Vec<(String, (Dtype, Vec<usize>, Vec<u8>))> =
+            m.iter().filter(|(n, _)| n.starts_with("encoder.layer.")).map(|(n, v)| (n.clone(), v.clone())).collect();
+        for i in 2..8 {
+            for (name, v) in &layer {
+                let from = if name.starts_with("encoder.layer.0.") { "encoder.layer.0." } else { "encoder.layer.1." };
+                if (i % 2 == 0) == (from == "encoder.layer.0.") {
+                    m.insert(name.replacen(from, &format!("encoder.layer.{i}."), 1), v.clone());
+                }
+            }
+        }
+    });
+    (t, d)
+}
+
+#[test]
+fn gpu_buffers_come_back_to_their_steady_level() {
+    // 8 layers at batch size 1: a wave of 8 batches records ~480 dispatches, more params than
+    // one 64 KiB uniform chunk holds (the arena used to leak one chunk per such wave).
+    let (_t, d) = deep_model();
+    let e = Embedder::load(gpu(GpuWeights::F32), &ModelFiles::from_dir(&d).unwrap()).unwrap();
+    let texts: Vec<String> = (0..16).map(|i| "word ".repeat(1 + (i * 7) % 23)).collect();
+    let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let opts = EmbedOptions { batch_size: 1, ..Default::default() };
+    let mut levels = vec![];
+    for _ in 0..5 {
+        e.embed(&refs, &opts).unwrap();
+        levels.push(e.backend().live_buffer_bytes());
+    }
+    assert!(levels[1..].iter().all(|&l| l <= levels[1]), "live GPU bytes grew: {levels:?}");
+    // A long batch's large buffers go once short ones follow.
+    let long = vec!["word ".repeat(60); 32];
+    let long: Vec<&str> = long.iter().map(|s| s.as_str()).collect();
+    e.embed(&long, &EmbedOptions::default()).unwrap();
+    let peak = e.backend().live_buffer_bytes();
+    for _ in 0..3 {
+        e.embed(&refs[..2], &opts).unwrap();
+    }
+    let after = e.backend().live_buffer_bytes();
+    assert!(after <= levels[1] && peak > levels[1], "steady {}, after a long batch {peak}, then {after}", levels[1]);
+}
+
+#[test]
+fn dtype_says_what_the_weights_are_stored_as() {
+    let dir = root().join("tests/fixtures/tiny/mean-erf-norm");
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let (_t, q8) = tiny("mean-erf-norm");
+    std::fs::write(q8.join("model.safetensors"), wembed::weights::quantize_file(&bytes, FileDtype::Q8_0, "t").unwrap())
+        .unwrap();
+    let name = |dir: &Path, device: Device, dtype: WDtype| {
+        let files = ModelFiles::from_dir(dir).unwrap();
+        let (e, _) =
+            pollster::block_on(AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false })).unwrap();
+        e.dtype_name()
+    };
+    assert_eq!(name(&dir, Device::Cpu, WDtype::Auto), "f32");
+    assert_eq!(name(&dir, Device::Cpu, WDtype::Q4), "q4");
+    assert_eq!(name(&dir, Device::Gpu, WDtype::F16), "f16");
+    // A q8 file is q8 wherever it runs, whatever `auto` would pick for floats.
+    assert_eq!(name(&q8, Device::Cpu, WDtype::Auto), "q8");
+    assert_eq!(name(&q8, Device::Gpu, WDtype::Auto), "q8");
+}
+
+#[test]
+fn the_digest_tells_models_apart_and_not_copies() {
+    let a = ModelFiles::from_dir(root().join("tests/fixtures/tiny/mean-erf-norm")).unwrap();
+    let b = ModelFiles::from_dir(root().join("tests/fixtures/tiny/cls-tanh-f16")).unwrap();
+    let (_t, copy) = tiny("mean-erf-norm");
+    let a2 = ModelFiles::from_dir(&copy).unwrap();
+    assert_eq!(a.digest(), a2.digest());
+    assert_ne!(a.digest(), b.digest());
+    edit_weights(&copy, |m| {
+        let w = m.get_mut("encoder.layer.0.output.dense.bias").unwrap();
+        w.2[0] ^= 1;
+    });
+    assert_ne!(a.digest(), ModelFiles::from_dir(&copy).unwrap().digest(), "one flipped bit");
+}
+
+#[test]
+fn chunks_leave_room_for_the_default_prompt() {
+    let (_t, d) = tiny("tokentypes-prompt");
+    edit_json(&d.join("config_sentence_transformers.json"), |v| {
+        v["prompts"]["query"] = "search query: ".into();
+        v["default_prompt_name"] = "query".into();
+    });
+    std::fs::write(d.join("sentence_bert_config.json"), r#"{"max_seq_length": 24}"#).unwrap();
+    let e = cpu_load(&d).unwrap();
+    let text = "the quick brown fox jumps over the lazy dog again and again until it is tired ".repeat(4);
+    let chunks = e.chunks(&text, 1000, 0).unwrap();
+    let prompt = e.tokenize(&["search query: "]).unwrap()[0].ids.len();
+    assert!(chunks.len() > 2, "prompt of {prompt} tokens: {chunks:?}");
+    // Each chunk, with the default prompt, fits without truncation.
+    let strict = EmbedOptions { truncate: false, ..Default::default() };
+    e.embed(&chunks, &strict)
+        .unwrap_or_else(|err| panic!("a chunk did not fit ({prompt}-token prompt, {chunks:?}): {err}"));
+}
