@@ -1,0 +1,238 @@
+//! The wasm-bindgen surface: the only module that knows about JavaScript. The npm package's
+//! JS layer (www/src/index.js) fetches and caches files, queues calls and shapes the API; this
+//! module turns bytes into an [`AnyEmbedder`] and texts into one flat `Float32Array`.
+//!
+//! Every error leaves as a JS `Error` with a stable `code` (see [`Error::code`]); nothing here
+//! unwraps on input from JavaScript. The async calls (`load`, `embed`) return a [`WasmTask`]
+//! that the JS layer polls itself (see [`task`] for why).
+
+mod task;
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{Array, Float32Array, Float64Array, Object, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use crate::ModelFiles;
+use crate::device::{AnyEmbedder, Device, Dtype, LoadOptions};
+use crate::embedder::EmbedOptions;
+use crate::error::Error;
+use crate::index::VectorIndex;
+pub use task::{WasmTask, reinit_after_crash, set_panic_reporter, test_panic_next_embed};
+
+fn js_error(code: &str, message: &str) -> JsValue {
+    let e = js_sys::Error::new(message);
+    let _ = Reflect::set(&e, &"code".into(), &code.into());
+    e.into()
+}
+
+impl From<Error> for JsValue {
+    fn from(e: Error) -> JsValue {
+        js_error(e.code(), &e.to_string())
+    }
+}
+
+fn input_error(message: impl Into<String>) -> JsValue {
+    js_error("INPUT", &message.into())
+}
+
+fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
+    Reflect::get(obj, &key.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn get_string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(v) => v.as_string().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a string"))),
+    }
+}
+
+fn get_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(v) => v.as_bool().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a boolean"))),
+    }
+}
+
+/// A loaded model, on the CPU (wasm) or the GPU (WebGPU).
+#[wasm_bindgen]
+pub struct WasmEmbedder {
+    inner: Rc<AnyEmbedder>,
+    why: String,
+    /// What identifies the vectors (see [`ModelFiles::digest`]), with the dtype in use.
+    digest: String,
+}
+
+#[wasm_bindgen]
+impl WasmEmbedder {
+    /// `files`: an object mapping file names (`config.json`, `1_Pooling/config.json`, …) to
+    /// `Uint8Array`s, copied before this returns. `options`: `{ device: 'auto'|'cpu'|'webgpu',
+    /// dtype: 'auto'|'f32'|'f16'|'q8'|'q4', origin }`. The task's value is the `WasmEmbedder`.
+    pub fn load(files: JsValue, options: JsValue, wake: js_sys::Function) -> Result<WasmTask, JsValue> {
+        if !files.is_object() {
+            return Err(input_error("files must be an object of file name -> Uint8Array"));
+        }
+        let mut map = HashMap::new();
+        for key in Object::keys(files.unchecked_ref::<Object>()).iter() {
+            let name = key.as_string().unwrap_or_default();
+            let value = Reflect::get(&files, &key).map_err(|_| input_error(format!("file `{name}` cannot be read")))?;
+            let bytes = value
+                .dyn_into::<Uint8Array>()
+                .map_err(|_| input_error(format!("file `{name}` must be a Uint8Array")))?;
+            map.insert(name, bytes.to_vec());
+        }
+        let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
+        let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
+        let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
+        let files = ModelFiles::from_map(origin, map);
+        Ok(WasmTask::new(
+            async move {
+                let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
+                let digest = format!("{}-{}", files.digest(), inner.dtype_name());
+                Ok(JsValue::from(WasmEmbedder { inner: Rc::new(inner), why, digest }))
+            },
+            wake,
+        ))
+    }
+
+    /// Embeds `texts` (an array of strings, copied before this returns); the task's value is one
+    /// `Float32Array` of `texts.length * dim` floats. `options`: `{ normalize, batchSize,
+    /// prompt, promptName, truncate }`; `onProgress(done, total)` is called after each wave of
+    /// batches, and between waves the task yields to the event loop.
+    pub fn embed(
+        &self,
+        texts: Array,
+        options: JsValue,
+        on_progress: Option<js_sys::Function>,
+        wake: js_sys::Function,
+    ) -> Result<WasmTask, JsValue> {
+        let mut owned = Vec::with_capacity(texts.length() as usize);
+        for i in 0..texts.length() {
+            let t = Reflect::get_u32(&texts, i).map_err(|_| input_error(format!("text {i} cannot be read")))?;
+            owned.push(t.as_string().ok_or_else(|| input_error(format!("text {i} is not a string")))?);
+        }
+        let mut opts = EmbedOptions::default();
+        if let Some(v) = get(&options, "batchSize") {
+            let n = v.as_f64().filter(|n| *n >= 1.0 && *n <= 1e6 && n.fract() == 0.0);
+            opts.batch_size =
+                n.ok_or_else(|| input_error("batchSize must be a whole number from 1 to 1000000"))? as usize;
+        }
+        opts.normalize = get_bool(&options, "normalize")?;
+        opts.prompt = get_string(&options, "prompt")?;
+        opts.prompt_name = get_string(&options, "promptName")?;
+        if let Some(t) = get_bool(&options, "truncate")? {
+            opts.truncate = t;
+        }
+        let inner = self.inner.clone();
+        Ok(WasmTask::new(
+            async move {
+                let refs: Vec<&str> = owned.iter().map(|s| s.as_str()).collect();
+                let progress = |done: usize, total: usize| {
+                    task::maybe_test_panic();
+                    if let Some(f) = &on_progress {
+                        // A throwing callback is the caller's problem, not a failed embed.
+                        let _ = f.call2(&JsValue::NULL, &(done as f64).into(), &(total as f64).into());
+                    }
+                };
+                let vectors = inner.embed_async(&refs, &opts, progress).await?;
+                let flat: Vec<f32> = vectors.into_iter().flatten().collect();
+                Ok(Float32Array::from(flat.as_slice()).into())
+            },
+            wake,
+        ))
+    }
+
+    /// `text` cut into pieces of at most `max_tokens` tokens sharing `overlap` tokens (capped
+    /// at what the model takes), as an array of strings.
+    pub fn chunks(&self, text: String, max_tokens: u32, overlap: u32) -> Result<Array, JsValue> {
+        let pieces = self.inner.chunks(&text, max_tokens as usize, overlap as usize)?;
+        Ok(pieces.into_iter().map(JsValue::from).collect())
+    }
+
+    /// Bytes of GPU buffers this model holds now (0 on the CPU): for soak tests.
+    #[wasm_bindgen(js_name = gpuBufferBytes)]
+    pub fn gpu_buffer_bytes(&self) -> f64 {
+        self.inner.gpu_buffer_bytes() as f64
+    }
+
+    /// `{ device, adapter, deviceReason, dtype, digest, dim, maxTokens }`.
+    pub fn info(&self) -> Result<JsValue, JsValue> {
+        let o = Object::new();
+        let device = match *self.inner {
+            AnyEmbedder::Cpu(_) => "cpu",
+            AnyEmbedder::Gpu(_) => "webgpu",
+        };
+        Reflect::set(&o, &"device".into(), &device.into())?;
+        Reflect::set(&o, &"adapter".into(), &self.inner.device_name().into())?;
+        Reflect::set(&o, &"deviceReason".into(), &self.why.clone().into())?;
+        // What the weights are stored as: auto resolved for this device, a quantized file's own.
+        Reflect::set(&o, &"dtype".into(), &self.inner.dtype_name().into())?;
+        Reflect::set(&o, &"digest".into(), &self.digest.clone().into())?;
+        Reflect::set(&o, &"dim".into(), &(self.inner.dim() as f64).into())?;
+        Reflect::set(&o, &"maxTokens".into(), &(self.inner.max_tokens() as f64).into())?;
+        Ok(o.into())
+    }
+}
+
+/// The vector index behind the npm package's `SemanticIndex` (see [`crate::index`]).
+#[wasm_bindgen]
+pub struct WasmIndex {
+    inner: VectorIndex,
+}
+
+#[wasm_bindgen]
+impl WasmIndex {
+    /// An empty index: `storage` is 'f32', 'int8' or 'binary'; `model` names the model and
+    /// dtype whose vectors it will hold.
+    #[wasm_bindgen(constructor)]
+    pub fn new(dim: u32, storage: String, model: String) -> Result<WasmIndex, JsValue> {
+        Ok(WasmIndex { inner: VectorIndex::new(dim as usize, storage.parse()?, model)? })
+    }
+
+    /// Adds `labels.length` vectors (`vectors` holds them row by row).
+    pub fn add(&mut self, labels: &[u32], vectors: &[f32]) -> Result<(), JsValue> {
+        Ok(self.inner.add(labels, vectors)?)
+    }
+
+    /// Removes the vectors with these labels; returns how many went.
+    pub fn remove(&mut self, labels: &[u32]) -> u32 {
+        self.inner.remove(&labels.iter().copied().collect()) as u32
+    }
+
+    /// The `k` best matches among labels in `allowed` (all when undefined): a flat array of
+    /// (label, score) pairs, best first.
+    pub fn search(&self, query: &[f32], k: u32, allowed: Option<Vec<u32>>) -> Result<Float64Array, JsValue> {
+        let allowed: Option<std::collections::HashSet<u32>> = allowed.map(|a| a.into_iter().collect());
+        let allow = |l: u32| allowed.as_ref().is_none_or(|a| a.contains(&l));
+        let hits = self.inner.search(query, k as usize, &allow)?;
+        let flat: Vec<f64> = hits.into_iter().flat_map(|(l, s)| [l as f64, s as f64]).collect();
+        Ok(Float64Array::from(flat.as_slice()))
+    }
+
+    pub fn len(&self) -> u32 {
+        self.inner.len() as u32
+    }
+
+    pub fn dim(&self) -> u32 {
+        self.inner.dim() as u32
+    }
+
+    pub fn storage(&self) -> String {
+        self.inner.storage().name().into()
+    }
+
+    pub fn model(&self) -> String {
+        self.inner.model().into()
+    }
+
+    #[wasm_bindgen(js_name = toBytes)]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.inner.to_bytes()
+    }
+
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<WasmIndex, JsValue> {
+        Ok(WasmIndex { inner: VectorIndex::from_bytes(bytes)? })
+    }
+}
