@@ -466,7 +466,15 @@ export async function gatherFiles(src, opts) {
 async function gather(src, opts, control, warn) {
   if (control.failure()) throw control.failure();
   if (src.kind === 'bytes') {
-    const files = { ...(src.files ?? {}) };
+    if (!src.files || typeof src.files !== 'object') {
+      throw new WembedError('INPUT', '{ files } must map file names to Uint8Arrays');
+    }
+    let files;
+    try {
+      files = { ...src.files };
+    } catch (e) {
+      throw new WembedError('INPUT', `the files could not be read: ${e?.message ?? e}`, { cause: e });
+    }
     if (files['modules.json'] instanceof Uint8Array) modulePaths(files['modules.json']);
     return files;
   }

@@ -426,7 +426,9 @@ export class SemanticIndex {
     try {
       inner = WasmIndex.fromBytes(data.subarray(12 + len));
     } catch (e) {
-      throw wrap(e);
+      // Everything read here is bytes: what the vector index calls bad input is a bad file.
+      const err = wrap(e);
+      throw err.code === 'INPUT' ? new WembedError('BAD_FILE', `not a readable wembed index (${err.message})`, { cause: err }) : err;
     }
     try {
       const got = parseKey(inner.model());
