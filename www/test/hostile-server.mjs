@@ -60,7 +60,7 @@ export async function hostileHub(models) {
   async function respond(socket, target, headers) {
     requests.push(target);
     const send = (status, extra, body) => {
-      const lines = [`HTTP/1.1 ${status}`, 'connection: close', 'access-control-allow-origin: *', ...extra];
+      const lines = [`HTTP/1.1 ${status}`, 'connection: close', 'access-control-allow-origin: *', 'access-control-expose-headers: x-repo-commit', ...extra];
       socket.write(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
       if (body) socket.write(body);
     };
