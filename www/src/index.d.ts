@@ -10,16 +10,46 @@ export interface ProgressEvent {
   cached: boolean;
 }
 
+/** Something that went wrong without failing the load, e.g. a full cache (the model loads, uncached). */
+export interface LoadWarning {
+  /** The file concerned, or "cache". */
+  file: string;
+  warning: string;
+}
+
+/** The parts of the Cache API wembed uses; pass one to test or to keep models elsewhere. */
+export interface CacheLike {
+  match(url: string): Promise<Response | undefined>;
+  put(url: string, response: Response): Promise<void>;
+  delete(url: string): Promise<boolean>;
+}
+export interface CacheStorageLike {
+  open(name: string): Promise<CacheLike>;
+  delete(name: string): Promise<boolean>;
+}
+
 export interface LoadOptions {
   device?: Device;
   dtype?: Dtype;
-  onProgress?: (event: ProgressEvent) => void;
+  /** Download progress, and warnings ({ file, warning }) such as a cache that is full. */
+  onProgress?: (event: ProgressEvent | LoadWarning) => void;
   /** Base URL of a Hugging Face-style hub: files at {hubBase}/{id}/resolve/{revision}/{file}. */
   hubBase?: string;
   revision?: string;
-  /** Cache fetched files (Cache API) so later loads work offline. Default true. */
-  cache?: boolean;
+  /**
+   * Cache fetched files so later loads work offline: true (default, the Cache API), false, or
+   * a CacheStorage / Cache of your own. A model's files are cached as one set or not at all.
+   */
+  cache?: boolean | CacheStorageLike | CacheLike;
   fetch?: typeof fetch;
+  /** Stops the load; it rejects with code 'ABORTED'. */
+  signal?: AbortSignal;
+  /** Milliseconds for getting all files (default: no limit); past it, code 'FETCH'. */
+  timeout?: number;
+  /** Milliseconds a download may go without data (default 30000); past it, code 'FETCH'. */
+  stallTimeout?: number;
+  /** Largest file accepted, in bytes (default 4 GiB); a longer download stops with 'FETCH'. */
+  maxFileBytes?: number;
   /** Where wembed_bg.wasm is (URL or bytes), for bundlers that do not copy it (esbuild). */
   wasm?: string | URL | BufferSource;
 }
@@ -53,7 +83,7 @@ export interface EmbedderInfo {
 export type ModelSource = string | URL | Map<string, Uint8Array> | { files: Record<string, Uint8Array> };
 
 export class WembedError extends Error {
-  /** IO, BAD_FILE, BAD_WEIGHTS, UNSUPPORTED, INPUT, TOKENIZER, BACKEND, FETCH, WASM_LOAD, DISPOSED, MODEL_MISMATCH, INTERNAL */
+  /** IO, BAD_FILE, BAD_WEIGHTS, UNSUPPORTED, INPUT, TOKENIZER, BACKEND, FETCH, ABORTED, WASM_LOAD, DISPOSED, MODEL_MISMATCH, INTERNAL */
   code: string;
 }
 
@@ -101,6 +131,7 @@ export interface SearchResults extends Array<SearchResult> {
 }
 
 export interface SearchOptions {
+  /** How many chunks (default 10); any number >= 1, Infinity included: beyond the index, all of it. */
   k?: number;
   /** Metadata equality ({ key: value }) or a predicate. */
   filter?: Record<string, unknown> | ((metadata: Record<string, unknown>, id: string) => boolean);
@@ -115,7 +146,8 @@ export class SemanticIndex {
   static delete(name: string): Promise<void>;
   readonly size: number;
   readonly chunkCount: number;
-  readonly info: Required<IndexOptions> & { model: string; dtype: string; documents: number; chunks: number };
+  /** `digest` identifies the weights that built the vectors (null for indexes of older versions). */
+  readonly info: Required<IndexOptions> & { model: string; dtype: string; digest: string | null; documents: number; chunks: number };
   has(id: string): boolean;
   add(docs: string | IndexDocument | Array<string | IndexDocument>, options?: { onProgress?: (done: number, total: number) => void }): Promise<string[]>;
   remove(id: string): boolean;
@@ -125,5 +157,6 @@ export class SemanticIndex {
   dispose(): void;
 }
 
-export function isCached(source: ModelSource, options?: Pick<LoadOptions, 'hubBase' | 'revision'>): Promise<boolean>;
-export function clearCache(): Promise<boolean>;
+/** Whether the whole file set of `source` is cached (so it loads offline). */
+export function isCached(source: ModelSource, options?: Pick<LoadOptions, 'hubBase' | 'revision' | 'cache'>): Promise<boolean>;
+export function clearCache(options?: { cache?: CacheStorageLike }): Promise<boolean>;
