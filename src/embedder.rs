@@ -112,6 +112,8 @@ impl<B: Backend> Embedder<B> {
             None => 1,
         };
         let room = self.tokenizer.max_seq_length().saturating_sub(lead + 1).max(1);
+        // A size cut down to the model's room takes the overlap down with it.
+        let overlap = if max_tokens > room { overlap.min(room - 1) } else { overlap };
         self.tokenizer.chunks(text, max_tokens.min(room), overlap)
     }
 

@@ -50,8 +50,11 @@ impl TextTokenizer {
     pub fn from_files(files: &ModelFiles, sentence: &SentenceConfig) -> Result<Self> {
         let name = "tokenizer.json";
         let bytes = files.require(name)?;
-        let mut inner =
-            Tokenizer::from_bytes(bytes).map_err(|e| Error::bad_file(format!("{}/{name}", files.origin()), e))?;
+        let bad = |e: &dyn std::fmt::Display| Error::bad_file(format!("{}/{name}", files.origin()), e);
+        // JSON first: the tokenizers crate panics on some malformed files (a truncated decoder
+        // section) instead of returning its error.
+        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+        let mut inner: Tokenizer = serde_json::from_value(json).map_err(|e| bad(&e))?;
         let mut whole = inner.clone();
         whole.with_padding(None::<PaddingParams>);
         whole.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;

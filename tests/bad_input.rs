@@ -350,3 +350,16 @@ fn quantizing_a_quantized_file_is_refused() {
     let err = wembed::weights::quantize_file(&q8, wembed::weights::FileDtype::Q8_0, "tiny").unwrap_err();
     assert!(err.to_string().contains("already quantized"), "{err}");
 }
+
+#[test]
+fn truncated_tokenizer_json_is_a_bad_file_at_every_cut() {
+    // The tokenizers crate panicked on some of these (a cut inside the decoder section, found
+    // by the npm package's hostile-input corpus) instead of returning its error.
+    let (_t, d) = tiny_copy();
+    let full = std::fs::read(d.join("tokenizer.json")).unwrap();
+    for cut in (0..full.len()).step_by(97).chain([2706.min(full.len() - 1)]) {
+        std::fs::write(d.join("tokenizer.json"), &full[..cut]).unwrap();
+        let err = fails_with(&d, &["tokenizer.json"]);
+        assert_eq!(err.code(), "BAD_FILE", "cut at {cut}: {err}");
+    }
+}
