@@ -13,7 +13,7 @@ export { isCached, clearCache } from './files.js';
 
 const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
-  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'cacheStorage',
+  'signal', 'timeout', 'stallTimeout', 'maxFileBytes',
 ];
 const EMBED_OPTIONS = ['normalize', 'batchSize', 'prompt', 'promptName', 'truncate', 'output', 'onProgress'];
 

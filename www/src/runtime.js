@@ -15,7 +15,8 @@ let crashed = false;
 let lastPanic = null;
 
 function reportPanic(message) {
-  lastPanic = String(message);
+  // One line: Rust's panic message puts the location on a line of its own.
+  lastPanic = String(message).replace(/\s*\n\s*/g, ' ');
 }
 
 /** Loads the wasm module once: from `wasm` (a URL or bytes) if given, else from beside this file. */
