@@ -1,11 +1,13 @@
 // wembed: sentence embeddings in the browser (WebGPU or wasm) and in Node (wasm), equal to
 // sentence-transformers. This layer finds, streams and caches the model files, queues calls
-// and turns errors into WembedError; the numerics live in the wasm module (../pkg).
+// and turns errors into WembedError; the numerics live in the wasm module (../pkg). On the CPU
+// the model runs in workers (pool.js, worker.js) unless `workers: 0` asks for this thread.
 
 import { WasmEmbedder, __testPanicNextEmbed } from '../pkg/wembed.js';
-import { WembedError } from './common.js';
+import { WembedError, isNode } from './common.js';
 import { resolveSource, gatherFiles } from './files.js';
 import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes } from './runtime.js';
+import { WorkerPool, workerCount, wasmForWorker } from './pool.js';
 
 export { WembedError } from './common.js';
 export { SemanticIndex } from './search.js';
@@ -13,7 +15,7 @@ export { isCached, clearCache } from './files.js';
 
 const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
-  'signal', 'timeout', 'stallTimeout', 'maxFileBytes',
+  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl',
 ];
 const EMBED_OPTIONS = ['normalize', 'batchSize', 'prompt', 'promptName', 'truncate', 'output', 'onProgress'];
 
@@ -69,6 +71,45 @@ function readTexts(texts) {
 const disposedError = () => new WembedError('DISPOSED', 'this Embedder was disposed; load the model again');
 const crashedError = () =>
   new WembedError('INTERNAL', 'wembed restarted its wasm module after an internal error; load the model again');
+const poolGoneError = () =>
+  new WembedError('INTERNAL', "every worker of this model crashed (an internal error in wembed's wasm module); load the model again");
+
+/** Pools alive now, for the test hook that arms them all. */
+const livePools = new Set();
+/** Embedder -> its pool, for the test hook. */
+const poolOf = new WeakMap();
+
+/** Whether the page has a WebGPU adapter (device 'auto' then tries it on this thread). */
+async function hasGpuAdapter() {
+  if (isNode || !globalThis.navigator?.gpu) return false;
+  try {
+    return !!(await navigator.gpu.requestAdapter());
+  } catch {
+    return false;
+  }
+}
+
+const totalBytes = (files) => Object.values(files).reduce((n, b) => n + (b?.byteLength ?? 0), 0);
+const mib = (bytes) => `${(bytes / 1024 ** 2).toFixed(bytes < 1024 ** 2 ? 2 : 0)} MiB`;
+
+/**
+ * A model on the calling thread built without awaiting: the CPU load path never waits on
+ * anything (no device, no fetch), so its task finishes within a few polls.
+ */
+function loadNow(files, options) {
+  const task = WasmEmbedder.load(files, options, () => {});
+  try {
+    for (let i = 0; !task.poll(); i++) {
+      if (i > 1e6) throw new WembedError('INTERNAL', 'wembed: a CPU load kept waiting');
+    }
+  } catch (e) {
+    if (!(e instanceof WebAssembly.RuntimeError)) task.free();
+    throw fromWasm(e);
+  }
+  const inner = task.result();
+  task.free();
+  return inner;
+}
 
 /** A loaded sentence-embedding model. */
 export class Embedder {
@@ -77,11 +118,21 @@ export class Embedder {
   #generation;
   #queue = Promise.resolve();
   #disposed = false;
+  /** On workers: the pool, and what chunks() builds its tokenizer from on first use. */
+  #pool = null;
+  #chunkFrom = null;
+  #chunker = null;
 
-  constructor(inner, info, generation) {
+  constructor(inner, info, generation, pool, chunkFrom) {
     this.#inner = inner;
     this.#info = info;
     this.#generation = generation;
+    if (pool) {
+      this.#pool = pool;
+      this.#chunkFrom = chunkFrom;
+      livePools.add(pool);
+      poolOf.set(this, pool);
+    }
   }
 
   /**
@@ -91,7 +142,9 @@ export class Embedder {
    * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('auto' default: f32 on the CPU, f16 on
    * WebGPU; 'f32' | 'f16' | 'q8' | 'q4'), onProgress({file, loaded, total, cached}), hubBase,
    * revision, cache (default true), fetch, signal (AbortSignal), timeout (ms), wasm (URL or
-   * bytes of wembed_bg.wasm, for bundlers that do not copy it).
+   * bytes of wembed_bg.wasm, for bundlers that do not copy it), workers ('auto' default: the
+   * CPU path runs in that many workers, each with its own copy of the weights; 0: on the
+   * calling thread), workerUrl (where worker.js is, for bundlers that do not bundle it).
    */
   static async load(source, options) {
     const opts = readOptions(options, LOAD_OPTIONS, 'load');
@@ -100,35 +153,75 @@ export class Embedder {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) {
       throw new WembedError('INPUT', `device "${String(device)}": choose auto, webgpu or cpu`);
     }
+    const workers = opts.workers ?? 'auto';
+    if (workers !== 'auto') await workerCount(workers, 0); // checks the value before any download
+    if (opts.workerUrl !== undefined && typeof opts.workerUrl !== 'string' && !(opts.workerUrl instanceof URL)) {
+      throw new WembedError('INPUT', 'workerUrl must be a string or a URL');
+    }
     await ensureWasm(opts.wasm);
     const gathered = await gatherFiles(src, opts);
     const files = gathered.files ?? gathered;
     const warnings = gathered.warnings ?? [];
+    const dtype = opts.dtype ?? 'auto';
+    const count = device === 'webgpu' ? 0 : await workerCount(workers, totalBytes(files));
+    // 'auto' with an adapter tries the GPU here first (WebGPU stays on the calling thread).
+    const here = count === 0 || (device === 'auto' && (await hasGpuAdapter()));
+    let inner = null;
+    let info = null;
     const generation = currentGeneration();
-    const inner = await runTask((wake) =>
-      WasmEmbedder.load(files, { device, dtype: opts.dtype ?? 'auto', origin: src.label }, wake),
-    );
-    let info;
-    try {
-      info = { ...inner.info(), model: src.label, warnings };
-    } catch (e) {
-      throw fromWasm(e);
+    if (here) {
+      inner = await runTask((wake) => WasmEmbedder.load(files, { device, dtype, origin: src.label }, wake));
+      try {
+        info = { ...inner.info(), model: src.label, warnings, workers: 0, workerMemoryNote: null };
+      } catch (e) {
+        throw fromWasm(e);
+      }
+      if (count === 0 || info.device !== 'cpu') return new Embedder(inner, info, generation);
     }
-    return new Embedder(inner, info, generation);
+    // The CPU path, in workers. A main-thread model that 'auto' already built stays for chunks().
+    let workerUrl = opts.workerUrl;
+    if (workerUrl !== undefined && !isNode) workerUrl = new URL(String(workerUrl), globalThis.location?.href).href;
+    const pool = await WorkerPool.start(count, {
+      files,
+      options: { device: inner ? 'cpu' : device, dtype, origin: src.label },
+      wasm: wasmForWorker(opts.wasm),
+      url: workerUrl,
+    });
+    const bytes = totalBytes(files);
+    const poolInfo = {
+      ...pool.info,
+      ...(info ? { deviceReason: info.deviceReason } : {}),
+      model: src.label,
+      warnings,
+      workers: count,
+      workerMemoryNote:
+        `each of the ${count} worker${count === 1 ? '' : 's'} holds its own copy of the model ` +
+        `(its files are ${mib(bytes)}): without cross-origin isolation workers share no memory; ` +
+        'this thread keeps the files too, for chunks()',
+    };
+    const chunkFrom = { files, dtype, origin: src.label, inner, generation };
+    return new Embedder(null, poolInfo, generation, pool, chunkFrom);
   }
 
   /**
    * { device: 'webgpu' | 'cpu', adapter, deviceReason, dtype (what the weights are stored as),
-   * digest (identifies the weights and dtype), dim, maxTokens, model, warnings }.
+   * digest (identifies the weights and dtype), dim, maxTokens, model, warnings, workers (how
+   * many workers run the model now; 0: the calling thread), workerMemoryNote }.
    */
   get info() {
-    return { ...this.#info, warnings: [...this.#info.warnings] };
+    const info = { ...this.#info, warnings: [...this.#info.warnings] };
+    if (this.#pool) info.workers = this.#pool.size;
+    return info;
   }
 
   /** Throws unless this embedder can still be used. */
   #live() {
     if (this.#disposed) throw disposedError();
-    if (this.#generation !== currentGeneration()) throw crashedError();
+    if (this.#pool) {
+      if (this.#pool.size === 0) throw poolGoneError();
+    } else if (this.#generation !== currentGeneration()) {
+      throw crashedError();
+    }
   }
 
   /**
@@ -157,10 +250,17 @@ export class Embedder {
     }
     const { output, onProgress, ...rest } = opts;
     const inner = this.#inner;
+    const pool = this.#pool;
+    const dim = this.#info.dim;
     const run = async () => {
-      if (this.#generation !== currentGeneration()) throw crashedError();
-      const flat = await runTask((wake) => inner.embed(list, rest, onProgress, wake));
-      const dim = this.#info.dim;
+      let flat;
+      if (pool) {
+        if (pool.size === 0) throw poolGoneError();
+        flat = await pool.embed(list, rest, onProgress, dim);
+      } else {
+        if (this.#generation !== currentGeneration()) throw crashedError();
+        flat = await runTask((wake) => inner.embed(list, rest, onProgress, wake));
+      }
       if (output === 'matrix') return { data: flat, dim, count: list.length };
       return Array.from({ length: list.length }, (_, i) => flat.subarray(i * dim, (i + 1) * dim));
     };
@@ -183,10 +283,31 @@ export class Embedder {
       }
     }
     try {
-      return this.#inner.chunks(text, maxTokens, overlap);
+      return this.#tokenizerModel().chunks(text, maxTokens, overlap);
     } catch (e) {
       throw fromWasm(e);
     }
+  }
+
+  /**
+   * The model chunks() tokenizes with. On workers it is a copy on this thread, built from the
+   * kept files on the first call (chunks() is synchronous and its callers, SemanticIndex.add
+   * among them, rely on that; the wasm API has no tokenizer-only load): a page that never
+   * calls chunks() pays for the files, not for a fourth copy of the weights in wasm memory.
+   */
+  #tokenizerModel() {
+    if (!this.#pool) return this.#inner;
+    const from = this.#chunkFrom;
+    if (from.inner && from.generation === currentGeneration()) return from.inner;
+    if (currentGeneration() < 0) {
+      // This thread's instance crashed (another model's panic) and is replaced at the next
+      // await; chunks() cannot wait for it.
+      ensureWasm().catch(() => {});
+      throw new WembedError('INTERNAL', "wembed's wasm module on this thread is restarting after an internal error; call chunks() again");
+    }
+    from.generation = currentGeneration();
+    from.inner = loadNow(from.files, { device: 'cpu', dtype: from.dtype, origin: from.origin });
+    return from.inner;
   }
 
   /**
@@ -195,7 +316,8 @@ export class Embedder {
    */
   memoryUsage() {
     this.#live();
-    return { wasmBytes: wasmMemoryBytes(), gpuBufferBytes: this.#inner.gpuBufferBytes() };
+    if (this.#pool) return { wasmBytes: wasmMemoryBytes(), gpuBufferBytes: 0, workerWasmBytes: this.#pool.wasmBytes };
+    return { wasmBytes: wasmMemoryBytes(), gpuBufferBytes: this.#inner.gpuBufferBytes(), workerWasmBytes: 0 };
   }
 
   /** Frees the model's memory (wasm and GPU) once queued calls finish. Later calls fail with 'DISPOSED'. */
@@ -204,18 +326,36 @@ export class Embedder {
     this.#disposed = true;
     const inner = this.#inner;
     const generation = this.#generation;
+    const pool = this.#pool;
+    const from = this.#chunkFrom;
     this.#queue.then(() => {
-      if (generation === currentGeneration()) inner.free();
+      if (pool) {
+        pool.terminate();
+        livePools.delete(pool);
+        if (from.inner && from.generation === currentGeneration()) from.inner.free();
+        from.inner = null;
+        from.files = null;
+      } else if (generation === currentGeneration()) {
+        inner.free();
+      }
     });
   }
 }
 
 /**
  * Hooks for wembed's own tests; not part of the API.
- * panicNextEmbed(): the next embed() panics inside the wasm module after its first batch.
+ * panicNextEmbed(embedder?, worker?): the next embed() panics inside the wasm module after its
+ * first batch: in `embedder`'s workers (all, or the one at index `worker`); without an
+ * embedder, in every live pool's workers, or on this thread when there is none. The flag
+ * lives in each wasm instance, so a worker is armed by a message (ordered before the next
+ * call's); the returned promise settles once the workers have it.
  */
 export const __testing = {
-  panicNextEmbed() {
+  panicNextEmbed(embedder, worker) {
+    const pool = embedder === undefined ? null : poolOf.get(embedder);
+    if (pool) return pool.panicNextEmbed(worker);
+    if (embedder === undefined && livePools.size > 0) return Promise.all([...livePools].map((p) => p.panicNextEmbed()));
     __testPanicNextEmbed();
+    return Promise.resolve();
   },
 };

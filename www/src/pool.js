@@ -1,0 +1,321 @@
+// The CPU path off the calling thread: a few workers (worker.js), each with its own wasm
+// instance and its own copy of the model (a page that is not cross-origin isolated has no
+// shared memory). One embed() call is cut into pieces of whole batches, longest texts first,
+// and each worker takes the next piece when it is free; the rows come back in input order.
+// A text's vector does not depend on the batch it ran in (batches are packed, not padded), so
+// the result is the calling thread's, bit for bit.
+
+import { WembedError, isNode, nodeModule } from './common.js';
+
+const MAX_AUTO_WORKERS = 4;
+const DEFAULT_BATCH = 32;
+
+/** Cores to use besides the calling thread's, in the browser or in Node. */
+async function cores() {
+  if (isNode) {
+    const os = await nodeModule('os');
+    return typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+  }
+  return globalThis.navigator?.hardwareConcurrency ?? 2;
+}
+
+/** Bytes of memory the workers may take together: a share of what the machine has. */
+async function memoryBudget() {
+  if (isNode) {
+    const os = await nodeModule('os');
+    return os.freemem() / 2;
+  }
+  // navigator.deviceMemory (Chromium) is in GiB, rounded and capped at 8; a quarter of it.
+  return ((globalThis.navigator?.deviceMemory ?? 4) * 1024 ** 3) / 4;
+}
+
+/**
+ * How many workers `workers` asks for: 'auto' is the cores less one for the page (at least
+ * one, at most four), fewer when each worker's copy of the model (`modelBytes`) would not fit
+ * the memory budget.
+ */
+export async function workerCount(workers, modelBytes) {
+  if (workers === 'auto' || workers === undefined) {
+    // A worker holds the file bytes while it loads and the weights after: about twice the files.
+    const perWorker = Math.max(1, 2 * modelBytes);
+    const byMemory = Math.floor((await memoryBudget()) / perWorker);
+    return Math.max(1, Math.min(MAX_AUTO_WORKERS, (await cores()) - 1, byMemory));
+  }
+  if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
+    throw new WembedError('INPUT', `workers ${String(workers)}: give 'auto', 0 (the calling thread) or a whole number up to 64`);
+  }
+  return workers;
+}
+
+/** The wasm option as something a worker can use: relative URLs resolved against the page. */
+export function wasmForWorker(wasm) {
+  if (wasm === undefined || wasm === null) return undefined;
+  if (wasm instanceof URL) return wasm.href;
+  if (typeof wasm === 'string') {
+    const base = globalThis.location?.href;
+    return base ? new URL(wasm, base).href : wasm;
+  }
+  return wasm; // bytes or a WebAssembly.Module: both survive structured clone
+}
+
+const workerError = (message) => new WembedError('INTERNAL', message);
+
+/** One worker and the calls waiting on it. */
+class Slot {
+  #worker;
+  #node;
+  #pending = new Map();
+  #next = 0;
+  dead = false;
+  wasmBytes = 0;
+
+  constructor(worker, node) {
+    this.#worker = worker;
+    this.#node = node;
+    const onMessage = (msg) => this.#message(msg);
+    const onDeath = (why) => this.#die(why);
+    if (node) {
+      worker.on('message', onMessage);
+      worker.on('error', (e) => onDeath(`a worker failed: ${e?.message ?? e}`));
+      worker.on('exit', (code) => onDeath(`a worker exited (code ${code})`));
+      worker.unref();
+    } else {
+      worker.onmessage = (e) => onMessage(e.data);
+      worker.onerror = (e) => {
+        e.preventDefault?.();
+        onDeath(`a worker failed: ${e.message ?? 'script error (could its file be loaded?)'}`);
+      };
+      worker.onmessageerror = () => onDeath('a worker sent a message that could not be read');
+    }
+  }
+
+  static async start(url) {
+    if (isNode) {
+      const { Worker } = await nodeModule('worker_threads');
+      // Through a variable: bundlers would otherwise copy worker.js as a raw asset for a
+      // branch the browser never takes.
+      const file = './worker.js';
+      return new Slot(new Worker(url ?? new URL(file, import.meta.url)), true);
+    }
+    const worker = url
+      ? new Worker(url, { type: 'module' })
+      : new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    return new Slot(worker, false);
+  }
+
+  /** Sends `msg`; resolves with the worker's value, rejects with its error as a WembedError. */
+  call(msg, onProgress) {
+    if (this.dead) return Promise.reject(workerError('wembed: this worker has stopped'));
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject, onProgress });
+      // A call in flight keeps Node alive; an idle pool does not.
+      if (this.#node && this.#pending.size === 1) this.#worker.ref();
+      try {
+        this.#worker.postMessage({ ...msg, id });
+      } catch (e) {
+        this.#settle(id);
+        reject(new WembedError('INPUT', `cannot send this call to a worker: ${e?.message ?? e}`, { cause: e }));
+      }
+    });
+  }
+
+  #settle(id) {
+    const p = this.#pending.get(id);
+    this.#pending.delete(id);
+    if (this.#node && this.#pending.size === 0 && !this.dead) this.#worker.unref();
+    return p;
+  }
+
+  #message(msg) {
+    if (typeof msg?.wasmBytes === 'number') this.wasmBytes = msg.wasmBytes;
+    if (msg?.progress !== undefined) {
+      this.#pending.get(msg.id)?.onProgress?.(msg.progress);
+      return;
+    }
+    const p = this.#settle(msg.id);
+    if (!p) return;
+    if (msg.error) {
+      if (msg.error.crashed) this.#die(null);
+      const e = new WembedError(msg.error.code, msg.error.message);
+      if (msg.error.crashed) e.crashed = true;
+      p.reject(e);
+    } else {
+      p.resolve(msg.value);
+    }
+  }
+
+  #die(why) {
+    if (this.dead) return;
+    this.dead = true;
+    this.terminate();
+    for (const [id, p] of [...this.#pending]) {
+      this.#pending.delete(id);
+      const e = workerError(`wembed: ${why}; load the model again if this keeps happening`);
+      e.crashed = true;
+      p.reject(e);
+    }
+  }
+
+  terminate() {
+    this.dead = true;
+    try {
+      this.#worker.terminate();
+    } catch {
+      // already gone
+    }
+  }
+}
+
+/** "text 3 ..." of a piece's error, renumbered to the caller's index. */
+function renumber(message, piece) {
+  return message.replace(/\btext (\d+)\b/, (m, i) => (piece[i] === undefined ? m : `text ${piece[i]}`));
+}
+
+/** Workers that each hold the model, and how one call is spread over them. */
+export class WorkerPool {
+  #slots;
+  #load; // { files, options, wasm, url } to start a replacement
+  info;
+
+  constructor(slots, load, info) {
+    this.#slots = slots;
+    this.#load = load;
+    this.info = info;
+  }
+
+  /**
+   * Starts `count` workers and loads the model in each: `files` (name -> Uint8Array, copied to
+   * each), `options` ({ device: 'cpu', dtype, origin }), `wasm` (see wasmForWorker), `url`
+   * (the worker script, when the bundler needs it given).
+   */
+  static async start(count, load) {
+    const slots = [];
+    try {
+      const infos = await Promise.all(
+        Array.from({ length: count }, async () => {
+          const slot = await Slot.start(load.url);
+          slots.push(slot);
+          return WorkerPool.#loadIn(slot, load);
+        }),
+      );
+      return new WorkerPool(slots, load, infos[0]);
+    } catch (e) {
+      for (const s of slots) s.terminate();
+      throw e;
+    }
+  }
+
+  static #loadIn(slot, load) {
+    return slot.call({ type: 'load', files: load.files, options: load.options, wasm: load.wasm });
+  }
+
+  /** Workers alive now. */
+  get size() {
+    return this.#slots.filter((s) => !s.dead).length;
+  }
+
+  /** Bytes of wasm memory the workers last reported, together. */
+  get wasmBytes() {
+    return this.#slots.reduce((sum, s) => sum + s.wasmBytes, 0);
+  }
+
+  /** Replaces workers that crashed; one that cannot be replaced is dropped. */
+  async #heal() {
+    const dead = this.#slots.filter((s) => s.dead);
+    if (dead.length === 0) return;
+    this.#slots = this.#slots.filter((s) => !s.dead);
+    await Promise.all(
+      dead.map(async () => {
+        let slot = null;
+        try {
+          slot = await Slot.start(this.#load.url);
+          await WorkerPool.#loadIn(slot, this.#load);
+          this.#slots.push(slot);
+        } catch {
+          slot?.terminate();
+        }
+      }),
+    );
+    if (this.#slots.length === 0) {
+      throw workerError('wembed: every worker of this model crashed and none could be restarted; load the model again');
+    }
+  }
+
+  /**
+   * Embeds `texts` (an array of strings) with `options` over the workers: one Float32Array of
+   * texts.length * dim floats, in input order. `onProgress(done, total)` sums the workers'.
+   */
+  async embed(texts, options, onProgress, dim) {
+    await this.#heal();
+    const slots = this.#slots.filter((s) => !s.dead);
+    const n = texts.length;
+    if (n === 0) {
+      // Still one call, so bad options are an error as on the calling thread.
+      await slots[0].call({ type: 'embed', texts: [], options });
+      return new Float32Array(0);
+    }
+    const batch = Number.isInteger(options.batchSize) && options.batchSize >= 1 ? options.batchSize : DEFAULT_BATCH;
+    const size = Math.max(1, Math.min(batch, Math.ceil(n / slots.length)));
+    // Longest first (characters stand in for tokens), so the last pieces are the short ones.
+    const order = Array.from({ length: n }, (_, i) => i).sort((a, b) => texts[b].length - texts[a].length || a - b);
+    const pieces = [];
+    for (let i = 0; i < n; i += size) pieces.push(order.slice(i, i + size));
+
+    const out = new Float32Array(n * dim);
+    let next = 0;
+    let completed = 0;
+    const partial = new Map();
+    let failure = null;
+    const report = () => {
+      if (!onProgress) return;
+      let done = completed;
+      for (const d of partial.values()) done += d;
+      try {
+        onProgress(done, n);
+      } catch {
+        // A throwing callback is the caller's problem, not a failed embed.
+      }
+    };
+    const worker = async (slot) => {
+      while (!failure && !slot.dead && next < pieces.length) {
+        const k = next++;
+        const piece = pieces[k];
+        try {
+          const flat = await slot.call({ type: 'embed', texts: piece.map((i) => texts[i]), options }, (done) => {
+            partial.set(k, done);
+            report();
+          });
+          piece.forEach((i, row) => out.set(flat.subarray(row * dim, (row + 1) * dim), i * dim));
+          partial.delete(k);
+          completed += piece.length;
+        } catch (e) {
+          partial.delete(k);
+          const err = e instanceof WembedError ? e : new WembedError('INTERNAL', String(e?.message ?? e));
+          const renumbered = new WembedError(err.code, renumber(err.message, piece));
+          // The first text's error wins, as on the calling thread; a crash wins over all.
+          const first = Number(/\btext (\d+)\b/.exec(renumbered.message)?.[1] ?? Infinity);
+          if (!failure || (err.crashed && !failure.crashed) || (!failure.crashed && first < failure.first)) {
+            failure = { error: renumbered, first, crashed: !!err.crashed };
+          }
+        }
+      }
+    };
+    // Every worker finishes what it has before the call settles: the next call starts clean.
+    await Promise.all(slots.map(worker));
+    if (failure) throw failure.error;
+    if (completed < n) throw workerError('wembed: the workers stopped before the call finished; load the model again');
+    return out;
+  }
+
+  /** Test hook: the next embed panics inside worker `index` (every worker when undefined). */
+  async panicNextEmbed(index) {
+    const slots = this.#slots.filter((s) => !s.dead);
+    await Promise.all(slots.filter((_, i) => index === undefined || i === index).map((s) => s.call({ type: 'panicNextEmbed' })));
+  }
+
+  terminate() {
+    for (const s of this.#slots) s.terminate();
+    this.#slots = [];
+  }
+}
