@@ -95,7 +95,9 @@ class Slot {
       // Through a variable: bundlers would otherwise copy worker.js as a raw asset for a
       // branch the browser never takes.
       const file = './worker.js';
-      return new Slot(new Worker(url ?? new URL(file, import.meta.url)), true);
+      // A worker inherits Node's flags, and refuses --input-type (node --input-type=module -e).
+      const execArgv = process.execArgv.filter((a, i, all) => !a.startsWith('--input-type') && all[i - 1] !== '--input-type');
+      return new Slot(new Worker(url ?? new URL(file, import.meta.url), { execArgv }), true);
     }
     const worker = url
       ? new Worker(url, { type: 'module' })

@@ -1,0 +1,307 @@
+// The CPU path in workers (issue 11), in Node (worker_threads) and in headless Chromium
+// (module Web Workers): results equal to the calling thread's bit for bit and in input order
+// with 2 and 3 workers, progress summed over the workers, errors with their codes across
+// workers, a worker's panic, dispose, Node not kept alive by idle workers, and a page that
+// keeps painting during a 1,000-text embed. all-MiniLM-L6-v2 once, against PyTorch.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { chromium } from 'playwright-core';
+
+import { Embedder, __testing } from '../src/index.js';
+import { appServer, hubServer, close, url } from './server.mjs';
+import { cosine, rejectsWith } from './util.mjs';
+
+const www = fileURLToPath(new URL('../', import.meta.url));
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const TINY = join(root, 'tests/fixtures/tiny/mean-erf-norm');
+const PROMPTED = join(root, 'tests/fixtures/tiny/tokentypes-prompt');
+const TINY_ID = 'tiny/mean-erf-norm';
+const MINILM = join(root, 'assets/models/all-MiniLM-L6-v2');
+
+/** Texts of 1 to 40 words in a scrambled order of lengths, each one distinct. */
+const mixed = (n, seed = 1) =>
+  Array.from({ length: n }, (_, i) => 'word '.repeat(1 + ((i * 7 + seed) % 40)) + `text ${i}`);
+
+/** The largest difference between two lists of vectors (Infinity when their shapes differ). */
+function maxDiff(a, b) {
+  if (a.length !== b.length) return Infinity;
+  let d = 0;
+  a.forEach((v, i) => {
+    if (v.length !== b[i].length) d = Infinity;
+    for (let j = 0; j < v.length; j++) d = Math.max(d, Math.abs(v[j] - b[i][j]));
+  });
+  return d;
+}
+
+/** The error a promise rejects with, as { code, message } (null when it resolves). */
+const failure = (p) => p.then(() => null, (e) => ({ code: e.code, message: e.message }));
+
+test('Node: 2 and 3 workers give the calling thread\'s vectors bit for bit, in input order', async () => {
+  const texts = mixed(100);
+  const here = await Embedder.load(TINY, { device: 'cpu', workers: 0 });
+  assert.equal(here.info.workers, 0);
+  const want = await here.embed(texts, { batchSize: 8 });
+  for (const workers of [2, 3]) {
+    const e = await Embedder.load(TINY, { device: 'cpu', workers });
+    assert.equal(e.info.workers, workers);
+    assert.match(e.info.workerMemoryNote, new RegExp(`each of the ${workers} workers holds its own copy`));
+    assert.equal(e.info.digest, here.info.digest);
+    const progress = [];
+    const got = await e.embed(texts, { batchSize: 8, onProgress: (d, t) => progress.push([d, t]) });
+    assert.equal(maxDiff(got, want), 0, `${workers} workers`);
+    assert.deepEqual(progress.at(-1), [100, 100]);
+    assert.ok(progress.every(([d], i) => i === 0 || d >= progress[i - 1][0]), 'progress only grows');
+    // Default batch size, the matrix form, and a single text.
+    const matrix = await e.embed(texts, { output: 'matrix' });
+    assert.equal(matrix.count, 100);
+    assert.equal(maxDiff([matrix.data], [(await here.embed(texts, { output: 'matrix' })).data]), 0);
+    assert.equal(maxDiff(await e.embed('one text'), await here.embed('one text')), 0);
+    // chunks() stays synchronous and equal.
+    const long = 'a sentence about something, '.repeat(30);
+    assert.deepEqual(e.chunks(long, 8, 2), here.chunks(long, 8, 2));
+    e.dispose();
+  }
+  // A prompt and options travel to the workers.
+  const p0 = await Embedder.load(PROMPTED, { device: 'cpu', workers: 0 });
+  const p2 = await Embedder.load(PROMPTED, { device: 'cpu', workers: 2 });
+  const opts = { normalize: false, batchSize: 3 };
+  assert.equal(maxDiff(await p2.embed(texts.slice(0, 20), opts), await p0.embed(texts.slice(0, 20), opts)), 0);
+  p0.dispose();
+  p2.dispose();
+  here.dispose();
+});
+
+test("Node: workers 'auto' takes the cores less one (1 to 4); bad counts are INPUT", async () => {
+  const { availableParallelism } = await import('node:os');
+  const e = await Embedder.load(TINY, { device: 'cpu' });
+  assert.equal(e.info.workers, Math.max(1, Math.min(4, availableParallelism() - 1)));
+  assert.equal(e.info.device, 'cpu');
+  e.dispose();
+  const auto = await Embedder.load(TINY); // device 'auto' is the CPU in Node: workers too
+  assert.ok(auto.info.workers >= 1, JSON.stringify(auto.info));
+  auto.dispose();
+  for (const bad of [-1, 1.5, 'two', 65]) {
+    await rejectsWith(Embedder.load(TINY, { device: 'cpu', workers: bad }), 'INPUT', /workers/);
+  }
+});
+
+test('Node: all-MiniLM-L6-v2 on 2 workers matches PyTorch and the calling thread', async () => {
+  const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/minilm.json'), 'utf8'));
+  const texts = reference.sentences.map((s) => s.text);
+  const here = await Embedder.load(MINILM, { device: 'cpu', workers: 0 });
+  const want = await here.embed(texts);
+  here.dispose();
+  const e = await Embedder.load(MINILM, { device: 'cpu', workers: 2 });
+  assert.equal(e.info.workers, 2);
+  const got = await e.embed(texts);
+  e.dispose();
+  const d = maxDiff(got, want);
+  assert.ok(d <= 1e-6, `2 workers differ from the calling thread by ${d}`);
+  reference.sentences.forEach((s, i) => {
+    const c = cosine(got[i], s.embedding);
+    assert.ok(c >= 0.99999, `${JSON.stringify(s.text)}: cosine ${c}`);
+  });
+  console.log(`MiniLM on 2 workers: max difference to the calling thread ${d}`);
+});
+
+test('Node: errors cross the workers with their codes and messages; a panic drops its worker', async () => {
+  const here = await Embedder.load(TINY, { device: 'cpu', workers: 0 });
+  const e = await Embedder.load(TINY, { device: 'cpu', workers: 2 });
+  const texts = mixed(30);
+  const long = 'the dog runs '.repeat(50);
+  const short = Array.from({ length: 30 }, (_, i) => `short text ${i}`);
+  const cases = [
+    [texts, { batchSize: 0 }],
+    [[], { batchSize: 0 }],
+    [texts, { promptName: 'query' }],
+    [texts, { normalize: 'yes' }],
+    // Every other text fits the tiny model's 24 tokens.
+    [[...short.slice(0, 17), long, ...short.slice(17), long], { truncate: false, batchSize: 4 }],
+  ];
+  for (const [list, opts] of cases) {
+    const want = await failure(here.embed(list, opts));
+    assert.equal(want?.code, 'INPUT', JSON.stringify(opts));
+    assert.deepEqual(await failure(e.embed(list, opts)), want, JSON.stringify(opts));
+  }
+  assert.match((await failure(e.embed(cases[4][0], cases[4][1]))).message, /text 17 /);
+  // Still usable after errors.
+  assert.equal(maxDiff(await e.embed(texts), await here.embed(texts)), 0);
+
+  // A panic in one worker: the call is INTERNAL, the other worker carries on.
+  await __testing.panicNextEmbed(e, 0);
+  await rejectsWith(e.embed(mixed(16), { batchSize: 1 }), 'INTERNAL', /panicked: .*test panic/);
+  assert.equal(e.info.workers, 1);
+  assert.equal(maxDiff(await e.embed(texts), await here.embed(texts)), 0);
+  // A panic in the last one: the model is gone, the next load works.
+  await __testing.panicNextEmbed(e);
+  await rejectsWith(e.embed(mixed(4), { batchSize: 1 }), 'INTERNAL', /panicked/);
+  await rejectsWith(e.embed(['again']), 'INTERNAL', /load the model again/);
+  const fresh = await Embedder.load(TINY, { device: 'cpu', workers: 2 });
+  assert.equal(maxDiff(await fresh.embed(texts), await here.embed(texts)), 0);
+  // The calling thread's instance was never touched.
+  assert.equal((await here.embed(['still here'])).length, 1);
+  fresh.dispose();
+  here.dispose();
+});
+
+test('Node: calls queue, inputs are read at the call, dispose ends the workers', async () => {
+  const e = await Embedder.load(TINY, { device: 'cpu', workers: 2 });
+  const texts = mixed(40);
+  const want = await e.embed(texts);
+  const calls = [e.embed(texts), e.embed(texts.slice(0, 3)), e.embed(texts, { batchSize: 2 })];
+  texts[0] = 'changed';
+  texts.length = 5;
+  const [a, b, c] = await Promise.all(calls);
+  assert.equal(maxDiff(a, want), 0);
+  assert.equal(maxDiff(b, want.slice(0, 3)), 0);
+  assert.equal(maxDiff(c, want), 0);
+  const last = e.embed(['before dispose']);
+  e.dispose();
+  assert.equal((await last).length, 1);
+  await rejectsWith(e.embed(['after dispose']), 'DISPOSED');
+  assert.throws(() => e.chunks('x'), { code: 'DISPOSED' });
+});
+
+test('Node: idle workers do not keep the process alive', async () => {
+  const index = pathToFileURL(join(www, 'src/index.js')).href;
+  const script = `
+    import { Embedder } from ${JSON.stringify(index)};
+    const e = await Embedder.load(${JSON.stringify(TINY)}, { device: 'cpu', workers: 2 });
+    const v = await e.embed(['not disposed', 'on purpose']);
+    console.log(e.info.workers, v.length);`;
+  const started = Date.now();
+  const out = await new Promise((resolve, reject) =>
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 20000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+    ),
+  );
+  assert.equal(out.trim(), '2 2');
+  assert.ok(Date.now() - started < 15000);
+});
+
+// ---- Chromium: module Web Workers started by the package in a page.
+
+let app, hub, browser, page;
+
+before(async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'wembed-workers-'));
+  const html = join(dir, 'test.html');
+  await writeFile(html, `<!doctype html><meta charset="utf-8"><title>wembed workers</title>
+<script type="module">
+  import * as wembed from '/src/index.js';
+  window.wembed = wembed;
+  window.ready = true;
+</script>`);
+  app = await appServer(www, { '/test.html': html });
+  hub = await hubServer({ [TINY_ID]: TINY });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+  });
+  page = await browser.newPage();
+  page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
+  await page.goto(`${url(app)}/test.html`);
+  await page.waitForFunction(() => window.ready === true);
+});
+
+after(async () => {
+  await browser?.close();
+  if (app) await close(app);
+  if (hub) await close(hub);
+});
+
+const pageArgs = () => ({ id: TINY_ID, hubBase: url(hub) });
+
+test('Chromium: 2 and 3 workers give the calling thread\'s vectors bit for bit; errors and a panic across workers', async () => {
+  const r = await page.evaluate(
+    async ({ id, hubBase }) => {
+      const { Embedder, __testing } = window.wembed;
+      const texts = Array.from({ length: 100 }, (_, i) => 'word '.repeat(1 + ((i * 7 + 1) % 40)) + `text ${i}`);
+      const fail = (p) => p.then(() => null, (e) => ({ code: e.code, message: e.message }));
+      const here = await Embedder.load(id, { hubBase, device: 'cpu', workers: 0, cache: false });
+      const want = await here.embed(texts, { batchSize: 8 });
+      const diff = (a) => Math.max(...a.map((v, i) => Math.max(...v.map((x, j) => Math.abs(x - want[i][j])))));
+      const out = { auto: null, runs: [] };
+      for (const workers of [2, 3]) {
+        const e = await Embedder.load(id, { hubBase, device: 'cpu', workers, cache: false });
+        const progress = [];
+        const got = await e.embed(texts, { batchSize: 8, onProgress: (d) => progress.push(d) });
+        out.runs.push({ workers: e.info.workers, device: e.info.device, diff: diff(got), last: progress.at(-1) });
+        e.dispose();
+      }
+      const auto = await Embedder.load(id, { hubBase, cache: false }); // no adapter here: auto is the CPU
+      out.auto = { workers: auto.info.workers, device: auto.info.device, cores: navigator.hardwareConcurrency };
+      auto.dispose();
+      const e = await Embedder.load(id, { hubBase, device: 'cpu', workers: 2, cache: false });
+      out.input = [await fail(e.embed(texts, { batchSize: 0 })), await fail(here.embed(texts, { batchSize: 0 }))];
+      await __testing.panicNextEmbed(e, 1);
+      out.panic = await fail(e.embed(texts, { batchSize: 1 }));
+      out.afterPanic = { workers: e.info.workers, diff: diff(await e.embed(texts, { batchSize: 8 })) };
+      await __testing.panicNextEmbed(e);
+      out.lastPanic = await fail(e.embed(texts, { batchSize: 1 }));
+      out.gone = await fail(e.embed(['again']));
+      const fresh = await Embedder.load(id, { hubBase, device: 'cpu', workers: 2, cache: false });
+      out.fresh = diff(await fresh.embed(texts, { batchSize: 8 }));
+      const last = fresh.embed(['before dispose']);
+      fresh.dispose();
+      out.beforeDispose = (await last).length;
+      out.disposed = await fail(fresh.embed(['after']));
+      here.dispose();
+      return out;
+    },
+    pageArgs(),
+  );
+  for (const [i, run] of r.runs.entries()) {
+    assert.deepEqual(run, { workers: i + 2, device: 'cpu', diff: 0, last: 100 });
+  }
+  assert.equal(r.auto.device, 'cpu');
+  assert.equal(r.auto.workers, Math.max(1, Math.min(4, r.auto.cores - 1)));
+  assert.equal(r.input[0]?.code, 'INPUT');
+  assert.deepEqual(r.input[0], r.input[1]);
+  assert.equal(r.panic?.code, 'INTERNAL', JSON.stringify(r.panic));
+  assert.match(r.panic.message, /panicked: .*test panic/);
+  assert.deepEqual(r.afterPanic, { workers: 1, diff: 0 });
+  assert.equal(r.lastPanic?.code, 'INTERNAL');
+  assert.equal(r.gone?.code, 'INTERNAL');
+  assert.equal(r.fresh, 0);
+  assert.equal(r.beforeDispose, 1);
+  assert.equal(r.disposed?.code, 'DISPOSED');
+});
+
+test('Chromium: requestAnimationFrame keeps ticking during a 1,000-text embed on workers', async () => {
+  const r = await page.evaluate(
+    async ({ id, hubBase }) => {
+      const { Embedder } = window.wembed;
+      const e = await Embedder.load(id, { hubBase, device: 'cpu', workers: 2, cache: false });
+      const texts = Array.from({ length: 1000 }, (_, i) => 'word '.repeat(1 + (i % 40)));
+      let frames = 0;
+      let running = true;
+      let worst = 0;
+      let last = performance.now();
+      const frame = (t) => {
+        frames += 1;
+        worst = Math.max(worst, t - last);
+        last = t;
+        if (running) requestAnimationFrame(frame);
+      };
+      requestAnimationFrame(frame);
+      const t0 = performance.now();
+      const out = await e.embed(texts, { batchSize: 8 });
+      const ms = performance.now() - t0;
+      running = false;
+      e.dispose();
+      return { frames, ms, worst, count: out.length, workers: e.info.workers };
+    },
+    pageArgs(),
+  );
+  assert.equal(r.count, 1000);
+  assert.ok(r.ms > 100, `the embed took ${r.ms} ms: too short to tell`);
+  // At 60 Hz a frame is due every 16.7 ms; a page frozen for the whole call gets none.
+  assert.ok(r.frames >= Math.min(5, r.ms / 50), `${r.frames} frames in ${r.ms.toFixed(0)} ms`);
+  console.log(`1,000 texts on 2 workers: ${r.ms.toFixed(0)} ms, ${r.frames} frames, longest gap ${r.worst.toFixed(0)} ms`);
+});
