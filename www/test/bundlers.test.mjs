@@ -1,13 +1,71 @@
 // The package imports as is into browser builds: esbuild bundles it, Vite bundles it and emits
-// the wasm file as an asset.
-import { test } from 'node:test';
+// the wasm file and the worker script as assets. Each bundled page then runs in headless
+// Chromium: it starts its workers and embeds, equal to the calling thread bit for bit.
+import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile, readdir, mkdir, symlink } from 'node:fs/promises';
+import { mkdtemp, writeFile, readdir, mkdir, symlink, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+import { appServer, hubServer, close, url } from './server.mjs';
 
 const www = fileURLToPath(new URL('../', import.meta.url));
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const TINY_ID = 'tiny/mean-erf-norm';
+
+let browser = null;
+let hub = null;
+const servers = [];
+
+after(async () => {
+  await browser?.close();
+  for (const s of servers) await close(s);
+  if (hub) await close(hub);
+});
+
+/**
+ * Opens the bundled page served from `dir` (its index.html) and embeds there with 2 workers
+ * and with none; `extra` are load options the bundle needs (esbuild: wasm and workerUrl).
+ */
+async function runBundled(dir, extra) {
+  hub ??= await hubServer({ [TINY_ID]: join(root, 'tests/fixtures/tiny/mean-erf-norm') });
+  browser ??= await chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
+  });
+  const app = await appServer(dir, {});
+  servers.push(app);
+  const page = await browser.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${url(app)}/index.html`);
+  await page.waitForFunction(() => typeof window.Embedder === 'function', null, { timeout: 20000 });
+  const r = await page.evaluate(
+    async ({ id, hubBase, extra }) => {
+      const texts = Array.from({ length: 40 }, (_, i) => 'word '.repeat(1 + ((i * 7) % 30)) + `text ${i}`);
+      const run = async (workers) => {
+        const e = await window.Embedder.load(id, { hubBase, device: 'cpu', workers, cache: false, ...extra });
+        const vectors = await e.embed(texts, { batchSize: 4 });
+        const info = e.info;
+        e.dispose();
+        return { workers: info.workers, vectors: vectors.map((v) => Array.from(v)) };
+      };
+      try {
+        return { pool: await run(2), here: await run(0) };
+      } catch (e) {
+        return { error: `${e.code}: ${e.message}` };
+      }
+    },
+    { id: TINY_ID, hubBase: url(hub), extra },
+  );
+  await page.close();
+  assert.equal(r.error, undefined, `${r.error} ${errors.join('; ')}`);
+  assert.equal(r.pool.workers, 2);
+  assert.equal(r.here.workers, 0);
+  assert.deepEqual(r.pool.vectors, r.here.vectors);
+}
 
 async function project() {
   const dir = await mkdtemp(join(tmpdir(), 'wembed-bundle-'));
@@ -18,11 +76,13 @@ async function project() {
   return dir;
 }
 
-test('esbuild bundles the package for the browser', async () => {
+test('esbuild bundles the package for the browser; the page starts workers and embeds', { timeout: 120_000 }, async () => {
   const esbuild = await import('esbuild');
   const dir = await project();
+  // esbuild leaves new URL('./worker.js', import.meta.url) alone: the worker is a second entry
+  // point, and the page names it (workerUrl) and the wasm (wasm), as the README says.
   const result = await esbuild.build({
-    entryPoints: [join(dir, 'main.js')],
+    entryPoints: { main: join(dir, 'main.js'), worker: join(dir, 'node_modules/wembed/src/worker.js') },
     bundle: true,
     format: 'esm',
     platform: 'browser',
@@ -30,13 +90,18 @@ test('esbuild bundles the package for the browser', async () => {
     logLevel: 'silent',
   });
   assert.deepEqual(result.errors, []);
+  await copyFile(join(www, 'pkg/wembed_bg.wasm'), join(dir, 'out/wembed_bg.wasm'));
+  await writeFile(join(dir, 'out/index.html'), '<!doctype html><script type="module" src="./main.js"></script>\n');
+  await runBundled(join(dir, 'out'), { wasm: '/wembed_bg.wasm', workerUrl: '/worker.js' });
 });
 
-test('Vite builds the package and emits the wasm', { timeout: 120_000 }, async () => {
+test('Vite builds the package with its worker and wasm; the page starts workers and embeds', { timeout: 120_000 }, async () => {
   const { build } = await import('vite');
   const dir = await project();
   await build({ root: dir, logLevel: 'silent', build: { outDir: join(dir, 'dist') } });
   const assets = await readdir(join(dir, 'dist/assets'));
   assert.ok(assets.some((f) => f.endsWith('.wasm')), `no .wasm among ${assets}`);
-  assert.ok(assets.some((f) => f.endsWith('.js')));
+  assert.ok(assets.some((f) => /^worker-.*\.js$/.test(f)), `no worker script among ${assets}`);
+  // No options: Vite resolved both the worker and the wasm.
+  await runBundled(join(dir, 'dist'), {});
 });
