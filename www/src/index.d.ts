@@ -52,6 +52,15 @@ export interface LoadOptions {
   maxFileBytes?: number;
   /** Where wembed_bg.wasm is (URL or bytes), for bundlers that do not copy it (esbuild). */
   wasm?: string | URL | BufferSource;
+  /**
+   * Where the CPU path runs (device 'cpu', or 'auto' when it finds no GPU; WebGPU always runs
+   * on the calling thread). 'auto' (default): module Web Workers (Node: worker_threads), as
+   * many as the cores less one for the page, 1 to 4, fewer when the memory budget cannot hold
+   * a copy of the model per worker. A number: that many (up to 64). 0: the calling thread.
+   */
+  workers?: 'auto' | number;
+  /** Where worker.js is, for bundlers that do not bundle `new URL('./worker.js', import.meta.url)` (esbuild). */
+  workerUrl?: string | URL;
 }
 
 export interface EmbedOptions {
@@ -75,9 +84,24 @@ export interface EmbedderInfo {
   adapter: string;
   deviceReason: string;
   dtype: Dtype;
+  /** Identifies the weights and dtype that made the vectors. */
+  digest: string;
   dim: number;
   maxTokens: number;
   model: string;
+  warnings: LoadWarning[];
+  /** How many workers run the model now (0: the calling thread). A worker that crashed is dropped. */
+  workers: number;
+  /** With workers: that each holds its own copy of the model, and how large the files are; else null. */
+  workerMemoryNote: string | null;
+}
+
+export interface MemoryUsage {
+  /** This thread's wasm linear memory (shared by every model on it; it never shrinks). */
+  wasmBytes: number;
+  gpuBufferBytes: number;
+  /** The workers' wasm memory together, as they last reported it. */
+  workerWasmBytes: number;
 }
 
 export type ModelSource = string | URL | Map<string, Uint8Array> | { files: Record<string, Uint8Array> };
@@ -94,6 +118,8 @@ export class Embedder {
   embed(texts: string | string[], options: EmbedOptions & { output: 'matrix' }): Promise<Matrix>;
   /** `text` cut into pieces of at most `maxTokens` tokens (capped at the model's limit) overlapping by `overlap`. */
   chunks(text: string, maxTokens?: number, overlap?: number): string[];
+  memoryUsage(): MemoryUsage;
+  /** Frees the model once queued calls finish; on workers, terminates them. */
   dispose(): void;
 }
 
