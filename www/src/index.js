@@ -181,12 +181,27 @@ export class Embedder {
     // The CPU path, in workers. A main-thread model that 'auto' already built stays for chunks().
     let workerUrl = opts.workerUrl;
     if (workerUrl !== undefined && !isNode) workerUrl = new URL(String(workerUrl), globalThis.location?.href).href;
-    const pool = await WorkerPool.start(count, {
-      files,
-      options: { device: inner ? 'cpu' : device, dtype, origin: src.label },
-      wasm: wasmForWorker(opts.wasm),
-      url: workerUrl,
-    });
+    let pool;
+    try {
+      pool = await WorkerPool.start(count, {
+        files,
+        options: { device: inner ? 'cpu' : device, dtype, origin: src.label },
+        wasm: await wasmForWorker(opts.wasm),
+        url: workerUrl,
+      });
+    } catch (e) {
+      // 'auto' asked for workers where it could; where none start (no Worker, a blocked
+      // script), the calling thread, with a warning. A count asked for is an error.
+      if (!e.workersDidNotStart || workers !== 'auto') throw e;
+      warnings.push({ file: 'workers', warning: `${e.message}: the model runs on the calling thread` });
+      inner ??= await runTask((wake) => WasmEmbedder.load(files, { device, dtype, origin: src.label }, wake));
+      try {
+        info = { ...inner.info(), model: src.label, warnings, workers: 0, workerMemoryNote: null };
+      } catch (err) {
+        throw fromWasm(err);
+      }
+      return new Embedder(inner, info, generation);
+    }
     const bytes = totalBytes(files);
     const poolInfo = {
       ...pool.info,
@@ -346,7 +361,7 @@ export class Embedder {
  * Hooks for wembed's own tests; not part of the API.
  * panicNextEmbed(embedder?, worker?): the next embed() panics inside the wasm module after its
  * first batch: in `embedder`'s workers (all, or the one at index `worker`); without an
- * embedder, in every live pool's workers, or on this thread when there is none. The flag
+ * embedder, in the workers of every model that has some, or on this thread when none has. The flag
  * lives in each wasm instance, so a worker is armed by a message (ordered before the next
  * call's); the returned promise settles once the workers have it.
  */
@@ -354,7 +369,8 @@ export const __testing = {
   panicNextEmbed(embedder, worker) {
     const pool = embedder === undefined ? null : poolOf.get(embedder);
     if (pool) return pool.panicNextEmbed(worker);
-    if (embedder === undefined && livePools.size > 0) return Promise.all([...livePools].map((p) => p.panicNextEmbed()));
+    const armed = [...livePools].filter((p) => p.size > 0);
+    if (embedder === undefined && armed.length > 0) return Promise.all(armed.map((p) => p.panicNextEmbed()));
     __testPanicNextEmbed();
     return Promise.resolve();
   },

@@ -48,7 +48,7 @@ export async function workerCount(workers, modelBytes) {
 }
 
 /** The wasm option as something a worker can use: relative URLs resolved against the page. */
-export function wasmForWorker(wasm) {
+function wasmSource(wasm) {
   if (wasm === undefined || wasm === null) return undefined;
   if (wasm instanceof URL) return wasm.href;
   if (typeof wasm === 'string') {
@@ -58,7 +58,54 @@ export function wasmForWorker(wasm) {
   return wasm; // bytes or a WebAssembly.Module: both survive structured clone
 }
 
+/** Compiled modules by source ('' for the package's own file), so workers skip compiling. */
+const compiled = new Map();
+
+async function compile(source) {
+  if (source === undefined) {
+    const url = new URL('../pkg/wembed_bg.wasm', import.meta.url);
+    if (isNode) return WebAssembly.compile(await (await nodeModule('fs/promises')).readFile(url));
+    source = url.href;
+  }
+  if (typeof source !== 'string') return WebAssembly.compile(source);
+  const response = await fetch(source);
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return WebAssembly.compile(await response.arrayBuffer());
+}
+
+/**
+ * What the workers instantiate: the module compiled once on this thread (a WebAssembly.Module
+ * crosses to a worker without being compiled again, which is most of a worker's start), or
+ * the wasm option as given when compiling here fails (the worker then reports why).
+ */
+export async function wasmForWorker(wasm) {
+  const source = wasmSource(wasm);
+  if (source instanceof WebAssembly.Module) return source;
+  const key = source === undefined ? '' : typeof source === 'string' ? source : null;
+  try {
+    if (key === null) return await compile(source);
+    if (!compiled.has(key)) {
+      const p = compile(source);
+      compiled.set(key, p);
+      p.catch(() => compiled.delete(key));
+    }
+    return await compiled.get(key);
+  } catch {
+    return source;
+  }
+}
+
 const workerError = (message) => new WembedError('INTERNAL', message);
+
+/** Workers could not be started here: WASM_LOAD, marked so that workers 'auto' can fall back. */
+function startError(why) {
+  const e = new WembedError(
+    'WASM_LOAD',
+    `cannot start wembed's workers (${why}); serve src/worker.js and pass its URL as workerUrl, or load with workers: 0`,
+  );
+  e.workersDidNotStart = true;
+  return e;
+}
 
 /** One worker and the calls waiting on it. */
 class Slot {
@@ -155,6 +202,7 @@ class Slot {
       this.#pending.delete(id);
       const e = workerError(`wembed: ${why}; load the model again if this keeps happening`);
       e.crashed = true;
+      e.why = why;
       p.reject(e);
     }
   }
@@ -177,12 +225,10 @@ function renumber(message, piece) {
 /** Workers that each hold the model, and how one call is spread over them. */
 export class WorkerPool {
   #slots;
-  #load; // { files, options, wasm, url } to start a replacement
   info;
 
-  constructor(slots, load, info) {
+  constructor(slots, info) {
     this.#slots = slots;
-    this.#load = load;
     this.info = info;
   }
 
@@ -196,12 +242,21 @@ export class WorkerPool {
     try {
       const infos = await Promise.all(
         Array.from({ length: count }, async () => {
-          const slot = await Slot.start(load.url);
+          let slot;
+          try {
+            slot = await Slot.start(load.url);
+          } catch (e) {
+            throw startError(e?.message ?? String(e));
+          }
           slots.push(slot);
-          return WorkerPool.#loadIn(slot, load);
+          return WorkerPool.#loadIn(slot, load).catch((e) => {
+            // A worker that died without a word (its script missing, out of memory) did not
+            // start; a worker's own error (a bad file, a panic) is the model's.
+            throw e.why ? startError(e.why) : e;
+          });
         }),
       );
-      return new WorkerPool(slots, load, infos[0]);
+      return new WorkerPool(slots, infos[0]);
     } catch (e) {
       for (const s of slots) s.terminate();
       throw e;
@@ -222,35 +277,15 @@ export class WorkerPool {
     return this.#slots.reduce((sum, s) => sum + s.wasmBytes, 0);
   }
 
-  /** Replaces workers that crashed; one that cannot be replaced is dropped. */
-  async #heal() {
-    const dead = this.#slots.filter((s) => s.dead);
-    if (dead.length === 0) return;
-    this.#slots = this.#slots.filter((s) => !s.dead);
-    await Promise.all(
-      dead.map(async () => {
-        let slot = null;
-        try {
-          slot = await Slot.start(this.#load.url);
-          await WorkerPool.#loadIn(slot, this.#load);
-          this.#slots.push(slot);
-        } catch {
-          slot?.terminate();
-        }
-      }),
-    );
-    if (this.#slots.length === 0) {
-      throw workerError('wembed: every worker of this model crashed and none could be restarted; load the model again');
-    }
-  }
-
   /**
    * Embeds `texts` (an array of strings) with `options` over the workers: one Float32Array of
    * texts.length * dim floats, in input order. `onProgress(done, total)` sums the workers'.
    */
   async embed(texts, options, onProgress, dim) {
-    await this.#heal();
-    const slots = this.#slots.filter((s) => !s.dead);
+    // A worker that crashed is dropped, not replaced: the others carry on.
+    this.#slots = this.#slots.filter((s) => !s.dead);
+    const slots = this.#slots;
+    if (slots.length === 0) throw workerError("wembed: every worker of this model crashed; load the model again");
     const n = texts.length;
     if (n === 0) {
       // Still one call, so bad options are an error as on the calling thread.

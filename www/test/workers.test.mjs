@@ -76,7 +76,7 @@ test('Node: 2 and 3 workers give the calling thread\'s vectors bit for bit, in i
   here.dispose();
 });
 
-test("Node: workers 'auto' takes the cores less one (1 to 4); bad counts are INPUT", async () => {
+test("Node: workers 'auto' takes the cores less one (1 to 4), or the calling thread when none start; bad counts are INPUT", async () => {
   const { availableParallelism } = await import('node:os');
   const e = await Embedder.load(TINY, { device: 'cpu' });
   assert.equal(e.info.workers, Math.max(1, Math.min(4, availableParallelism() - 1)));
@@ -88,6 +88,14 @@ test("Node: workers 'auto' takes the cores less one (1 to 4); bad counts are INP
   for (const bad of [-1, 1.5, 'two', 65]) {
     await rejectsWith(Embedder.load(TINY, { device: 'cpu', workers: bad }), 'INPUT', /workers/);
   }
+  // Workers that cannot start: 'auto' runs on the calling thread and says so; a count fails.
+  const workerUrl = join(tmpdir(), 'wembed-no-such-worker.js');
+  const here = await Embedder.load(TINY, { device: 'cpu', workerUrl });
+  assert.equal(here.info.workers, 0);
+  assert.match(here.info.warnings.map((w) => w.warning).join(), /cannot start wembed's workers.*calling thread/);
+  assert.equal((await here.embed(['still works'])).length, 1);
+  here.dispose();
+  await rejectsWith(Embedder.load(TINY, { device: 'cpu', workers: 2, workerUrl }), 'WASM_LOAD', /workerUrl/);
 });
 
 test('Node: all-MiniLM-L6-v2 on 2 workers matches PyTorch and the calling thread', async () => {
