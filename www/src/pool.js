@@ -217,6 +217,24 @@ class Slot {
   }
 }
 
+/**
+ * Options as a worker can receive them. A function, a Symbol or any object is the wrong type
+ * for every embed option, and the wasm module says so the same way for `{}`; sending `{}`
+ * instead keeps its message where structured clone would fail on the original.
+ */
+export function sendableOptions(options) {
+  const out = {};
+  for (const [k, v] of Object.entries(options)) out[k] = v !== null && (typeof v === 'object' || typeof v === 'function' || typeof v === 'symbol') ? {} : v;
+  return out;
+}
+
+/** Files as a worker can receive them: what is not a Uint8Array is refused by name either way. */
+export function sendableFiles(files) {
+  const out = {};
+  for (const [k, v] of Object.entries(files)) out[k] = v instanceof Uint8Array ? v : 0;
+  return out;
+}
+
 /** "text 3 ..." of a piece's error, renumbered to the caller's index. */
 function renumber(message, piece) {
   return message.replace(/\btext (\d+)\b/, (m, i) => (piece[i] === undefined ? m : `text ${piece[i]}`));
@@ -264,7 +282,7 @@ export class WorkerPool {
   }
 
   static #loadIn(slot, load) {
-    return slot.call({ type: 'load', files: load.files, options: load.options, wasm: load.wasm });
+    return slot.call({ type: 'load', files: sendableFiles(load.files), options: load.options, wasm: load.wasm });
   }
 
   /** Workers alive now. */
@@ -286,6 +304,7 @@ export class WorkerPool {
     this.#slots = this.#slots.filter((s) => !s.dead);
     const slots = this.#slots;
     if (slots.length === 0) throw workerError("wembed: every worker of this model crashed; load the model again");
+    options = sendableOptions(options);
     const n = texts.length;
     if (n === 0) {
       // Still one call, so bad options are an error as on the calling thread.

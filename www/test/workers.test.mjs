@@ -128,6 +128,10 @@ test('Node: errors cross the workers with their codes and messages; a panic drop
     [[], { batchSize: 0 }],
     [texts, { promptName: 'query' }],
     [texts, { normalize: 'yes' }],
+    // Values structured clone cannot carry to a worker: the same message all the same.
+    [texts, { prompt: () => 'query: ' }],
+    [texts, { normalize: Symbol('yes') }],
+    [texts, { batchSize: 0, truncate: () => false }],
     // Every other text fits the tiny model's 24 tokens.
     [[...short.slice(0, 17), long, ...short.slice(17), long], { truncate: false, batchSize: 4 }],
   ];
@@ -136,7 +140,11 @@ test('Node: errors cross the workers with their codes and messages; a panic drop
     assert.equal(want?.code, 'INPUT', JSON.stringify(opts));
     assert.deepEqual(await failure(e.embed(list, opts)), want, JSON.stringify(opts));
   }
-  assert.match((await failure(e.embed(cases[4][0], cases[4][1]))).message, /text 17 /);
+  assert.match((await failure(e.embed(cases.at(-1)[0], cases.at(-1)[1]))).message, /text 17 /);
+  const files = { 'config.json': new Uint8Array(2), 'tokenizer.json': () => {}, 'model.safetensors': new ArrayBuffer(4) };
+  const loadWant = await failure(Embedder.load({ files }, { device: 'cpu', workers: 0 }));
+  assert.equal(loadWant?.code, 'INPUT');
+  assert.deepEqual(await failure(Embedder.load({ files }, { device: 'cpu', workers: 2 })), loadWant);
   // Still usable after errors.
   assert.equal(maxDiff(await e.embed(texts), await here.embed(texts)), 0);
 
