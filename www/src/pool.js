@@ -3,14 +3,14 @@
 // shared memory). One embed() call is cut into pieces of whole batches, longest texts first,
 // and each worker takes the next piece when it is free; the rows come back in input order.
 // A text's vector does not depend on the batch it ran in (batches are packed, not padded), so
-// the result is the calling thread's, bit for bit.
+// the result is the calling thread's, bit for bit (the tests check it on two models).
 
 import { WembedError, isNode, nodeModule } from './common.js';
 
 const MAX_AUTO_WORKERS = 4;
 const DEFAULT_BATCH = 32;
 
-/** Cores to use besides the calling thread's, in the browser or in Node. */
+/** Logical cores of this machine (the browser may round or cap what it says). */
 async function cores() {
   if (isNode) {
     const os = await nodeModule('os');
