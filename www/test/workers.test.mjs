@@ -253,6 +253,10 @@ test('Chromium: 2 and 3 workers give the calling thread\'s vectors bit for bit; 
       const auto = await Embedder.load(id, { hubBase, cache: false }); // no adapter here: auto is the CPU
       out.auto = { workers: auto.info.workers, device: auto.info.device, cores: navigator.hardwareConcurrency };
       auto.dispose();
+      const missing = await Embedder.load(id, { hubBase, device: 'cpu', cache: false, workerUrl: '/no/such/worker.js' });
+      out.missing = { workers: missing.info.workers, warnings: missing.info.warnings, diff: diff(await missing.embed(texts, { batchSize: 8 })) };
+      missing.dispose();
+      out.missingCount = await fail(Embedder.load(id, { hubBase, device: 'cpu', workers: 2, cache: false, workerUrl: '/no/such/worker.js' }));
       const e = await Embedder.load(id, { hubBase, device: 'cpu', workers: 2, cache: false });
       out.input = [await fail(e.embed(texts, { batchSize: 0 })), await fail(here.embed(texts, { batchSize: 0 }))];
       await __testing.panicNextEmbed(e, 1);
@@ -277,6 +281,11 @@ test('Chromium: 2 and 3 workers give the calling thread\'s vectors bit for bit; 
   }
   assert.equal(r.auto.device, 'cpu');
   assert.equal(r.auto.workers, Math.max(1, Math.min(4, r.auto.cores - 1)));
+  // A worker script that does not load: 'auto' stays on the page's thread, a count fails.
+  assert.equal(r.missing.workers, 0);
+  assert.equal(r.missing.diff, 0);
+  assert.match(r.missing.warnings.map((w) => w.warning).join(), /cannot start wembed's workers/);
+  assert.equal(r.missingCount?.code, 'WASM_LOAD', JSON.stringify(r.missingCount));
   assert.equal(r.input[0]?.code, 'INPUT');
   assert.deepEqual(r.input[0], r.input[1]);
   assert.equal(r.panic?.code, 'INTERNAL', JSON.stringify(r.panic));
