@@ -316,7 +316,8 @@ test('Chromium: requestAnimationFrame keeps ticking during a 1,000-text embed on
       };
       requestAnimationFrame(frame);
       const t0 = performance.now();
-      const out = await e.embed(texts, { batchSize: 8 });
+      // Small batches: more round trips to the workers, and a call long enough to count frames in.
+      const out = await e.embed(texts, { batchSize: 2 });
       const ms = performance.now() - t0;
       running = false;
       e.dispose();
