@@ -74,8 +74,8 @@ pub fn gemm_strided(
     }
 }
 
-/// A weight matrix `[n, k]` as the kernels read it: f32 rows in place, or blocks dequantized
-/// one tile of rows at a time into a task's scratch (never the whole matrix).
+/// A weight matrix `[n, k]` as the kernels read it: f32 rows in place, or blocks, which go to
+/// the integer kernels of [`super::qmatmul`].
 #[derive(Clone, Copy)]
 pub enum WeightRows<'a> {
     F32(&'a [f32]),
@@ -83,18 +83,6 @@ pub enum WeightRows<'a> {
 }
 
 impl WeightRows<'_> {
-    /// Rows `j0..j1` as f32 `[j1 - j0, k]`: borrowed, or dequantized into `scratch`.
-    fn rows<'s>(&'s self, j0: usize, j1: usize, k: usize, scratch: &'s mut Vec<f32>) -> &'s [f32] {
-        match *self {
-            WeightRows::F32(w) => &w[j0 * k..j1 * k],
-            WeightRows::Quant(q) => {
-                scratch.resize((j1 - j0) * k, 0.0);
-                q.dequantize_rows(j0, j1, scratch);
-                scratch
-            }
-        }
-    }
-
     fn fits(&self, n: usize, k: usize) -> bool {
         match *self {
             WeightRows::F32(w) => w.len() == n * k,
@@ -113,6 +101,7 @@ pub fn linear(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f3
     assert!(x.len() == m * k && w.fits(n, k) && bias.len() == n && out.len() == m * n);
     match w {
         WeightRows::F32(w) if m > SKINNY_MAX_ROWS && USE_GEMM => gemm_linear(m, n, k, x, w, bias, out),
+        // Blocks go to the integer kernels in both regimes (one query or a batch).
         _ => tiled(m, n, k, x, w, bias, out),
     }
 }
@@ -131,17 +120,22 @@ pub fn gemm_linear(m: usize, n: usize, k: usize, x: &[f32], w: &[f32], bias: &[f
 /// enough to split a 384-row matrix between two cores.
 const ROWS_PER_TILE: usize = 64;
 
-/// The product one tile of weight rows at a time, tiles in parallel. Few input rows: the
-/// skinny kernel, which reads each weight row once. Many (quantized weights only; f32 ones go
-/// to [`gemm_linear`] whole): a single-threaded gemm per dequantized tile. Each tile is a
-/// column strip of `out`, so tasks compute into a private `[m, tile]` buffer and copy it out.
+/// The product one tile of weight rows at a time, tiles in parallel: the skinny kernel, which
+/// reads each weight row once (and, in wasm, where there is no gemm, blocks of input rows
+/// small enough to stay in cache while the tile passes). Each tile is a column strip of `out`,
+/// so tasks compute into a private `[m, tile]` buffer and copy it out.
+/// Quantized weights go to [`super::qmatmul::linear`], which tiles the same way.
 pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32], out: &mut [f32]) {
+    let w = match w {
+        WeightRows::F32(w) => w,
+        WeightRows::Quant(q) => return super::qmatmul::linear(m, n, k, x, q, bias, out),
+    };
     let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TILE))
         .into_par_iter()
-        .map_init(Vec::new, |scratch, t| {
+        .map(|t| {
             let j0 = t * ROWS_PER_TILE;
             let j1 = (j0 + ROWS_PER_TILE).min(n);
-            let rows = w.rows(j0, j1, k, scratch);
+            let rows = &w[j0 * k..j1 * k];
             let mut acc = vec![0.0f32; m * (j1 - j0)];
             let nb = j1 - j0;
             if m <= SKINNY_MAX_ROWS {
@@ -433,19 +427,17 @@ mod tests {
     }
 
     #[test]
-    fn quantized_weights_match_naive_on_their_dequantized_values() {
+    fn quantized_weights_take_the_integer_kernels_in_both_regimes() {
+        // One query (few rows) and a batch (past SKINNY_MAX_ROWS) alike; the kernels' accuracy
+        // is tested in qmatmul.
         for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
-            for (m, n, k) in [(1, 1, 1), (2, 5, 31), (7, 70, 33), (49, 65, 64), (100, 130, 96)] {
+            for (m, n, k) in [(1, 5, 31), (7, 70, 33), (100, 130, 96)] {
                 let (x, w, b) = (data(m * k, 4), data(n * k, 5), data(n, 6));
                 let q = QuantMatrix::quantize(format, n, k, &w);
-                let mut deq = vec![0.0; n * k];
-                q.dequantize_rows(0, n, &mut deq);
-                let want = naive(m, n, k, &x, &deq, &b);
-                let mut got = vec![0.0; m * n];
+                let (mut got, mut want) = (vec![0.0; m * n], vec![0.0; m * n]);
                 linear(m, n, k, &x, WeightRows::Quant(&q), &b, &mut got);
-                for (idx, (g, e)) in got.iter().zip(&want).enumerate() {
-                    assert!((*g as f64 - e).abs() < 1e-4, "{format:?} ({m},{n},{k}) at {idx}: {g} vs {e}");
-                }
+                super::super::qmatmul::linear(m, n, k, &x, &q, &b, &mut want);
+                assert_eq!(got, want, "{format:?} ({m},{n},{k})");
             }
         }
     }

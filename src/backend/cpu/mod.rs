@@ -1,9 +1,12 @@
 //! The CPU backend: plain, readable f32 code that is also the oracle every GPU kernel is
 //! tested against. Big matmuls go through the `gemm` crate; the numerics are in [`kernels`],
-//! the matmul regimes in [`matmul`]; work is spread over rayon's pool.
+//! the matmul regimes in [`matmul`], the integer products of quantized weights in [`qmatmul`]
+//! (only the linear layers: attention, layer norm, softmax and GELU stay f32, see there why);
+//! work is spread over rayon's pool.
 
 pub mod kernels;
 pub mod matmul;
+pub mod qmatmul;
 
 use std::future::Future;
 
@@ -64,7 +67,8 @@ impl CpuWeights {
 #[derive(Debug, Clone, PartialEq)]
 pub enum CpuMatrix {
     F32(CpuTensor),
-    /// Blocks, dequantized a tile at a time inside the matmul and a row at a time by `embed`.
+    /// Blocks, multiplied in integer arithmetic by the matmul ([`qmatmul`]) and dequantized a
+    /// row at a time by `embed`.
     Quant(QuantMatrix),
 }
 
