@@ -105,16 +105,7 @@ impl<B: Backend> Embedder<B> {
     /// `max_tokens` is capped at what the model takes besides its special tokens and the
     /// model's default prompt, so a chunk embedded with default options is never cut.
     pub fn chunks<'t>(&self, text: &'t str, max_tokens: usize, overlap: usize) -> Result<Vec<&'t str>> {
-        // The leading special tokens and the prompt's (prompt_length counts both), then the
-        // closing special token.
-        let lead = match self.resolve_prompt(&EmbedOptions::default())? {
-            Some(p) => (self.tokenizer.prompt_length(&p)? as usize).max(1),
-            None => 1,
-        };
-        let room = self.tokenizer.max_seq_length().saturating_sub(lead + 1).max(1);
-        // A size cut down to the model's room takes the overlap down with it.
-        let overlap = if max_tokens > room { overlap.min(room - 1) } else { overlap };
-        self.tokenizer.chunks(text, max_tokens.min(room), overlap)
+        chunk_text(&self.tokenizer, &self.sentence, text, max_tokens, overlap)
     }
 
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
@@ -122,23 +113,7 @@ impl<B: Backend> Embedder<B> {
     }
 
     fn resolve_prompt(&self, opts: &EmbedOptions) -> Result<Option<String>> {
-        if let Some(p) = &opts.prompt {
-            return Ok(Some(p.clone()));
-        }
-        let name = opts.prompt_name.as_ref().or(self.sentence.default_prompt_name.as_ref());
-        match name {
-            None => Ok(None),
-            Some(name) => match self.sentence.prompts.get(name) {
-                Some(p) => Ok(Some(p.clone())),
-                None => {
-                    let known: Vec<&str> = self.sentence.prompts.keys().map(|s| s.as_str()).collect();
-                    Err(Error::Input(format!(
-                        "no prompt named `{name}` in this model (it has: {})",
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                    )))
-                }
-            },
-        }
+        resolve_prompt(&self.sentence, opts)
     }
 
     /// Tokenizes and checks texts; returns the encodings and how many leading tokens pooling skips.
@@ -335,4 +310,77 @@ pub fn length_groups(encoded: &[Encoded], batch_size: usize, max_tokens: usize) 
         }
     }
     groups
+}
+
+/// The prompt `opts` ask for: a literal one, a named one, or the model's default.
+fn resolve_prompt(sentence: &SentenceConfig, opts: &EmbedOptions) -> Result<Option<String>> {
+    if let Some(p) = &opts.prompt {
+        return Ok(Some(p.clone()));
+    }
+    let name = opts.prompt_name.as_ref().or(sentence.default_prompt_name.as_ref());
+    match name {
+        None => Ok(None),
+        Some(name) => match sentence.prompts.get(name) {
+            Some(p) => Ok(Some(p.clone())),
+            None => {
+                let known: Vec<&str> = sentence.prompts.keys().map(|s| s.as_str()).collect();
+                Err(Error::Input(format!(
+                    "no prompt named `{name}` in this model (it has: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )))
+            }
+        },
+    }
+}
+
+/// `text` cut into pieces that each fit the model (see [`TextTokenizer::chunks`]): `max_tokens`
+/// is capped at what the model takes besides its special tokens and its default prompt, so a
+/// chunk embedded with default options is never cut.
+fn chunk_text<'t>(
+    tokenizer: &TextTokenizer,
+    sentence: &SentenceConfig,
+    text: &'t str,
+    max_tokens: usize,
+    overlap: usize,
+) -> Result<Vec<&'t str>> {
+    // The leading special tokens and the prompt's (prompt_length counts both), then the
+    // closing special token.
+    let lead = match resolve_prompt(sentence, &EmbedOptions::default())? {
+        Some(p) => (tokenizer.prompt_length(&p)? as usize).max(1),
+        None => 1,
+    };
+    let room = tokenizer.max_seq_length().saturating_sub(lead + 1).max(1);
+    // A size cut down to the model's room takes the overlap down with it.
+    let overlap = if max_tokens > room { overlap.min(room - 1) } else { overlap };
+    tokenizer.chunks(text, max_tokens.min(room), overlap)
+}
+
+/// What `chunks()` needs and nothing more: the tokenizer and the sentence-transformers config,
+/// loaded from a model's files without its weights (a page whose model runs in workers keeps
+/// one of these, not a copy of the weights).
+pub struct Chunker {
+    tokenizer: TextTokenizer,
+    sentence: SentenceConfig,
+}
+
+impl Chunker {
+    /// From the model's files (the weights may be left out, except a GGUF file, whose header
+    /// holds the config); `max_text_tokens` is the backend's limit, as in [`Embedder::load`].
+    pub fn load(files: &ModelFiles, max_text_tokens: usize) -> Result<Self> {
+        let files = &files.resolved()?;
+        let model = ModelConfig::from_files(files)?;
+        let mut sentence = SentenceConfig::from_files(files, &model)?;
+        sentence.max_seq_length = sentence.max_seq_length.min(max_text_tokens);
+        let tokenizer = TextTokenizer::from_files(files, &sentence)?;
+        Ok(Chunker { tokenizer, sentence })
+    }
+
+    /// As [`Embedder::chunks`].
+    pub fn chunks<'t>(&self, text: &'t str, max_tokens: usize, overlap: usize) -> Result<Vec<&'t str>> {
+        chunk_text(&self.tokenizer, &self.sentence, text, max_tokens, overlap)
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_seq_length()
+    }
 }

@@ -317,3 +317,20 @@ fn chunks_leave_room_for_the_default_prompt() {
     e.embed(&chunks, &strict)
         .unwrap_or_else(|err| panic!("a chunk did not fit ({prompt}-token prompt, {chunks:?}): {err}"));
 }
+
+#[test]
+fn chunks_need_no_weights() {
+    // A page whose model runs in workers keeps only this on its own thread.
+    let dir = root().join("tests/fixtures/tiny/tokentypes-prompt");
+    let files = ModelFiles::from_dir(&dir).unwrap();
+    let embedder = cpu_load(&dir).unwrap();
+    let mut map = HashMap::new();
+    for name in ["config.json", "tokenizer.json", "modules.json", "1_Pooling/config.json", "sentence_bert_config.json"]
+    {
+        map.insert(name.to_string(), files.get(name).unwrap().to_vec());
+    }
+    let chunker = wembed::embedder::Chunker::load(&ModelFiles::from_map("no weights", map), usize::MAX).unwrap();
+    let text = "the quick brown fox jumps over the lazy dog ".repeat(30);
+    assert_eq!(chunker.chunks(&text, 16, 4).unwrap(), embedder.chunks(&text, 16, 4).unwrap());
+    assert_eq!(chunker.max_tokens(), embedder.max_tokens());
+}

@@ -55,6 +55,22 @@ fn get_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
     }
 }
 
+/// An object of file name -> `Uint8Array`, copied.
+fn read_files(files: &JsValue) -> Result<HashMap<String, Vec<u8>>, JsValue> {
+    if !files.is_object() {
+        return Err(input_error("files must be an object of file name -> Uint8Array"));
+    }
+    let mut map = HashMap::new();
+    for key in Object::keys(files.unchecked_ref::<Object>()).iter() {
+        let name = key.as_string().unwrap_or_default();
+        let value = Reflect::get(files, &key).map_err(|_| input_error(format!("file `{name}` cannot be read")))?;
+        let bytes =
+            value.dyn_into::<Uint8Array>().map_err(|_| input_error(format!("file `{name}` must be a Uint8Array")))?;
+        map.insert(name, bytes.to_vec());
+    }
+    Ok(map)
+}
+
 /// A loaded model, on the CPU (wasm) or the GPU (WebGPU).
 #[wasm_bindgen]
 pub struct WasmEmbedder {
@@ -70,18 +86,7 @@ impl WasmEmbedder {
     /// `Uint8Array`s, copied before this returns. `options`: `{ device: 'auto'|'cpu'|'webgpu',
     /// dtype: 'auto'|'f32'|'f16'|'q8'|'q4', origin }`. The task's value is the `WasmEmbedder`.
     pub fn load(files: JsValue, options: JsValue, wake: js_sys::Function) -> Result<WasmTask, JsValue> {
-        if !files.is_object() {
-            return Err(input_error("files must be an object of file name -> Uint8Array"));
-        }
-        let mut map = HashMap::new();
-        for key in Object::keys(files.unchecked_ref::<Object>()).iter() {
-            let name = key.as_string().unwrap_or_default();
-            let value = Reflect::get(&files, &key).map_err(|_| input_error(format!("file `{name}` cannot be read")))?;
-            let bytes = value
-                .dyn_into::<Uint8Array>()
-                .map_err(|_| input_error(format!("file `{name}` must be a Uint8Array")))?;
-            map.insert(name, bytes.to_vec());
-        }
+        let map = read_files(&files)?;
         let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
         let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
         let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
@@ -172,6 +177,28 @@ impl WasmEmbedder {
         Reflect::set(&o, &"dim".into(), &(self.inner.dim() as f64).into())?;
         Reflect::set(&o, &"maxTokens".into(), &(self.inner.max_tokens() as f64).into())?;
         Ok(o.into())
+    }
+}
+
+/// The tokenizer and sentence config of a model without its weights: `chunks()` on the page's
+/// thread for a model that runs in workers.
+#[wasm_bindgen]
+pub struct WasmChunker {
+    inner: crate::embedder::Chunker,
+}
+
+#[wasm_bindgen]
+impl WasmChunker {
+    /// `files` as for [`WasmEmbedder::load`]; `model.safetensors` may be left out.
+    #[wasm_bindgen(constructor)]
+    pub fn new(files: JsValue, origin: String) -> Result<WasmChunker, JsValue> {
+        let files = ModelFiles::from_map(origin, read_files(&files)?);
+        Ok(WasmChunker { inner: crate::embedder::Chunker::load(&files, usize::MAX)? })
+    }
+
+    pub fn chunks(&self, text: String, max_tokens: u32, overlap: u32) -> Result<Array, JsValue> {
+        let pieces = self.inner.chunks(&text, max_tokens as usize, overlap as usize)?;
+        Ok(pieces.into_iter().map(JsValue::from).collect())
     }
 }
 

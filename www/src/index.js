@@ -3,7 +3,7 @@
 // and turns errors into WembedError; the numerics live in the wasm module (../pkg). On the CPU
 // the model runs in workers (pool.js, worker.js) unless `workers: 0` asks for this thread.
 
-import { WasmEmbedder, __testPanicNextEmbed } from '../pkg/wembed.js';
+import { WasmEmbedder, WasmChunker, __testPanicNextEmbed } from '../pkg/wembed.js';
 import { WembedError, isNode } from './common.js';
 import { resolveSource, gatherFiles } from './files.js';
 import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes } from './runtime.js';
@@ -92,24 +92,6 @@ async function hasGpuAdapter() {
 const totalBytes = (files) => Object.values(files).reduce((n, b) => n + (b?.byteLength ?? 0), 0);
 const mib = (bytes) => `${(bytes / 1024 ** 2).toFixed(bytes < 1024 ** 2 ? 2 : 0)} MiB`;
 
-/**
- * A model on the calling thread built without awaiting: the CPU load path never waits on
- * anything (no device, no fetch), so its task finishes within a few polls.
- */
-function loadNow(files, options) {
-  const task = WasmEmbedder.load(files, options, () => {});
-  try {
-    for (let i = 0; !task.poll(); i++) {
-      if (i > 1e6) throw new WembedError('INTERNAL', 'wembed: a CPU load kept waiting');
-    }
-  } catch (e) {
-    if (!(e instanceof WebAssembly.RuntimeError)) task.free();
-    throw fromWasm(e);
-  }
-  const inner = task.result();
-  task.free();
-  return inner;
-}
 
 /** A loaded sentence-embedding model. */
 export class Embedder {
@@ -212,9 +194,21 @@ export class Embedder {
       workerMemoryNote:
         `each of the ${count} worker${count === 1 ? '' : 's'} holds its own copy of the model ` +
         `(its files are ${mib(bytes)}): without cross-origin isolation workers share no memory; ` +
-        'this thread keeps the files too, for chunks()',
+        'this thread keeps only the tokenizer, for chunks()',
     };
-    const chunkFrom = { files, dtype, origin: src.label, inner, generation };
+    // chunks() runs here, on the tokenizer alone: the weights stay in the workers. (A GGUF
+    // file holds its config and vocabulary in its header, so it is kept whole.)
+    const small = Object.fromEntries(Object.entries(files).filter(([name]) => name !== 'model.safetensors'));
+    let chunker = null;
+    if (!inner) {
+      try {
+        chunker = new WasmChunker(small, src.label);
+      } catch (e) {
+        pool.terminate();
+        throw fromWasm(e);
+      }
+    }
+    const chunkFrom = { files: small, origin: src.label, inner, chunker, generation };
     return new Embedder(null, poolInfo, generation, pool, chunkFrom);
   }
 
@@ -305,10 +299,9 @@ export class Embedder {
   }
 
   /**
-   * The model chunks() tokenizes with. On workers it is a copy on this thread, built from the
-   * kept files on the first call (chunks() is synchronous and its callers, SemanticIndex.add
-   * among them, rely on that; the wasm API has no tokenizer-only load): a page that never
-   * calls chunks() pays for the files, not for a fourth copy of the weights in wasm memory.
+   * What chunks() tokenizes with: the model itself on the calling thread; on workers, a
+   * WasmChunker on this thread (the tokenizer and sentence config, no weights), built at
+   * load, since chunks() is synchronous and SemanticIndex.add relies on that.
    */
   #tokenizerModel() {
     if (!this.#pool) return this.#inner;
@@ -320,9 +313,12 @@ export class Embedder {
       ensureWasm().catch(() => {});
       throw new WembedError('INTERNAL', "wembed's wasm module on this thread is restarting after an internal error; call chunks() again");
     }
+    if (from.chunker && from.generation === currentGeneration()) return from.chunker;
+    // This thread's instance was replaced after a crash: the tokenizer again, from the small files.
     from.generation = currentGeneration();
-    from.inner = loadNow(from.files, { device: 'cpu', dtype: from.dtype, origin: from.origin });
-    return from.inner;
+    from.inner = null;
+    from.chunker = new WasmChunker(from.files, from.origin);
+    return from.chunker;
   }
 
   /**
@@ -347,8 +343,12 @@ export class Embedder {
       if (pool) {
         pool.terminate();
         livePools.delete(pool);
-        if (from.inner && from.generation === currentGeneration()) from.inner.free();
+        if (from.generation === currentGeneration()) {
+          from.inner?.free();
+          from.chunker?.free();
+        }
         from.inner = null;
+        from.chunker = null;
         from.files = null;
       } else if (generation === currentGeneration()) {
         inner.free();
