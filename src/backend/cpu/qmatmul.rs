@@ -19,11 +19,10 @@
 //! operands are activations (both would need quantizing, for ~2% of the FLOPs at these
 //! lengths), and layer norm, softmax and GELU are not products and need f32's range.
 //!
-//! Kernels, picked once at run time ([`Kernel::best`]): AVX-512 VNNI (`vpdpwssd` on zmm, one
-//! block per register), AVX-VNNI (`vpdpwssd` on ymm), AVX2 (`vpmaddwd`), wasm SIMD128
-//! (`i32x4.dot_i16x8_s`, weights widened with `i16x8.extend_*_i8x16`), and a portable one that
-//! is also their reference. Measured on this 2-core machine: see the module's tests and
-//! scripts/bench.sh.
+//! Kernels, detected at run time ([`Kernel::available`]; [`Kernel::best`] says which one runs
+//! and why): AVX-512 VNNI (`vpdpwssd` on zmm, one block per register), AVX-VNNI (`vpdpwssd`
+//! on ymm), AVX2 (`vpmaddwd`), wasm SIMD128 (`i32x4.dot_i16x8_s`, weights widened with
+//! `i16x8.extend_*_i8x16`), and a portable one that is also their reference.
 
 use std::borrow::Cow;
 
@@ -131,7 +130,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// Every kernel this CPU can run, best last.
+    /// Every kernel this CPU can run.
     pub fn available() -> Vec<Kernel> {
         #[allow(unused_mut)]
         let mut ks = vec![Kernel::Portable];
@@ -153,10 +152,20 @@ impl Kernel {
         ks
     }
 
-    /// The fastest kernel here (detected once).
+    /// The kernel [`linear`] uses (detected once): AVX2 where the CPU has it, SIMD128 in wasm.
+    /// The VNNI kernels are exact and tested but measured slower on this project's machine (a
+    /// 2-core Xeon with AVX-512 VNNI and AVX-VNNI; all-MiniLM-L6-v2 q8, `wembed bench`, 512
+    /// STS-B sentences, sentences/s at batch 1 / batch 32): AVX2 277 / 442, AVX-512 VNNI 221 /
+    /// 452; the micro-benchmark of the four model shapes agreed (10 rows: 68 vs 70 GOP/s, 333
+    /// rows: 84 vs 75, AVX-VNNI 62 and 68). With i16 activations `vpdpwssd` does the 16
+    /// products per 256 bits that `vpmaddwd` does, saving only the add, and zmm code lowers the
+    /// core's clock for the f32 work around it.
     pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| *Kernel::available().last().unwrap_or(&Kernel::Portable))
+        *BEST.get_or_init(|| {
+            let ks = Kernel::available();
+            [Kernel::Avx2, Kernel::Simd128].into_iter().find(|k| ks.contains(k)).unwrap_or(Kernel::Portable)
+        })
     }
 
     /// `acc[i, j]` (`acc` is `[a.rows, p.rows]`) for activation rows `i0..i1` and every row of
