@@ -1,8 +1,8 @@
 // The demo's service worker: after the first visit the page, the package, the wasm module and
 // the corpus come from this cache, so the demo works with the network off. Model files are
-// not cached here: the package keeps them in its own Cache API store ('wembed-models-v1').
+// not cached here: the package keeps them in its own Cache API store ('wembed-models-v2').
 // App files go network-first (a rebuilt page shows at once), falling back to the cache.
-const CACHE = 'wembed-demo-v1';
+const CACHE = 'wembed-demo-v2';
 const SHELL = [
   './',
   './index.html',
@@ -10,6 +10,10 @@ const SHELL = [
   './corpus.json',
   '../src/index.js',
   '../src/common.js',
+  '../src/files.js',
+  '../src/runtime.js',
+  '../src/pool.js',
+  '../src/worker.js',
   '../src/search.js',
   '../pkg/wembed.js',
   '../pkg/wembed_bg.wasm',
