@@ -3,12 +3,10 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use wembed::{Cpu, EmbedOptions, Embedder, Error, ModelFiles};
 
 /// A copy of the tiny mean-pooling model in a fresh temporary folder.
@@ -18,18 +16,6 @@ fn tiny_copy() -> (tempfile::TempDir, PathBuf) {
     let dst = tmp.path().join("model");
     copy_dir(&src, &dst);
     (tmp, dst)
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 fn load(dir: &Path) -> wembed::Result<Embedder<Cpu>> {
@@ -47,25 +33,6 @@ fn fails_with(dir: &Path, needles: &[&str]) -> Error {
         assert!(msg.contains(n), "error `{msg}` should mention `{n}`");
     }
     err
-}
-
-fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
-}
-
-/// Rewrites model.safetensors through `f`, which gets (name -> (dtype, shape, bytes)).
-fn edit_weights(dir: &Path, f: impl FnOnce(&mut HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>)) {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut map: HashMap<String, (Dtype, Vec<usize>, Vec<u8>)> =
-        st.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
-    f(&mut map);
-    let views: Vec<(String, TensorView)> =
-        map.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
-    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
 const WORD: &str = "embeddings.word_embeddings.weight";

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use safetensors::Dtype;
-use safetensors::tensor::TensorView;
 use wembed::backend::Backend;
 use wembed::backend::gpu::GpuWeights;
 use wembed::embedder::length_groups;
@@ -24,38 +23,6 @@ fn tiny(name: &str) -> (tempfile::TempDir, PathBuf) {
     let dst = tmp.path().join("model");
     copy_dir(&root().join("tests/fixtures/tiny").join(name), &dst);
     (tmp, dst)
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-        }
-    }
-}
-
-fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
-}
-
-type TensorMap = HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
-
-fn edit_weights(dir: &Path, f: impl FnOnce(&mut TensorMap)) {
-    let path = dir.join("model.safetensors");
-    let bytes = std::fs::read(&path).unwrap();
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut map: TensorMap =
-        st.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
-    f(&mut map);
-    let views: Vec<(String, TensorView)> =
-        map.iter().map(|(n, (d, s, b))| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
-    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
 }
 
 fn cpu_load(dir: &Path) -> wembed::Result<Embedder<Cpu>> {

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use wembed::{Cpu, Embedder, ModelFiles};
@@ -94,3 +95,41 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> (f32, usize) {
 }
 
 pub use wembed::eval::cosine;
+
+/// Copies a model folder (the tests break copies, never the fixtures).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Rewrites a JSON file through `f`.
+pub fn edit_json(path: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+/// name -> (dtype, shape, bytes) of a safetensors file.
+pub type TensorMap = HashMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+
+/// Rewrites `dir`/model.safetensors through `f`.
+pub fn edit_weights(dir: &Path, f: impl FnOnce(&mut TensorMap)) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut map: TensorMap =
+        st.tensors().into_iter().map(|(n, v)| (n, (v.dtype(), v.shape().to_vec(), v.data().to_vec()))).collect();
+    f(&mut map);
+    let views: Vec<(String, safetensors::tensor::TensorView)> = map
+        .iter()
+        .map(|(n, (d, s, b))| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+}

@@ -9,10 +9,9 @@ import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
 import { appServer, hubServer, close, url } from './server.mjs';
-import { cosine } from './util.mjs';
+import { cosine, launchChromium } from './util.mjs';
 
 const www = fileURLToPath(new URL('../', import.meta.url));
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -34,19 +33,7 @@ before(async () => {
 </script>`);
   app = await appServer(www, { '/test.html': html });
   hub = await hubServer({ [MODEL_ID]: join(root, 'assets/models/all-MiniLM-L6-v2') });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: [
-      '--enable-unsafe-webgpu',
-      '--enable-features=Vulkan',
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium({ webgpu: true });
   page = await browser.newPage();
   page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
   await page.goto(`${url(app)}/test.html`);

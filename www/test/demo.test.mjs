@@ -3,11 +3,11 @@
 // server stopped, reloads from its service worker and IndexedDB and answers them the same.
 // A screenshot goes to www/test-output/demo.png. Needs scripts/build-demo.sh first (the test
 // command runs it).
+import { launchChromium } from './util.mjs';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
 import { serve } from '../demo/serve.mjs';
 import { close } from './server.mjs';
@@ -29,10 +29,7 @@ before(async () => {
     throw new Error('assets/demo is missing: run scripts/build-demo.sh (the test command does)');
   });
   server = await serve(0);
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-  });
+  browser = await launchChromium();
   page = await (await browser.newContext({ viewport: { width: 900, height: 900 } })).newPage();
   page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
 });

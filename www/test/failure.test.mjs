@@ -9,11 +9,10 @@ import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
 import { Embedder, __testing } from '../src/index.js';
 import { appServer, hubServer, close, url } from './server.mjs';
-import { cosine, rejectsWith } from './util.mjs';
+import { cosine, rejectsWith, launchChromium } from './util.mjs';
 
 const www = fileURLToPath(new URL('../', import.meta.url));
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -151,18 +150,7 @@ before(async () => {
 </script>`);
   app = await appServer(www, { '/test.html': html });
   hub = await hubServer({ [TINY_ID]: TINY });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: [
-      '--enable-unsafe-webgpu',
-      '--no-sandbox',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--disable-quic',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium({ webgpu: true });
   page = await browser.newPage();
   page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
   await page.goto(`${url(app)}/test.html`);

@@ -8,8 +8,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
 
+import { launchChromium } from './util.mjs';
 import { appServer, hubServer, close, url } from './server.mjs';
 import { hostileHub } from './hostile-server.mjs';
 
@@ -34,10 +34,7 @@ before(async () => {
   app = await appServer(www, { '/test.html': html });
   hub = await hubServer({ [ID]: tiny });
   bad = await hostileHub({ tiny });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage();
   page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
   await page.goto(`${url(app)}/test.html`);

@@ -22,3 +22,23 @@ export async function rejectsWith(promise, code, pattern) {
     return true;
   });
 }
+
+/**
+ * Debian's headless Chromium (playwright-core), quiet on a machine with no network;
+ * `webgpu: true` adds the flag that gives pages WebGPU (SwiftShader here).
+ */
+export async function launchChromium({ webgpu = false } = {}) {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+    args: [
+      ...(webgpu ? ['--enable-unsafe-webgpu'] : []),
+      '--no-sandbox',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-quic',
+      '--no-first-run',
+    ],
+  });
+}
