@@ -73,11 +73,7 @@ impl<B: Backend> Embedder<B> {
     pub fn load(backend: B, files: &ModelFiles) -> Result<Self> {
         let files = &files.resolved()?;
         let model = ModelConfig::from_files(files)?;
-        let mut sentence = SentenceConfig::from_files(files, &model)?;
-        // A backend with a shorter limit (the GPU's attention) truncates there, and says so
-        // through `max_tokens()`; `device: auto` avoids it for models that take longer texts.
-        sentence.max_seq_length = sentence.max_seq_length.min(backend.max_text_tokens());
-        let tokenizer = TextTokenizer::from_files(files, &sentence)?;
+        let (sentence, tokenizer) = text_side(files, &model, backend.max_text_tokens())?;
         let encoder = Encoder::load(&backend, &model, files)?;
         Ok(Embedder { backend, encoder, tokenizer, model, sentence })
     }
@@ -312,6 +308,20 @@ pub fn length_groups(encoded: &[Encoded], batch_size: usize, max_tokens: usize) 
     groups
 }
 
+/// The sentence-transformers config and the tokenizer of resolved `files`. A backend with a
+/// shorter limit than the model's (the GPU's attention) truncates there, and says so through
+/// `max_tokens()`; `device: auto` avoids it for models that take longer texts.
+fn text_side(
+    files: &ModelFiles,
+    model: &ModelConfig,
+    max_text_tokens: usize,
+) -> Result<(SentenceConfig, TextTokenizer)> {
+    let mut sentence = SentenceConfig::from_files(files, model)?;
+    sentence.max_seq_length = sentence.max_seq_length.min(max_text_tokens);
+    let tokenizer = TextTokenizer::from_files(files, &sentence)?;
+    Ok((sentence, tokenizer))
+}
+
 /// The prompt `opts` ask for: a literal one, a named one, or the model's default.
 fn resolve_prompt(sentence: &SentenceConfig, opts: &EmbedOptions) -> Result<Option<String>> {
     if let Some(p) = &opts.prompt {
@@ -369,9 +379,7 @@ impl Chunker {
     pub fn load(files: &ModelFiles, max_text_tokens: usize) -> Result<Self> {
         let files = &files.resolved()?;
         let model = ModelConfig::from_files(files)?;
-        let mut sentence = SentenceConfig::from_files(files, &model)?;
-        sentence.max_seq_length = sentence.max_seq_length.min(max_text_tokens);
-        let tokenizer = TextTokenizer::from_files(files, &sentence)?;
+        let (sentence, tokenizer) = text_side(files, &model, max_text_tokens)?;
         Ok(Chunker { tokenizer, sentence })
     }
 

@@ -184,11 +184,12 @@ fn dot_block(m: usize, k: usize, x: &[f32], w: &[f32], acc: &mut [f32]) {
 /// accumulators, as the AVX2 kernel does, so each vector loaded serves two or four products.
 /// (The crate is built with `+simd128` for wasm32, see .cargo/config.toml.)
 #[cfg(target_arch = "wasm32")]
-mod simd128 {
+pub(super) mod simd128 {
     use std::arch::wasm32::*;
 
+    /// The sum of a vector's four lanes (the integer kernels in qmatmul.rs use it too).
     #[inline(always)]
-    fn hsum(v: v128) -> f32 {
+    pub(in crate::backend::cpu) fn hsum(v: v128) -> f32 {
         f32x4_extract_lane::<0>(v)
             + f32x4_extract_lane::<1>(v)
             + f32x4_extract_lane::<2>(v)

@@ -597,10 +597,7 @@ mod simd128 {
         }
         #[inline(always)]
         fn hsum(v: v128) -> f32 {
-            f32x4_extract_lane::<0>(v)
-                + f32x4_extract_lane::<1>(v)
-                + f32x4_extract_lane::<2>(v)
-                + f32x4_extract_lane::<3>(v)
+            crate::backend::cpu::matmul::simd128::hsum(v)
         }
     }
 }
