@@ -5,13 +5,12 @@
 // or a WebGPU adapter fails.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { appServer, hubServer, close, url } from './server.mjs';
-import { cosine, launchChromium } from './util.mjs';
+import { hubServer, close, url } from './server.mjs';
+import { cosine, openPackagePage } from './util.mjs';
 
 const www = fileURLToPath(new URL('../', import.meta.url));
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -23,21 +22,8 @@ const SAMPLES = reference.sentences.filter((s) => s.text && s.ids.length <= 12).
 let app, hub, browser, page;
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'wembed-page-'));
-  const html = join(dir, 'test.html');
-  await writeFile(html, `<!doctype html><meta charset="utf-8"><title>wembed test</title>
-<script type="module">
-  import * as wembed from '/src/index.js';
-  window.wembed = wembed;
-  window.ready = true;
-</script>`);
-  app = await appServer(www, { '/test.html': html });
+  ({ app, browser, page } = await openPackagePage(www, { webgpu: true }));
   hub = await hubServer({ [MODEL_ID]: join(root, 'assets/models/all-MiniLM-L6-v2') });
-  browser = await launchChromium({ webgpu: true });
-  page = await browser.newPage();
-  page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
-  await page.goto(`${url(app)}/test.html`);
-  await page.waitForFunction(() => window.ready === true);
 });
 
 after(async () => {

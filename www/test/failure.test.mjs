@@ -5,14 +5,12 @@
 // load/dispose cycles, on the CPU and on WebGPU.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Embedder, __testing } from '../src/index.js';
-import { appServer, hubServer, close, url } from './server.mjs';
-import { cosine, rejectsWith, launchChromium } from './util.mjs';
+import { hubServer, close, url } from './server.mjs';
+import { cosine, rejectsWith, openPackagePage } from './util.mjs';
 
 const www = fileURLToPath(new URL('../', import.meta.url));
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -140,21 +138,8 @@ test('Node: wasm memory stays at its steady level over 2,000 embeds and 20 load/
 let app, hub, browser, page;
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'wembed-failure-'));
-  const html = join(dir, 'test.html');
-  await writeFile(html, `<!doctype html><meta charset="utf-8"><title>wembed failure paths</title>
-<script type="module">
-  import * as wembed from '/src/index.js';
-  window.wembed = wembed;
-  window.ready = true;
-</script>`);
-  app = await appServer(www, { '/test.html': html });
+  ({ app, browser, page } = await openPackagePage(www, { webgpu: true }));
   hub = await hubServer({ [TINY_ID]: TINY });
-  browser = await launchChromium({ webgpu: true });
-  page = await browser.newPage();
-  page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
-  await page.goto(`${url(app)}/test.html`);
-  await page.waitForFunction(() => window.ready === true);
 });
 
 after(async () => {

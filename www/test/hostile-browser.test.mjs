@@ -4,13 +4,11 @@
 // hostile hub (hostile-server.mjs) through the browser's own fetch.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { launchChromium } from './util.mjs';
-import { appServer, hubServer, close, url } from './server.mjs';
+import { openPackagePage } from './util.mjs';
+import { hubServer, close, url } from './server.mjs';
 import { hostileHub } from './hostile-server.mjs';
 
 const www = fileURLToPath(new URL('../', import.meta.url));
@@ -21,24 +19,9 @@ const ID = 'org/tiny';
 let app, hub, bad, browser, page;
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'wembed-page-'));
-  const html = join(dir, 'test.html');
-  await writeFile(html, `<!doctype html><meta charset="utf-8"><title>wembed failures</title>
-<script type="module">
-  import * as wembed from '/src/index.js';
-  import * as files from '/src/files.js';
-  window.wembed = wembed;
-  window.files = files;
-  window.ready = true;
-</script>`);
-  app = await appServer(www, { '/test.html': html });
+  ({ app, browser, page } = await openPackagePage(www, { webgpu: false, modules: { files: '/src/files.js' } }));
   hub = await hubServer({ [ID]: tiny });
   bad = await hostileHub({ tiny });
-  browser = await launchChromium();
-  page = await browser.newPage();
-  page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
-  await page.goto(`${url(app)}/test.html`);
-  await page.waitForFunction(() => window.ready === true);
 });
 
 after(async () => {

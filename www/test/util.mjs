@@ -42,3 +42,32 @@ export async function launchChromium({ webgpu = false } = {}) {
     ],
   });
 }
+
+/**
+ * Headless Chromium on a page of the package, served from `www` at /test.html: `window.wembed`
+ * is the package (plus `window[name]` for each extra module in `modules`, name -> URL path).
+ * Returns { app, browser, page }; the caller closes the browser and the app server.
+ */
+export async function openPackagePage(www, { webgpu = false, modules = {} } = {}) {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { appServer, url } = await import('./server.mjs');
+  const html = join(await mkdtemp(join(tmpdir(), 'wembed-page-')), 'test.html');
+  const extra = Object.entries(modules)
+    .map(([name, path]) => `  window.${name} = await import('${path}');\n`)
+    .join('');
+  await writeFile(html, `<!doctype html><meta charset="utf-8"><title>wembed test</title>
+<script type="module">
+  window.wembed = await import('/src/index.js');
+${extra}  window.ready = true;
+</script>`);
+  const app = await appServer(www, { '/test.html': html });
+  const browser = await launchChromium({ webgpu });
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
+  page.on('console', (m) => process.stderr.write(`[page] ${m.text()}\n`));
+  await page.goto(`${url(app)}/test.html`);
+  await page.waitForFunction(() => window.ready === true);
+  return { app, browser, page };
+}

@@ -5,15 +5,15 @@
 // keeps painting during a 1,000-text embed. all-MiniLM-L6-v2 once, against PyTorch.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { Embedder, __testing } from '../src/index.js';
-import { appServer, hubServer, close, url } from './server.mjs';
-import { cosine, rejectsWith, launchChromium } from './util.mjs';
+import { hubServer, close, url } from './server.mjs';
+import { cosine, rejectsWith, openPackagePage } from './util.mjs';
 
 const www = fileURLToPath(new URL('../', import.meta.url));
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -204,21 +204,8 @@ test('Node: idle workers do not keep the process alive', async () => {
 let app, hub, browser, page;
 
 before(async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'wembed-workers-'));
-  const html = join(dir, 'test.html');
-  await writeFile(html, `<!doctype html><meta charset="utf-8"><title>wembed workers</title>
-<script type="module">
-  import * as wembed from '/src/index.js';
-  window.wembed = wembed;
-  window.ready = true;
-</script>`);
-  app = await appServer(www, { '/test.html': html });
+  ({ app, browser, page } = await openPackagePage(www, { webgpu: false }));
   hub = await hubServer({ [TINY_ID]: TINY });
-  browser = await launchChromium();
-  page = await browser.newPage();
-  page.on('pageerror', (e) => process.stderr.write(`[page error] ${e.message}\n`));
-  await page.goto(`${url(app)}/test.html`);
-  await page.waitForFunction(() => window.ready === true);
 });
 
 after(async () => {
