@@ -1,7 +1,10 @@
-// Multi-head attention within each text: ctx = softmax(scale · q kᵀ) v, per head.
+// Multi-head attention within each text: ctx = softmax(scale · q kᵀ + bias) v, per head.
 // Mirrors kernels::attend. qkv rows hold [q | k | v], each `dim` wide; texts lie back to back
 // (seqs[s] = (first row, length, _, _)), so keys of other texts and padding are never read.
 // One workgroup per (token, head); the softmax subtracts the row max before exp.
+// With bias_span > 0, `bias` is a relative-position table [heads, 2 * span - 1] and query i,
+// key j (positions in their text) add bias[h][clamp(j - i, 1 - span, span - 1) + span - 1]
+// (MPNet); with 0 it is a placeholder and never read.
 
 struct Params {
     tokens: u32,
@@ -9,7 +12,7 @@ struct Params {
     head_dim: u32,
     dim: u32,
     scale: f32,
-    _pad0: u32,
+    bias_span: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -19,6 +22,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> toks: array<vec4<u32>>; // .w = text index
 @group(0) @binding(3) var<storage, read> seqs: array<vec4<u32>>; // (first row, len, _, _)
 @group(0) @binding(4) var<storage, read_write> ctx: array<f32>;
+@group(0) @binding(5) var<storage, read> bias: array<f32>;
 
 const WG: u32 = 64u;
 const MAX_LEN: u32 = 512u;
@@ -56,6 +60,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let len = min(seq.y, MAX_LEN);
     let stride = 3u * p.dim;
     let q = t * stride + h * p.head_dim;
+    let span = i32(p.bias_span);
+    let i = i32(t - first);
 
     var local_max = -3.402823e38;
     for (var j = lid; j < len; j += WG) {
@@ -65,6 +71,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
             s = fma(qkv[q + d], qkv[k + d], s);
         }
         s *= p.scale;
+        if (span > 0) {
+            let row = h * (2u * p.bias_span - 1u);
+            s += bias[row + u32(clamp(i32(j) - i, 1 - span, span - 1) + span - 1)];
+        }
         scores[j] = s;
         local_max = max(local_max, s);
     }

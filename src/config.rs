@@ -201,6 +201,14 @@ struct RawBertConfig {
     #[serde(default = "default_eps")]
     layer_norm_eps: f64,
     position_embedding_type: Option<String>,
+    /// XLM-RoBERTa and MPNet count positions from `pad_token_id + 1`.
+    pad_token_id: Option<usize>,
+    /// ERNIE: task-type embeddings are added when set.
+    #[serde(default)]
+    use_task_id: bool,
+    task_type_vocab_size: Option<usize>,
+    /// MPNet's relative-position buckets.
+    relative_attention_num_buckets: Option<usize>,
 }
 fn default_act() -> String {
     "gelu".into()
@@ -223,9 +231,61 @@ const DIM_LIMITS: &[(&str, usize)] = &[
     ("type_vocab_size", 1 << 12),
 ];
 
-/// A BERT encoder's shape, from `config.json`.
+/// The members of the BERT family: one forward pass (post-LayerNorm layers, absolute
+/// positions), differing in their checkpoint keys, where positions start, and one extra term
+/// each. Which one a folder holds is its `config.json` `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BertFamily {
+    /// `bert`: transformers/models/bert/modeling_bert.py.
+    Bert,
+    /// `xlm-roberta`: transformers/models/xlm_roberta/modeling_xlm_roberta.py. BERT with
+    /// positions counted from `pad_token_id + 1` and (in practice) one token type.
+    XlmRoberta,
+    /// `ernie`: transformers/models/ernie/modeling_ernie.py. BERT plus task-type embeddings.
+    Ernie,
+    /// `mpnet`: transformers/models/mpnet/modeling_mpnet.py. Positions from `pad_token_id + 1`,
+    /// no token types, a relative-position bias added to every layer's attention scores.
+    MPNet,
+}
+
+impl BertFamily {
+    /// `model_type` values wembed runs, for error messages.
+    pub const MODEL_TYPES: &'static str = "bert, xlm-roberta, ernie, mpnet";
+
+    fn from_model_type(t: &str) -> Option<Self> {
+        Some(match t {
+            "bert" => BertFamily::Bert,
+            "xlm-roberta" => BertFamily::XlmRoberta,
+            "ernie" => BertFamily::Ernie,
+            "mpnet" => BertFamily::MPNet,
+            _ => return None,
+        })
+    }
+
+    /// The transformers `base_model_prefix`: `XForMaskedLM`-style checkpoints nest the encoder
+    /// under it (`bert.embeddings…`), bare `XModel` ones do not.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            BertFamily::Bert => "bert",
+            BertFamily::XlmRoberta => "roberta",
+            BertFamily::Ernie => "ernie",
+            BertFamily::MPNet => "mpnet",
+        }
+    }
+}
+
+/// MPNet's relative-position buckets (`MPNetEncoder.relative_position_bucket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelativeBuckets {
+    pub num_buckets: usize,
+    /// Distances from this on share the last bucket; transformers fixes it at 128.
+    pub max_distance: usize,
+}
+
+/// A BERT-family encoder's shape, from `config.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BertConfig {
+    pub family: BertFamily,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -233,8 +293,24 @@ pub struct BertConfig {
     pub intermediate_size: usize,
     pub hidden_act: Activation,
     pub max_position_embeddings: usize,
+    /// 0 for MPNet, which has no token-type table.
     pub type_vocab_size: usize,
     pub layer_norm_eps: f32,
+    /// Row of the position table of a text's first token: `pad_token_id + 1` for XLM-RoBERTa
+    /// and MPNet (their position ids are a cumulative count of non-pad tokens after
+    /// `padding_idx`), 0 for BERT and ERNIE.
+    pub position_offset: usize,
+    /// ERNIE's `task_type_vocab_size` when `use_task_id` is on.
+    pub task_type_vocab_size: Option<usize>,
+    /// MPNet's relative-position bias.
+    pub relative_buckets: Option<RelativeBuckets>,
+}
+
+impl BertConfig {
+    /// The longest text the position table takes.
+    pub fn max_text_positions(&self) -> usize {
+        self.max_position_embeddings.saturating_sub(self.position_offset)
+    }
 }
 
 /// Model families wembed runs. Decoder families (last-token pooling, causal attention) slot in
@@ -250,16 +326,23 @@ impl ModelConfig {
         let file = || format!("{}/{name}", files.origin());
         let bytes = files.require(name)?;
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::bad_file(file(), e))?;
-        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
-        match model_type {
-            "bert" => {}
-            "" => return Err(Error::bad_file(file(), "no `model_type` field")),
-            other => {
-                return Err(Error::Unsupported(format!("model_type `{other}` in {}; wembed runs: bert", file())));
+        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let model_type = model_type.as_str();
+        let family = match BertFamily::from_model_type(model_type) {
+            Some(f) => f,
+            None if model_type.is_empty() => return Err(Error::bad_file(file(), "no `model_type` field")),
+            None => {
+                let arch = value.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
+                let arch = arch.map(|a| format!(" ({a})")).unwrap_or_default();
+                return Err(Error::Unsupported(format!(
+                    "model_type `{model_type}`{arch} in {}; wembed runs: {}",
+                    file(),
+                    BertFamily::MODEL_TYPES
+                )));
             }
-        }
+        };
         let raw: RawBertConfig = serde_json::from_value(value).map_err(|e| Error::bad_file(file(), e))?;
-        debug_assert_eq!(raw.model_type.as_deref(), Some("bert"));
+        debug_assert_eq!(raw.model_type.as_deref(), Some(model_type));
         if let Some(p) = raw.position_embedding_type.as_deref()
             && p != "absolute"
         {
@@ -300,7 +383,51 @@ impl ModelConfig {
                 ),
             ));
         }
+        let position_offset = match family {
+            BertFamily::Bert | BertFamily::Ernie => 0,
+            // transformers' create_position_ids_from_input_ids: padding_idx + 1 onwards.
+            BertFamily::XlmRoberta | BertFamily::MPNet => {
+                let pad = raw.pad_token_id.ok_or_else(|| {
+                    Error::bad_file(file(), format!("no `pad_token_id` (a {model_type} model counts positions from it)"))
+                })?;
+                pad + 1
+            }
+        };
+        if position_offset >= raw.max_position_embeddings {
+            return Err(Error::bad_file(
+                file(),
+                format!("positions start at {position_offset}, past max_position_embeddings"),
+            ));
+        }
+        let task_type_vocab_size = match (family, raw.use_task_id) {
+            (BertFamily::Ernie, true) => match raw.task_type_vocab_size {
+                Some(n) if (1..=1 << 12).contains(&n) => Some(n),
+                other => {
+                    return Err(Error::bad_file(file(), format!("`task_type_vocab_size` is {other:?} with use_task_id")));
+                }
+            },
+            _ => None,
+        };
+        let relative_buckets = match family {
+            BertFamily::MPNet => {
+                let n = raw.relative_attention_num_buckets.unwrap_or(32);
+                // MPNetEncoder.compute_position_bias calls relative_position_bucket with its
+                // default of 32 buckets whatever the config says; a table of another size
+                // would be read differently there than here.
+                if n != 32 {
+                    return Err(Error::Unsupported(format!(
+                        "relative_attention_num_buckets {n} in {} (MPNet buckets positions into 32)",
+                        file()
+                    )));
+                }
+                Some(RelativeBuckets { num_buckets: n, max_distance: 128 })
+            }
+            _ => None,
+        };
+        // MPNet has no token-type table; its tokenizer gives type id 0 everywhere.
+        let type_vocab_size = if family == BertFamily::MPNet { 0 } else { raw.type_vocab_size };
         Ok(ModelConfig::Bert(BertConfig {
+            family,
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,
             num_hidden_layers: raw.num_hidden_layers,
@@ -308,8 +435,11 @@ impl ModelConfig {
             intermediate_size: raw.intermediate_size,
             hidden_act: Activation::from_hf(&raw.hidden_act)?,
             max_position_embeddings: raw.max_position_embeddings,
-            type_vocab_size: raw.type_vocab_size,
+            type_vocab_size,
             layer_norm_eps: raw.layer_norm_eps as f32,
+            position_offset,
+            task_type_vocab_size,
+            relative_buckets,
         }))
     }
 
@@ -329,7 +459,7 @@ impl ModelConfig {
 
     pub fn max_positions(&self) -> usize {
         match self {
-            ModelConfig::Bert(c) => c.max_position_embeddings,
+            ModelConfig::Bert(c) => c.max_text_positions(),
         }
     }
 }

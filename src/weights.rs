@@ -267,7 +267,7 @@ impl FileDtype {
 }
 
 /// Writes a smaller copy of a model's safetensors file. Matmul weights (2-D `*.weight`
-/// outside `embeddings.`) and the word-embedding table become blocks (U8 tensors of ggml
+/// outside `embeddings.`, bias tables excepted) and the word-embedding table become blocks (U8 tensors of ggml
 /// blocks, row by row) or f16; the other embedding tables become f16; the rest is copied. The
 /// metadata records the format and the source, and [`WeightFile`] reads the result directly.
 pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec<u8>> {
@@ -282,7 +282,11 @@ pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let is_float = matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16);
-        let matmul = shape.len() == 2 && name.ends_with(".weight") && !name.contains("embeddings.");
+        // MPNet's relative_attention_bias is a [buckets, heads] table, not a matmul weight.
+        let matmul = shape.len() == 2
+            && name.ends_with(".weight")
+            && !name.contains("embeddings.")
+            && !name.ends_with("relative_attention_bias.weight");
         let words = shape.len() == 2 && name.ends_with("word_embeddings.weight");
         if !is_float {
             out.push((name, view.dtype(), shape, view.data().to_vec()));

@@ -230,16 +230,26 @@ fn layer_norm_matches_cpu() {
 fn attention_matches_cpu_with_uneven_texts() {
     let g = shared();
     let mut rng = Rng(3);
-    for (lens, heads, hd) in
-        [(vec![1u32], 1, 1), (vec![5, 1, 13], 3, 7), (vec![2, 40, 17, 3], 12, 32), (vec![300], 2, 16)]
-    {
+    // span: a relative-position bias table [heads, 2 * span - 1] (0: none); spans shorter
+    // than the texts take the clamped ends.
+    for (lens, heads, hd, span) in [
+        (vec![1u32], 1, 1, 0),
+        (vec![5, 1, 13], 3, 7, 0),
+        (vec![2, 40, 17, 3], 12, 32, 0),
+        (vec![300], 2, 16, 0),
+        (vec![1u32], 1, 1, 1),
+        (vec![5, 1, 13], 3, 7, 4),
+        (vec![2, 40, 17, 3], 12, 32, 64),
+        (vec![300], 2, 16, 512),
+    ] {
         let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
         let cols = 3 * heads * hd;
         let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
-        let want = Cpu::new().attention(&qc, &meta, heads).unwrap();
-        let got = g.attention(&qg, &meta, heads).unwrap();
+        let bias = (span > 0).then(|| both_table(heads, 2 * span - 1, rng.vec(heads * (2 * span - 1), 3.0)));
+        let want = Cpu::new().attention(&qc, &meta, heads, bias.as_ref().map(|b| &b.0)).unwrap();
+        let got = g.attention(&qg, &meta, heads, bias.as_ref().map(|b| &b.1)).unwrap();
         check(
-            &format!("attention lens={lens:?} heads={heads} hd={hd}"),
+            &format!("attention lens={lens:?} heads={heads} hd={hd} bias span={span}"),
             &read(g, &got),
             &want.data,
             heads * hd,
@@ -285,10 +295,13 @@ fn tiny_models_match_their_references_on_the_gpu() {
             let (diff, at) = max_abs_diff(&st.hidden, &s.hidden);
             assert!(diff <= 1e-4, "{name}: hidden state of {:?} off by {diff:e} at {at}", s.text);
         }
-        let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size: 3, ..Default::default() };
-        for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
-            let cos = cosine(&v, &s.pooled);
-            assert!(cos >= 1.0 - 1e-5, "{name}: pooled {:?} cosine {cos}", s.text);
+        // Each text alone, then all in batches of mixed lengths.
+        for batch_size in [1, 3] {
+            let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size, ..Default::default() };
+            for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
+                let cos = cosine(&v, &s.pooled);
+                assert!(cos >= 1.0 - 1e-5, "{name}, batch {batch_size}: pooled {:?} cosine {cos}", s.text);
+            }
         }
     }
 }

@@ -170,15 +170,47 @@ fn tiny_models_match_their_references() {
             assert!(diff <= 1e-4, "{name}: hidden state of {:?} off by {diff:e} at {at}", s.text);
         }
 
-        let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size: 3, ..Default::default() };
-        let pooled = embedder.embed(&texts, &opts).unwrap();
-        for (s, v) in reference.sentences.iter().zip(&pooled) {
-            let cos = cosine(v, &s.pooled);
-            assert!(cos >= 1.0 - 1e-5, "{name}: pooled {:?} cosine {cos}", s.text);
-            let (diff, at) = max_abs_diff(v, &s.pooled);
-            assert!(diff <= 1e-4, "{name}: pooled {:?} off by {diff:e} at {at}", s.text);
+        // Each text alone, then all in batches of mixed lengths.
+        for batch_size in [1, 3] {
+            let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size, ..Default::default() };
+            let pooled = embedder.embed(&texts, &opts).unwrap();
+            for (s, v) in reference.sentences.iter().zip(&pooled) {
+                let cos = cosine(v, &s.pooled);
+                assert!(cos >= 1.0 - 1e-5, "{name}, batch {batch_size}: pooled {:?} cosine {cos}", s.text);
+                let (diff, at) = max_abs_diff(v, &s.pooled);
+                assert!(diff <= 1e-4, "{name}, batch {batch_size}: pooled {:?} off by {diff:e} at {at}", s.text);
+            }
         }
+        // Every model but cls-tanh-f16 (64 positions) cuts the longest fixture text.
+        let cut = tokens.iter().any(|t| t.truncated);
+        assert_eq!(cut, embedder.max_tokens() < 64, "{name}: truncation at {}", embedder.max_tokens());
     }
+}
+
+#[test]
+fn tiny_models_cover_every_architecture() {
+    let types: std::collections::BTreeSet<String> = tiny_dirs()
+        .iter()
+        .map(|d| {
+            let c: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("config.json")).unwrap()).unwrap();
+            c["model_type"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(types, ["bert", "ernie", "mpnet", "xlm-roberta"].map(String::from).into(), "model types of the tiny fixtures");
+}
+
+#[test]
+fn mpnet_relative_buckets_are_torchs() {
+    use wembed::config::RelativeBuckets;
+    use wembed::model::bert::relative_position_bucket;
+    let dir = root().join("tests/fixtures/tiny/mpnet-relative");
+    let reference = tiny_ref(&dir).relative_buckets.expect("the MPNet fixture records torch's buckets");
+    let buckets = RelativeBuckets { num_buckets: 32, max_distance: 128 };
+    for (i, &want) in reference.buckets.iter().enumerate() {
+        let rel = reference.from + i as i64;
+        assert_eq!(relative_position_bucket(rel, buckets), want, "bucket of relative position {rel}");
+    }
+    assert!(reference.buckets.len() > 1000);
 }
 
 #[test]

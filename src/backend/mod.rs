@@ -78,6 +78,18 @@ pub(crate) fn check_embed_input(ids: &[u32], type_ids: &[u32], meta: &SeqMeta, t
     Ok(())
 }
 
+/// What every backend's `attention` checks of a relative-position bias table `[rows, cols]`:
+/// one row per head and an odd width; returns its span.
+pub(crate) fn check_attention_bias(shape: (usize, usize), heads: usize) -> Result<usize> {
+    let (rows, cols) = shape;
+    if rows != heads || cols.is_multiple_of(2) {
+        return Err(crate::Error::Backend(format!(
+            "attention: a bias table [{rows}, {cols}] for {heads} heads (want [{heads}, 2 * span - 1])"
+        )));
+    }
+    Ok(cols.div_ceil(2))
+}
+
 pub trait Backend {
     /// Activations, `[rows, cols]`.
     type Tensor;
@@ -140,7 +152,16 @@ pub trait Backend {
 
     /// Bidirectional multi-head attention within each sequence.
     /// `qkv` `[tokens, 3 * dim]` (q, k, v side by side) -> context `[tokens, dim]`.
-    fn attention(&self, qkv: &Self::Tensor, meta: &SeqMeta, heads: usize) -> Result<Self::Tensor>;
+    /// `bias`, a table from [`Backend::table`] `[heads, 2 * span - 1]`, adds a relative-position
+    /// term to the scaled score of query i and key j (positions in their text):
+    /// `bias[h, clamp(j - i, 1 - span, span - 1) + span - 1]` (MPNet's buckets, T5-style biases).
+    fn attention(
+        &self,
+        qkv: &Self::Tensor,
+        meta: &SeqMeta,
+        heads: usize,
+        bias: Option<&Self::Matrix>,
+    ) -> Result<Self::Tensor>;
 
     /// Sentence vectors from token vectors: `[tokens, dim]` -> `[batch, modes.len() * dim]`,
     /// each mode's result side by side, then L2-normalized if asked.

@@ -1,9 +1,15 @@
-//! BERT encoder (all-MiniLM, BGE, GTE v1, E5 v2, text2vec-base-chinese): absolute positions,
-//! token types, post-LayerNorm. Names follow the checkpoint keys.
-//! Reference: transformers/models/bert/modeling_bert.py (BertEmbeddings, BertLayer).
+//! The BERT family: BERT (all-MiniLM, BGE, GTE v1, E5 v2, text2vec-base-chinese), XLM-RoBERTa
+//! (multilingual-e5, paraphrase-multilingual, bge-m3), ERNIE 3.0 and MPNet (all-mpnet-base-v2).
+//! One forward pass: learned absolute positions, post-LayerNorm layers; the members differ in
+//! their checkpoint keys and in one term each (see [`BertFamily`]). Names follow the keys.
+//! References (transformers/models/…):
+//!   bert/modeling_bert.py (BertEmbeddings, BertLayer)
+//!   xlm_roberta/modeling_xlm_roberta.py (XLMRobertaEmbeddings: create_position_ids_from_input_ids)
+//!   ernie/modeling_ernie.py (ErnieEmbeddings: task_type_embeddings)
+//!   mpnet/modeling_mpnet.py (MPNetEmbeddings, MPNetAttention, MPNetEncoder.compute_position_bias)
 
 use crate::backend::{Backend, SeqMeta};
-use crate::config::BertConfig;
+use crate::config::{BertConfig, BertFamily, RelativeBuckets};
 use crate::error::Result;
 use crate::quant::QuantMatrix;
 use crate::weights::{HostTensor, WeightFile, Weights};
@@ -55,9 +61,65 @@ impl<B: Backend> Linear<B> {
 /// `embeddings.*`
 struct BertEmbeddings<B: Backend> {
     word_embeddings: B::Matrix,
+    /// From row `position_offset` of the checkpoint's table on, so row s is position s of a text.
     position_embeddings: B::Matrix,
+    /// ERNIE's task-type row 0 folded in; one row of zeros for MPNet (see `load`).
     token_type_embeddings: B::Matrix,
     layer_norm: LayerNorm<B>,
+}
+
+/// Where a family keeps a layer's attention weights, under `encoder.layer.N.attention`.
+struct AttentionKeys {
+    /// query, key, value
+    qkv: [&'static str; 3],
+    output: &'static str,
+    norm: &'static str,
+}
+
+impl AttentionKeys {
+    fn of(family: BertFamily) -> Self {
+        match family {
+            // MPNetAttention: attn.{q,k,v,o}, LayerNorm beside attn.
+            BertFamily::MPNet => AttentionKeys { qkv: ["attn.q", "attn.k", "attn.v"], output: "attn.o", norm: "LayerNorm" },
+            BertFamily::Bert | BertFamily::XlmRoberta | BertFamily::Ernie => AttentionKeys {
+                qkv: ["self.query", "self.key", "self.value"],
+                output: "output.dense",
+                norm: "output.LayerNorm",
+            },
+        }
+    }
+}
+
+/// MPNetEncoder.relative_position_bucket: the bucket of key position j seen from query i, as
+/// `rel = j - i`. In f32 like PyTorch's, whose float results decide the bucket edges
+/// (checked against torch's buckets in tests/reference.rs).
+pub fn relative_position_bucket(rel: i64, buckets: RelativeBuckets) -> usize {
+    let n = -rel;
+    let half = (buckets.num_buckets / 2) as i64;
+    let mut ret = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let max_exact = half / 2;
+    if n < max_exact {
+        return (ret + n) as usize;
+    }
+    let ratio = ((n as f32) / (max_exact as f32)).ln() / ((buckets.max_distance as f64 / max_exact as f64).ln() as f32);
+    let large = max_exact + (ratio * (half - max_exact) as f32) as i64;
+    ret += large.min(half - 1);
+    ret as usize
+}
+
+/// MPNetEncoder.compute_position_bias as the attention op takes it: `[heads, 2 * span - 1]`,
+/// entry `(j - i) + span - 1` of row h being `relative_attention_bias[bucket(j - i), h]`.
+fn relative_bias_table(bias: &HostTensor, heads: usize, span: usize, buckets: RelativeBuckets) -> HostTensor {
+    let width = 2 * span - 1;
+    let mut out = vec![0.0; heads * width];
+    for d in 0..width {
+        let bucket = relative_position_bucket(d as i64 - (span as i64 - 1), buckets);
+        for h in 0..heads {
+            out[h * width + d] = bias.data[bucket * heads + h];
+        }
+    }
+    HostTensor::new(vec![heads, width], out)
 }
 
 /// `encoder.layer.N.*`. Query, key and value are stacked into one `[3 * hidden, hidden]` matmul.
@@ -74,31 +136,60 @@ pub struct BertModel<B: Backend> {
     pub config: BertConfig,
     embeddings: BertEmbeddings<B>,
     layers: Vec<BertLayer<B>>,
+    /// MPNet: one relative-position bias for all layers (`encoder.relative_attention_bias`).
+    relative_bias: Option<B::Matrix>,
 }
 
 impl<B: Backend> BertModel<B> {
     pub fn load(b: &B, config: BertConfig, file: &WeightFile) -> Result<Self> {
         let root = file.root();
-        // BertModel checkpoints have bare names; BertForX ones nest them under `bert.`.
-        let w = if root.contains("bert.embeddings.word_embeddings.weight") { root.pp("bert") } else { root };
+        // XModel checkpoints have bare names; XForMaskedLM-style ones nest them under `bert.`,
+        // `roberta.`, `ernie.`, `mpnet.`.
+        let prefix = config.family.prefix();
+        let w = if root.contains(&format!("{prefix}.embeddings.word_embeddings.weight")) { root.pp(prefix) } else { root };
         let h = config.hidden_size;
         let e = w.pp("embeddings");
+        // XLM-RoBERTa and MPNet number a text's tokens padding_idx + 1, + 2, … (pad tokens
+        // only ever come after a text, and wembed never pads): the rows before that are never
+        // read, so the table starts at the first one that is.
+        let positions = e.get("position_embeddings.weight", &[config.max_position_embeddings, h])?;
+        let positions = HostTensor::new(
+            vec![config.max_text_positions(), h],
+            positions.data[config.position_offset * h..].to_vec(),
+        );
+        let types = if config.type_vocab_size == 0 {
+            HostTensor::new(vec![1, h], vec![0.0; h])
+        } else {
+            let mut types = e.get("token_type_embeddings.weight", &[config.type_vocab_size, h])?;
+            if let Some(tasks) = config.task_type_vocab_size {
+                // ErnieEmbeddings adds task_type_embeddings(task_type_ids), which default to 0 and
+                // which sentence-transformers never passes: the same row 0 for every token,
+                // added once here to every token-type row.
+                let task = e.get("task_type_embeddings.weight", &[tasks, h])?;
+                for row in types.data.chunks_exact_mut(h) {
+                    for (t, k) in row.iter_mut().zip(&task.data[..h]) {
+                        *t += k;
+                    }
+                }
+            }
+            types
+        };
         let embeddings = BertEmbeddings {
             word_embeddings: match stored(&e, "word_embeddings.weight", config.vocab_size, h)? {
                 Stored::F32(t) => b.word_table(t)?,
                 Stored::Quant(q) => b.quantized_matrix(q)?,
             },
-            position_embeddings: b.table(e.get("position_embeddings.weight", &[config.max_position_embeddings, h])?)?,
-            token_type_embeddings: b.table(e.get("token_type_embeddings.weight", &[config.type_vocab_size, h])?)?,
+            position_embeddings: b.table(positions)?,
+            token_type_embeddings: b.table(types)?,
             layer_norm: LayerNorm::load(b, &e.pp("LayerNorm"), h)?,
         };
+        let keys = AttentionKeys::of(config.family);
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let l = w.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
-            let parts = ["query", "key", "value"];
-            let ws = parts.iter().map(|p| stored(&a.pp("self").pp(p), "weight", h, h)).collect::<Result<Vec<_>>>()?;
-            let bs = parts.iter().map(|p| a.pp("self").pp(p).get("bias", &[h])).collect::<Result<Vec<_>>>()?;
+            let ws = keys.qkv.iter().map(|p| stored(&a.pp(p), "weight", h, h)).collect::<Result<Vec<_>>>()?;
+            let bs = keys.qkv.iter().map(|p| a.pp(p).get("bias", &[h])).collect::<Result<Vec<_>>>()?;
             let stacked = match <[Stored; 3]>::try_from(ws) {
                 Ok([Stored::F32(q), Stored::F32(k), Stored::F32(v)]) => {
                     Some(Stored::F32(HostTensor::vstack(&[q, k, v])))
@@ -109,19 +200,28 @@ impl<B: Backend> BertModel<B> {
                 _ => None,
             };
             let Some(qkv) = stacked else {
-                let name = format!("encoder.layer.{i}.attention.self");
+                let name = format!("encoder.layer.{i}.attention");
                 return Err(crate::Error::weight(name, "query, key and value are stored in different formats"));
             };
             layers.push(BertLayer {
                 qkv: Linear { weight: matrix(b, qkv)?, bias: b.vector(HostTensor::concat(&bs))? },
-                attention_output: Linear::load(b, &a.pp("output.dense"), h, h)?,
-                attention_norm: LayerNorm::load(b, &a.pp("output.LayerNorm"), h)?,
+                attention_output: Linear::load(b, &a.pp(keys.output), h, h)?,
+                attention_norm: LayerNorm::load(b, &a.pp(keys.norm), h)?,
                 intermediate: Linear::load(b, &l.pp("intermediate.dense"), config.intermediate_size, h)?,
                 output: Linear::load(b, &l.pp("output.dense"), h, config.intermediate_size)?,
                 output_norm: LayerNorm::load(b, &l.pp("output.LayerNorm"), h)?,
             });
         }
-        Ok(BertModel { config, embeddings, layers })
+        let relative_bias = match config.relative_buckets {
+            None => None,
+            Some(buckets) => {
+                let heads = config.num_attention_heads;
+                let bias = w.get("encoder.relative_attention_bias.weight", &[buckets.num_buckets, heads])?;
+                let span = config.max_text_positions();
+                Some(b.table(relative_bias_table(&bias, heads, span, buckets))?)
+            }
+        };
+        Ok(BertModel { config, embeddings, layers, relative_bias })
     }
 
     /// How the word table and the matrices are stored, as (word table, matrices).
@@ -155,9 +255,9 @@ impl<B: Backend> BertModel<B> {
     pub fn layer(&self, b: &B, i: usize, x: &B::Tensor, meta: &SeqMeta) -> Result<B::Tensor> {
         let (c, layer) = (&self.config, &self.layers[i]);
         let eps = c.layer_norm_eps;
-        // BertSelfAttention + BertSelfOutput: LayerNorm(dense(attn(x)) + x)
+        // BertSelfAttention + BertSelfOutput (MPNetAttention): LayerNorm(dense(attn(x)) + x)
         let qkv = b.linear(x, &layer.qkv.weight, &layer.qkv.bias, None)?;
-        let ctx = b.attention(&qkv, meta, c.num_attention_heads)?;
+        let ctx = b.attention(&qkv, meta, c.num_attention_heads, self.relative_bias.as_ref())?;
         let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
         let n = &layer.attention_norm;
         let x1 = b.layer_norm(a, Some(x), &n.weight, &n.bias, eps)?;

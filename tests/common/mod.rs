@@ -62,11 +62,20 @@ pub struct TinySentence {
     pub pooled: Vec<f32>,
 }
 
+/// torch's `MPNetEncoder.relative_position_bucket` of the relative positions `from`, `from + 1`, ….
+#[derive(Deserialize)]
+pub struct BucketsRef {
+    pub from: i64,
+    pub buckets: Vec<usize>,
+}
+
 #[derive(Deserialize)]
 pub struct TinyRef {
     pub variant: String,
     pub prompt_name: Option<String>,
     pub sentences: Vec<TinySentence>,
+    #[serde(default)]
+    pub relative_buckets: Option<BucketsRef>,
 }
 
 pub fn tiny_dirs() -> Vec<PathBuf> {
@@ -76,7 +85,7 @@ pub fn tiny_dirs() -> Vec<PathBuf> {
         .filter(|p| p.join("reference.json").is_file())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 5, "expected the tiny fixture models, found {dirs:?}");
+    assert!(dirs.len() >= 8, "expected the tiny fixture models, found {dirs:?}");
     dirs
 }
 

@@ -155,8 +155,10 @@ pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Attention of one head over one sequence: `q`, `k`, `v` are `[len, hd]` views with row
-/// stride `stride`; writes `softmax(scale · q kᵀ) v` into `out` `[len, hd]`. `scores` is
-/// scratch space of at least `len` floats.
+/// stride `stride`; writes `softmax(scale · q kᵀ + bias) v` into `out` `[len, hd]`. `bias` is
+/// this head's relative-position row `[2 * span - 1]` with its span: query i, key j add
+/// `row[clamp(j - i, 1 - span, span - 1) + span - 1]`. `scores` is scratch space of at least
+/// `len` floats.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     len: usize,
@@ -166,6 +168,7 @@ pub fn attend(
     q: &[f32],
     k: &[f32],
     v: &[f32],
+    bias: Option<(&[f32], usize)>,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
@@ -175,6 +178,14 @@ pub fn attend(
             let qi = &q[i * stride..i * stride + hd];
             for (j, s) in scores.iter_mut().enumerate() {
                 *s = scale * dot8(qi, &k[j * stride..j * stride + hd]);
+            }
+            // As MPNetSelfAttention: the bias is added after scaling.
+            if let Some((row, span)) = bias {
+                let span = span as i64;
+                for (j, s) in scores.iter_mut().enumerate() {
+                    let d = (j as i64 - i as i64).clamp(1 - span, span - 1);
+                    *s += row[(d + span - 1) as usize];
+                }
             }
             softmax_row(scores);
             let oi = &mut out[i * hd..(i + 1) * hd];

@@ -12,7 +12,7 @@ use std::future::Future;
 
 use rayon::prelude::*;
 
-use super::{Backend, SeqMeta, check_embed_input};
+use super::{Backend, SeqMeta, check_attention_bias, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{QuantFormat, QuantMatrix};
@@ -264,11 +264,16 @@ impl Backend for Cpu {
         Ok(x)
     }
 
-    fn attention(&self, qkv: &CpuTensor, meta: &SeqMeta, heads: usize) -> Result<CpuTensor> {
+    fn attention(&self, qkv: &CpuTensor, meta: &SeqMeta, heads: usize, bias: Option<&CpuMatrix>) -> Result<CpuTensor> {
         check_rows("attention", qkv, meta)?;
         if heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads) {
             return Err(Error::Backend(format!("attention: {} columns for {heads} heads", qkv.cols)));
         }
+        let bias = match bias {
+            None => None,
+            Some(CpuMatrix::F32(t)) => Some((t, check_attention_bias((t.rows, t.cols), heads)?)),
+            Some(CpuMatrix::Quant(_)) => return Err(Error::Backend("attention: a bias table in blocks".into())),
+        };
         let dim = qkv.cols / 3;
         let hd = dim / heads;
         let stride = qkv.cols;
@@ -292,7 +297,8 @@ impl Backend for Cpu {
             scores.resize(rows.len(), 0.0);
             let base = &qkv.data[rows.start * stride..rows.end * stride];
             let (q, k, v) = (&base[h * hd..], &base[dim + h * hd..], &base[2 * dim + h * hd..]);
-            attend(rows.len(), hd, stride, scale, q, k, v, scores, out);
+            let bias = bias.map(|(t, span)| (&t.data[h * t.cols..(h + 1) * t.cols], span));
+            attend(rows.len(), hd, stride, scale, q, k, v, bias, scores, out);
         });
         let mut ctx = CpuTensor::zeros(qkv.rows, dim);
         for b in 0..meta.batch() {
@@ -345,11 +351,11 @@ mod tests {
         let (heads, dim) = (2, 4);
         let meta = SeqMeta::new(vec![3, 2], vec![0, 0]);
         let mut qkv: Vec<f32> = (0..5 * 3 * dim).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1).collect();
-        let a = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, heads).unwrap();
+        let a = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, heads, None).unwrap();
         for v in &mut qkv[3 * 3 * dim..] {
             *v = 1e3;
         }
-        let b = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, heads).unwrap();
+        let b = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, heads, None).unwrap();
         assert_eq!(a.data[..3 * dim], b.data[..3 * dim]);
         assert_ne!(a.data[3 * dim..], b.data[3 * dim..]);
     }

@@ -87,7 +87,8 @@ params!(
 );
 params!(
     /// `shaders/attention.wgsl` Params.
-    AttentionParams { tokens: u32, heads: u32, head_dim: u32, dim: u32, scale: f32, _pad: [u32; 3] } = 32
+    /// `bias_span`: 0 without a relative-position bias table.
+    AttentionParams { tokens: u32, heads: u32, head_dim: u32, dim: u32, scale: f32, bias_span: u32, _pad: [u32; 2] } = 32
 );
 params!(
     /// `shaders/pool.wgsl` Params.

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, SeqMeta, check_embed_input};
+use super::{Backend, SeqMeta, check_attention_bias, check_embed_input};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix};
@@ -977,12 +977,19 @@ impl Backend for Gpu {
         Ok(x)
     }
 
-    fn attention(&self, qkv: &GpuTensor, meta: &SeqMeta, heads: usize) -> Result<GpuTensor> {
+    fn attention(&self, qkv: &GpuTensor, meta: &SeqMeta, heads: usize, bias: Option<&GpuTensor>) -> Result<GpuTensor> {
         self.check()?;
         if qkv.rows != meta.tokens || heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads)
         {
             return Err(Error::Backend(format!("attention: [{}, {}] for {heads} heads", qkv.rows, qkv.cols)));
         }
+        let bias_span = match bias {
+            None => 0,
+            Some(t) if t.format != GpuFormat::F32 || t.host.is_some() => {
+                return Err(Error::Backend("attention: the bias table must be an f32 table on the device".into()));
+            }
+            Some(t) => check_attention_bias((t.rows, t.cols), heads)? as u32,
+        };
         let dim = qkv.cols / 3;
         let hd = dim / heads;
         let out = self.tensor(meta.tokens, dim)?;
@@ -992,12 +999,14 @@ impl Backend for Gpu {
             head_dim: hd as u32,
             dim: dim as u32,
             scale: 1.0 / (hd as f32).sqrt(),
-            _pad: [0; 3],
+            bias_span,
+            _pad: [0; 2],
         };
         let mut state = self.state()?;
         let m = self.meta(&mut state, meta, None);
         let (toks, seqs) = (m.toks.buffer.clone(), m.seqs.buffer.clone());
-        let bufs = [qkv.binding(), (&toks, 0), (&seqs, 0), out.binding()];
+        let bias = bias.map(|t| t.binding()).unwrap_or((&self.placeholder, 0));
+        let bufs = [qkv.binding(), (&toks, 0), (&seqs, 0), out.binding(), bias];
         self.dispatch(
             &mut state,
             Kernel::Attention,
