@@ -388,7 +388,10 @@ impl ModelConfig {
             // transformers' create_position_ids_from_input_ids: padding_idx + 1 onwards.
             BertFamily::XlmRoberta | BertFamily::MPNet => {
                 let pad = raw.pad_token_id.ok_or_else(|| {
-                    Error::bad_file(file(), format!("no `pad_token_id` (a {model_type} model counts positions from it)"))
+                    Error::bad_file(
+                        file(),
+                        format!("no `pad_token_id` (a {model_type} model counts positions from it)"),
+                    )
                 })?;
                 pad + 1
             }
@@ -403,7 +406,10 @@ impl ModelConfig {
             (BertFamily::Ernie, true) => match raw.task_type_vocab_size {
                 Some(n) if (1..=1 << 12).contains(&n) => Some(n),
                 other => {
-                    return Err(Error::bad_file(file(), format!("`task_type_vocab_size` is {other:?} with use_task_id")));
+                    return Err(Error::bad_file(
+                        file(),
+                        format!("`task_type_vocab_size` is {other:?} with use_task_id"),
+                    ));
                 }
             },
             _ => None,

@@ -107,3 +107,18 @@ fn eval_stsb_agrees_with_pytorch() {
     assert!((pytorch - minilm_ref().stsb_test.spearman_x100).abs() < 1e-4, "printed to 4 decimals");
     assert!((ours - pytorch).abs() <= 0.05, "wembed {ours} vs PyTorch {pytorch}");
 }
+
+#[test]
+fn eval_stsb_of_mpnet_agrees_with_pytorch() {
+    let model = mpnet_dir();
+    let reference = root().join("tests/fixtures/mpnet.json");
+    let out = wembed(&["eval", "stsb", "--model", model.to_str().unwrap(), "--reference", reference.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    print!("{stdout}");
+    assert!(stdout.contains("1379 pairs"), "{stdout}");
+    let ours = spearman_line(&stdout, "wembed");
+    let pytorch = spearman_line(&stdout, "PyTorch");
+    assert!((pytorch - mpnet_ref().stsb_test.spearman_x100).abs() < 1e-4, "printed to 4 decimals");
+    assert!((ours - pytorch).abs() <= 0.05, "wembed {ours} vs PyTorch {pytorch}");
+}

@@ -322,6 +322,25 @@ fn minilm_matches_pytorch_on_the_gpu() {
     eprintln!("all-MiniLM-L6-v2 on {}: worst cosine {worst:.8}", embedder.backend().name());
 }
 
+#[test]
+fn mpnet_matches_pytorch_on_the_gpu() {
+    // A few short texts: all-mpnet-base-v2 (12 layers, 768 wide) is slow on lavapipe.
+    let reference = mpnet_ref();
+    let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(mpnet_dir()).unwrap()).unwrap();
+    let picked: Vec<_> = reference.sentences.iter().filter(|s| s.ids.len() <= 16).take(6).collect();
+    assert!(picked.len() >= 5);
+    let texts: Vec<&str> = picked.iter().map(|s| s.text.as_str()).collect();
+    let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+    let mut worst = 1.0f64;
+    for (s, v) in picked.iter().zip(&vectors) {
+        let cos = cosine(v, &s.embedding);
+        let (diff, at) = max_abs_diff(v, &s.embedding);
+        assert!(cos >= 0.99999 && diff <= 1e-4, "{:?}: cosine {cos:.7}, max abs diff {diff:e} at {at}", s.text);
+        worst = worst.min(cos);
+    }
+    eprintln!("all-mpnet-base-v2 on {}: worst cosine {worst:.8} over {} texts", embedder.backend().name(), texts.len());
+}
+
 /// all-MiniLM-L6-v2 on the GPU with reduced weights: every fixture text within `bar` cosine.
 fn minilm_stays_close_to_pytorch(weights: GpuWeights, bar: f64) {
     let reference = minilm_ref();

@@ -196,7 +196,11 @@ fn tiny_models_cover_every_architecture() {
             c["model_type"].as_str().unwrap().to_string()
         })
         .collect();
-    assert_eq!(types, ["bert", "ernie", "mpnet", "xlm-roberta"].map(String::from).into(), "model types of the tiny fixtures");
+    assert_eq!(
+        types,
+        ["bert", "ernie", "mpnet", "xlm-roberta"].map(String::from).into(),
+        "model types of the tiny fixtures"
+    );
 }
 
 #[test]
@@ -239,4 +243,61 @@ fn long_texts_cut_into_overlapping_chunks_that_fit() {
     assert!(embedder.chunks("   ", 100, 20).unwrap().is_empty());
     let err = embedder.chunks(long, 10, 10).unwrap_err();
     assert_eq!(err.code(), "INPUT", "{err}");
+}
+
+// ---------------------------------------------------------------- all-mpnet-base-v2 (MPNet)
+
+fn mpnet_with(weights: CpuWeights) -> Embedder<Cpu> {
+    Embedder::load(Cpu::with_weights(weights), &ModelFiles::from_dir(mpnet_dir()).unwrap()).unwrap()
+}
+
+#[test]
+fn mpnet_tokenizes_like_sentence_transformers() {
+    let reference = mpnet_ref();
+    let embedder = mpnet_with(CpuWeights::F32);
+    assert_eq!(embedder.max_tokens(), reference.max_seq_length);
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    for (s, e) in reference.sentences.iter().zip(embedder.tokenize(&texts).unwrap()) {
+        assert_eq!(e.ids, s.ids, "token ids differ for {:?}", s.text);
+    }
+}
+
+/// all-mpnet-base-v2 on the CPU: every fixture text within `bar` cosine of PyTorch, all of
+/// them in mixed batches of 32 and, for f32, the short ones alone too.
+fn mpnet_stays_close_to_pytorch(weights: CpuWeights, bar: f64) {
+    let reference = mpnet_ref();
+    assert!(reference.sentences.len() >= 30);
+    let embedder = mpnet_with(weights);
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let mut runs = vec![(32, texts.clone())];
+    if weights == CpuWeights::F32 {
+        runs.push((1, texts.iter().copied().filter(|t| t.len() < 100).collect()));
+    }
+    for (batch_size, texts) in runs {
+        let vectors = embedder.embed(&texts, &EmbedOptions { batch_size, ..Default::default() }).unwrap();
+        let mut worst = (1.0f64, "");
+        for (text, v) in texts.iter().zip(&vectors) {
+            let s = reference.sentences.iter().find(|s| s.text == *text).unwrap();
+            let cos = cosine(v, &s.embedding);
+            assert!(cos >= bar, "{weights:?}, batch {batch_size}: {text:?} cosine {cos:.7}");
+            if weights == CpuWeights::F32 {
+                let (diff, at) = max_abs_diff(v, &s.embedding);
+                assert!(diff <= MAX_ABS, "batch {batch_size}: {text:?} max abs diff {diff:e} at dim {at}");
+            }
+            if cos < worst.0 {
+                worst = (cos, text);
+            }
+        }
+        eprintln!("all-mpnet-base-v2 {weights:?}, batch {batch_size}: worst cosine {:.8} for {:?}", worst.0, worst.1);
+    }
+}
+
+#[test]
+fn mpnet_matches_pytorch() {
+    mpnet_stays_close_to_pytorch(CpuWeights::F32, MIN_COSINE);
+}
+
+#[test]
+fn mpnet_with_q8_0_weights_stays_close_to_pytorch() {
+    mpnet_stays_close_to_pytorch(CpuWeights::Q8_0, 0.999);
 }

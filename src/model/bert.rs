@@ -80,7 +80,9 @@ impl AttentionKeys {
     fn of(family: BertFamily) -> Self {
         match family {
             // MPNetAttention: attn.{q,k,v,o}, LayerNorm beside attn.
-            BertFamily::MPNet => AttentionKeys { qkv: ["attn.q", "attn.k", "attn.v"], output: "attn.o", norm: "LayerNorm" },
+            BertFamily::MPNet => {
+                AttentionKeys { qkv: ["attn.q", "attn.k", "attn.v"], output: "attn.o", norm: "LayerNorm" }
+            }
             BertFamily::Bert | BertFamily::XlmRoberta | BertFamily::Ernie => AttentionKeys {
                 qkv: ["self.query", "self.key", "self.value"],
                 output: "output.dense",
@@ -146,7 +148,8 @@ impl<B: Backend> BertModel<B> {
         // XModel checkpoints have bare names; XForMaskedLM-style ones nest them under `bert.`,
         // `roberta.`, `ernie.`, `mpnet.`.
         let prefix = config.family.prefix();
-        let w = if root.contains(&format!("{prefix}.embeddings.word_embeddings.weight")) { root.pp(prefix) } else { root };
+        let w =
+            if root.contains(&format!("{prefix}.embeddings.word_embeddings.weight")) { root.pp(prefix) } else { root };
         let h = config.hidden_size;
         let e = w.pp("embeddings");
         // XLM-RoBERTa and MPNet number a text's tokens padding_idx + 1, + 2, … (pad tokens

