@@ -62,6 +62,46 @@ fn unknown_model_type() {
     let (_t, d) = tiny_copy();
     edit_json(&d.join("config.json"), |v| v["model_type"] = "llama".into());
     fails_with(&d, &["model_type `llama`", "bert"]);
+    edit_json(&d.join("config.json"), |v| {
+        v["model_type"] = "nomic_bert".into();
+        v["architectures"] = serde_json::json!(["NomicBertModel"]);
+    });
+    let err = fails_with(&d, &["model_type `nomic_bert`", "NomicBertModel", "xlm-roberta, ernie, mpnet"]);
+    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+}
+
+/// A copy of another tiny fixture model.
+fn tiny_copy_of(name: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("model");
+    copy_dir(&root().join("tests/fixtures/tiny").join(name), &dst);
+    (tmp, dst)
+}
+
+#[test]
+fn family_specific_config_and_weights_are_checked() {
+    // Positions counted from pad_token_id + 1 need it.
+    let (_t, d) = tiny_copy_of("xlmr-unigram");
+    edit_json(&d.join("config.json"), |v| {
+        v.as_object_mut().unwrap().remove("pad_token_id");
+    });
+    fails_with(&d, &["config.json", "pad_token_id"]);
+    // MPNet buckets into 32 whatever the config says; another count is not guessed at.
+    let (_t, d) = tiny_copy_of("mpnet-relative");
+    edit_json(&d.join("config.json"), |v| v["relative_attention_num_buckets"] = 64.into());
+    let err = fails_with(&d, &["relative_attention_num_buckets 64"]);
+    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+    // The tables each family adds are required, by name.
+    for (name, key) in [
+        ("mpnet-relative", "encoder.relative_attention_bias.weight"),
+        ("ernie-tasktype", "ernie.embeddings.task_type_embeddings.weight"),
+    ] {
+        let (_t, d) = tiny_copy_of(name);
+        edit_weights(&d, |m| {
+            m.remove(key).unwrap();
+        });
+        fails_with(&d, &[key, "missing"]);
+    }
 }
 
 #[test]
