@@ -261,6 +261,7 @@ struct State {
     meta: Option<MetaBuffers>,
     /// Kernel of each timed pass since the last submit (when profiling).
     timed: Vec<Kernel>,
+    host: HostTimes,
 }
 
 /// Timestamp queries around every dispatch, when the adapter has them and profiling is on.
@@ -271,6 +272,37 @@ struct Profiler {
     period: f64,
     /// Total nanoseconds and dispatch count per kernel since the last `take_kernel_times`.
     totals: Mutex<Vec<(f64, usize)>>,
+}
+
+/// CPU time the host spent on the GPU's behalf since the last [`Gpu::take_host_times`]: what a
+/// browser pays per dispatch on top of the GPU's own time. Natively only (`Instant` does not
+/// exist on wasm32-unknown-unknown); zeros in the browser.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostTimes {
+    /// Dispatches recorded.
+    pub dispatches: u64,
+    /// Seconds in the ops' recording (params, bind groups, passes).
+    pub record_s: f64,
+    /// Seconds in `CommandEncoder::finish` (wgpu encodes the recorded passes there).
+    pub finish_s: f64,
+    /// Seconds in `Queue::submit` (and the params upload just before it).
+    pub submit_s: f64,
+    /// Submits.
+    pub submits: u64,
+}
+
+/// A clock where there is one (not on wasm32-unknown-unknown, where `Instant::now` panics).
+#[cfg(not(target_arch = "wasm32"))]
+fn clock() -> Option<std::time::Instant> {
+    Some(std::time::Instant::now())
+}
+#[cfg(target_arch = "wasm32")]
+fn clock() -> Option<std::time::Instant> {
+    None
+}
+
+fn seconds_since(t: Option<std::time::Instant>) -> f64 {
+    t.map_or(0.0, |t| t.elapsed().as_secs_f64())
 }
 
 /// Passes timed per submit; later ones in the same submit go untimed.
@@ -411,6 +443,7 @@ impl Gpu {
                 params: ParamsArena { align, chunks: vec![], current: 0, live: live.clone() },
                 meta: None,
                 timed: vec![],
+                host: HostTimes::default(),
             }),
             failure,
             placeholder,
@@ -463,6 +496,11 @@ impl Gpu {
         totals.iter_mut().for_each(|t| *t = (0.0, 0));
         out.sort_by(|a, b| b.1.total_cmp(&a.1));
         out
+    }
+
+    /// Host CPU time spent recording and submitting since the last call (see [`HostTimes`]).
+    pub fn take_host_times(&self) -> HostTimes {
+        self.state.lock().map(|mut s| std::mem::take(&mut s.host)).unwrap_or_default()
     }
 
     /// Acts as if the adapter bound at most `bytes` per storage binding: tests use it to run
@@ -562,6 +600,21 @@ impl Gpu {
     /// The embedder keeps batches under [`Backend::max_batch_tokens`], so the grid fits the
     /// adapter's limit per dimension; a dispatch that would not is a bug, reported as one.
     fn dispatch(
+        &self,
+        state: &mut State,
+        kernel: Kernel,
+        params: &[u8],
+        buffers: &[Binding<'_>],
+        groups: (u32, u32),
+    ) -> Result<()> {
+        let started = clock();
+        self.record(state, kernel, params, buffers, groups)?;
+        state.host.dispatches += 1;
+        state.host.record_s += seconds_since(started);
+        Ok(())
+    }
+
+    fn record(
         &self,
         state: &mut State,
         kernel: Kernel,
@@ -1170,9 +1223,15 @@ impl Gpu {
                 encoder.resolve_query_set(&p.queries, 0..n, &p.resolve, 0);
                 encoder.copy_buffer_to_buffer(&p.resolve, 0, &staging, at, 8 * n as u64);
             }
+            let started = clock();
+            let commands = encoder.finish();
+            state.host.finish_s += seconds_since(started);
+            let started = clock();
             state.params.flush(&self.queue);
             state.meta = None;
-            self.queue.submit([encoder.finish()]);
+            self.queue.submit([commands]);
+            state.host.submit_s += seconds_since(started);
+            state.host.submits += 1;
             if let Ok(mut pool) = self.pool.lock() {
                 pool.next_epoch();
             }
