@@ -248,6 +248,37 @@ fn attention_matches_cpu_with_uneven_texts() {
     }
 }
 
+/// Several batches in one wave (one submit), as the embedder records them: each keeps its own
+/// batch layout though the layouts are queued writes into pooled buffers, and a second wave,
+/// which finds its bind groups cached and its buffers handed back by the pool, gives the same
+/// bits.
+#[test]
+fn batches_of_one_wave_keep_their_layouts_across_waves() {
+    let g = shared();
+    let mut rng = Rng(9);
+    let (heads, hd) = (2, 8);
+    let cols = 3 * heads * hd;
+    let metas = [vec![3u32, 9], vec![7], vec![1, 1, 30], vec![3, 9]];
+    let inputs: Vec<_> = metas
+        .iter()
+        .map(|lens| {
+            let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
+            let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
+            (meta, qc, qg)
+        })
+        .collect();
+    let wave = || {
+        let outs: Vec<GpuTensor> = inputs.iter().map(|(meta, _, qg)| g.attention(qg, meta, heads).unwrap()).collect();
+        pollster::block_on(g.read_many(&outs.iter().collect::<Vec<_>>())).unwrap()
+    };
+    let first = wave();
+    for ((meta, qc, _), got) in inputs.iter().zip(&first) {
+        let want = Cpu::new().attention(qc, meta, heads).unwrap();
+        check(&format!("attention lens={:?} in a wave", meta.lens), got, &want.data, heads * hd, TOL_ROWWISE * 10.0);
+    }
+    assert_eq!(wave(), first, "the second wave (cached bind groups, reused buffers) differs from the first");
+}
+
 #[test]
 fn embed_and_pool_match_cpu() {
     let g = shared();

@@ -86,7 +86,10 @@ pub fn run(args: &Args) -> Result<(), String> {
     let quick = args.has("quick");
     let gpu = pollster::block_on(Gpu::with_weights(GpuWeights::F32)).map_err(err)?;
     let info = gpu.adapter_info();
-    println!("adapter: {} ({:?}, {:?}, driver {} {})", info.name, info.backend, info.device_type, info.driver, info.driver_info);
+    println!(
+        "adapter: {} ({:?}, {:?}, driver {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    );
     let layers = if quick { 16 } else { 64 };
     print_host_times(&host_times(&gpu, layers, args.number("repeats", 3)?.max(1))?);
     Ok(())
