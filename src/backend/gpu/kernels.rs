@@ -20,10 +20,13 @@ pub enum Kernel {
     Attention,
     Pool,
     Normalize,
+    /// Peak probes of `wembed gpu-bench`, not model ops: compiled when first used.
+    PeakFma,
+    PeakFmaF16,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -33,6 +36,8 @@ impl Kernel {
         Kernel::Attention,
         Kernel::Pool,
         Kernel::Normalize,
+        Kernel::PeakFma,
+        Kernel::PeakFmaF16,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +51,8 @@ impl Kernel {
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
             Kernel::Normalize => "normalize",
+            Kernel::PeakFma => "peak_fma",
+            Kernel::PeakFmaF16 => "peak_fma_f16",
         }
     }
 
@@ -65,8 +72,8 @@ impl Kernel {
             Kernel::Attention => &[R, R, R, W],
             // hidden, seqs, out
             Kernel::Pool => &[R, R, W],
-            // x (in place)
-            Kernel::Normalize => &[W],
+            // x (in place); the probes' one output
+            Kernel::Normalize | Kernel::PeakFma | Kernel::PeakFmaF16 => &[W],
         }
     }
 
@@ -85,6 +92,8 @@ impl Kernel {
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
+            Kernel::PeakFma => include_str!("../../../shaders/peak_fma.wgsl").into(),
+            Kernel::PeakFmaF16 => include_str!("../../../shaders/peak_fma_f16.wgsl").into(),
         }
     }
 }
@@ -126,26 +135,28 @@ params!(
     /// `shaders/normalize.wgsl` Params.
     NormalizeParams { rows: u32, cols: u32, _pad: [u32; 2] } = 16
 );
+params!(
+    /// `shaders/peak_fma.wgsl` and `peak_fma_f16.wgsl` Params.
+    PeakParams { iterations: u32, _pad: [u32; 3] } = 16
+);
 
-/// A compute pipeline and its group-0 layout per kernel, and the params layout they share,
-/// built once.
+/// A compute pipeline and its group-0 layout per kernel, and the params layout they share:
+/// the model's kernels built when the device opens, the probes when first used.
 pub struct Pipelines {
-    pipelines: Vec<Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>,
+    device: wgpu::Device,
+    pipelines: Vec<std::sync::OnceLock<Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
     params: wgpu::BindGroupLayout,
+    /// The adapter has `unpack2x16float` (every WebGPU adapter; not some GL ES).
+    f16_in_f32: bool,
+    /// The device has the `shader-f16` feature (f16 arithmetic).
+    shader_f16: bool,
 }
 
 impl Pipelines {
-    /// `f16_in_f32`: the adapter has `unpack2x16float` (every WebGPU adapter; not some GL ES).
     pub fn new(device: &wgpu::Device, f16_in_f32: bool) -> Pipelines {
-        let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty,
-            count: None,
-        };
         let params = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wembed params"),
-            entries: &[entry(
+            entries: &[layout_entry(
                 0,
                 wgpu::BindingType::Buffer {
                     ty: wgpu::BufferBindingType::Uniform,
@@ -154,56 +165,70 @@ impl Pipelines {
                 },
             )],
         });
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|k| {
-                if *k == Kernel::LinearF16 && !f16_in_f32 {
-                    return None;
-                }
-                let entries: Vec<_> = k
-                    .storage()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &read_only)| {
-                        let ty = wgpu::BufferBindingType::Storage { read_only };
-                        let ty = wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None };
-                        entry(i as u32 + 1, ty)
-                    })
-                    .collect();
-                let buffers = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(k.name()),
-                    entries: &entries,
-                });
-                let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                    label: Some(k.name()),
-                    bind_group_layouts: &[Some(&buffers), Some(&params)],
-                    immediate_size: 0,
-                });
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(k.name()),
-                    source: wgpu::ShaderSource::Wgsl(k.source()),
-                });
-                let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(k.name()),
-                    layout: Some(&layout),
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                });
-                Some((pipeline, buffers))
-            })
-            .collect();
-        Pipelines { pipelines, params }
+        let pipelines = Pipelines {
+            device: device.clone(),
+            pipelines: Kernel::ALL.iter().map(|_| std::sync::OnceLock::new()).collect(),
+            params,
+            f16_in_f32,
+            shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
+        };
+        for k in Kernel::ALL.iter().filter(|k| !matches!(k, Kernel::PeakFma | Kernel::PeakFmaF16)) {
+            pipelines.get(*k);
+        }
+        pipelines
     }
 
-    /// The pipeline of `k` and its group-0 (storage buffers) layout.
+    /// The pipeline of `k` and its group-0 (storage buffers) layout; None where the adapter
+    /// cannot run it.
     pub fn get(&self, k: Kernel) -> Option<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        self.pipelines[k as usize].as_ref()
+        self.pipelines[k as usize].get_or_init(|| self.build(k)).as_ref()
+    }
+
+    fn build(&self, k: Kernel) -> Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        if (k == Kernel::LinearF16 && !self.f16_in_f32) || (k == Kernel::PeakFmaF16 && !self.shader_f16) {
+            return None;
+        }
+        let device = &self.device;
+        let entries: Vec<_> = k
+            .storage()
+            .iter()
+            .enumerate()
+            .map(|(i, &read_only)| {
+                let ty = wgpu::BufferBindingType::Storage { read_only };
+                layout_entry(
+                    i as u32 + 1,
+                    wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+                )
+            })
+            .collect();
+        let buffers = device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(k.name()), entries: &entries });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(k.name()),
+            bind_group_layouts: &[Some(&buffers), Some(&self.params)],
+            immediate_size: 0,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(k.name()),
+            source: wgpu::ShaderSource::Wgsl(k.source()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.name()),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Some((pipeline, buffers))
     }
 
     /// The group-1 layout: the params uniform with a dynamic offset.
     pub fn params_layout(&self) -> &wgpu::BindGroupLayout {
         &self.params
     }
+}
+
+fn layout_entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry { binding, visibility: wgpu::ShaderStages::COMPUTE, ty, count: None }
 }

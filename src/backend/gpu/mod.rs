@@ -9,6 +9,7 @@
 
 mod kernels;
 mod pool;
+mod probe;
 mod record;
 
 use std::future::Future;
@@ -282,11 +283,13 @@ impl Gpu {
             )));
         }
         // Timestamps cost nothing unless a pass asks for them; ask for them where they exist.
-        let timestamps = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // shader-f16 likewise (f16 arithmetic: the f16 peak probe; the f16 weights themselves
+        // are unpacked to f32 with core WGSL and need no feature).
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wembed"),
-                required_features: timestamps,
+                required_features: features,
                 required_limits: limits,
                 ..Default::default()
             })
