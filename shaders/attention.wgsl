@@ -17,7 +17,7 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
 @group(0) @binding(2) var<storage, read> toks: array<vec4<u32>>; // .w = text index
 @group(0) @binding(3) var<storage, read> seqs: array<vec4<u32>>; // (first row, len, _, _)

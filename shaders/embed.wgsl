@@ -12,7 +12,7 @@ struct Params {
     scale_offset: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 // Per token: (token id, token type id, position in its text, index of its text).
 @group(0) @binding(1) var<storage, read> toks: array<vec4<u32>>;
 @group(0) @binding(2) var<storage, read> word: array<u32>;

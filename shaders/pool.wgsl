@@ -15,7 +15,7 @@ struct Params {
     _pad2: u32,
 }
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(1) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> hidden: array<f32>;
 @group(0) @binding(2) var<storage, read> seqs: array<vec4<u32>>; // (first row, len, start, _)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

@@ -258,6 +258,38 @@ fn attention_matches_cpu_with_uneven_texts() {
     }
 }
 
+/// Several batches in one wave (one submit), as the embedder records them: each keeps its own
+/// batch layout though the layouts are queued writes into pooled buffers, and a second wave,
+/// which finds its bind groups cached and its buffers handed back by the pool, gives the same
+/// bits.
+#[test]
+fn batches_of_one_wave_keep_their_layouts_across_waves() {
+    let g = shared();
+    let mut rng = Rng(9);
+    let (heads, hd) = (2, 8);
+    let cols = 3 * heads * hd;
+    let metas = [vec![3u32, 9], vec![7], vec![1, 1, 30], vec![3, 9]];
+    let inputs: Vec<_> = metas
+        .iter()
+        .map(|lens| {
+            let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
+            let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
+            (meta, qc, qg)
+        })
+        .collect();
+    let wave = || {
+        let outs: Vec<GpuTensor> =
+            inputs.iter().map(|(meta, _, qg)| g.attention(qg, meta, heads, None).unwrap()).collect();
+        pollster::block_on(g.read_many(&outs.iter().collect::<Vec<_>>())).unwrap()
+    };
+    let first = wave();
+    for ((meta, qc, _), got) in inputs.iter().zip(&first) {
+        let want = Cpu::new().attention(qc, meta, heads, None).unwrap();
+        check(&format!("attention lens={:?} in a wave", meta.lens), got, &want.data, heads * hd, TOL_ROWWISE * 10.0);
+    }
+    assert_eq!(wave(), first, "the second wave (cached bind groups, reused buffers) differs from the first");
+}
+
 #[test]
 fn embed_and_pool_match_cpu() {
     let g = shared();
@@ -298,7 +330,8 @@ fn tiny_models_match_their_references_on_the_gpu() {
         // Each text alone, then all in batches of mixed lengths.
         for batch_size in [1, 3] {
             let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size, ..Default::default() };
-            for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
+            let pooled = embedder.embed(&texts, &opts).unwrap_or_else(|e| panic!("{name}, batch {batch_size}: {e}"));
+            for (s, v) in reference.sentences.iter().zip(pooled) {
                 let cos = cosine(&v, &s.pooled);
                 assert!(cos >= 1.0 - 1e-5, "{name}, batch {batch_size}: pooled {:?} cosine {cos}", s.text);
             }

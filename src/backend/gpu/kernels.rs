@@ -1,10 +1,15 @@
 //! The WGSL kernels: their `Params` structs (mirrored field by field, size-checked at compile
-//! time) and their pipelines, compiled once when the device opens.
+//! time), their bind-group layouts and their pipelines, all made once when the device opens.
+//!
+//! Every shader takes its storage buffers in group 0 (bindings 1.. in the order
+//! [`Kernel::storage`] lists) and its `Params` in group 1, binding 0: a uniform with a dynamic
+//! offset, so one bind group per params buffer serves every dispatch, and the group-0 bind
+//! groups (buffers only) can be cached.
 
 use bytemuck::{Pod, Zeroable};
 
 /// One variant per shader in `shaders/`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Embed,
     Linear,
@@ -15,10 +20,13 @@ pub enum Kernel {
     Attention,
     Pool,
     Normalize,
+    /// Peak probes of `wembed gpu-bench`, not model ops: compiled when first used.
+    PeakFma,
+    PeakFmaF16,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 9] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -28,6 +36,8 @@ impl Kernel {
         Kernel::Attention,
         Kernel::Pool,
         Kernel::Normalize,
+        Kernel::PeakFma,
+        Kernel::PeakFmaF16,
     ];
 
     pub fn name(self) -> &'static str {
@@ -41,6 +51,29 @@ impl Kernel {
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
             Kernel::Normalize => "normalize",
+            Kernel::PeakFma => "peak_fma",
+            Kernel::PeakFmaF16 => "peak_fma_f16",
+        }
+    }
+
+    /// Access of the storage bindings 1, 2, .. of group 0, in order (true: read-only). The
+    /// explicit layouts built from this must match the shaders; pipeline creation checks it.
+    pub fn storage(self) -> &'static [bool] {
+        const R: bool = true;
+        const W: bool = false;
+        match self {
+            // toks, word, position, token_type, out
+            Kernel::Embed => &[R, R, R, R, W],
+            // x, w, b, y, x4, w4
+            Kernel::Linear | Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 => &[R, R, R, W, R, R],
+            // x (in place), residual, gamma, beta
+            Kernel::LayerNorm => &[W, R, R, R],
+            // qkv, toks, seqs, ctx, relative-position bias (a placeholder without one)
+            Kernel::Attention => &[R, R, R, W, R],
+            // hidden, seqs, out
+            Kernel::Pool => &[R, R, W],
+            // x (in place); the probes' one output
+            Kernel::Normalize | Kernel::PeakFma | Kernel::PeakFmaF16 => &[W],
         }
     }
 
@@ -59,6 +92,8 @@ impl Kernel {
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
+            Kernel::PeakFma => include_str!("../../../shaders/peak_fma.wgsl").into(),
+            Kernel::PeakFmaF16 => include_str!("../../../shaders/peak_fma_f16.wgsl").into(),
         }
     }
 }
@@ -69,9 +104,12 @@ macro_rules! params {
         #[repr(C)]
         #[derive(Debug, Clone, Copy, Pod, Zeroable)]
         pub struct $name { $(pub $field: $ty),* }
-        const _: () = assert!(std::mem::size_of::<$name>() == $size);
+        const _: () = assert!(std::mem::size_of::<$name>() == $size && $size <= PARAMS_BINDING as usize);
     };
 }
+
+/// Bytes of the params uniform bound per dispatch: at least the largest `Params`.
+pub const PARAMS_BINDING: u64 = 32;
 
 params!(
     /// `shaders/embed.wgsl` Params.
@@ -98,39 +136,100 @@ params!(
     /// `shaders/normalize.wgsl` Params.
     NormalizeParams { rows: u32, cols: u32, _pad: [u32; 2] } = 16
 );
+params!(
+    /// `shaders/peak_fma.wgsl` and `peak_fma_f16.wgsl` Params.
+    PeakParams { iterations: u32, _pad: [u32; 3] } = 16
+);
 
-/// A compute pipeline per kernel, built once.
+/// A compute pipeline and its group-0 layout per kernel, and the params layout they share:
+/// the model's kernels built when the device opens, the probes when first used.
 pub struct Pipelines {
-    pipelines: Vec<Option<wgpu::ComputePipeline>>,
+    device: wgpu::Device,
+    pipelines: Vec<std::sync::OnceLock<Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
+    params: wgpu::BindGroupLayout,
+    /// The adapter has `unpack2x16float` (every WebGPU adapter; not some GL ES).
+    f16_in_f32: bool,
+    /// The device has the `shader-f16` feature (f16 arithmetic).
+    shader_f16: bool,
 }
 
 impl Pipelines {
-    /// `f16_in_f32`: the adapter has `unpack2x16float` (every WebGPU adapter; not some GL ES).
     pub fn new(device: &wgpu::Device, f16_in_f32: bool) -> Pipelines {
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|k| {
-                if *k == Kernel::LinearF16 && !f16_in_f32 {
-                    return None;
-                }
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(k.name()),
-                    source: wgpu::ShaderSource::Wgsl(k.source()),
-                });
-                Some(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(k.name()),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                }))
-            })
-            .collect();
-        Pipelines { pipelines }
+        let params = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("wembed params"),
+            entries: &[layout_entry(
+                0,
+                wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Uniform,
+                    has_dynamic_offset: true,
+                    min_binding_size: std::num::NonZeroU64::new(PARAMS_BINDING),
+                },
+            )],
+        });
+        let pipelines = Pipelines {
+            device: device.clone(),
+            pipelines: Kernel::ALL.iter().map(|_| std::sync::OnceLock::new()).collect(),
+            params,
+            f16_in_f32,
+            shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
+        };
+        for k in Kernel::ALL.iter().filter(|k| !matches!(k, Kernel::PeakFma | Kernel::PeakFmaF16)) {
+            pipelines.get(*k);
+        }
+        pipelines
     }
 
-    pub fn get(&self, k: Kernel) -> Option<&wgpu::ComputePipeline> {
-        self.pipelines[k as usize].as_ref()
+    /// The pipeline of `k` and its group-0 (storage buffers) layout; None where the adapter
+    /// cannot run it.
+    pub fn get(&self, k: Kernel) -> Option<&(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        self.pipelines[k as usize].get_or_init(|| self.build(k)).as_ref()
     }
+
+    fn build(&self, k: Kernel) -> Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        if (k == Kernel::LinearF16 && !self.f16_in_f32) || (k == Kernel::PeakFmaF16 && !self.shader_f16) {
+            return None;
+        }
+        let device = &self.device;
+        let entries: Vec<_> = k
+            .storage()
+            .iter()
+            .enumerate()
+            .map(|(i, &read_only)| {
+                let ty = wgpu::BufferBindingType::Storage { read_only };
+                layout_entry(
+                    i as u32 + 1,
+                    wgpu::BindingType::Buffer { ty, has_dynamic_offset: false, min_binding_size: None },
+                )
+            })
+            .collect();
+        let buffers = device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(k.name()), entries: &entries });
+        let layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(k.name()),
+            bind_group_layouts: &[Some(&buffers), Some(&self.params)],
+            immediate_size: 0,
+        });
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(k.name()),
+            source: wgpu::ShaderSource::Wgsl(k.source()),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.name()),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        Some((pipeline, buffers))
+    }
+
+    /// The group-1 layout: the params uniform with a dynamic offset.
+    pub fn params_layout(&self) -> &wgpu::BindGroupLayout {
+        &self.params
+    }
+}
+
+fn layout_entry(binding: u32, ty: wgpu::BindingType) -> wgpu::BindGroupLayoutEntry {
+    wgpu::BindGroupLayoutEntry { binding, visibility: wgpu::ShaderStages::COMPUTE, ty, count: None }
 }

@@ -8,10 +8,12 @@
 //! Intermediate buffers come from a pool keyed by size and are reused across calls.
 
 mod kernels;
+mod pool;
+mod probe;
+mod record;
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -22,6 +24,8 @@ use crate::error::{Error, Result};
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
 use kernels::{Kernel, Pipelines};
+use pool::{Binding, BufferPool, Ledger, StagingBuffers, Tracked};
+use record::{State, Work};
 
 /// Texts longer than this do not fit attention's workgroup-memory score row.
 pub const MAX_TOKENS_PER_TEXT: usize = 512;
@@ -71,32 +75,6 @@ impl GpuFormat {
     }
 }
 
-/// A GPU buffer whose bytes count in [`Gpu::live_buffer_bytes`] until it is dropped.
-struct Tracked {
-    buffer: wgpu::Buffer,
-    live: Arc<AtomicU64>,
-}
-
-impl Tracked {
-    fn new(buffer: wgpu::Buffer, live: &Arc<AtomicU64>) -> Tracked {
-        live.fetch_add(buffer.size(), Ordering::Relaxed);
-        Tracked { buffer, live: live.clone() }
-    }
-}
-
-impl std::ops::Deref for Tracked {
-    type Target = wgpu::Buffer;
-    fn deref(&self) -> &wgpu::Buffer {
-        &self.buffer
-    }
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        self.live.fetch_sub(self.buffer.size(), Ordering::Relaxed);
-    }
-}
-
 /// A word-embedding table too large for one storage binding on this adapter (a 250k-token
 /// vocabulary in f32 is 768 MB; WebGPU guarantees 128 MB): kept in host memory, and `embed`
 /// gathers the batch's rows there and uploads only those.
@@ -128,15 +106,14 @@ impl GpuTensor {
         (self.rows * self.cols * 4) as u64
     }
     /// What a dispatch binds: an activation's own bytes (its pooled buffer may be larger),
-    /// rounded to 16 for the vec4 views; a weight's whole buffer.
-    fn binding(&self) -> Binding<'_> {
+    /// rounded to 16 for the vec4 views, where the whole buffer is over the binding limit; a
+    /// weight's whole buffer.
+    fn binding(&self) -> Binding {
         let size = if self.pool.is_some() { self.bytes().max(16).next_multiple_of(16) } else { 0 };
-        (self.buffer(), size)
+        let t = self.buffer.as_ref().expect("a live tensor always holds its buffer");
+        t.binding(size)
     }
 }
-
-/// A buffer and how many of its bytes to bind (0: all).
-type Binding<'a> = (&'a wgpu::Buffer, u64);
 
 impl Drop for GpuTensor {
     fn drop(&mut self) {
@@ -145,104 +122,6 @@ impl Drop for GpuTensor {
         {
             pool.give_back(buffer);
         }
-    }
-}
-
-/// Free storage buffers by size class: four classes per power of two (at most 25% over what
-/// a tensor needs), at least 256 bytes. Reusing one inside the same command encoder is safe:
-/// wgpu orders the dispatches that touch it. A free buffer unused for [`POOL_KEEP_WAVES`]
-/// submits is dropped, so a long call's large buffers do not stay after it.
-struct BufferPool {
-    /// class -> (buffer, the submit it was last given back in).
-    free: HashMap<u64, Vec<(Tracked, u64)>>,
-    /// Submits so far.
-    epoch: u64,
-    live: Arc<AtomicU64>,
-}
-
-const POOL_KEEP_WAVES: u64 = 2;
-
-impl BufferPool {
-    fn size_class(bytes: u64) -> u64 {
-        let bytes = bytes.max(256);
-        let step = (bytes.next_power_of_two() / 8).max(256);
-        bytes.next_multiple_of(step)
-    }
-    fn take(&mut self, device: &wgpu::Device, bytes: u64) -> Tracked {
-        let class = Self::size_class(bytes);
-        if let Some((b, _)) = self.free.get_mut(&class).and_then(|v| v.pop()) {
-            return b;
-        }
-        let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wembed activations"),
-            size: class,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        Tracked::new(buffer, &self.live)
-    }
-    fn give_back(&mut self, buffer: Tracked) {
-        let epoch = self.epoch;
-        self.free.entry(buffer.size()).or_default().push((buffer, epoch));
-    }
-    /// Called at each submit: drops the buffers nobody took for a while.
-    fn next_epoch(&mut self) {
-        self.epoch += 1;
-        let oldest = self.epoch.saturating_sub(POOL_KEEP_WAVES);
-        for list in self.free.values_mut() {
-            list.retain(|(_, used)| *used >= oldest);
-        }
-        self.free.retain(|_, list| !list.is_empty());
-    }
-}
-
-/// Params of the dispatches recorded since the last submit, packed at the device's uniform
-/// offset alignment into fixed-size chunks. Each submit starts again from the first chunk, so
-/// the chunks are as many as the largest wave needs, and no more.
-struct ParamsArena {
-    align: u64,
-    chunks: Vec<(Tracked, Vec<u8>)>,
-    /// The chunk being filled.
-    current: usize,
-    live: Arc<AtomicU64>,
-}
-
-const PARAMS_CHUNK: u64 = 64 * 1024;
-
-impl ParamsArena {
-    /// Places `bytes`; returns the buffer and offset to bind.
-    fn push(&mut self, device: &wgpu::Device, bytes: &[u8]) -> (wgpu::Buffer, u64) {
-        let fits =
-            |staged: &Vec<u8>| (staged.len() as u64).next_multiple_of(self.align) + bytes.len() as u64 <= PARAMS_CHUNK;
-        if self.chunks.get(self.current).is_some_and(|(_, staged)| !fits(staged)) {
-            self.current += 1;
-        }
-        if self.current >= self.chunks.len() {
-            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wembed params"),
-                size: PARAMS_CHUNK,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            self.chunks.push((Tracked::new(buffer, &self.live), Vec::new()));
-            self.current = self.chunks.len() - 1;
-        }
-        let (buffer, staged) = &mut self.chunks[self.current];
-        let offset = (staged.len() as u64).next_multiple_of(self.align);
-        staged.resize(offset as usize, 0);
-        staged.extend_from_slice(bytes);
-        (buffer.buffer.clone(), offset)
-    }
-
-    /// Writes the staged params (before the submit that uses them) and starts over.
-    fn flush(&mut self, queue: &wgpu::Queue) {
-        for (buffer, staged) in &mut self.chunks {
-            if !staged.is_empty() {
-                queue.write_buffer(buffer, 0, staged);
-                staged.clear();
-            }
-        }
-        self.current = 0;
     }
 }
 
@@ -255,22 +134,59 @@ struct MetaBuffers {
     seqs: Tracked,
 }
 
-struct State {
-    encoder: Option<wgpu::CommandEncoder>,
-    params: ParamsArena,
-    meta: Option<MetaBuffers>,
-    /// Kernel of each timed pass since the last submit (when profiling).
-    timed: Vec<Kernel>,
-}
-
 /// Timestamp queries around every dispatch, when the adapter has them and profiling is on.
 struct Profiler {
     queries: wgpu::QuerySet,
     resolve: wgpu::Buffer,
     /// Nanoseconds per timestamp tick.
     period: f64,
-    /// Total nanoseconds and dispatch count per kernel since the last `take_kernel_times`.
-    totals: Mutex<Vec<(f64, usize)>>,
+    /// Per kernel since the last `take_kernel_profile`: nanoseconds, dispatches, and the work
+    /// of those dispatches.
+    totals: Mutex<Vec<(f64, usize, Work)>>,
+}
+
+/// CPU time the host spent on the GPU's behalf since the last [`Gpu::take_host_times`]: what a
+/// browser pays per dispatch on top of the GPU's own time. Natively only (`Instant` does not
+/// exist on wasm32-unknown-unknown); zeros in the browser.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostTimes {
+    /// Dispatches recorded.
+    pub dispatches: u64,
+    /// Seconds in the ops' recording (params, bind groups, passes).
+    pub record_s: f64,
+    /// Seconds in `CommandEncoder::finish` (wgpu encodes the recorded passes there).
+    pub finish_s: f64,
+    /// Seconds in `Queue::submit` (and the params upload just before it).
+    pub submit_s: f64,
+    /// Submits.
+    pub submits: u64,
+}
+
+/// One kernel's line of the profile (see [`Gpu::take_kernel_profile`]).
+#[derive(Debug, Clone)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    /// GPU seconds, from timestamp queries around each dispatch.
+    pub seconds: f64,
+    pub dispatches: usize,
+    /// Floating-point operations of those dispatches (a multiply-add counts two).
+    pub flops: f64,
+    /// Bytes they must read and write at the least (each input once, each output once).
+    pub bytes: f64,
+}
+
+/// A clock where there is one (not on wasm32-unknown-unknown, where `Instant::now` panics).
+#[cfg(not(target_arch = "wasm32"))]
+fn clock() -> Option<std::time::Instant> {
+    Some(std::time::Instant::now())
+}
+#[cfg(target_arch = "wasm32")]
+fn clock() -> Option<std::time::Instant> {
+    None
+}
+
+fn seconds_since(t: Option<std::time::Instant>) -> f64 {
+    t.map_or(0.0, |t| t.elapsed().as_secs_f64())
 }
 
 /// Passes timed per submit; later ones in the same submit go untimed.
@@ -282,6 +198,8 @@ pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
+    /// The device's limits, read once (`Device::limits` builds a fresh copy per call).
+    limits: wgpu::Limits,
     pipelines: Pipelines,
     pool: Arc<Mutex<BufferPool>>,
     state: Mutex<State>,
@@ -291,8 +209,9 @@ pub struct Gpu {
     placeholder: Tracked,
     profiler: Option<Profiler>,
     /// Bytes of every buffer this backend holds now (weights, pooled activations, params,
-    /// staging): what a soak test watches.
-    live: Arc<AtomicU64>,
+    /// staging): what a soak test watches; and the buffers dropped, for the bind-group cache.
+    ledger: Arc<Ledger>,
+    staging: StagingBuffers,
     /// A smaller binding limit than the adapter's, for tests of the large-model paths.
     binding_cap: Option<u64>,
 }
@@ -364,11 +283,13 @@ impl Gpu {
             )));
         }
         // Timestamps cost nothing unless a pass asks for them; ask for them where they exist.
-        let timestamps = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        // shader-f16 likewise (f16 arithmetic: the f16 peak probe; the f16 weights themselves
+        // are unpacked to f32 with core WGSL and need no feature).
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wembed"),
-                required_features: timestamps,
+                required_features: features,
                 required_limits: limits,
                 ..Default::default()
             })
@@ -390,32 +311,30 @@ impl Gpu {
             }
         }));
         let pipelines = Pipelines::new(&device, f16_in_f32);
-        let align = device.limits().min_uniform_buffer_offset_alignment as u64;
-        let live = Arc::new(AtomicU64::new(0));
+        let limits = device.limits();
+        let align = limits.min_uniform_buffer_offset_alignment as u64;
+        let ledger = Arc::new(Ledger::default());
         let placeholder = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wembed placeholder"),
             size: 256,
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
-        let placeholder = Tracked::new(placeholder, &live);
+        let placeholder = Tracked::new(placeholder, &ledger);
         let gpu = Gpu {
             weights,
             device,
             queue,
             info,
+            limits,
             pipelines,
-            pool: Arc::new(Mutex::new(BufferPool { free: HashMap::new(), epoch: 0, live: live.clone() })),
-            state: Mutex::new(State {
-                encoder: None,
-                params: ParamsArena { align, chunks: vec![], current: 0, live: live.clone() },
-                meta: None,
-                timed: vec![],
-            }),
+            pool: Arc::new(Mutex::new(BufferPool::new(&ledger))),
+            state: Mutex::new(State::new(align)),
             failure,
             placeholder,
             profiler: None,
-            live,
+            ledger,
+            staging: StagingBuffers::new(),
             binding_cap: None,
         };
         gpu.check()?;
@@ -444,25 +363,46 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let period = self.queue.get_timestamp_period() as f64;
-        self.profiler =
-            Some(Profiler { queries, resolve, period, totals: Mutex::new(vec![(0.0, 0); Kernel::ALL.len()]) });
+        self.profiler = Some(Profiler {
+            queries,
+            resolve,
+            period,
+            totals: Mutex::new(vec![(0.0, 0, Work::default()); Kernel::ALL.len()]),
+        });
         true
     }
 
     /// GPU time per kernel since the last call: (kernel, total seconds, dispatches), busiest
     /// first. Empty unless profiling is on.
     pub fn take_kernel_times(&self) -> Vec<(&'static str, f64, usize)> {
+        self.take_kernel_profile().into_iter().map(|k| (k.kernel, k.seconds, k.dispatches)).collect()
+    }
+
+    /// As [`Gpu::take_kernel_times`], with the FLOPs and least bytes moved of the timed
+    /// dispatches (what GFLOP/s and GB/s per kernel are computed from).
+    pub fn take_kernel_profile(&self) -> Vec<KernelTime> {
         let Some(p) = &self.profiler else { return vec![] };
         let Ok(mut totals) = p.totals.lock() else { return vec![] };
         let mut out: Vec<_> = Kernel::ALL
             .iter()
             .zip(totals.iter())
-            .filter(|(_, (_, n))| *n > 0)
-            .map(|(k, (ns, n))| (k.name(), ns * 1e-9, *n))
+            .filter(|(_, (_, n, _))| *n > 0)
+            .map(|(k, (ns, n, work))| KernelTime {
+                kernel: k.name(),
+                seconds: ns * 1e-9,
+                dispatches: *n,
+                flops: work.flops,
+                bytes: work.bytes,
+            })
             .collect();
-        totals.iter_mut().for_each(|t| *t = (0.0, 0));
-        out.sort_by(|a, b| b.1.total_cmp(&a.1));
+        totals.iter_mut().for_each(|t| *t = (0.0, 0, Work::default()));
+        out.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
         out
+    }
+
+    /// Host CPU time spent recording and submitting since the last call (see [`HostTimes`]).
+    pub fn take_host_times(&self) -> HostTimes {
+        self.state.lock().map(|mut s| std::mem::take(&mut s.host)).unwrap_or_default()
     }
 
     /// Acts as if the adapter bound at most `bytes` per storage binding: tests use it to run
@@ -474,7 +414,7 @@ impl Gpu {
 
     /// Bytes of all GPU buffers this backend holds now.
     pub fn live_buffer_bytes(&self) -> u64 {
-        self.live.load(Ordering::Relaxed)
+        self.ledger.live.load(Ordering::Relaxed)
     }
 
     /// Destroys the device, as a driver reset would: for testing the lost-device path.
@@ -526,11 +466,13 @@ impl Gpu {
         };
         let buffer =
             self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage });
-        Tracked::new(buffer, &self.live)
+        Tracked::new(buffer, &self.ledger)
     }
 
-    /// Uploads the batch layout once per batch; ops of the same batch reuse it.
-    fn meta<'s>(&self, state: &'s mut State, meta: &SeqMeta, ids: Option<(&[u32], &[u32])>) -> &'s MetaBuffers {
+    /// Uploads the batch layout once per batch; ops of the same batch reuse it. Its buffers
+    /// come from the pool (so the bind groups that name them are found again next call) and
+    /// stay out of it until the submit: a queued write lands before the whole wave runs.
+    fn meta<'s>(&self, state: &'s mut State, meta: &SeqMeta, ids: Option<(&[u32], &[u32])>) -> Result<&'s MetaBuffers> {
         let reuse = ids.is_none() && matches!(&state.meta, Some(m) if m.meta == *meta);
         if !reuse {
             let mut toks = vec![0u32; meta.tokens * 4];
@@ -548,93 +490,31 @@ impl Gpu {
             }
             let seqs: Vec<u32> =
                 (0..meta.batch()).flat_map(|b| [meta.offsets[b], meta.lens[b], meta.starts[b], 0]).collect();
-            let usage = wgpu::BufferUsages::STORAGE;
-            state.meta = Some(MetaBuffers {
-                meta: meta.clone(),
-                toks: self.upload("wembed tokens", bytemuck::cast_slice(&toks), usage),
-                seqs: self.upload("wembed texts", bytemuck::cast_slice(&seqs), usage),
-            });
-        }
-        state.meta.as_ref().expect("set just above")
-    }
-
-    /// Records one dispatch of `kernel` with `params` and the storage `buffers` in binding order.
-    /// The embedder keeps batches under [`Backend::max_batch_tokens`], so the grid fits the
-    /// adapter's limit per dimension; a dispatch that would not is a bug, reported as one.
-    fn dispatch(
-        &self,
-        state: &mut State,
-        kernel: Kernel,
-        params: &[u8],
-        buffers: &[Binding<'_>],
-        groups: (u32, u32),
-    ) -> Result<()> {
-        let limit = self.device.limits().max_compute_workgroups_per_dimension;
-        if groups.0 > limit || groups.1 > limit {
-            return Err(Error::Backend(format!(
-                "{}: {} x {} workgroups, over the adapter's limit of {limit} per dimension",
-                kernel.name(),
-                groups.0,
-                groups.1
-            )));
-        }
-        let (params_buffer, offset) = state.params.push(&self.device, params);
-        let pipeline = self
-            .pipelines
-            .get(kernel)
-            .ok_or_else(|| Error::Backend(format!("kernel `{}` is not available on this adapter", kernel.name())))?;
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &params_buffer,
-                offset,
-                size: std::num::NonZeroU64::new(params.len() as u64),
-            }),
-        }];
-        for (i, &(buffer, size)) in buffers.iter().enumerate() {
-            let resource = match std::num::NonZeroU64::new(size) {
-                Some(size) if size.get() < buffer.size() => {
-                    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer, offset: 0, size: Some(size) })
+            let write = |words: &[u32]| -> Result<Tracked> {
+                let bytes: &[u8] = bytemuck::cast_slice(words);
+                let buffer = self
+                    .pool
+                    .lock()
+                    .map_err(|_| Error::Backend("GPU buffer pool poisoned".into()))?
+                    .take(&self.device, bytes.len() as u64);
+                if !bytes.is_empty() {
+                    self.queue.write_buffer(&buffer, 0, bytes);
                 }
-                _ => buffer.as_entire_binding(),
+                Ok(buffer)
             };
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.name()),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let timestamp_writes = match &self.profiler {
-            Some(p) if (state.timed.len() as u32) < MAX_TIMED_PASSES => {
-                let i = 2 * state.timed.len() as u32;
-                state.timed.push(kernel);
-                Some(wgpu::ComputePassTimestampWrites {
-                    query_set: &p.queries,
-                    beginning_of_pass_write_index: Some(i),
-                    end_of_pass_write_index: Some(i + 1),
-                })
+            let fresh = MetaBuffers { meta: meta.clone(), toks: write(&toks)?, seqs: write(&seqs)? };
+            if let Some(old) = state.meta.replace(fresh) {
+                state.retired.extend([old.toks, old.seqs]);
             }
-            _ => None,
-        };
-        let encoder = state.encoder.get_or_insert_with(|| {
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
-        });
-        {
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.name()), timestamp_writes });
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups.0.max(1), groups.1.max(1), 1);
         }
-        Ok(())
+        state.meta.as_ref().ok_or_else(|| Error::Backend("GPU batch layout missing".into()))
     }
 }
 
 impl Gpu {
     /// The most bytes one storage binding may hold on this device.
     fn max_binding(&self) -> u64 {
-        let limits = self.device.limits();
+        let limits = &self.limits;
         let adapter = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
         self.binding_cap.map_or(adapter, |cap| cap.min(adapter))
     }
@@ -829,7 +709,7 @@ impl Backend for Gpu {
     fn max_batch_tokens(&self, widest: usize) -> usize {
         // One workgroup row per token in embed and attention, and the widest activation
         // `[tokens, widest]` in f32 within one binding.
-        let limits = self.device.limits();
+        let limits = &self.limits;
         let by_grid = limits.max_compute_workgroups_per_dimension as usize;
         let by_binding = (self.max_binding() / (4 * widest.max(1) as u64)) as usize;
         by_grid.min(by_binding).max(1)
@@ -887,25 +767,28 @@ impl Backend for Gpu {
                 gathered =
                     self.upload("wembed gathered words", bytemuck::cast_slice(&rows), wgpu::BufferUsages::STORAGE);
                 let identity: Vec<u32> = (0..ids.len() as u32).collect();
-                ((&*gathered, 0), GpuFormat::F32, 0, std::borrow::Cow::Owned(identity))
+                (gathered.binding(0), GpuFormat::F32, 0, std::borrow::Cow::Owned(identity))
             }
         };
         let out = self.tensor(meta.tokens, dim)?;
         let mut state = self.state()?;
-        let toks = self.meta(&mut state, meta, Some((&ids, type_ids))).toks.buffer.clone();
+        let toks = self.meta(&mut state, meta, Some((&ids, type_ids)))?.toks.binding(0);
         let params = kernels::EmbedParams {
             tokens: meta.tokens as u32,
             dim: dim as u32,
             format: word_format.code(),
             scale_offset,
         };
-        let bufs = [(&toks, 0), word_buf, pos.binding(), types.binding(), out.binding()];
+        let bufs = [toks, word_buf, pos.binding(), types.binding(), out.binding()];
+        // Three rows read and one written per token.
+        let work = Work { flops: (2 * meta.tokens * dim) as f64, bytes: (4 * 4 * meta.tokens * dim) as f64 };
         self.dispatch(
             &mut state,
             Kernel::Embed,
             bytemuck::bytes_of(&params),
             &bufs,
             (groups(dim, 64), meta.tokens as u32),
+            work,
         )?;
         Ok(out)
     }
@@ -940,12 +823,18 @@ impl Backend for Gpu {
         let mut state = self.state()?;
         // x and w bound twice: as scalars and as vec4s (the shader uses one or the other).
         let bufs = [x.binding(), w.binding(), b.binding(), out.binding(), x.binding(), w.binding()];
+        // The weights once, x once, y once: the least a matmul moves.
+        let work = Work {
+            flops: 2.0 * (x.rows * w.rows * w.cols) as f64,
+            bytes: (w.buffer().size() + x.bytes() + out.bytes()) as f64,
+        };
         self.dispatch(
             &mut state,
             kernel,
             bytemuck::bytes_of(&params),
             &bufs,
             (groups(w.rows, 64), groups(x.rows, 64)),
+            work,
         )?;
         Ok(out)
     }
@@ -968,12 +857,15 @@ impl Backend for Gpu {
             eps,
             has_residual: residual.is_some() as u32,
         };
-        let res = residual.map(|r| r.binding()).unwrap_or((&self.placeholder, 0));
+        let res = residual.map(|r| r.binding()).unwrap_or_else(|| self.placeholder.binding(0));
         let rows = x.rows as u32;
         let grid = (rows.min(65535), rows.div_ceil(65535));
         let mut state = self.state()?;
         let bufs = [x.binding(), res, gamma.binding(), beta.binding()];
-        self.dispatch(&mut state, Kernel::LayerNorm, bytemuck::bytes_of(&params), &bufs, grid)?;
+        // x read twice and written twice, the residual read once.
+        let passes = if residual.is_some() { 5 } else { 4 };
+        let work = Work { flops: (8 * x.rows * x.cols) as f64, bytes: (passes * x.bytes()) as f64 };
+        self.dispatch(&mut state, Kernel::LayerNorm, bytemuck::bytes_of(&params), &bufs, grid, work)?;
         Ok(x)
     }
 
@@ -1003,16 +895,20 @@ impl Backend for Gpu {
             _pad: [0; 2],
         };
         let mut state = self.state()?;
-        let m = self.meta(&mut state, meta, None);
-        let (toks, seqs) = (m.toks.buffer.clone(), m.seqs.buffer.clone());
-        let bias = bias.map(|t| t.binding()).unwrap_or((&self.placeholder, 0));
-        let bufs = [qkv.binding(), (&toks, 0), (&seqs, 0), out.binding(), bias];
+        let m = self.meta(&mut state, meta, None)?;
+        let (toks, seqs) = (m.toks.binding(0), m.seqs.binding(0));
+        let bias = bias.map(|t| t.binding()).unwrap_or_else(|| self.placeholder.binding(0));
+        let bufs = [qkv.binding(), toks, seqs, out.binding(), bias];
+        // q·kᵀ and p·v: 4·len²·dim per text; q, k, v read once and the context written once.
+        let squares: f64 = meta.lens.iter().map(|&l| (l as f64) * (l as f64)).sum();
+        let work = Work { flops: 4.0 * squares * dim as f64, bytes: (qkv.bytes() + out.bytes()) as f64 };
         self.dispatch(
             &mut state,
             Kernel::Attention,
             bytemuck::bytes_of(&params),
             &bufs,
             (meta.tokens as u32, heads as u32),
+            work,
         )?;
         Ok(out)
     }
@@ -1026,7 +922,7 @@ impl Backend for Gpu {
         let width = modes.len() * dim;
         let out = self.tensor(meta.batch(), width)?;
         let mut state = self.state()?;
-        let seqs = self.meta(&mut state, meta, None).seqs.buffer.clone();
+        let seqs = self.meta(&mut state, meta, None)?.seqs.binding(0);
         for (i, mode) in modes.iter().enumerate() {
             let params = kernels::PoolParams {
                 texts: meta.batch() as u32,
@@ -1042,13 +938,15 @@ impl Backend for Gpu {
                 },
                 _pad: [0; 3],
             };
-            let bufs = [hidden.binding(), (&seqs, 0), out.binding()];
+            let bufs = [hidden.binding(), seqs.clone(), out.binding()];
+            let work = Work { flops: hidden.rows as f64 * dim as f64, bytes: (hidden.bytes() + out.bytes()) as f64 };
             self.dispatch(
                 &mut state,
                 Kernel::Pool,
                 bytemuck::bytes_of(&params),
                 &bufs,
                 (groups(dim, 64), meta.batch() as u32),
+                work,
             )?;
         }
         if normalize {
@@ -1059,6 +957,7 @@ impl Backend for Gpu {
                 bytemuck::bytes_of(&params),
                 &[out.binding()],
                 (meta.batch() as u32, 1),
+                Work { flops: 3.0 * out.rows as f64 * width as f64, bytes: 2.0 * out.bytes() as f64 },
             )?;
         }
         Ok(out)
@@ -1075,18 +974,20 @@ impl Backend for Gpu {
     }
 }
 
-/// What [`Gpu::submit_with_copies`] leaves to await: the staging buffer, the float count of
-/// each tensor in it, the kernels whose timestamps follow them, and the mapping.
-type Staged = Result<(Tracked, Vec<usize>, Vec<Kernel>, MapFuture)>;
+/// What [`Gpu::submit_with_copies`] leaves to await: the staging buffer and how many of its
+/// bytes are mapped, the float count of each tensor in it, the kernels whose timestamps follow
+/// them, and the mapping.
+type Staged = Result<(Tracked, u64, Vec<usize>, Vec<(Kernel, Work)>, MapFuture)>;
 
 impl Gpu {
     /// Waits for the mapping and splits the staging buffer back into tensors.
     async fn collect(&self, staged: Staged) -> Result<Vec<Vec<f32>>> {
-        let (staging, sizes, timed, done) = staged?;
+        let (staging, total, sizes, timed, done) = staged?;
+        // A failed mapping drops the staging buffer rather than keep one in an unknown state.
         done.await?;
         let out = {
             let view =
-                staging.slice(..).get_mapped_range().map_err(|e| Error::Backend(format!("GPU readback: {e}")))?;
+                staging.slice(..total).get_mapped_range().map_err(|e| Error::Backend(format!("GPU readback: {e}")))?;
             let floats: usize = sizes.iter().sum();
             let all: &[f32] = bytemuck::cast_slice(&view[..floats * 4]);
             if let (Some(p), false) = (&self.profiler, timed.is_empty()) {
@@ -1095,10 +996,12 @@ impl Gpu {
                     .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
                     .collect();
                 if let Ok(mut totals) = p.totals.lock() {
-                    for (k, pair) in timed.iter().zip(ticks.chunks_exact(2)) {
+                    for ((k, work), pair) in timed.iter().zip(ticks.chunks_exact(2)) {
                         let t = &mut totals[*k as usize];
                         t.0 += pair[1].saturating_sub(pair[0]) as f64 * p.period;
                         t.1 += 1;
+                        t.2.flops += work.flops;
+                        t.2.bytes += work.bytes;
                     }
                 }
             }
@@ -1113,6 +1016,7 @@ impl Gpu {
                 .collect()
         };
         staging.unmap();
+        self.staging.give_back(staging);
         self.check()?;
         Ok(out)
     }
@@ -1156,17 +1060,9 @@ impl Gpu {
         let mut state = self.state()?;
         let timed = std::mem::take(&mut state.timed);
         let total = (tensor_bytes + 16 * timed.len() as u64).max(4);
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wembed readback"),
-            size: total,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let staging = Tracked::new(staging, &self.live);
+        let staging = self.staging.take(&self.device, &self.ledger, total);
         {
-            let mut encoder = state.encoder.take().unwrap_or_else(|| {
-                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wembed") })
-            });
+            let encoder = state.encoder(&self.device);
             let mut at = 0;
             for t in ts {
                 if t.bytes() > 0 {
@@ -1179,17 +1075,12 @@ impl Gpu {
                 encoder.resolve_query_set(&p.queries, 0..n, &p.resolve, 0);
                 encoder.copy_buffer_to_buffer(&p.resolve, 0, &staging, at, 8 * n as u64);
             }
-            state.params.flush(&self.queue);
-            state.meta = None;
-            self.queue.submit([encoder.finish()]);
-            if let Ok(mut pool) = self.pool.lock() {
-                pool.next_epoch();
-            }
+            self.submit(&mut state);
         }
         drop(state);
         let slot = Arc::new(Mutex::new(MapSlot::default()));
         let cb_slot = slot.clone();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        staging.slice(..total).map_async(wgpu::MapMode::Read, move |r| {
             if let Ok(mut s) = cb_slot.lock() {
                 s.result = Some(r);
                 if let Some(w) = s.waker.take() {
@@ -1202,6 +1093,6 @@ impl Gpu {
         self.device
             .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
             .map_err(|e| Error::Backend(format!("waiting for the GPU: {e}")))?;
-        Ok((staging, sizes, timed, MapFuture { slot }))
+        Ok((staging, total, sizes, timed, MapFuture { slot }))
     }
 }

@@ -14,7 +14,7 @@ use wembed::eval::{cosine, read_stsb_english};
 const DEFAULT_PYTHON: &str = "assets/venv-bench/bin/python";
 
 /// The corpus: distinct sentences of the STS-Benchmark test split, in file order.
-fn corpus(args: &Args, n: usize) -> Result<Vec<String>, String> {
+pub(super) fn corpus(args: &Args, n: usize) -> Result<Vec<String>, String> {
     let path = args.path("data", DEFAULT_STSB);
     let pairs = read_stsb_english(&path, "test").map_err(|e| format!("{e} (run scripts/fetch-assets.sh)"))?;
     let mut seen = std::collections::HashSet::new();

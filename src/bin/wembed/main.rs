@@ -1,6 +1,7 @@
 //! The `wembed` command line: embed texts, evaluate on STS-B, benchmark against onnxruntime.
 
 mod bench;
+mod gpubench;
 mod output;
 
 use std::collections::HashMap;
@@ -27,6 +28,8 @@ USAGE:
   wembed quantize --dtype q8|q4|f16 IN_DIR OUT_DIR
   wembed bench [--model PATH] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
                [--device cpu|gpu] [--dtype f32|f16|q8|q4]
+  wembed gpu-bench [--quick] [--model PATH] [--data FILE] [--sentences N] [--repeats N]
+                   [--dtype f32|f16|q8|q4] [--peak-size N]
 
 COMMON OPTIONS:
   --model PATH        sentence-transformers model folder, or a BERT .gguf file (default:
@@ -81,8 +84,9 @@ const VALUE_OPTS: &[&str] = &[
     "repeats",
     "device",
     "dtype",
+    "peak-size",
 ];
-const SWITCHES: &[&str] = &["no-normalize", "no-truncate", "help"];
+const SWITCHES: &[&str] = &["no-normalize", "no-truncate", "help", "quick"];
 
 impl Args {
     fn parse(raw: &[String]) -> Result<Args, String> {
@@ -154,6 +158,7 @@ fn run(raw: &[String]) -> Result<(), String> {
             other => Err(format!("eval wants `stsb` or `stsb-zh`, got {other:?}")),
         },
         "bench" => bench::run(&args),
+        "gpu-bench" => gpubench::run(&args),
         "quantize" => quantize(&args),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     }

@@ -1,0 +1,305 @@
+//! `wembed gpu-bench`: what the GPU backend costs, on whatever adapter wgpu finds. The host
+//! time per dispatch (CPU microseconds spent recording, the GPU idle), sentences/s of the model
+//! in every weight format at batch 1 / 32 / 256 on the STS-B corpus, the per-kernel table
+//! (timestamp queries) with GFLOP/s and GB/s, and a peak probe (an FMA loop, a large matmul).
+
+use std::time::Instant;
+
+use super::{Args, DEFAULT_MODEL, bench};
+use wembed::backend::gpu::{GpuWeights, HostTimes, KernelTime};
+use wembed::backend::{Backend, SeqMeta};
+use wembed::config::Activation;
+use wembed::eval::cosine;
+use wembed::weights::HostTensor;
+use wembed::{EmbedOptions, Embedder, Gpu, ModelFiles};
+
+/// Deterministic values in [-1, 1): weights and inputs whose contents do not matter.
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn err(e: wembed::Error) -> String {
+    e.to_string()
+}
+
+/// Host CPU time per dispatch: `layers` encoder layers of MiniLM's shapes (384 wide, 1536
+/// inner, 12 heads) on one 16-token text, seven dispatches each, recorded and then submitted
+/// once; the backend's own clocks (see `HostTimes`) count only the CPU's work (recording,
+/// `finish`, `submit`), never the wait for the GPU. Best of `rounds` (the first one also
+/// creates the pooled buffers).
+fn host_times(gpu: &Gpu, layers: usize, rounds: usize) -> Result<HostTimes, String> {
+    let (dim, inner, heads, tokens) = (384, 1536, 12, 16);
+    let m = |rows: usize, cols: usize, seed| gpu.matrix(HostTensor::new(vec![rows, cols], noise(rows * cols, seed)));
+    let v = |n: usize, seed| gpu.vector(HostTensor::new(vec![n], noise(n, seed)));
+    let (qkv_w, qkv_b) = (m(3 * dim, dim, 1).map_err(err)?, v(3 * dim, 2).map_err(err)?);
+    let (out_w, out_b) = (m(dim, dim, 3).map_err(err)?, v(dim, 4).map_err(err)?);
+    let (up_w, up_b) = (m(inner, dim, 5).map_err(err)?, v(inner, 6).map_err(err)?);
+    let (down_w, down_b) = (m(dim, inner, 7).map_err(err)?, v(dim, 8).map_err(err)?);
+    let (gamma, beta) = (v(dim, 9).map_err(err)?, v(dim, 10).map_err(err)?);
+    let meta = SeqMeta::new(vec![tokens as u32], vec![0]);
+    let input = gpu.table(HostTensor::new(vec![tokens, dim], noise(tokens * dim, 11))).map_err(err)?;
+    let mut best: Option<HostTimes> = None;
+    let total = |t: &HostTimes| t.record_s + t.finish_s + t.submit_s;
+    for _ in 0..rounds {
+        gpu.take_host_times();
+        // The first layer reads the table-like input; each output feeds the next layer.
+        let mut h = None;
+        for _ in 0..layers {
+            let x = h.as_ref().unwrap_or(&input);
+            let qkv = gpu.linear(x, &qkv_w, &qkv_b, None).map_err(err)?;
+            let ctx = gpu.attention(&qkv, &meta, heads, None).map_err(err)?;
+            let att = gpu.linear(&ctx, &out_w, &out_b, None).map_err(err)?;
+            let att = gpu.layer_norm(att, Some(x), &gamma, &beta, 1e-12).map_err(err)?;
+            let up = gpu.linear(&att, &up_w, &up_b, Some(Activation::GeluErf)).map_err(err)?;
+            let down = gpu.linear(&up, &down_w, &down_b, None).map_err(err)?;
+            h = Some(gpu.layer_norm(down, Some(&att), &gamma, &beta, 1e-12).map_err(err)?);
+        }
+        pollster::block_on(gpu.read(h.as_ref().unwrap_or(&input))).map_err(err)?;
+        let t = gpu.take_host_times();
+        if best.is_none_or(|b| total(&t) < total(&b)) {
+            best = Some(t);
+        }
+    }
+    best.ok_or_else(|| "no round ran".to_string())
+}
+
+fn print_host_times(t: &HostTimes) {
+    let n = t.dispatches.max(1) as f64;
+    let us = |s: f64| s / n * 1e6;
+    println!(
+        "host CPU time per dispatch: {:.1} us = record {:.1} + finish {:.1} + submit {:.1} ({} dispatches, {} submit)",
+        us(t.record_s + t.finish_s + t.submit_s),
+        us(t.record_s),
+        us(t.finish_s),
+        us(t.submit_s),
+        t.dispatches,
+        t.submits
+    );
+}
+
+/// The weight formats benched, with the names `--dtype` takes.
+const FORMATS: [(&str, GpuWeights); 4] =
+    [("f32", GpuWeights::F32), ("f16", GpuWeights::F16), ("q8", GpuWeights::Q8_0), ("q4", GpuWeights::Q4)];
+
+/// One dtype's row of the throughput table.
+struct Row {
+    dtype: &'static str,
+    batch1: f64,
+    batch1_p50_ms: f64,
+    batch32: f64,
+    batch256: f64,
+    host: HostTimes,
+    vectors: Vec<Vec<f32>>,
+    kernels: Vec<KernelTime>,
+}
+
+fn open(weights: GpuWeights, profile: bool, files: &ModelFiles) -> Result<Embedder<Gpu>, String> {
+    let mut gpu = pollster::block_on(Gpu::with_weights(weights)).map_err(err)?;
+    if profile && !gpu.enable_profiling() {
+        eprintln!("this adapter has no timestamp queries: no per-kernel table");
+    }
+    Embedder::load(gpu, files).map_err(err)
+}
+
+/// Sentences/s of one dtype at batch 1 (the first `n1` sentences one by one), 32 and 256 (all
+/// of them, best of `rounds`), then one profiled pass at batch 32 for the kernel table.
+fn bench_dtype(
+    dtype: &'static str,
+    weights: GpuWeights,
+    files: &ModelFiles,
+    texts: &[&str],
+    n1: usize,
+    rounds: usize,
+) -> Result<Row, String> {
+    let e = open(weights, false, files)?;
+    let opts = |batch_size| EmbedOptions { batch_size, ..EmbedOptions::default() };
+    e.embed(&texts[..8.min(texts.len())], &opts(32)).map_err(err)?;
+    let mut latencies = Vec::with_capacity(n1);
+    for t in &texts[..n1] {
+        let started = Instant::now();
+        e.embed(&[*t], &opts(1)).map_err(err)?;
+        latencies.push(started.elapsed().as_secs_f64());
+    }
+    let batch1 = n1 as f64 / latencies.iter().sum::<f64>();
+    latencies.sort_by(f64::total_cmp);
+    let batch1_p50_ms = latencies.get(n1 / 2).copied().unwrap_or(0.0) * 1e3;
+    let per_s = |batch: usize| -> Result<(f64, Vec<Vec<f32>>, HostTimes), String> {
+        let (mut best, mut vectors, mut host) = (0.0f64, vec![], HostTimes::default());
+        for _ in 0..rounds {
+            e.backend().take_host_times();
+            let started = Instant::now();
+            vectors = e.embed(texts, &opts(batch)).map_err(err)?;
+            let rate = texts.len() as f64 / started.elapsed().as_secs_f64();
+            if rate > best {
+                (best, host) = (rate, e.backend().take_host_times());
+            }
+        }
+        Ok((best, vectors, host))
+    };
+    let (batch32, vectors, host) = per_s(32)?;
+    let (batch256, _, _) = per_s(256)?;
+    drop(e);
+    let profiled = open(weights, true, files)?;
+    profiled.embed(&texts[..8.min(texts.len())], &opts(32)).map_err(err)?;
+    profiled.backend().take_kernel_profile();
+    profiled.embed(texts, &opts(32)).map_err(err)?;
+    let kernels = profiled.backend().take_kernel_profile();
+    Ok(Row { dtype, batch1, batch1_p50_ms, batch32, batch256, host, vectors, kernels })
+}
+
+fn print_kernels(dtype: &str, kernels: &[KernelTime]) {
+    if kernels.is_empty() {
+        return;
+    }
+    let total: f64 = kernels.iter().map(|k| k.seconds).sum();
+    println!();
+    println!("{dtype}, batch 32, GPU time per kernel (timestamp queries, one pass per dispatch):");
+    println!();
+    println!("| kernel | GPU ms | share | dispatches | us per dispatch | GFLOP/s | GB/s (least traffic) |");
+    println!("|---|---|---|---|---|---|---|");
+    for k in kernels {
+        let s = k.seconds.max(1e-12);
+        println!(
+            "| {} | {:.2} | {:.1}% | {} | {:.1} | {:.1} | {:.1} |",
+            k.kernel,
+            k.seconds * 1e3,
+            k.seconds / total * 100.0,
+            k.dispatches,
+            k.seconds / k.dispatches.max(1) as f64 * 1e6,
+            k.flops / s / 1e9,
+            k.bytes / s / 1e9
+        );
+    }
+}
+
+/// GFLOP/s of our matmul kernel on x [n, n] · w [n, n]ᵀ, weights stored as `weights` says,
+/// timed by the wall clock around submits of as many dispatches as last `seconds`.
+fn matmul_gflops(weights: GpuWeights, n: usize, seconds: f64) -> Result<f64, String> {
+    let gpu = pollster::block_on(Gpu::with_weights(weights)).map_err(err)?;
+    let x = gpu.table(HostTensor::new(vec![n, n], noise(n * n, 21))).map_err(err)?;
+    let w = gpu.matrix(HostTensor::new(vec![n, n], noise(n * n, 22))).map_err(err)?;
+    let b = gpu.vector(HostTensor::new(vec![n], noise(n, 23))).map_err(err)?;
+    let mut reps = 1;
+    loop {
+        let started = Instant::now();
+        let mut last = None;
+        for _ in 0..reps {
+            last = Some(gpu.linear(&x, &w, &b, None).map_err(err)?);
+        }
+        if let Some(y) = &last {
+            pollster::block_on(gpu.read(y)).map_err(err)?;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        // The first round also warms up (pipelines, pooled buffers): never the one reported.
+        if elapsed >= seconds && reps > 1 || reps >= 1024 {
+            return Ok(2.0 * (n as f64).powi(3) * reps as f64 / elapsed / 1e9);
+        }
+        reps = (reps * 2).max((reps as f64 * 1.5 * seconds / elapsed.max(1e-6)) as usize).min(1024);
+    }
+}
+
+pub fn run(args: &Args) -> Result<(), String> {
+    let quick = args.has("quick");
+    let n = args.number("sentences", 512)?;
+    let n1 = if quick { n.min(32) } else { n };
+    let rounds = args.number("repeats", if quick { 1 } else { 3 })?.max(1);
+    let peak_n = args.number("peak-size", if quick { 1024 } else { 4096 })?;
+    let formats: Vec<_> = match args.get("dtype") {
+        None => FORMATS.to_vec(),
+        Some(d) => FORMATS.iter().filter(|(name, _)| *name == d).copied().collect(),
+    };
+    if formats.is_empty() {
+        return Err(format!("--dtype wants f32, f16, q8 or q4 for gpu-bench, got {:?}", args.get("dtype")));
+    }
+    let dir = args.path("model", DEFAULT_MODEL);
+    let files =
+        ModelFiles::from_path(&dir).map_err(|e| format!("{e} (run scripts/fetch-assets.sh, or pass --model DIR)"))?;
+    let sentences = bench::corpus(args, n)?;
+    let texts: Vec<&str> = sentences.iter().map(|s| s.as_str()).collect();
+
+    let gpu = pollster::block_on(Gpu::with_weights(GpuWeights::F32)).map_err(err)?;
+    let info = gpu.adapter_info();
+    println!(
+        "adapter: {} ({:?}, {:?}, driver {} {}); shader-f16: {}; wembed {} ({})",
+        info.name,
+        info.backend,
+        info.device_type,
+        info.driver,
+        info.driver_info,
+        if gpu.has_shader_f16() { "yes" } else { "no" },
+        env!("CARGO_PKG_VERSION"),
+        option_env!("WEMBED_COMMIT").unwrap_or("commit not recorded")
+    );
+    let layers = if quick { 16 } else { 64 };
+    print_host_times(&host_times(&gpu, layers, rounds.max(3))?);
+    drop(gpu);
+
+    let mut rows: Vec<Row> = vec![];
+    for (dtype, weights) in formats {
+        eprintln!("{dtype}...");
+        match bench_dtype(dtype, weights, &files, &texts, n1, rounds) {
+            Ok(row) => rows.push(row),
+            // f16 weights need unpack2x16float, which some GL ES adapters lack: say so, go on.
+            Err(e) => println!("{dtype}: skipped ({e})"),
+        }
+    }
+    println!();
+    println!(
+        "{} on {n} distinct STS-B test sentences (batch 1 on the first {n1}), texts grouped by length; \
+         best of {rounds}; host us per dispatch from the batch-32 run",
+        dir.display()
+    );
+    println!();
+    println!(
+        "| dtype | batch 1 (sent/s) | batch 1 p50 (ms) | batch 32 (sent/s) | batch 256 (sent/s) | host us per dispatch (b32) | worst cosine to f32 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let f32_vectors = rows.iter().find(|r| r.dtype == "f32").map(|r| r.vectors.clone());
+    for r in &rows {
+        let worst = match &f32_vectors {
+            Some(base) => {
+                let w = base.iter().zip(&r.vectors).map(|(a, b)| cosine(a, b)).fold(1.0f64, f64::min);
+                format!("{w:.6}")
+            }
+            None => "n/a".into(),
+        };
+        let h = &r.host;
+        let host_us = (h.record_s + h.finish_s + h.submit_s) / h.dispatches.max(1) as f64 * 1e6;
+        println!(
+            "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {host_us:.1} | {worst} |",
+            r.dtype, r.batch1, r.batch1_p50_ms, r.batch32, r.batch256
+        );
+    }
+    for r in &rows {
+        print_kernels(r.dtype, &r.kernels);
+    }
+
+    println!();
+    let probe_s = if quick { 0.1 } else { 0.3 };
+    let gpu = pollster::block_on(Gpu::with_weights(GpuWeights::F32)).map_err(err)?;
+    let fma32 = pollster::block_on(gpu.peak_fma_gflops(false, probe_s)).map_err(err)?;
+    let fma16 = pollster::block_on(gpu.peak_fma_gflops(true, probe_s)).map_err(err)?;
+    drop(gpu);
+    let show = |v: Option<f64>| v.map_or("n/a".to_string(), |g| format!("{g:.0}"));
+    println!("peak probe: FMA loop f32 {} GFLOP/s, f16 {} GFLOP/s", show(fma32), show(fma16));
+    for (name, weights) in [("f32", GpuWeights::F32), ("f16", GpuWeights::F16)] {
+        match matmul_gflops(weights, peak_n, probe_s) {
+            Ok(g) => {
+                let share = fma32.map_or("n/a".to_string(), |p| format!("{:.1}%", g / p * 100.0));
+                println!(
+                    "matmul {peak_n}^3, {name} weights (our linear kernel): {g:.1} GFLOP/s, {share} of the f32 FMA peak"
+                );
+            }
+            Err(e) => println!("matmul {peak_n}^3, {name} weights: skipped ({e})"),
+        }
+    }
+    Ok(())
+}
