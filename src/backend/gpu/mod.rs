@@ -496,7 +496,7 @@ impl Gpu {
                     .pool
                     .lock()
                     .map_err(|_| Error::Backend("GPU buffer pool poisoned".into()))?
-                    .take(&self.device, bytes.len() as u64);
+                    .take_for_queue_write(&self.device, bytes.len() as u64);
                 if !bytes.is_empty() {
                     self.queue.write_buffer(&buffer, 0, bytes);
                 }

@@ -100,6 +100,25 @@ impl BufferPool {
         if let Some((b, _)) = self.free.get_mut(&class).and_then(|v| v.pop()) {
             return b;
         }
+        self.create(device, class)
+    }
+
+    /// As [`BufferPool::take`], for a buffer filled with `queue.write_buffer`: that write lands
+    /// before any command of the coming submit runs, so a buffer given back during this wave
+    /// (an activation this wave's dispatches still write) would be overwritten after it. Only
+    /// buffers given back in an earlier submit are reused here.
+    pub fn take_for_queue_write(&mut self, device: &wgpu::Device, bytes: u64) -> Tracked {
+        let class = Self::size_class(bytes);
+        let epoch = self.epoch;
+        if let Some(list) = self.free.get_mut(&class)
+            && let Some(i) = list.iter().rposition(|(_, given_back)| *given_back < epoch)
+        {
+            return list.remove(i).0;
+        }
+        self.create(device, class)
+    }
+
+    fn create(&self, device: &wgpu::Device, class: u64) -> Tracked {
         let buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("wembed activations"),
             size: class,
