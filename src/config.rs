@@ -530,6 +530,7 @@ struct RawStConfig {
     #[serde(default)]
     prompts: BTreeMap<String, String>,
     default_prompt_name: Option<String>,
+    truncate_dim: Option<usize>,
 }
 
 /// What sentence-transformers does around the encoder: truncation, pooling, normalization and
@@ -542,6 +543,9 @@ pub struct SentenceConfig {
     pub normalize: bool,
     pub prompts: BTreeMap<String, String>,
     pub default_prompt_name: Option<String>,
+    /// Matryoshka models: sentence-transformers keeps the first `truncate_dim` values of each
+    /// vector, after the Normalize module (so a cut vector is not renormalized).
+    pub truncate_dim: Option<usize>,
 }
 
 impl SentenceConfig {
@@ -586,6 +590,15 @@ impl SentenceConfig {
             ));
         }
         let st: RawStConfig = files.json("config_sentence_transformers.json")?.unwrap_or_default();
+        let width = pooling.modes.len() * model.hidden_size();
+        if let Some(t) = st.truncate_dim
+            && !(1..=width).contains(&t)
+        {
+            return Err(Error::bad_file(
+                format!("{origin}/config_sentence_transformers.json"),
+                format!("truncate_dim {t}; the model's vectors have {width} values"),
+            ));
+        }
         if let Some(name) = &st.default_prompt_name
             && !st.prompts.contains_key(name)
         {
@@ -601,6 +614,7 @@ impl SentenceConfig {
             normalize,
             prompts: st.prompts,
             default_prompt_name: st.default_prompt_name,
+            truncate_dim: st.truncate_dim,
         })
     }
 }

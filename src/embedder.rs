@@ -84,6 +84,11 @@ impl<B: Backend> Embedder<B> {
 
     /// Length of the output vectors.
     pub fn dim(&self) -> usize {
+        self.sentence.truncate_dim.unwrap_or(usize::MAX).min(self.pooled_dim())
+    }
+
+    /// Length of the pooled vectors, before `truncate_dim` cuts them.
+    fn pooled_dim(&self) -> usize {
         self.sentence.pooling.modes.len() * self.model.hidden_size()
     }
 
@@ -198,7 +203,7 @@ impl<B: Backend> Embedder<B> {
             let flats = self.backend.read_many(&pooled.iter().collect::<Vec<_>>()).await?;
             for (group, flat) in wave.iter().zip(&flats) {
                 self.check_finite(&encoded, group, pool_start, flat).await?;
-                scatter(&mut out, group, flat, self.dim());
+                scatter(&mut out, group, flat, self.pooled_dim(), self.dim());
                 done += group.len();
             }
             progress(done, texts.len());
@@ -256,7 +261,7 @@ impl<B: Backend> Embedder<B> {
             .collect();
         let mut out = vec![Vec::new(); texts.len()];
         for (group, flat) in groups.iter().zip(results) {
-            scatter(&mut out, group, &flat?, self.dim());
+            scatter(&mut out, group, &flat?, self.pooled_dim(), self.dim());
         }
         Ok(out)
     }
@@ -276,9 +281,10 @@ impl<B: Backend> Embedder<B> {
 }
 
 /// Puts the rows of a group's `[group.len(), dim]` result at the group's input positions.
-fn scatter(out: &mut [Vec<f32>], group: &[usize], flat: &[f32], dim: usize) {
+/// Keeps the first `keep` values of each row (`truncate_dim`).
+fn scatter(out: &mut [Vec<f32>], group: &[usize], flat: &[f32], dim: usize, keep: usize) {
     for (row, &i) in flat.chunks_exact(dim).zip(group) {
-        out[i] = row.to_vec();
+        out[i] = row[..keep].to_vec();
     }
 }
 

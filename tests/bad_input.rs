@@ -91,6 +91,10 @@ fn family_specific_config_and_weights_are_checked() {
     edit_json(&d.join("config.json"), |v| v["relative_attention_num_buckets"] = 64.into());
     let err = fails_with(&d, &["relative_attention_num_buckets 64"]);
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+    // truncate_dim within the vector.
+    let (_t, d) = tiny_copy_of("mpnet-relative");
+    edit_json(&d.join("config_sentence_transformers.json"), |v| v["truncate_dim"] = 37.into());
+    fails_with(&d, &["config_sentence_transformers.json", "truncate_dim 37", "36 values"]);
     // The tables each family adds are required, by name.
     for (name, key) in [
         ("mpnet-relative", "encoder.relative_attention_bias.weight"),
