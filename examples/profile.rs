@@ -89,6 +89,9 @@ impl Backend for Timed {
     fn pool(&self, x: &CpuTensor, m: &SeqMeta, modes: &[PoolMode], n: bool) -> Result<CpuTensor> {
         self.time("pool".into(), || self.inner.pool(x, m, modes, n))
     }
+    fn normalize(&self, x: CpuTensor) -> Result<CpuTensor> {
+        self.time("normalize".into(), || self.inner.normalize(x))
+    }
     fn read(&self, t: &CpuTensor) -> impl Future<Output = Result<Vec<f32>>> {
         self.inner.read(t)
     }

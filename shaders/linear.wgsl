@@ -78,6 +78,10 @@ fn activate(v: f32) -> f32 {
         case 3u: {
             return max(v, 0.0);
         }
+        case 4u: {
+            // tanh(v) = 1 - 2 / (exp(2v) + 1), as kernels::activate; clamped as above.
+            return 1.0 - 2.0 / (exp(clamp(2.0 * v, -80.0, 80.0)) + 1.0);
+        }
         default: {
             return v;
         }

@@ -79,6 +79,9 @@ impl ModelFiles {
         {
             for m in modules.iter().filter(|m| !m.path.is_empty()) {
                 names.push(format!("{}/config.json", m.path));
+                if m.kind.ends_with("Dense") {
+                    names.push(format!("{}/model.safetensors", m.path));
+                }
             }
         }
         for name in names {
@@ -170,6 +173,8 @@ pub enum Activation {
     /// The tanh approximation (`gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`).
     GeluTanh,
     Relu,
+    /// `torch.nn.Tanh`, the default activation of sentence-transformers' `Dense` module.
+    Tanh,
 }
 
 impl Activation {
@@ -533,6 +538,72 @@ struct RawStConfig {
     truncate_dim: Option<usize>,
 }
 
+/// A sentence-transformers `Dense` module (`N_Dense/config.json`): `act(x · wᵀ + b)` on the
+/// pooled vector, weights in `N_Dense/model.safetensors` as `linear.weight` / `linear.bias`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenseConfig {
+    /// The module's folder (`2_Dense`).
+    pub path: String,
+    pub in_features: usize,
+    pub out_features: usize,
+    pub bias: bool,
+    /// None: `torch.nn.modules.linear.Identity`.
+    pub activation: Option<Activation>,
+}
+
+#[derive(Deserialize)]
+struct RawDense {
+    in_features: usize,
+    out_features: usize,
+    #[serde(default = "yes")]
+    bias: bool,
+    activation_function: Option<String>,
+    #[serde(default)]
+    use_residual: bool,
+    module_input_name: Option<String>,
+    module_output_name: Option<String>,
+}
+
+fn dense_from_raw(raw: RawDense, path: &str, file: &str, width: usize) -> Result<DenseConfig> {
+    if raw.in_features != width {
+        return Err(Error::bad_file(
+            file,
+            format!("in_features {} after a module with {width} outputs", raw.in_features),
+        ));
+    }
+    if raw.out_features == 0 || raw.out_features > 1 << 16 {
+        return Err(Error::bad_file(file, format!("out_features {}", raw.out_features)));
+    }
+    if raw.use_residual {
+        return Err(Error::Unsupported(format!("a Dense module with use_residual in {file}")));
+    }
+    for name in [&raw.module_input_name, &raw.module_output_name].into_iter().flatten() {
+        if name != "sentence_embedding" {
+            return Err(Error::Unsupported(format!("a Dense module on `{name}` in {file} (only sentence_embedding)")));
+        }
+    }
+    // sentence-transformers defaults to Tanh when the config names none.
+    let name = raw.activation_function.as_deref().unwrap_or("torch.nn.modules.activation.Tanh");
+    let activation = match name.rsplit('.').next().unwrap_or(name) {
+        "Identity" => None,
+        "Tanh" => Some(Activation::Tanh),
+        "ReLU" => Some(Activation::Relu),
+        "GELU" => Some(Activation::GeluErf),
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "Dense activation `{name}` in {file} (wembed runs Identity, Tanh, ReLU, GELU)"
+            )));
+        }
+    };
+    Ok(DenseConfig {
+        path: path.to_string(),
+        in_features: raw.in_features,
+        out_features: raw.out_features,
+        bias: raw.bias,
+        activation,
+    })
+}
+
 /// What sentence-transformers does around the encoder: truncation, pooling, normalization and
 /// prompts, read from the model's own files.
 #[derive(Debug, Clone, PartialEq)]
@@ -546,14 +617,17 @@ pub struct SentenceConfig {
     /// Matryoshka models: sentence-transformers keeps the first `truncate_dim` values of each
     /// vector, after the Normalize module (so a cut vector is not renormalized).
     pub truncate_dim: Option<usize>,
+    /// `Dense` modules after pooling, in order (before Normalize).
+    pub dense: Vec<DenseConfig>,
 }
 
 impl SentenceConfig {
     pub fn from_files(files: &ModelFiles, model: &ModelConfig) -> Result<Self> {
         let origin = files.origin();
         let modules: Option<Vec<ModuleEntry>> = files.json("modules.json")?;
-        let mut pooling = None;
+        let mut pooling: Option<PoolingConfig> = None;
         let mut normalize = false;
+        let mut dense: Vec<DenseConfig> = vec![];
         if let Some(modules) = modules {
             for m in &modules {
                 let short = m.kind.rsplit('.').next().unwrap_or(&m.kind);
@@ -567,10 +641,29 @@ impl SentenceConfig {
                         pooling = Some(pooling_from_raw(raw, &format!("{origin}/{name}"))?);
                     }
                     "Normalize" => normalize = true,
+                    "Dense" => {
+                        let name = format!("{}/config.json", m.path);
+                        let file = format!("{origin}/{name}");
+                        let Some(pool) = &pooling else {
+                            return Err(Error::Unsupported(format!(
+                                "a Dense module before Pooling in {origin}/modules.json"
+                            )));
+                        };
+                        if normalize {
+                            return Err(Error::Unsupported(format!(
+                                "a Dense module after Normalize in {origin}/modules.json"
+                            )));
+                        }
+                        let raw: RawDense = files
+                            .json(&name)?
+                            .ok_or_else(|| Error::io(&file, "file not found; modules.json names it"))?;
+                        let width = dense.last().map_or(pool.modes.len() * model.hidden_size(), |d| d.out_features);
+                        dense.push(dense_from_raw(raw, &m.path, &file, width)?);
+                    }
                     _ => {
                         return Err(Error::Unsupported(format!(
                             "sentence-transformers module `{}` in {origin}/modules.json \
-                             (wembed runs Transformer, Pooling, Normalize)",
+                             (wembed runs Transformer, Pooling, Dense, Normalize)",
                             m.kind
                         )));
                     }
@@ -590,7 +683,7 @@ impl SentenceConfig {
             ));
         }
         let st: RawStConfig = files.json("config_sentence_transformers.json")?.unwrap_or_default();
-        let width = pooling.modes.len() * model.hidden_size();
+        let width = dense.last().map_or(pooling.modes.len() * model.hidden_size(), |d| d.out_features);
         if let Some(t) = st.truncate_dim
             && !(1..=width).contains(&t)
         {
@@ -615,6 +708,7 @@ impl SentenceConfig {
             prompts: st.prompts,
             default_prompt_name: st.default_prompt_name,
             truncate_dim: st.truncate_dim,
+            dense,
         })
     }
 }

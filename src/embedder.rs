@@ -6,7 +6,7 @@ use rayon::prelude::*;
 use crate::backend::Backend;
 use crate::config::{ModelConfig, ModelFiles, SentenceConfig};
 use crate::error::{Error, Result};
-use crate::model::Encoder;
+use crate::model::{Dense, Encoder};
 use crate::tokenizer::{Batch, Encoded, TextTokenizer};
 
 /// Per-call options; `Default` gives what sentence-transformers' `encode()` does for the model.
@@ -57,6 +57,8 @@ pub(crate) async fn yield_now() {
 pub struct Embedder<B: Backend> {
     backend: B,
     encoder: Encoder<B>,
+    /// `Dense` modules after pooling.
+    dense: Vec<Dense<B>>,
     tokenizer: TextTokenizer,
     pub model: ModelConfig,
     pub sentence: SentenceConfig,
@@ -75,7 +77,8 @@ impl<B: Backend> Embedder<B> {
         let model = ModelConfig::from_files(files)?;
         let (sentence, tokenizer) = text_side(files, &model, backend.max_text_tokens())?;
         let encoder = Encoder::load(&backend, &model, files)?;
-        Ok(Embedder { backend, encoder, tokenizer, model, sentence })
+        let dense = sentence.dense.iter().map(|d| Dense::load(&backend, d, files)).collect::<Result<Vec<_>>>()?;
+        Ok(Embedder { backend, encoder, dense, tokenizer, model, sentence })
     }
 
     pub fn backend(&self) -> &B {
@@ -89,7 +92,9 @@ impl<B: Backend> Embedder<B> {
 
     /// Length of the pooled vectors, before `truncate_dim` cuts them.
     fn pooled_dim(&self) -> usize {
-        self.sentence.pooling.modes.len() * self.model.hidden_size()
+        self.dense
+            .last()
+            .map_or(self.sentence.pooling.modes.len() * self.model.hidden_size(), |d| d.config.out_features)
     }
 
     /// Most tokens (special tokens included) a text is cut to.
@@ -159,7 +164,16 @@ impl<B: Backend> Embedder<B> {
     fn run_group(&self, encoded: &[Encoded], group: &[usize], pool_start: u32, normalize: bool) -> Result<B::Tensor> {
         let batch = Batch::pack(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
         let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &batch.meta)?;
-        self.backend.pool(&hidden, &batch.meta, &self.sentence.pooling.modes, normalize)
+        let modes = &self.sentence.pooling.modes;
+        if self.dense.is_empty() {
+            return self.backend.pool(&hidden, &batch.meta, modes, normalize);
+        }
+        // Pooling, Dense…, then Normalize, in modules.json's order.
+        let mut x = self.backend.pool(&hidden, &batch.meta, modes, false)?;
+        for d in &self.dense {
+            x = d.forward(&self.backend, &x)?;
+        }
+        if normalize { self.backend.normalize(x) } else { Ok(x) }
     }
 
     /// A group's result checked for NaN and ±Inf: broken weights (or a `layer_norm_eps` that

@@ -95,6 +95,17 @@ fn family_specific_config_and_weights_are_checked() {
     let (_t, d) = tiny_copy_of("mpnet-relative");
     edit_json(&d.join("config_sentence_transformers.json"), |v| v["truncate_dim"] = 37.into());
     fails_with(&d, &["config_sentence_transformers.json", "truncate_dim 37", "36 values"]);
+    // Dense modules: activations wembed has, weights in safetensors, widths that chain.
+    let (_t, d) = tiny_copy_of("dense-tanh");
+    edit_json(&d.join("2_Dense/config.json"), |v| v["activation_function"] = "torch.nn.modules.activation.SiLU".into());
+    let err = fails_with(&d, &["Dense activation `torch.nn.modules.activation.SiLU`", "2_Dense/config.json"]);
+    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+    let (_t, d) = tiny_copy_of("dense-tanh");
+    edit_json(&d.join("3_Dense/config.json"), |v| v["in_features"] = 36.into());
+    fails_with(&d, &["3_Dense/config.json", "in_features 36 after a module with 20 outputs"]);
+    let (_t, d) = tiny_copy_of("dense-tanh");
+    std::fs::remove_file(d.join("2_Dense/model.safetensors")).unwrap();
+    fails_with(&d, &["2_Dense/model.safetensors", "safetensors"]);
     // The tables each family adds are required, by name.
     for (name, key) in [
         ("mpnet-relative", "encoder.relative_attention_bias.weight"),
@@ -229,10 +240,20 @@ fn unsupported_sentence_transformers_module() {
     let (_t, d) = tiny_copy();
     edit_json(&d.join("modules.json"), |v| {
         v.as_array_mut().unwrap().push(
+            serde_json::json!({"idx": 3, "name": "3", "path": "3_LayerNorm", "type": "sentence_transformers.models.LayerNorm"}),
+        );
+    });
+    let err = fails_with(&d, &["sentence_transformers.models.LayerNorm", "modules.json"]);
+    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+    // Dense runs between Pooling and Normalize, as published models have it; not after.
+    let (_t, d) = tiny_copy();
+    edit_json(&d.join("modules.json"), |v| {
+        v.as_array_mut().unwrap().push(
             serde_json::json!({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}),
         );
     });
-    fails_with(&d, &["sentence_transformers.models.Dense", "modules.json"]);
+    let err = fails_with(&d, &["Dense module after Normalize", "modules.json"]);
+    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
 }
 
 #[test]

@@ -98,7 +98,8 @@ fn both_vec(data: Vec<f32>) -> (Vec<f32>, GpuTensor) {
 fn linear_matches_cpu_on_odd_shapes() {
     let g = shared();
     let mut rng = Rng(1);
-    let acts = [None, Some(Activation::GeluErf), Some(Activation::GeluTanh), Some(Activation::Relu)];
+    let acts =
+        [None, Some(Activation::GeluErf), Some(Activation::GeluTanh), Some(Activation::Relu), Some(Activation::Tanh)];
     // k % 4 == 0 takes the vec4 path, the others the scalar one.
     for (i, (m, n, k)) in
         [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384), (5, 3, 4), (66, 67, 20)]
@@ -288,6 +289,18 @@ fn batches_of_one_wave_keep_their_layouts_across_waves() {
         check(&format!("attention lens={:?} in a wave", meta.lens), got, &want.data, heads * hd, TOL_ROWWISE * 10.0);
     }
     assert_eq!(wave(), first, "the second wave (cached bind groups, reused buffers) differs from the first");
+}
+
+#[test]
+fn normalize_matches_cpu() {
+    let g = shared();
+    let mut rng = Rng(8);
+    for (rows, cols) in [(1, 1), (3, 20), (33, 768), (2, 1000)] {
+        let (xc, xg) = both(rows, cols, rng.vec(rows * cols, 3.0));
+        let want = Cpu::new().normalize(xc).unwrap();
+        let got = g.normalize(xg).unwrap();
+        check(&format!("normalize {rows}x{cols}"), &read(g, &got), &want.data, cols, TOL_ROWWISE);
+    }
 }
 
 #[test]

@@ -167,6 +167,10 @@ pub trait Backend {
     /// each mode's result side by side, then L2-normalized if asked.
     fn pool(&self, hidden: &Self::Tensor, meta: &SeqMeta, modes: &[PoolMode], normalize: bool) -> Result<Self::Tensor>;
 
+    /// L2-normalizes every row: `[rows, cols]` -> `[rows, cols]` (the Normalize module when a
+    /// `Dense` module comes between it and pooling).
+    fn normalize(&self, x: Self::Tensor) -> Result<Self::Tensor>;
+
     /// Copies a tensor to host memory, row-major. Async because WebGPU readback is.
     fn read(&self, t: &Self::Tensor) -> impl Future<Output = Result<Vec<f32>>>;
 

@@ -3,9 +3,38 @@
 pub mod bert;
 
 use crate::backend::{Backend, SeqMeta};
-use crate::config::{ModelConfig, ModelFiles};
+use crate::config::{DenseConfig, ModelConfig, ModelFiles};
 use crate::error::Result;
-use crate::weights::WeightFile;
+use crate::weights::{HostTensor, WeightFile};
+
+/// A sentence-transformers `Dense` module on the pooled vectors:
+/// `[batch, in_features]` -> `[batch, out_features]`.
+/// Reference: sentence_transformers/base/modules/dense.py (Dense.forward).
+pub struct Dense<B: Backend> {
+    pub config: DenseConfig,
+    weight: B::Matrix,
+    bias: B::Vector,
+}
+
+impl<B: Backend> Dense<B> {
+    pub fn load(b: &B, config: &DenseConfig, files: &ModelFiles) -> Result<Self> {
+        let name = format!("{}/model.safetensors", config.path);
+        let origin = format!("{}/{name}", files.origin());
+        let bytes = files.get(&name).ok_or_else(|| {
+            crate::Error::io(&origin, "file not found; the Dense module's weights must be in safetensors form")
+        })?;
+        let file = WeightFile::parse(bytes, origin)?;
+        let w = file.root().pp("linear");
+        let (out, inp) = (config.out_features, config.in_features);
+        let weight = b.matrix(w.get("weight", &[out, inp])?)?;
+        let bias = if config.bias { w.get("bias", &[out])? } else { HostTensor::new(vec![out], vec![0.0; out]) };
+        Ok(Dense { config: config.clone(), weight, bias: b.vector(bias)? })
+    }
+
+    pub fn forward(&self, b: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        b.linear(x, &self.weight, &self.bias, self.config.activation)
+    }
+}
 
 /// A loaded encoder of any supported family.
 pub enum Encoder<B: Backend> {

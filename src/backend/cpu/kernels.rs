@@ -90,6 +90,12 @@ pub fn activate(act: Activation, xs: &mut [f32]) {
                 *x = x.max(0.0);
             }
         }
+        Activation::Tanh => {
+            // 1 - 2 / (e^2x + 1): only exp, so it vectorizes; exp's clamp keeps it finite.
+            for x in xs.iter_mut() {
+                *x = 1.0 - 2.0 / (exp(2.0 * *x) + 1.0);
+            }
+        }
     })
 }
 

@@ -329,6 +329,12 @@ impl Backend for Cpu {
         Ok(out)
     }
 
+    fn normalize(&self, mut x: CpuTensor) -> Result<CpuTensor> {
+        let cols = x.cols.max(1);
+        x.data.par_chunks_mut(cols).for_each(l2_normalize);
+        Ok(x)
+    }
+
     fn read(&self, t: &CpuTensor) -> impl Future<Output = Result<Vec<f32>>> {
         std::future::ready(Ok(t.data.clone()))
     }

@@ -640,12 +640,28 @@ fn groups(n: usize, per: usize) -> u32 {
     n.div_ceil(per) as u32
 }
 
+impl Gpu {
+    /// shaders/normalize.wgsl over `x` in place.
+    fn normalize_rows(&self, state: &mut State, x: &GpuTensor) -> Result<()> {
+        let params = kernels::NormalizeParams { rows: x.rows as u32, cols: x.cols as u32, _pad: [0; 2] };
+        self.dispatch(
+            state,
+            Kernel::Normalize,
+            bytemuck::bytes_of(&params),
+            &[x.binding()],
+            (x.rows as u32, 1),
+            Work { flops: 3.0 * x.rows as f64 * x.cols as f64, bytes: 2.0 * x.bytes() as f64 },
+        )
+    }
+}
+
 fn act_code(act: Option<Activation>) -> u32 {
     match act {
         None => 0,
         Some(Activation::GeluErf) => 1,
         Some(Activation::GeluTanh) => 2,
         Some(Activation::Relu) => 3,
+        Some(Activation::Tanh) => 4,
     }
 }
 
@@ -950,17 +966,16 @@ impl Backend for Gpu {
             )?;
         }
         if normalize {
-            let params = kernels::NormalizeParams { rows: meta.batch() as u32, cols: width as u32, _pad: [0; 2] };
-            self.dispatch(
-                &mut state,
-                Kernel::Normalize,
-                bytemuck::bytes_of(&params),
-                &[out.binding()],
-                (meta.batch() as u32, 1),
-                Work { flops: 3.0 * out.rows as f64 * width as f64, bytes: 2.0 * out.bytes() as f64 },
-            )?;
+            self.normalize_rows(&mut state, &out)?;
         }
         Ok(out)
+    }
+
+    fn normalize(&self, x: GpuTensor) -> Result<GpuTensor> {
+        self.check()?;
+        let mut state = self.state()?;
+        self.normalize_rows(&mut state, &x)?;
+        Ok(x)
     }
 
     fn read(&self, t: &GpuTensor) -> impl Future<Output = Result<Vec<f32>>> {
