@@ -16,10 +16,11 @@ fn shaders() -> Vec<(String, String)> {
     assert!(out.len() >= 6, "expected the kernels in {}", dir.display());
     // The modules pipelines are built from, as src/backend/gpu/kernels.rs composes them.
     let common = out.iter().find(|(n, _)| n == "linear.wgsl").expect("linear.wgsl").1.clone();
-    out.retain(|(n, _)| n != "linear.wgsl");
+    let gemv = out.iter().find(|(n, _)| n == "linear_gemv.wgsl").expect("linear_gemv.wgsl").1.clone();
+    out.retain(|(n, _)| n != "linear.wgsl" && n != "linear_gemv.wgsl");
     for (name, source) in &mut out {
         if name.starts_with("linear_") {
-            *source = format!("{common}\n{source}");
+            *source = format!("{common}\n{source}\n{gemv}");
         }
     }
     out
@@ -45,9 +46,15 @@ fn every_shader_validates() {
             entry.is_some_and(|e| e.stage == naga::ShaderStage::Compute),
             "{name}: needs a compute entry point `main`"
         );
-        // SwiftShader (Chromium's software WebGPU) allows 256 invocations per workgroup.
-        let [x, y, z] = entry.unwrap().workgroup_size;
-        assert!(x * y * z <= 256, "{name}: workgroup of {} invocations", x * y * z);
+        // SwiftShader (Chromium's software WebGPU) allows 256 invocations per workgroup; the
+        // matmul modules also have the few-row entry point `gemv`.
+        for e in &module.entry_points {
+            let [x, y, z] = e.workgroup_size;
+            assert!(x * y * z <= 256, "{name} `{}`: workgroup of {} invocations", e.name, x * y * z);
+        }
+        if name.starts_with("linear_") {
+            assert!(module.entry_points.iter().any(|e| e.name == "gemv"), "{name}: no `gemv` entry point");
+        }
     }
 }
 
