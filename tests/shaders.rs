@@ -18,6 +18,10 @@ fn shaders() -> Vec<(String, String)> {
     let common = out.iter().find(|(n, _)| n == "linear.wgsl").expect("linear.wgsl").1.clone();
     let gemv = out.iter().find(|(n, _)| n == "linear_gemv.wgsl").expect("linear_gemv.wgsl").1.clone();
     out.retain(|(n, _)| n != "linear.wgsl" && n != "linear_gemv.wgsl");
+    // The f16 peak probe, as kernels::peak_fma_f16 builds it from the f32 one.
+    let peak = out.iter().find(|(n, _)| n == "peak_fma.wgsl").expect("peak_fma.wgsl").1.clone();
+    assert!(peak.contains("alias F = f32;"), "peak_fma.wgsl: its number type is the alias F");
+    out.push(("peak_fma_f16".into(), format!("enable f16;\n{}", peak.replacen("alias F = f32;", "alias F = f16;", 1))));
     for (name, source) in &mut out {
         if name.starts_with("linear_") {
             *source = format!("{common}\n{source}\n{gemv}");
@@ -72,7 +76,7 @@ fn params_structs_have_the_sizes_rust_expects() {
         ("pool.wgsl", 32),
         ("normalize.wgsl", 16),
         ("peak_fma.wgsl", 16),
-        ("peak_fma_f16.wgsl", 16),
+        ("peak_fma_f16", 16),
     ];
     for (name, source) in shaders() {
         let module = naga::front::wgsl::parse_str(&source).unwrap();

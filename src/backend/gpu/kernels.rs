@@ -127,10 +127,18 @@ impl Kernel {
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
-            Kernel::PeakFma => include_str!("../../../shaders/peak_fma.wgsl").into(),
-            Kernel::PeakFmaF16 => include_str!("../../../shaders/peak_fma_f16.wgsl").into(),
+            Kernel::PeakFma => PEAK_FMA.into(),
+            Kernel::PeakFmaF16 => peak_fma_f16().into(),
         }
     }
+}
+
+const PEAK_FMA: &str = include_str!("../../../shaders/peak_fma.wgsl");
+
+/// shaders/peak_fma.wgsl in f16 arithmetic: the same loop with its number type set to f16
+/// (WGSL has no generics, and an `override` cannot be a type).
+pub fn peak_fma_f16() -> String {
+    format!("enable f16;\n{}", PEAK_FMA.replacen("alias F = f32;", "alias F = f16;", 1))
 }
 
 macro_rules! params {
@@ -171,7 +179,7 @@ params!(
     NormalizeParams { rows: u32, cols: u32, _pad: [u32; 2] } = 16
 );
 params!(
-    /// `shaders/peak_fma.wgsl` and `peak_fma_f16.wgsl` Params.
+    /// `shaders/peak_fma.wgsl` Params (both precisions).
     PeakParams { iterations: u32, _pad: [u32; 3] } = 16
 );
 
