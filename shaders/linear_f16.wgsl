@@ -36,3 +36,11 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
         }
     }
 }
+
+// For linear_gemv.wgsl: weights 8j .. 8j + 8 of row n, one vec4<u32> (k % 8 == 0).
+fn w8(n: u32, j: u32) -> W8 {
+    let q = w4[n * (p.k / 8u) + j];
+    let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+    let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+    return W8(lo, hi);
+}

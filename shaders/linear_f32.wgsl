@@ -28,3 +28,9 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
         }
     }
 }
+
+// For linear_gemv.wgsl: weights 8j .. 8j + 8 of row n (k % 8 == 0).
+fn w8(n: u32, j: u32) -> W8 {
+    let i = n * (p.k / 4u) + 2u * j;
+    return W8(w4[i], w4[i + 1u]);
+}

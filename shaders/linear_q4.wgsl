@@ -55,3 +55,15 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
         }
     }
 }
+
+// For linear_gemv.wgsl: weights 8j .. 8j + 8 of row n, one word of one block (k % 8 == 0).
+fn w8(n: u32, j: u32) -> W8 {
+    let padded = (p.k + 31u) / 32u * 32u;
+    let word = w[n * (padded / 8u) + j];
+    let blk = p.scale_offset + 2u * (n * (padded / 32u) + j / 4u);
+    let d = bitcast<f32>(w[blk]);
+    let m = bitcast<f32>(w[blk + 1u]);
+    let lo = vec4<f32>(vec4<u32>(word, word >> 4u, word >> 8u, word >> 12u) & vec4<u32>(15u));
+    let hi = vec4<f32>(vec4<u32>(word >> 16u, word >> 20u, word >> 24u, word >> 28u) & vec4<u32>(15u));
+    return W8(lo * d + m, hi * d + m);
+}

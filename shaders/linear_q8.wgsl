@@ -39,3 +39,22 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
         }
     }
 }
+
+// Four int8 of a u32 (byte b = weight b), sign-extended.
+fn i8x4(word: u32) -> vec4<f32> {
+    let v = vec4<i32>(
+        bitcast<i32>(word << 24u) >> 24u,
+        bitcast<i32>(word << 16u) >> 24u,
+        bitcast<i32>(word << 8u) >> 24u,
+        bitcast<i32>(word) >> 24u,
+    );
+    return vec4<f32>(v);
+}
+
+// For linear_gemv.wgsl: weights 8j .. 8j + 8 of row n, two words of one block (k % 8 == 0).
+fn w8(n: u32, j: u32) -> W8 {
+    let padded = (p.k + 31u) / 32u * 32u;
+    let word = n * (padded / 4u) + 2u * j;
+    let scale = bitcast<f32>(w[p.scale_offset + n * (padded / 32u) + j / 4u]);
+    return W8(i8x4(w[word]) * scale, i8x4(w[word + 1u]) * scale);
+}

@@ -1,8 +1,13 @@
-// Peak probe (not a model op): the adapter's f32 FMA rate as WGSL reaches it. Each thread runs
+// Peak probe (not a model op): the adapter's FMA rate as WGSL reaches it. Each thread runs
 // eight independent vec4 chains of fma for p.iterations steps (64 FLOPs a step), enough
 // independent work to hide FMA latency on any GPU, and writes one value so the compiler
 // cannot drop the loop. `wembed gpu-bench` reports it as the peak the matmul is measured
 // against.
+//
+// Written once for both precisions: this file computes in f32; the f16 probe is this file
+// with `enable f16;` in front and the alias below set to f16 (src/backend/gpu/kernels.rs),
+// built only where the device has the shader-f16 feature.
+alias F = f32;
 
 struct Params {
     iterations: u32,
@@ -17,18 +22,18 @@ struct Params {
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let i = gid.x + gid.y * groups.x * 256u;
-    let seed = f32(i % 7u) * 1e-3;
-    // a·x + b with a just under 1 stays finite for any number of steps.
-    let a = vec4<f32>(0.9999, 0.9998, 0.9997, 0.9996);
-    let b = vec4<f32>(seed);
-    var c0 = vec4<f32>(seed);
-    var c1 = c0 + 1.0;
-    var c2 = c0 + 2.0;
-    var c3 = c0 + 3.0;
-    var c4 = c0 + 4.0;
-    var c5 = c0 + 5.0;
-    var c6 = c0 + 6.0;
-    var c7 = c0 + 7.0;
+    let seed = F(f32(i % 7u) * 1e-3);
+    // a·c + b with a below 1 (also once rounded to f16) stays finite for any number of steps.
+    let a = vec4<F>(F(0.999), F(0.998), F(0.997), F(0.996));
+    let b = vec4<F>(seed);
+    var c0 = vec4<F>(seed);
+    var c1 = c0 + F(1.0);
+    var c2 = c0 + F(2.0);
+    var c3 = c0 + F(3.0);
+    var c4 = c0 + F(4.0);
+    var c5 = c0 + F(5.0);
+    var c6 = c0 + F(6.0);
+    var c7 = c0 + F(7.0);
     for (var n = 0u; n < p.iterations; n++) {
         c0 = fma(c0, a, b);
         c1 = fma(c1, a, b);
@@ -40,5 +45,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         c7 = fma(c7, a, b);
     }
     let s = (c0 + c1) + (c2 + c3) + (c4 + c5) + (c6 + c7);
-    out[i % 256u] = s.x + s.y + s.z + s.w;
+    out[i % 256u] = f32(s.x + s.y + s.z + s.w);
 }

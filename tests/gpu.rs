@@ -164,6 +164,56 @@ fn block_weights_match_the_cpu_matmul_on_the_same_blocks() {
     }
 }
 
+/// The few-row matmul (linear_gemv.wgsl) in every weight format against the CPU oracle: one
+/// row, five rows (a short query), up to its 32-row limit, odd output counts, k a multiple of
+/// 8 but not of 32 (blocks padded within the row); 33 rows go to the tiled kernel, and the
+/// profile shows which kernel each shape ran.
+#[test]
+fn few_row_matmuls_match_cpu_in_every_format() {
+    let cpu = Cpu::new();
+    let mut rng = Rng(10);
+    let shapes = [(1, 384, 384), (5, 1536, 384), (5, 384, 1536), (1, 1, 8), (7, 3, 24), (32, 67, 40), (31, 129, 200)];
+    for weights in [GpuWeights::F32, GpuWeights::F16, GpuWeights::Q8_0, GpuWeights::Q4] {
+        let mut g = gpu_with(weights);
+        assert!(g.enable_profiling(), "lavapipe has timestamp queries");
+        for (i, &(m, n, k)) in shapes.iter().chain(&[(33, 67, 40)]).enumerate() {
+            let act = if i % 2 == 0 { None } else { Some(Activation::GeluErf) };
+            let x = rng.vec(m * k, 1.0);
+            let b = rng.vec(n, 1.0);
+            let raw = rng.vec(n * k, 0.3);
+            // What the GPU holds, and the same values in f32 for the CPU.
+            let (wg, exact) = match weights {
+                GpuWeights::F16 | GpuWeights::F32 => {
+                    let w: Vec<f32> = match weights {
+                        GpuWeights::F16 => raw.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect(),
+                        _ => raw,
+                    };
+                    (g.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap(), w)
+                }
+                _ => {
+                    let format = if weights == GpuWeights::Q4 { QuantFormat::Q4_1 } else { QuantFormat::Q8_0 };
+                    let q = QuantMatrix::quantize(format, n, k, &raw);
+                    let mut w = vec![0.0; n * k];
+                    q.dequantize_rows(0, n, &mut w);
+                    (g.quantized_matrix(q).unwrap(), w)
+                }
+            };
+            let wc = cpu.matrix(HostTensor::new(vec![n, k], exact)).unwrap();
+            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, act).unwrap();
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            g.take_kernel_times();
+            let got = read(&g, &g.linear(&xg, &wg, &bg, act).unwrap());
+            let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
+            let what = format!("{weights:?} {m}x{n}x{k} {act:?} on {ran:?}");
+            check(&what, &got, &want.data, n, TOL_LINEAR);
+            let few = m <= 32;
+            assert_eq!(ran.len(), 1, "{what}");
+            assert_eq!(ran[0].starts_with("gemv"), few, "{what}: the kernel chosen for {m} rows");
+        }
+    }
+}
+
 #[test]
 fn quantized_word_tables_gather_the_cpu_values() {
     // embed.wgsl reads the word table in every stored format; the CPU dequantizes the same

@@ -16,10 +16,15 @@ fn shaders() -> Vec<(String, String)> {
     assert!(out.len() >= 6, "expected the kernels in {}", dir.display());
     // The modules pipelines are built from, as src/backend/gpu/kernels.rs composes them.
     let common = out.iter().find(|(n, _)| n == "linear.wgsl").expect("linear.wgsl").1.clone();
-    out.retain(|(n, _)| n != "linear.wgsl");
+    let gemv = out.iter().find(|(n, _)| n == "linear_gemv.wgsl").expect("linear_gemv.wgsl").1.clone();
+    out.retain(|(n, _)| n != "linear.wgsl" && n != "linear_gemv.wgsl");
+    // The f16 peak probe, as kernels::peak_fma_f16 builds it from the f32 one.
+    let peak = out.iter().find(|(n, _)| n == "peak_fma.wgsl").expect("peak_fma.wgsl").1.clone();
+    assert!(peak.contains("alias F = f32;"), "peak_fma.wgsl: its number type is the alias F");
+    out.push(("peak_fma_f16".into(), format!("enable f16;\n{}", peak.replacen("alias F = f32;", "alias F = f16;", 1))));
     for (name, source) in &mut out {
         if name.starts_with("linear_") {
-            *source = format!("{common}\n{source}");
+            *source = format!("{common}\n{source}\n{gemv}");
         }
     }
     out
@@ -45,9 +50,15 @@ fn every_shader_validates() {
             entry.is_some_and(|e| e.stage == naga::ShaderStage::Compute),
             "{name}: needs a compute entry point `main`"
         );
-        // SwiftShader (Chromium's software WebGPU) allows 256 invocations per workgroup.
-        let [x, y, z] = entry.unwrap().workgroup_size;
-        assert!(x * y * z <= 256, "{name}: workgroup of {} invocations", x * y * z);
+        // SwiftShader (Chromium's software WebGPU) allows 256 invocations per workgroup; the
+        // matmul modules also have the few-row entry point `gemv`.
+        for e in &module.entry_points {
+            let [x, y, z] = e.workgroup_size;
+            assert!(x * y * z <= 256, "{name} `{}`: workgroup of {} invocations", e.name, x * y * z);
+        }
+        if name.starts_with("linear_") {
+            assert!(module.entry_points.iter().any(|e| e.name == "gemv"), "{name}: no `gemv` entry point");
+        }
     }
 }
 
@@ -65,7 +76,7 @@ fn params_structs_have_the_sizes_rust_expects() {
         ("pool.wgsl", 32),
         ("normalize.wgsl", 16),
         ("peak_fma.wgsl", 16),
-        ("peak_fma_f16.wgsl", 16),
+        ("peak_fma_f16", 16),
     ];
     for (name, source) in shaders() {
         let module = naga::front::wgsl::parse_str(&source).unwrap();

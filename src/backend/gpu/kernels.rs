@@ -16,6 +16,11 @@ pub enum Kernel {
     LinearF16,
     LinearQ8,
     LinearQ4,
+    /// The few-row matmuls (linear_gemv.wgsl's `gemv`), one per weight format.
+    GemvF32,
+    GemvF16,
+    GemvQ8,
+    GemvQ4,
     LayerNorm,
     Attention,
     Pool,
@@ -26,12 +31,16 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
         Kernel::LinearQ8,
         Kernel::LinearQ4,
+        Kernel::GemvF32,
+        Kernel::GemvF16,
+        Kernel::GemvQ8,
+        Kernel::GemvQ4,
         Kernel::LayerNorm,
         Kernel::Attention,
         Kernel::Pool,
@@ -47,6 +56,10 @@ impl Kernel {
             Kernel::LinearF16 => "linear_f16",
             Kernel::LinearQ8 => "linear_q8",
             Kernel::LinearQ4 => "linear_q4",
+            Kernel::GemvF32 => "gemv",
+            Kernel::GemvF16 => "gemv_f16",
+            Kernel::GemvQ8 => "gemv_q8",
+            Kernel::GemvQ4 => "gemv_q4",
             Kernel::LayerNorm => "layer_norm",
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
@@ -65,7 +78,14 @@ impl Kernel {
             // toks, word, position, token_type, out
             Kernel::Embed => &[R, R, R, R, W],
             // x, w, b, y, x4, w4
-            Kernel::Linear | Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 => &[R, R, R, W, R, R],
+            Kernel::Linear
+            | Kernel::LinearF16
+            | Kernel::LinearQ8
+            | Kernel::LinearQ4
+            | Kernel::GemvF32
+            | Kernel::GemvF16
+            | Kernel::GemvQ8
+            | Kernel::GemvQ4 => &[R, R, R, W, R, R],
             // x (in place), residual, gamma, beta
             Kernel::LayerNorm => &[W, R, R, R],
             // qkv, toks, seqs, ctx, relative-position bias (a placeholder without one)
@@ -77,25 +97,48 @@ impl Kernel {
         }
     }
 
+    /// The entry point: `gemv` for the few-row matmuls, which share their module with the
+    /// tiled ones; `main` for the rest.
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::GemvF32 | Kernel::GemvF16 | Kernel::GemvQ8 | Kernel::GemvQ4 => "gemv",
+            _ => "main",
+        }
+    }
+
     /// The shader source, embedded at build time. The matmuls are linear.wgsl followed by their
-    /// weight format's file (WGSL has no includes).
+    /// weight format's file and linear_gemv.wgsl (WGSL has no includes): one module with the
+    /// tiled entry point `main` and the few-row one `gemv`.
     pub fn source(self) -> std::borrow::Cow<'static, str> {
         const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
-        let linear = |format: &str| format!("{LINEAR}\n{format}").into();
+        const GEMV: &str = include_str!("../../../shaders/linear_gemv.wgsl");
+        const F32: &str = include_str!("../../../shaders/linear_f32.wgsl");
+        const F16: &str = include_str!("../../../shaders/linear_f16.wgsl");
+        const Q8: &str = include_str!("../../../shaders/linear_q8.wgsl");
+        const Q4: &str = include_str!("../../../shaders/linear_q4.wgsl");
+        let linear = |format: &str| format!("{LINEAR}\n{format}\n{GEMV}").into();
         match self {
             Kernel::Embed => include_str!("../../../shaders/embed.wgsl").into(),
-            Kernel::Linear => linear(include_str!("../../../shaders/linear_f32.wgsl")),
-            Kernel::LinearF16 => linear(include_str!("../../../shaders/linear_f16.wgsl")),
-            Kernel::LinearQ8 => linear(include_str!("../../../shaders/linear_q8.wgsl")),
-            Kernel::LinearQ4 => linear(include_str!("../../../shaders/linear_q4.wgsl")),
+            Kernel::Linear | Kernel::GemvF32 => linear(F32),
+            Kernel::LinearF16 | Kernel::GemvF16 => linear(F16),
+            Kernel::LinearQ8 | Kernel::GemvQ8 => linear(Q8),
+            Kernel::LinearQ4 | Kernel::GemvQ4 => linear(Q4),
             Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl").into(),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
-            Kernel::PeakFma => include_str!("../../../shaders/peak_fma.wgsl").into(),
-            Kernel::PeakFmaF16 => include_str!("../../../shaders/peak_fma_f16.wgsl").into(),
+            Kernel::PeakFma => PEAK_FMA.into(),
+            Kernel::PeakFmaF16 => peak_fma_f16().into(),
         }
     }
+}
+
+const PEAK_FMA: &str = include_str!("../../../shaders/peak_fma.wgsl");
+
+/// shaders/peak_fma.wgsl in f16 arithmetic: the same loop with its number type set to f16
+/// (WGSL has no generics, and an `override` cannot be a type).
+pub fn peak_fma_f16() -> String {
+    format!("enable f16;\n{}", PEAK_FMA.replacen("alias F = f32;", "alias F = f16;", 1))
 }
 
 macro_rules! params {
@@ -137,7 +180,7 @@ params!(
     NormalizeParams { rows: u32, cols: u32, _pad: [u32; 2] } = 16
 );
 params!(
-    /// `shaders/peak_fma.wgsl` and `peak_fma_f16.wgsl` Params.
+    /// `shaders/peak_fma.wgsl` Params (both precisions).
     PeakParams { iterations: u32, _pad: [u32; 3] } = 16
 );
 
@@ -186,7 +229,8 @@ impl Pipelines {
     }
 
     fn build(&self, k: Kernel) -> Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        if (k == Kernel::LinearF16 && !self.f16_in_f32) || (k == Kernel::PeakFmaF16 && !self.shader_f16) {
+        let unpacks_f16 = matches!(k, Kernel::LinearF16 | Kernel::GemvF16);
+        if (unpacks_f16 && !self.f16_in_f32) || (k == Kernel::PeakFmaF16 && !self.shader_f16) {
             return None;
         }
         let device = &self.device;
@@ -217,7 +261,7 @@ impl Pipelines {
             label: Some(k.name()),
             layout: Some(&layout),
             module: &module,
-            entry_point: Some("main"),
+            entry_point: Some(k.entry_point()),
             compilation_options: Default::default(),
             cache: None,
         });

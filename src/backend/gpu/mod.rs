@@ -27,6 +27,9 @@ use kernels::{Kernel, Pipelines};
 use pool::{Binding, BufferPool, Ledger, StagingBuffers, Tracked};
 use record::{State, Work};
 
+/// The most rows `linear` gives the few-row kernel (shaders/linear_gemv.wgsl's GEMV_ROWS).
+const GEMV_MAX_ROWS: usize = 32;
+
 /// Texts longer than this do not fit attention's workgroup-memory score row.
 pub const MAX_TOKENS_PER_TEXT: usize = 512;
 
@@ -821,11 +824,24 @@ impl Backend for Gpu {
             )));
         }
         let out = self.tensor(x.rows, w.rows)?;
-        let (kernel, vec4) = match w.format {
-            GpuFormat::F32 => (Kernel::Linear, w.cols.is_multiple_of(4)),
-            GpuFormat::F16 => (Kernel::LinearF16, w.cols.is_multiple_of(8)),
-            GpuFormat::Q8_0 => (Kernel::LinearQ8, w.cols.is_multiple_of(32)),
-            GpuFormat::Q4_1 => (Kernel::LinearQ4, w.cols.is_multiple_of(32)),
+        // Few rows (one query): the matrix-vector kernel, which reads each weight once; more:
+        // the tiled one, which reuses each staged weight for 64 rows.
+        let gemv = x.rows <= GEMV_MAX_ROWS && w.cols.is_multiple_of(8);
+        let (kernel, vec4) = match (w.format, gemv) {
+            (GpuFormat::F32, false) => (Kernel::Linear, w.cols.is_multiple_of(4)),
+            (GpuFormat::F16, false) => (Kernel::LinearF16, w.cols.is_multiple_of(8)),
+            (GpuFormat::Q8_0, false) => (Kernel::LinearQ8, w.cols.is_multiple_of(32)),
+            (GpuFormat::Q4_1, false) => (Kernel::LinearQ4, w.cols.is_multiple_of(32)),
+            (GpuFormat::F32, true) => (Kernel::GemvF32, true),
+            (GpuFormat::F16, true) => (Kernel::GemvF16, true),
+            (GpuFormat::Q8_0, true) => (Kernel::GemvQ8, true),
+            (GpuFormat::Q4_1, true) => (Kernel::GemvQ4, true),
+        };
+        let grid = if gemv {
+            let n = w.rows as u32;
+            (n.min(65535), n.div_ceil(65535))
+        } else {
+            (groups(w.rows, 64), groups(x.rows, 64))
         };
         let params = kernels::LinearParams {
             m: x.rows as u32,
@@ -844,14 +860,7 @@ impl Backend for Gpu {
             flops: 2.0 * (x.rows * w.rows * w.cols) as f64,
             bytes: (w.buffer().size() + x.bytes() + out.bytes()) as f64,
         };
-        self.dispatch(
-            &mut state,
-            kernel,
-            bytemuck::bytes_of(&params),
-            &bufs,
-            (groups(w.rows, 64), groups(x.rows, 64)),
-            work,
-        )?;
+        self.dispatch(&mut state, kernel, bytemuck::bytes_of(&params), &bufs, grid, work)?;
         Ok(out)
     }
 

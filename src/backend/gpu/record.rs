@@ -176,21 +176,6 @@ impl Gpu {
         work: Work,
     ) -> Result<()> {
         let started = clock();
-        self.record(state, kernel, params, buffers, groups, work)?;
-        state.host.dispatches += 1;
-        state.host.record_s += seconds_since(started);
-        Ok(())
-    }
-
-    fn record(
-        &self,
-        state: &mut State,
-        kernel: Kernel,
-        params: &[u8],
-        buffers: &[Binding],
-        groups: (u32, u32),
-        work: Work,
-    ) -> Result<()> {
         let limit = self.limits.max_compute_workgroups_per_dimension;
         if groups.0 > limit || groups.1 > limit {
             return Err(Error::Backend(format!(
@@ -288,6 +273,8 @@ impl Gpu {
         pass.set_bind_group(0, &bind_group, &[]);
         pass.set_bind_group(1, &params_group, &[offset]);
         pass.dispatch_workgroups(groups.0.max(1), groups.1.max(1), 1);
+        state.host.dispatches += 1;
+        state.host.record_s += seconds_since(started);
         Ok(())
     }
 
