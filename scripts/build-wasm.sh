@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the npm package's wasm (www/pkg/): the crate for wasm32 with SIMD128, wasm-bindgen's
-# ES-module glue, then wasm-opt. Installs what it needs, idempotently: the wasm32 target, the
-# wasm-bindgen CLI pinned to the crate's version (cargo install, ~10 min the first time) and
-# binaryen's wasm-opt from npm. Prints the size of what a page downloads.
+# Builds the npm package's wasm (www/pkg/): the crate for wasm32 with SIMD128 and again with
+# relaxed SIMD, wasm-bindgen's ES-module glue (one for both), then wasm-opt. Installs what it
+# needs, idempotently: the wasm32 target, the wasm-bindgen CLI pinned to the crate's version
+# (cargo install, ~10 min the first time) and binaryen's wasm-opt from npm. Prints the size of what a page downloads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,12 +18,34 @@ if [ ! -x www/node_modules/.bin/wasm-opt ]; then
   (cd www && npm ci --no-audit --no-fund --silent)
 fi
 
+# Two builds of the crate: SIMD128 (every engine with wasm SIMD), and relaxed SIMD, which the
+# loader (www/src/runtime.js) picks where the engine validates it (Chromium; Node 20 behind
+# --experimental-wasm-relaxed-simd). The second is `cargo rustc` with the feature for this
+# crate alone: the dependencies' artifacts are shared, only wembed itself compiles twice.
+OUT=target/wasm32-unknown-unknown/release/wembed.wasm
+WASM_OPT_FLAGS=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
+  --enable-mutable-globals --enable-reference-types)
+STAGE=target/wasm-bindgen
+rm -rf "$STAGE" && mkdir -p "$STAGE/simd128" "$STAGE/relaxed"
+cargo rustc --quiet --lib --release --target wasm32-unknown-unknown -- -C target-feature=+relaxed-simd
+wasm-bindgen --target web --out-dir "$STAGE/relaxed" --out-name wembed "$OUT"
 cargo build --quiet --lib --release --target wasm32-unknown-unknown
+wasm-bindgen --target web --out-dir "$STAGE/simd128" --out-name wembed "$OUT"
+# One JS glue serves both: the two builds import and export the same functions under the same
+# names (comments may differ: they quote wasm-bindgen's internal shim numbers).
+code() { grep -v '^[[:space:]]*//' "$1"; }
+if ! cmp -s <(code "$STAGE/simd128/wembed.js") <(code "$STAGE/relaxed/wembed.js"); then
+  echo "the relaxed-SIMD build's JS glue differs from the SIMD128 build's:" >&2
+  diff <(code "$STAGE/simd128/wembed.js") <(code "$STAGE/relaxed/wembed.js") | head -20 >&2
+  exit 1
+fi
 rm -rf www/pkg
-wasm-bindgen --target web --out-dir www/pkg --out-name wembed target/wasm32-unknown-unknown/release/wembed.wasm
-www/node_modules/.bin/wasm-opt -O3 --enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int \
-  --enable-sign-ext --enable-mutable-globals --enable-reference-types \
-  www/pkg/wembed_bg.wasm -o www/pkg/wembed_bg.wasm
-bytes=$(stat -c %s www/pkg/wembed_bg.wasm)
-gz=$(gzip -9 -c www/pkg/wembed_bg.wasm | wc -c)
-echo "www/pkg/wembed_bg.wasm: $(awk "BEGIN{printf \"%.2f\", $bytes/1048576}") MB ($(awk "BEGIN{printf \"%.2f\", $gz/1048576}") MB gzipped)"
+cp -r "$STAGE/simd128" www/pkg
+www/node_modules/.bin/wasm-opt -O3 "${WASM_OPT_FLAGS[@]}" www/pkg/wembed_bg.wasm -o www/pkg/wembed_bg.wasm
+www/node_modules/.bin/wasm-opt -O3 "${WASM_OPT_FLAGS[@]}" --enable-relaxed-simd \
+  "$STAGE/relaxed/wembed_bg.wasm" -o www/pkg/wembed_relaxed_bg.wasm
+for f in www/pkg/wembed_bg.wasm www/pkg/wembed_relaxed_bg.wasm; do
+  bytes=$(stat -c %s "$f")
+  gz=$(gzip -9 -c "$f" | wc -c)
+  echo "$f: $(awk "BEGIN{printf \"%.2f\", $bytes/1048576}") MB ($(awk "BEGIN{printf \"%.2f\", $gz/1048576}") MB gzipped)"
+done

@@ -87,7 +87,7 @@ first_of() {
     for f in "$@"; do
         [ -f "$f" ] && { echo "$f"; return; }
     done
-    find / -xdev -name "$name" -not -path '*/proc/*' 2>/dev/null | head -1
+    timeout 20 find / -xdev -maxdepth 7 -name "$name" 2>/dev/null | head -1
 }
 
 point_at_driver() {

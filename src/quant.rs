@@ -254,12 +254,15 @@ pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
     }
 }
 
-/// The largest activation level of [`quantize_act_row`]: 15 bits, so that a q8_0 weight
-/// (-128..=127) times it, summed in pairs (`pmaddwd`) and over a block of 32, stays in i32.
-pub const ACT_MAX: i16 = 32767;
+/// The largest activation level of [`quantize_act_row`]: 14 bits, so that the relaxed-SIMD
+/// kernel can split `q + 8192` into two 7-bit digits (`i32x4.relaxed_dot_i8x16_i7x16_add`
+/// wants one side in 0..=127), and a q8_0 weight times it, summed over a block of 32, stays in
+/// i32 with room. 14 bits against 15 changed no fixture: the step is still 1/8191 of the row's
+/// largest value, far below q8_0's 1/127 of a block's.
+pub const ACT_MAX: i16 = 8191;
 
 /// Quantizes one activation row on the fly for the integer matmuls: one f32 scale for the row,
-/// `d = max|x| / 32767`, and `q = round(x / d)` as i16, so each value is off by at most `d / 2`;
+/// `d = max|x| / ACT_MAX`, and `q = round(x / d)` as i16, so each value is off by at most `d / 2`;
 /// returns `d`. Also `Σq` per block of 32 (q4_1's minimum needs it). `qs` is `sums.len() * 32`
 /// long and zero past the row's end (the weights' last block is zero-padded the same way).
 ///
@@ -571,7 +574,7 @@ mod tests {
             let d = quantize_act_row(&row, &mut qs, &mut sums);
             let deq: Vec<f32> = (0..row.len()).map(|i| qs[i] as f32 * d).collect();
             // One f32 scale for the row: half a step of the row's range, plus the f32 rounding of
-            // `x / d` (up to 32767 · 2^-23 ≈ 0.004 of a step) and of `q · d`.
+            // `x / d` (up to 8191 · 2^-23 ≈ 0.001 of a step) and of `q · d`.
             let step = amax(&row) / ACT_MAX as f32;
             check("act i16", &row, &deq, |_| step * (0.5 + 0.01) + 1e-12);
             assert!(qs[row.len()..].iter().all(|&q| q == 0), "padding must be zero");

@@ -17,6 +17,7 @@ const SHELL = [
   '../src/search.js',
   '../pkg/wembed.js',
   '../pkg/wembed_bg.wasm',
+  '../pkg/wembed_relaxed_bg.wasm',
 ];
 
 self.addEventListener('install', (event) => {

@@ -50,12 +50,22 @@ export interface LoadOptions {
   stallTimeout?: number;
   /** Largest file accepted, in bytes (default 4 GiB); a longer download stops with 'FETCH'. */
   maxFileBytes?: number;
-  /** Where wembed_bg.wasm is (URL or bytes), for bundlers that do not copy it (esbuild). */
+  /**
+   * Where the wasm module is (URL or bytes), for bundlers that do not copy it (esbuild):
+   * pkg/wembed_bg.wasm, or pkg/wembed_relaxed_bg.wasm for engines with relaxed SIMD.
+   */
   wasm?: string | URL | BufferSource;
+  /**
+   * Which of the package's two wasm builds runs the CPU path: 'simd128' (default; every
+   * engine with wasm SIMD) or 'relaxed' (relaxed SIMD's integer dot products; engines without
+   * it get 'simd128'). SIMD128 measured faster on x86 Chromium (see README). The first load on
+   * a thread decides; `info.wasm` says which runs.
+   */
+  simd?: 'simd128' | 'relaxed';
   /**
    * Where the CPU path runs (device 'cpu', or 'auto' when it finds no GPU; WebGPU always runs
    * on the calling thread). 'auto' (default): module Web Workers (Node: worker_threads), as
-   * many as the cores less one for the page, 1 to 4, fewer when the memory budget cannot hold
+   * many as the cores, 1 to 4, fewer when the memory budget cannot hold
    * a copy of the model per worker. A number: that many (up to 64). 0: the calling thread.
    */
   workers?: 'auto' | number;
@@ -94,6 +104,11 @@ export interface EmbedderInfo {
   workers: number;
   /** With workers: that each holds its own copy of the model, and how large the files are; else null. */
   workerMemoryNote: string | null;
+  /**
+   * Which wasm build runs the CPU path: 'simd128', 'relaxed-simd' (asked with `simd:
+   * 'relaxed'` on an engine that has it), or 'custom' when the `wasm` option named the module.
+   */
+  wasm: 'relaxed-simd' | 'simd128' | 'custom';
 }
 
 export interface MemoryUsage {

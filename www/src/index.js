@@ -6,7 +6,7 @@
 import { WasmEmbedder, WasmChunker, __testPanicNextEmbed } from '../pkg/wembed.js';
 import { WembedError, isNode } from './common.js';
 import { resolveSource, gatherFiles } from './files.js';
-import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes } from './runtime.js';
+import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes, wasmBuild } from './runtime.js';
 import { WorkerPool, workerCount, wasmForWorker } from './pool.js';
 
 export { WembedError } from './common.js';
@@ -15,7 +15,7 @@ export { isCached, clearCache } from './files.js';
 
 const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
-  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl',
+  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd',
 ];
 const EMBED_OPTIONS = ['normalize', 'batchSize', 'prompt', 'promptName', 'truncate', 'output', 'onProgress'];
 
@@ -126,7 +126,8 @@ export class Embedder {
    * revision, cache (default true), fetch, signal (AbortSignal), timeout (ms), wasm (URL or
    * bytes of wembed_bg.wasm, for bundlers that do not copy it), workers ('auto' default: the
    * CPU path runs in that many workers, each with its own copy of the weights; 0: on the
-   * calling thread), workerUrl (where worker.js is, for bundlers that do not bundle it).
+   * calling thread), workerUrl (where worker.js is, for bundlers that do not bundle it), simd
+   * ('simd128' default, or 'relaxed': which of the package's wasm builds runs).
    */
   static async load(source, options) {
     const opts = readOptions(options, LOAD_OPTIONS, 'load');
@@ -140,7 +141,10 @@ export class Embedder {
     if (opts.workerUrl !== undefined && typeof opts.workerUrl !== 'string' && !(opts.workerUrl instanceof URL)) {
       throw new WembedError('INPUT', 'workerUrl must be a string or a URL');
     }
-    await ensureWasm(opts.wasm);
+    if (opts.simd !== undefined && opts.simd !== 'simd128' && opts.simd !== 'relaxed') {
+      throw new WembedError('INPUT', `simd "${String(opts.simd)}": choose simd128 or relaxed`);
+    }
+    await ensureWasm(opts.wasm, opts.simd);
     const gathered = await gatherFiles(src, opts);
     const files = gathered.files ?? gathered;
     const warnings = gathered.warnings ?? [];
@@ -168,7 +172,7 @@ export class Embedder {
       pool = await WorkerPool.start(count, {
         files,
         options: { device: inner ? 'cpu' : device, dtype, origin: src.label },
-        wasm: await wasmForWorker(opts.wasm),
+        wasm: await wasmForWorker(opts.wasm, opts.simd),
         url: workerUrl,
       });
     } catch (e) {
@@ -218,7 +222,7 @@ export class Embedder {
    * many workers run the model now; 0: the calling thread), workerMemoryNote }.
    */
   get info() {
-    const info = { ...this.#info, warnings: [...this.#info.warnings] };
+    const info = { ...this.#info, warnings: [...this.#info.warnings], wasm: wasmBuild };
     if (this.#pool) info.workers = this.#pool.size;
     return info;
   }

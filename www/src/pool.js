@@ -6,6 +6,7 @@
 // the result is the calling thread's, bit for bit (the tests check it on two models).
 
 import { WembedError, isNode, nodeModule } from './common.js';
+import { packagedWasm } from './runtime.js';
 
 const MAX_AUTO_WORKERS = 4;
 const DEFAULT_BATCH = 32;
@@ -30,16 +31,18 @@ async function memoryBudget() {
 }
 
 /**
- * How many workers `workers` asks for: 'auto' is the cores less one for the page (at least
- * one, at most four), fewer when each worker's copy of the model (`modelBytes`) would not fit
- * the memory budget.
+ * How many workers `workers` asks for: 'auto' is one per core (at most four), fewer when each
+ * worker's copy of the model (`modelBytes`) would not fit the memory budget. Not one less for
+ * the page: its thread only posts texts and receives vectors during an embed, and the OS
+ * gives it its turns beside busy workers (the rAF test in workers.test.mjs checks that it
+ * keeps painting); leaving a core idle cost half the throughput on a 2-core machine.
  */
 export async function workerCount(workers, modelBytes) {
   if (workers === 'auto' || workers === undefined) {
     // A worker holds the file bytes while it loads and the weights after: about twice the files.
     const perWorker = Math.max(1, 2 * modelBytes);
     const byMemory = Math.floor((await memoryBudget()) / perWorker);
-    return Math.max(1, Math.min(MAX_AUTO_WORKERS, (await cores()) - 1, byMemory));
+    return Math.max(1, Math.min(MAX_AUTO_WORKERS, await cores(), byMemory));
   }
   if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
     throw new WembedError('INPUT', `workers ${String(workers)}: give 'auto', 0 (the calling thread) or a whole number up to 64`);
@@ -58,12 +61,12 @@ function wasmSource(wasm) {
   return wasm; // bytes or a WebAssembly.Module: both survive structured clone
 }
 
-/** Compiled modules by source ('' for the package's own file), so workers skip compiling. */
+/** Compiled modules by source ('package:<build>' for the package's own), so workers skip compiling. */
 const compiled = new Map();
 
-async function compile(source) {
+async function compile(source, simd) {
   if (source === undefined) {
-    const url = new URL('../pkg/wembed_bg.wasm', import.meta.url);
+    const { url } = packagedWasm(simd);
     if (isNode) return WebAssembly.compile(await (await nodeModule('fs/promises')).readFile(url));
     source = url.href;
   }
@@ -78,14 +81,14 @@ async function compile(source) {
  * crosses to a worker without being compiled again, which is most of a worker's start), or
  * the wasm option as given when compiling here fails (the worker then reports why).
  */
-export async function wasmForWorker(wasm) {
+export async function wasmForWorker(wasm, simd) {
   const source = wasmSource(wasm);
   if (source instanceof WebAssembly.Module) return source;
-  const key = source === undefined ? '' : typeof source === 'string' ? source : null;
+  const key = source === undefined ? `package:${packagedWasm(simd).build}` : typeof source === 'string' ? source : null;
   try {
     if (key === null) return await compile(source);
     if (!compiled.has(key)) {
-      const p = compile(source);
+      const p = compile(source, simd);
       compiled.set(key, p);
       p.catch(() => compiled.delete(key));
     }

@@ -19,18 +19,59 @@ function reportPanic(message) {
   lastPanic = String(message).replace(/\s*\n\s*/g, ' ');
 }
 
-/** Loads the wasm module once: from `wasm` (a URL or bytes) if given, else from beside this file. */
-export function ensureWasm(wasm) {
+/**
+ * A 40-byte module whose one function uses `i32x4.relaxed_dot_i8x16_i7x16_add_s`, the relaxed
+ * SIMD instruction wembed's integer kernels use: `(func (result v128) (i32x4.relaxed_dot...
+ * (i8x16.splat 1) (i8x16.splat 2) (i32x4.splat 3)))`. Engines without relaxed SIMD reject it.
+ */
+const RELAXED_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 1, 253, 15, 65, 2,
+  253, 15, 65, 3, 253, 17, 253, 147, 2, 11,
+]);
+
+/**
+ * Which of the package's wasm builds to run: 'relaxed-simd' (pkg/wembed_relaxed_bg.wasm) when
+ * `simd` is 'relaxed' and the engine validates relaxed SIMD (Chromium; Node 20 with
+ * --experimental-wasm-relaxed-simd), else 'simd128' (pkg/wembed_bg.wasm). SIMD128 is the
+ * default because it measured faster: in headless Chromium 156 on this project's x86 machine
+ * (AVX-VNNI), all-MiniLM-L6-v2 q8 on two workers embedded 68 short sentences/s with SIMD128
+ * against 49 with relaxed SIMD, and a 16-token query took 18 ms against 39 (www/bench/cpu.mjs
+ * shows both rows). The relaxed build's integer products need two 7-bit digits per 14-bit
+ * activation (see src/backend/cpu/qmatmul.rs), so it does the same number of dot
+ * instructions as SIMD128's i16 ones. Both URLs are written out for bundlers (Vite copies
+ * both); with esbuild, serve one and pass its URL as the `wasm` option.
+ */
+export function packagedWasm(simd = 'simd128') {
+  let relaxed = false;
+  try {
+    relaxed = simd === 'relaxed' && WebAssembly.validate(RELAXED_PROBE);
+  } catch {
+    // an engine that cannot even parse the probe has no relaxed SIMD
+  }
+  return relaxed
+    ? { build: 'relaxed-simd', url: new URL('../pkg/wembed_relaxed_bg.wasm', import.meta.url) }
+    : { build: 'simd128', url: new URL('../pkg/wembed_bg.wasm', import.meta.url) };
+}
+
+/** Which wasm build this thread runs: 'relaxed-simd', 'simd128', or 'custom' (the `wasm` option). */
+export let wasmBuild = null;
+
+/**
+ * Loads the wasm module once: from `wasm` (a URL or bytes) if given, else the package's build
+ * that `simd` asks for (see packagedWasm). The first load on a thread decides.
+ */
+export function ensureWasm(wasm, simd) {
   if (!ready) {
     ready = (async () => {
       let source = wasm;
+      let build = 'custom';
       if (!source) {
-        // Vite and Node resolve this as is; with esbuild, serve pkg/wembed_bg.wasm and pass its
-        // URL as the `wasm` option.
-        const url = new URL('../pkg/wembed_bg.wasm', import.meta.url);
-        source = isNode ? await (await nodeModule('fs/promises')).readFile(url) : url;
+        const packaged = packagedWasm(simd);
+        build = packaged.build;
+        source = isNode ? await (await nodeModule('fs/promises')).readFile(packaged.url) : packaged.url;
       }
       exports = await initWasm({ module_or_path: source });
+      wasmBuild = build;
       setPanicReporter(reportPanic);
     })().catch((e) => {
       ready = null;

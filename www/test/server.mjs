@@ -6,7 +6,7 @@ import { extname, join, normalize } from 'node:path';
 
 const TYPES = { '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.html': 'text/html', '.json': 'application/json' };
 
-function listen(handler) {
+function listen(handler, headers = {}) {
   return new Promise((resolve) => {
     const server = createServer(async (req, res) => {
       try {
@@ -20,6 +20,7 @@ function listen(handler) {
           'content-type': TYPES[extname(found)] ?? 'application/octet-stream',
           'content-length': body.length,
           'access-control-allow-origin': '*',
+          ...headers,
         });
         res.end(body);
       } catch {
@@ -38,13 +39,23 @@ async function file(path) {
   }
 }
 
-/** Serves `root` (the package folder) at /, plus `pages` (path -> html). */
-export function appServer(root, pages) {
+/**
+ * Serves `root` (the package folder) at /, plus `pages` (path -> html), `mounts` (URL prefix
+ * such as '/peer/' -> folder) and extra response `headers` (e.g. COOP/COEP for a
+ * cross-origin-isolated page).
+ */
+export function appServer(root, pages, { mounts = {}, headers = {} } = {}) {
+  const under = (dir, rest) => {
+    const p = normalize(join(dir, rest));
+    return p.startsWith(dir) ? file(p) : null;
+  };
   return listen(async (path) => {
     if (pages[path]) return pages[path];
-    const p = normalize(join(root, path));
-    return p.startsWith(root) ? file(p) : null;
-  });
+    for (const [prefix, dir] of Object.entries(mounts)) {
+      if (path.startsWith(prefix)) return under(dir, path.slice(prefix.length));
+    }
+    return under(root, path);
+  }, headers);
 }
 
 /** Serves models: `models` maps a model id to its folder. */

@@ -75,10 +75,10 @@ test('Node: 2 and 3 workers give the calling thread\'s vectors bit for bit, in i
   here.dispose();
 });
 
-test("Node: workers 'auto' takes the cores less one (1 to 4), or the calling thread when none start; bad counts are INPUT", async () => {
+test("Node: workers 'auto' takes one per core (1 to 4), or the calling thread when none start; bad counts are INPUT", async () => {
   const { availableParallelism } = await import('node:os');
   const e = await Embedder.load(TINY, { device: 'cpu' });
-  assert.equal(e.info.workers, Math.max(1, Math.min(4, availableParallelism() - 1)));
+  assert.equal(e.info.workers, Math.max(1, Math.min(4, availableParallelism())));
   assert.equal(e.info.device, 'cpu');
   e.dispose();
   const auto = await Embedder.load(TINY); // device 'auto' is the CPU in Node: workers too
@@ -263,7 +263,7 @@ test('Chromium: 2 and 3 workers give the calling thread\'s vectors bit for bit; 
     assert.deepEqual(run, { workers: i + 2, device: 'cpu', diff: 0, last: 100 });
   }
   assert.equal(r.auto.device, 'cpu');
-  assert.equal(r.auto.workers, Math.max(1, Math.min(4, r.auto.cores - 1)));
+  assert.equal(r.auto.workers, Math.max(1, Math.min(4, r.auto.cores)));
   // A worker script that does not load: 'auto' stays on the page's thread, a count fails.
   assert.equal(r.missing.workers, 0);
   assert.equal(r.missing.diff, 0);

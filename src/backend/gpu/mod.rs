@@ -518,7 +518,7 @@ impl Gpu {
     /// The most bytes one storage binding may hold on this device.
     fn max_binding(&self) -> u64 {
         let limits = &self.limits;
-        let adapter = (limits.max_storage_buffer_binding_size as u64).min(limits.max_buffer_size);
+        let adapter = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         self.binding_cap.map_or(adapter, |cap| cap.min(adapter))
     }
 

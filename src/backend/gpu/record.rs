@@ -195,7 +195,7 @@ impl Gpu {
         let (chunk, offset) = state.params.push(self, params);
         // Bind a whole buffer where the adapter allows, so a pooled buffer is one key whatever
         // the tensor in it; past the binding limit, only the tensor's bytes.
-        let max_binding = self.limits.max_storage_buffer_binding_size as u64;
+        let max_binding = self.limits.max_storage_buffer_binding_size;
         let bound = |b: &Binding| if b.size == 0 || b.buffer.size() <= max_binding { 0 } else { b.size };
         let mut key: BindKey = (kernel, [(u64::MAX, 0); MAX_BINDINGS]);
         for (slot, b) in key.1.iter_mut().zip(buffers) {
