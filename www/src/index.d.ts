@@ -58,7 +58,8 @@ export interface LoadOptions {
   /**
    * Which of the package's two wasm builds runs the CPU path: 'simd128' (default; every
    * engine with wasm SIMD) or 'relaxed' (relaxed SIMD's integer dot products; engines without
-   * it get 'simd128'). SIMD128 measured faster on x86 Chromium (see README). The first load on
+   * it get 'simd128'). Neither measured faster on both of the bench's corpora in Chromium (see
+   * README). The first load on
    * a thread decides; `info.wasm` says which runs.
    */
   simd?: 'simd128' | 'relaxed';

@@ -33,13 +33,14 @@ const RELAXED_PROBE = new Uint8Array([
  * Which of the package's wasm builds to run: 'relaxed-simd' (pkg/wembed_relaxed_bg.wasm) when
  * `simd` is 'relaxed' and the engine validates relaxed SIMD (Chromium; Node 20 with
  * --experimental-wasm-relaxed-simd), else 'simd128' (pkg/wembed_bg.wasm). SIMD128 is the
- * default because it measured faster: in headless Chromium 156 on this project's x86 machine
- * (AVX-VNNI), all-MiniLM-L6-v2 q8 on two workers embedded 68 short sentences/s with SIMD128
- * against 49 with relaxed SIMD, and a 16-token query took 18 ms against 39 (www/bench/cpu.mjs
- * shows both rows). The relaxed build's integer products need two 7-bit digits per 14-bit
- * activation (see src/backend/cpu/qmatmul.rs), so it does the same number of dot
- * instructions as SIMD128's i16 ones. Both URLs are written out for bundlers (Vite copies
- * both); with esbuild, serve one and pass its URL as the `wasm` option.
+ * default: in headless Chromium 156 on this project's x86 machine (AVX-VNNI), all-MiniLM-L6-v2
+ * q8 on two workers, relaxed SIMD led on short sentences (192.5 against 133.1 sentences/s at
+ * batch 32) and trailed on paragraphs (9.3 against 10.4), www/bench/cpu.mjs, 2026-12-01. The
+ * relaxed build's integer products need two 7-bit digits per 14-bit activation (see
+ * src/backend/cpu/qmatmul.rs), so it does as many dot instructions as SIMD128's i16 ones.
+ * Node 20 with the flag gave wrong vectors for batches from the relaxed build: keep it off
+ * there. Both URLs are written out for bundlers (Vite copies both); with esbuild, serve one
+ * and pass its URL as the `wasm` option.
  */
 export function packagedWasm(simd = 'simd128') {
   let relaxed = false;

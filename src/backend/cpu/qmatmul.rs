@@ -611,13 +611,20 @@ pub trait Lanes {
     fn hsum(v: Self::F) -> f32;
 }
 
-/// `sum + f32(dot) · scale` on four plain lanes, and their sum: the scalar twins' common half.
-fn fold4(sum: [f32; 4], dot: [i32; 4], scale: f32) -> [f32; 4] {
-    std::array::from_fn(|l| sum[l] + dot[l] as f32 * scale)
-}
-
-fn hsum4(v: [f32; 4]) -> f32 {
-    v[0] + v[1] + v[2] + v[3]
+/// The f32 half of the scalar twins' [`Lanes`]: four plain lanes, `sum + f32(dot) · scale`,
+/// and their sum.
+macro_rules! scalar_f32_lanes {
+    () => {
+        fn fold(sum: [f32; 4], dot: [i32; 4], scale: f32) -> [f32; 4] {
+            std::array::from_fn(|l| sum[l] + dot[l] as f32 * scale)
+        }
+        fn zero() -> [f32; 4] {
+            [0.0; 4]
+        }
+        fn hsum(v: [f32; 4]) -> f32 {
+            v[0] + v[1] + v[2] + v[3]
+        }
+    };
 }
 
 /// [`Simd128`](simd128::Simd128)'s lanes on plain arrays, lane for lane what SIMD128 does.
@@ -648,15 +655,7 @@ impl Lanes for ScalarLanes {
         }
         out
     }
-    fn fold(sum: [f32; 4], dot: [i32; 4], scale: f32) -> [f32; 4] {
-        fold4(sum, dot, scale)
-    }
-    fn zero() -> [f32; 4] {
-        [0.0; 4]
-    }
-    fn hsum(v: [f32; 4]) -> f32 {
-        hsum4(v)
-    }
+    scalar_f32_lanes!();
 }
 
 /// [`Relaxed`](relaxed::Relaxed)'s lanes on plain arrays: lane l of a relaxed dot of two
@@ -690,15 +689,7 @@ impl Lanes for ScalarRelaxed {
         let (h, l) = (lanes(hi, [0; 4]), lanes(lo, *corr));
         std::array::from_fn(|k| (h[k] << 7) + l[k])
     }
-    fn fold(sum: [f32; 4], dot: [i32; 4], scale: f32) -> [f32; 4] {
-        fold4(sum, dot, scale)
-    }
-    fn zero() -> [f32; 4] {
-        [0.0; 4]
-    }
-    fn hsum(v: [f32; 4]) -> f32 {
-        hsum4(v)
-    }
+    scalar_f32_lanes!();
 }
 
 #[cfg(target_arch = "wasm32")]
