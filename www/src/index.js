@@ -6,7 +6,7 @@
 import { WasmEmbedder, WasmChunker, __testPanicNextEmbed } from '../pkg/wembed.js';
 import { WembedError, isNode } from './common.js';
 import { resolveSource, gatherFiles } from './files.js';
-import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes, wasmBuild } from './runtime.js';
+import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes, wasmBuild, packagedWasm } from './runtime.js';
 import { WorkerPool, workerCount, wasmForWorker } from './pool.js';
 
 export { WembedError } from './common.js';
@@ -195,6 +195,8 @@ export class Embedder {
       model: src.label,
       warnings,
       workers: count,
+      // The workers' build: chosen for this load, whatever this thread's first load chose.
+      wasm: opts.wasm === undefined ? packagedWasm(opts.simd).build : 'custom',
       workerMemoryNote:
         `each of the ${count} worker${count === 1 ? '' : 's'} holds its own copy of the model ` +
         `(its files are ${mib(bytes)}): without cross-origin isolation workers share no memory; ` +
@@ -222,7 +224,7 @@ export class Embedder {
    * many workers run the model now; 0: the calling thread), workerMemoryNote }.
    */
   get info() {
-    const info = { ...this.#info, warnings: [...this.#info.warnings], wasm: wasmBuild };
+    const info = { ...this.#info, warnings: [...this.#info.warnings], wasm: this.#info.wasm ?? wasmBuild };
     if (this.#pool) info.workers = this.#pool.size;
     return info;
   }
