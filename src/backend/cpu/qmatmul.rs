@@ -754,7 +754,7 @@ mod simd128 {
 
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
 mod relaxed {
-    use super::simd128::load2;
+    use super::simd128::{Simd128, load2};
     use super::{ActRows, Panel};
     use std::arch::wasm32::*;
 
@@ -785,9 +785,9 @@ mod relaxed {
         }
         #[inline(always)]
         fn dot((w, corr): &([v128; 2], v128), (hi, lo): &([v128; 2], [v128; 2])) -> v128 {
-            // The correction is added at the end, not passed as a dot's accumulator: a weight
-            // block serves two input rows, and Node 20's flagged V8 gave wrong, changing sums
-            // when one register fed the accumulator of two relaxed dots.
+            // The correction is added at the end, not passed as a dot's accumulator (a weight
+            // block serves two input rows). This did not mend Node 20's flagged V8, whose batch
+            // results stay wrong (www/test/int8.test.mjs tests this build in Chromium).
             let zero = i32x4_splat(0);
             let h =
                 i32x4_relaxed_dot_i8x16_i7x16_add(w[1], hi[1], i32x4_relaxed_dot_i8x16_i7x16_add(w[0], hi[0], zero));
@@ -795,17 +795,18 @@ mod relaxed {
                 i32x4_relaxed_dot_i8x16_i7x16_add(w[1], lo[1], i32x4_relaxed_dot_i8x16_i7x16_add(w[0], lo[0], zero));
             i32x4_add(i32x4_add(i32x4_shl(h, 7), l), *corr)
         }
+        // The f32 half is SIMD128's.
         #[inline(always)]
         fn fold(sum: v128, dot: v128, scale: f32) -> v128 {
-            <super::simd128::Simd128 as super::Lanes>::fold(sum, dot, scale)
+            <Simd128 as super::Lanes>::fold(sum, dot, scale)
         }
         #[inline(always)]
         fn zero() -> v128 {
-            f32x4_splat(0.0)
+            <Simd128 as super::Lanes>::zero()
         }
         #[inline(always)]
         fn hsum(v: v128) -> f32 {
-            crate::backend::cpu::matmul::simd128::hsum(v)
+            <Simd128 as super::Lanes>::hsum(v)
         }
     }
 }

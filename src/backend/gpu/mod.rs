@@ -101,8 +101,12 @@ pub struct GpuTensor {
 }
 
 impl GpuTensor {
+    /// Its buffer: `None` only inside `drop`, which hands it back to the pool.
+    fn tracked(&self) -> &Tracked {
+        self.buffer.as_ref().expect("a live tensor always holds its buffer")
+    }
     fn buffer(&self) -> &wgpu::Buffer {
-        self.buffer.as_ref().map(|t| &t.buffer).expect("a live tensor always holds its buffer")
+        &self.tracked().buffer
     }
     /// Bytes of an f32 tensor (activations; what `read` copies).
     fn bytes(&self) -> u64 {
@@ -113,8 +117,7 @@ impl GpuTensor {
     /// weight's whole buffer.
     fn binding(&self) -> Binding {
         let size = if self.pool.is_some() { self.bytes().max(16).next_multiple_of(16) } else { 0 };
-        let t = self.buffer.as_ref().expect("a live tensor always holds its buffer");
-        t.binding(size)
+        self.tracked().binding(size)
     }
 }
 
