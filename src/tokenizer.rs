@@ -70,10 +70,12 @@ fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
         for (template, two_texts) in [("single", false), ("pair", true)] {
             let pieces = map.get(template).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             for piece in pieces {
-                if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) {
-                    if !defined.contains_key(id) {
-                        return Err(format!("the {template} template names special token {id:?}, which special_tokens lacks"));
-                    }
+                if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str)
+                    && !defined.contains_key(id)
+                {
+                    return Err(format!(
+                        "the {template} template names special token {id:?}, which special_tokens lacks"
+                    ));
                 }
                 if piece.pointer("/Sequence/id").and_then(Value::as_str) == Some("B") && !two_texts {
                     return Err("the single-text template names a second text ($B)".into());
