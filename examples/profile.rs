@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use wembed::backend::{
-    Backend, SeqMeta,
+    Attention, Backend, SeqMeta,
     cpu::{Cpu, CpuTensor},
 };
 use wembed::config::{Activation, PoolMode};
@@ -83,15 +83,8 @@ impl Backend for Timed {
     ) -> Result<CpuTensor> {
         self.time("layer_norm".into(), || self.inner.layer_norm(x, r, g, b, eps))
     }
-    fn attention(
-        &self,
-        qkv: &CpuTensor,
-        m: &SeqMeta,
-        h: usize,
-        bias: Option<&Self::Matrix>,
-        window: Option<usize>,
-    ) -> Result<CpuTensor> {
-        self.time("attention".into(), || self.inner.attention(qkv, m, h, bias, window))
+    fn attention(&self, qkv: &CpuTensor, m: &SeqMeta, a: &Attention<'_, Self::Matrix>) -> Result<CpuTensor> {
+        self.time("attention".into(), || self.inner.attention(qkv, m, a))
     }
     fn pool(&self, x: &CpuTensor, m: &SeqMeta, modes: &[PoolMode], n: bool) -> Result<CpuTensor> {
         self.time("pool".into(), || self.inner.pool(x, m, modes, n))

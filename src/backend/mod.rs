@@ -78,16 +78,81 @@ pub(crate) fn check_embed_input(ids: &[u32], type_ids: &[u32], meta: &SeqMeta, t
     Ok(())
 }
 
-/// What every backend's `attention` checks of a relative-position bias table `[rows, cols]`:
-/// one row per head and an odd width; returns its span.
-pub(crate) fn check_attention_bias(shape: (usize, usize), heads: usize) -> Result<usize> {
-    let (rows, cols) = shape;
-    if rows != heads || cols.is_multiple_of(2) {
-        return Err(crate::Error::Backend(format!(
-            "attention: a bias table [{rows}, {cols}] for {heads} heads (want [{heads}, 2 * span - 1])"
-        )));
+/// The shape and the mask of one [`Backend::attention`] call.
+///
+/// `qkv` rows are `[q | k | v]`: `heads` query heads, then `kv_heads` key heads and as many
+/// value heads, `head_dim` wide each. `kv_heads == heads` is multi-head attention (BERT);
+/// fewer is grouped-query attention, query head `h` reading key/value head
+/// `h / (heads / kv_heads)` (Qwen3, Mistral). `head_dim` need not be `hidden / heads` (Qwen3).
+pub struct Attention<'a, M> {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// A relative-position table from [`Backend::table`] `[heads, 2 * span - 1]`: query i, key j
+    /// (positions in their text) add `bias[h, clamp(j - i, 1 - span, span - 1) + span - 1]` to
+    /// the scaled score (MPNet's buckets, T5-style biases).
+    pub bias: Option<&'a M>,
+    /// Query i sees only keys with `|j - i| <= window` (sliding-window attention: ModernBERT's
+    /// local layers, `local_attention / 2`); None: the whole text.
+    pub window: Option<usize>,
+    /// Query i sees only keys `j <= i` (decoders used as embedders).
+    pub causal: bool,
+}
+
+impl<M> Clone for Attention<'_, M> {
+    fn clone(&self) -> Self {
+        *self
     }
-    Ok(cols.div_ceil(2))
+}
+impl<M> Copy for Attention<'_, M> {}
+
+impl<'a, M> Attention<'a, M> {
+    /// Bidirectional multi-head attention over `dim`-wide q, k and v: BERT's.
+    pub fn multi_head(dim: usize, heads: usize) -> Self {
+        let head_dim = dim.checked_div(heads).unwrap_or(0);
+        Attention { heads, kv_heads: heads, head_dim, bias: None, window: None, causal: false }
+    }
+
+    /// Width of the context it returns: `heads * head_dim`.
+    pub fn out_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Width of the `qkv` rows it reads.
+    pub fn qkv_dim(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    /// What every backend checks first: a shape that divides, `qkv` as wide as it says, and a
+    /// bias table of one row per head and an odd width, whose span it returns (0: none).
+    pub(crate) fn check(
+        &self,
+        qkv_rows: usize,
+        qkv_cols: usize,
+        meta: &SeqMeta,
+        bias_shape: Option<(usize, usize)>,
+    ) -> Result<usize> {
+        let (heads, kv) = (self.heads, self.kv_heads);
+        if heads == 0 || kv == 0 || self.head_dim == 0 || !heads.is_multiple_of(kv) {
+            return Err(crate::Error::Backend(format!(
+                "attention: {heads} query heads, {kv} key/value heads of {} dims",
+                self.head_dim
+            )));
+        }
+        if qkv_rows != meta.tokens || qkv_cols != self.qkv_dim() {
+            return Err(crate::Error::Backend(format!(
+                "attention: qkv [{qkv_rows}, {qkv_cols}] for {} tokens and ({heads} + 2 x {kv}) heads of {} dims",
+                meta.tokens, self.head_dim
+            )));
+        }
+        match bias_shape {
+            None => Ok(0),
+            Some((rows, cols)) if rows != heads || cols.is_multiple_of(2) => Err(crate::Error::Backend(format!(
+                "attention: a bias table [{rows}, {cols}] for {heads} heads (want [{heads}, 2 * span - 1])"
+            ))),
+            Some((_, cols)) => Ok(cols.div_ceil(2)),
+        }
+    }
 }
 
 /// How many texts and tokens one forward pass takes (see [`Backend::default_batch`]).
@@ -157,21 +222,9 @@ pub trait Backend {
         eps: f32,
     ) -> Result<Self::Tensor>;
 
-    /// Bidirectional multi-head attention within each sequence.
-    /// `qkv` `[tokens, 3 * dim]` (q, k, v side by side) -> context `[tokens, dim]`.
-    /// `bias`, a table from [`Backend::table`] `[heads, 2 * span - 1]`, adds a relative-position
-    /// term to the scaled score of query i and key j (positions in their text):
-    /// `bias[h, clamp(j - i, 1 - span, span - 1) + span - 1]` (MPNet's buckets, T5-style biases).
-    /// `window`: query i sees only keys j with `|j - i| <= window` (sliding-window attention:
-    /// ModernBERT's local layers, `local_attention / 2`); None: the whole text.
-    fn attention(
-        &self,
-        qkv: &Self::Tensor,
-        meta: &SeqMeta,
-        heads: usize,
-        bias: Option<&Self::Matrix>,
-        window: Option<usize>,
-    ) -> Result<Self::Tensor>;
+    /// Attention within each sequence, `softmax(q kᵀ / sqrt(head_dim) + bias) v` per head, as
+    /// `a` shapes and masks it: `qkv` `[tokens, a.qkv_dim()]` -> context `[tokens, a.out_dim()]`.
+    fn attention(&self, qkv: &Self::Tensor, meta: &SeqMeta, a: &Attention<'_, Self::Matrix>) -> Result<Self::Tensor>;
 
     /// Sentence vectors from token vectors: `[tokens, dim]` -> `[batch, modes.len() * dim]`,
     /// each mode's result side by side, then L2-normalized if asked.
