@@ -29,6 +29,10 @@ pub struct EmbedOptions {
     /// Cut texts longer than the model's `max_seq_length` (as sentence-transformers does);
     /// when false, such a text is an error instead.
     pub truncate: bool,
+    /// Keep the first `truncate_dim` values of each vector (Matryoshka models), as
+    /// sentence-transformers' `truncate_dim` does: after normalization, so a truncated vector
+    /// of a normalizing model is not of unit length. `None`: the model's own setting, if any.
+    pub truncate_dim: Option<usize>,
 }
 
 impl Default for EmbedOptions {
@@ -40,6 +44,7 @@ impl Default for EmbedOptions {
             prompt: None,
             normalize: None,
             truncate: true,
+            truncate_dim: None,
         }
     }
 }
@@ -133,11 +138,23 @@ impl<B: Backend> Embedder<B> {
         resolve_prompt(&self.sentence, opts)
     }
 
+    /// Length of the vectors `opts` ask for: `truncate_dim`, else the model's [`Self::dim`].
+    pub fn dim_for(&self, opts: &EmbedOptions) -> Result<usize> {
+        match opts.truncate_dim {
+            None => Ok(self.dim()),
+            Some(n) if n == 0 || n > self.pooled_dim() => {
+                Err(Error::Input(format!("truncate_dim {n}: the model's vectors have {} values", self.pooled_dim())))
+            }
+            Some(n) => Ok(n),
+        }
+    }
+
     /// Tokenizes and checks texts; returns the encodings and how many leading tokens pooling skips.
     fn prepare(&self, texts: &[&str], opts: &EmbedOptions) -> Result<(Vec<Encoded>, u32)> {
         if opts.batch_size == Some(0) || opts.batch_tokens == Some(0) {
             return Err(Error::Input("batch_size and batch_tokens must be at least 1".into()));
         }
+        self.dim_for(opts)?;
         let prompt = self.resolve_prompt(opts)?;
         let encoded = match &prompt {
             Some(p) => {
@@ -220,6 +237,7 @@ impl<B: Backend> Embedder<B> {
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<Vec<f32>>> {
         let (encoded, pool_start) = self.prepare(texts, opts)?;
+        let keep = self.dim_for(opts)?;
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
@@ -233,7 +251,7 @@ impl<B: Backend> Embedder<B> {
             let flats = self.backend.read_many(&pooled.iter().collect::<Vec<_>>()).await?;
             for (group, flat) in wave.iter().zip(&flats) {
                 self.check_finite(&encoded, group, pool_start, flat).await?;
-                scatter(&mut out, group, flat, self.pooled_dim(), self.dim());
+                scatter(&mut out, group, flat, self.pooled_dim(), keep);
                 done += group.len();
             }
             progress(done, texts.len());
@@ -271,6 +289,7 @@ impl<B: Backend> Embedder<B> {
             return pollster::block_on(self.embed_async(texts, opts, progress));
         }
         let (encoded, pool_start) = self.prepare(texts, opts)?;
+        let keep = self.dim_for(opts)?;
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
         let groups = self.batches(&encoded, opts);
         let progress = std::sync::Mutex::new((0usize, progress));
@@ -291,7 +310,7 @@ impl<B: Backend> Embedder<B> {
             .collect();
         let mut out = vec![Vec::new(); texts.len()];
         for (group, flat) in groups.iter().zip(results) {
-            scatter(&mut out, group, &flat?, self.pooled_dim(), self.dim());
+            scatter(&mut out, group, &flat?, self.pooled_dim(), keep);
         }
         Ok(out)
     }

@@ -414,3 +414,23 @@ fn inconsistent_post_processor_templates_are_a_bad_file() {
         assert_eq!(err.code(), "BAD_FILE", "{err}");
     }
 }
+
+#[test]
+fn truncate_dim_keeps_a_prefix_and_refuses_what_the_model_lacks() {
+    // As sentence-transformers' truncate_dim: the first n values of the vector as the model
+    // gives it (normalized before the cut), not a renormalized prefix.
+    let (_t, d) = tiny_copy();
+    let e = load(&d).unwrap();
+    let texts = ["music all night", "a quiet morning"];
+    let full = e.embed(&texts, &EmbedOptions::default()).unwrap();
+    let cut = e.embed(&texts, &EmbedOptions { truncate_dim: Some(10), ..Default::default() }).unwrap();
+    for (f, c) in full.iter().zip(&cut) {
+        assert_eq!(c.as_slice(), &f[..10]);
+    }
+    assert_eq!(e.dim_for(&EmbedOptions { truncate_dim: Some(10), ..Default::default() }).unwrap(), 10);
+    for n in [0, full[0].len() + 1] {
+        let err = e.embed(&texts, &EmbedOptions { truncate_dim: Some(n), ..Default::default() }).unwrap_err();
+        assert_eq!(err.code(), "INPUT", "{err}");
+        assert!(err.to_string().contains(&format!("truncate_dim {n}")), "{err}");
+    }
+}

@@ -84,6 +84,8 @@ export interface EmbedOptions {
   promptName?: string;
   /** Cut texts longer than the model's limit (default true); false makes them an error. */
   truncate?: boolean;
+  /** Keep the first n values of each vector (Matryoshka models), 1 to `info.dim`; as sentence-transformers, after normalization. */
+  truncateDim?: number;
   onProgress?: (done: number, total: number) => void;
 }
 

@@ -17,7 +17,7 @@ const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
   'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd',
 ];
-const EMBED_OPTIONS = ['normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'output', 'onProgress'];
+const EMBED_OPTIONS = ['normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'truncateDim', 'output', 'onProgress'];
 
 /**
  * The known keys of a caller's options object, copied now into a plain object (`null` and
@@ -242,7 +242,8 @@ export class Embedder {
   /**
    * Embeds texts; one Float32Array per text (views into one buffer), or with
    * { output: 'matrix' } a { data, dim, count } row-major matrix.
-   * Options: normalize, batchSize, batchTokens, prompt, promptName, truncate (default true), output,
+   * Options: normalize, batchSize, batchTokens, prompt, promptName, truncate (default true),
+   * truncateDim (keep the first n values: Matryoshka models; 1 to info.dim), output,
    * onProgress(done, total).
    * `texts` and `options` are read before this returns. Calls are queued: concurrent calls
    * run one after another, never interleaved; a call made before dispose() still runs.
@@ -260,13 +261,17 @@ export class Embedder {
       if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') {
         throw new WembedError('INPUT', 'onProgress must be a function');
       }
+      const t = opts.truncateDim;
+      if (t !== undefined && !(Number.isInteger(t) && t >= 1 && t <= this.#info.dim)) {
+        throw new WembedError('INPUT', `truncateDim ${String(t)}: a whole number from 1 to ${this.#info.dim} (info.dim)`);
+      }
     } catch (e) {
       return Promise.reject(e);
     }
     const { output, onProgress, ...rest } = opts;
     const inner = this.#inner;
     const pool = this.#pool;
-    const dim = this.#info.dim;
+    const dim = rest.truncateDim ?? this.#info.dim;
     const run = async () => {
       let flat;
       if (pool) {

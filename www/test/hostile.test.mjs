@@ -406,6 +406,9 @@ const EMBED_OPTIONS = [
   ['batchSize "3"', { batchSize: '3' }],
   ['batchSize Infinity', { batchSize: Infinity }],
   ['batchTokens 0', { batchTokens: 0 }],
+  ['truncateDim 0', { truncateDim: 0 }],
+  ['truncateDim 1.5', { truncateDim: 1.5 }],
+  ['truncateDim past dim', { truncateDim: 100000 }],
   ['batchTokens 2.5', { batchTokens: 2.5 }],
   ['batchTokens "64"', { batchTokens: '64' }],
   ['normalize "yes"', { normalize: 'yes' }],
@@ -420,6 +423,7 @@ for (const [name, opts] of EMBED_OPTIONS) fails(`embed option ${name}`, 'INPUT',
 defined('embed options null', embedWith(['hello'], null), vectors(1));
 defined('embed option batchSize null', embedWith(['hello'], { batchSize: null }), vectors(1));
 defined('embed option batchSize 2^53', embedWith(['hello', 'world'], { batchSize: 2 ** 53 }), vectors(2), ['INPUT']);
+defined('embed option truncateDim 8', embedWith(['hello', 'world'], { truncateDim: 8 }), (vs) => vectors(2)(vs) && vs[0].length === 8);
 defined('embed option batchTokens 1 (every text alone)', embedWith(['hello', 'world'], { batchTokens: 1 }), vectors(2));
 defined('embed option normalize false', embedWith(['hello'], { normalize: false }), vectors(1));
 defined('embed with a throwing onProgress', embedWith(['hello', 'world'], { onProgress: () => { throw new Error('callback'); } }), vectors(2), ['INPUT']);

@@ -36,6 +36,7 @@ COMMON OPTIONS:
                       assets/models/all-MiniLM-L6-v2, fetched by scripts/fetch-assets.sh)
   --threads N         CPU threads (default: one per core)
   --batch-size N      texts per encoder run (default: 32 on the CPU; the GPU fills by tokens)
+  --truncate-dim N    keep the first N values of each vector (Matryoshka models)
   --batch-tokens N    tokens per encoder run (default: none on the CPU; on the GPU 4096, 512
                       on a software adapter)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
@@ -79,6 +80,7 @@ const VALUE_OPTS: &[&str] = &[
     "threads",
     "batch-size",
     "batch-tokens",
+    "truncate-dim",
     "prompt-name",
     "data",
     "reference",
@@ -194,6 +196,7 @@ fn options(args: &Args) -> Result<EmbedOptions, String> {
         prompt: None,
         normalize: if args.has("no-normalize") { Some(false) } else { None },
         truncate: !args.has("no-truncate"),
+        truncate_dim: args.get("truncate-dim").map(|_| args.number("truncate-dim", 0)).transpose()?,
     })
 }
 
