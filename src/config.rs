@@ -175,6 +175,8 @@ pub enum Activation {
     Relu,
     /// `torch.nn.Tanh`, the default activation of sentence-transformers' `Dense` module.
     Tanh,
+    /// `x * sigmoid(x)` (`silu`, `swish`): the gate of SwiGLU (NomicBERT).
+    Silu,
 }
 
 impl Activation {
@@ -183,8 +185,9 @@ impl Activation {
             "gelu" | "gelu_python" => Ok(Activation::GeluErf),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "relu" => Ok(Activation::Relu),
+            "silu" | "swish" => Ok(Activation::Silu),
             other => Err(Error::Unsupported(format!(
-                "hidden_act `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)"
+                "hidden_act `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu)"
             ))),
         }
     }

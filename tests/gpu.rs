@@ -241,16 +241,16 @@ fn quantized_word_tables_gather_the_cpu_values() {
             let want = match cpu_weights {
                 Some(w) => {
                     let cpu = Cpu::with_weights(w);
-                    cpu.embed(&ids, &types, &meta, &cpu.word_table(host).unwrap(), &pc, &tc).unwrap().data
+                    cpu.embed(&ids, &types, &meta, &cpu.word_table(host).unwrap(), Some(&pc), Some(&tc)).unwrap().data
                 }
                 None => {
                     // f16: the values rounded to half precision, gathered in f32.
                     let halves = word.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
                     let wc = Cpu::new().table(HostTensor::new(vec![50, dim], halves)).unwrap();
-                    Cpu::new().embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap().data
+                    Cpu::new().embed(&ids, &types, &meta, &wc, Some(&pc), Some(&tc)).unwrap().data
                 }
             };
-            let got = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+            let got = g.embed(&ids, &types, &meta, &wg, Some(&pg), Some(&tg)).unwrap();
             check(&format!("embed {weights:?} dim {dim}"), &read(&g, &got), &want, dim, 1e-6);
         }
     }
@@ -309,6 +309,74 @@ fn attention_matches_cpu_with_uneven_texts() {
     }
 }
 
+#[test]
+fn rotary_matches_cpu_with_uneven_texts() {
+    // Positions count within each text: a batch of texts of several lengths, two bases (the
+    // large one is ModernBERT's global 160k), head widths from 2 up, a table longer than the texts.
+    let g = shared();
+    let mut rng = Rng(11);
+    for (lens, heads, hd, base) in [
+        (vec![1u32], 1, 2, 10_000.0),
+        (vec![5, 1, 13], 3, 12, 1000.0),
+        (vec![2, 40, 17, 3], 12, 64, 160_000.0),
+        (vec![300], 2, 6, 10_000.0),
+    ] {
+        let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
+        let cols = 3 * heads * hd;
+        let x = rng.vec(meta.tokens * cols, 2.0);
+        let table = wembed::backend::rotary_table(base, hd, 512);
+        let (tc, tg) = both_table(512, hd, table.data);
+        let want = Cpu::new().rotary(CpuTensor::new(meta.tokens, cols, x.clone()), &meta, heads, &tc).unwrap();
+        let xg = shared().table(HostTensor::new(vec![meta.tokens, cols], x.clone())).unwrap();
+        let got = g.rotary(xg, &meta, heads, &tg).unwrap();
+        let what = format!("rotary lens={lens:?} heads={heads} hd={hd} base={base}");
+        check(&what, &read(g, &got), &want.data, cols, TOL_ROWWISE);
+        // The values (the last third of each row) are left as they were.
+        for (row, orig) in want.data.chunks_exact(cols).zip(x.chunks_exact(cols)) {
+            assert_eq!(row[2 * cols / 3..], orig[2 * cols / 3..], "{what}: values changed");
+        }
+    }
+}
+
+#[test]
+fn glu_and_add_match_cpu() {
+    let g = shared();
+    let mut rng = Rng(12);
+    for (rows, n) in [(1, 1), (3, 37), (33, 1152), (70, 65)] {
+        let (xc, xg) = both(rows, 2 * n, rng.vec(rows * 2 * n, 4.0));
+        for act in [Activation::Silu, Activation::GeluErf, Activation::GeluTanh, Activation::Relu] {
+            let want = Cpu::new().glu(&xc, act).unwrap();
+            let got = g.glu(&xg, act).unwrap();
+            check(&format!("glu {rows}x{n} {act:?}"), &read(g, &got), &want.data, n, TOL_ROWWISE * 4.0);
+        }
+        let (yc, yg) = both(rows, 2 * n, rng.vec(rows * 2 * n, 4.0));
+        let want = Cpu::new().add(&xc, &yc).unwrap();
+        check(&format!("add {rows}x{}", 2 * n), &read(g, &g.add(&xg, &yg).unwrap()), &want.data, 2 * n, 0.0);
+    }
+}
+
+#[test]
+fn embed_without_position_or_type_tables_matches_cpu() {
+    // Rotary models: no position table (NomicBERT), neither table (ModernBERT).
+    let g = shared();
+    let mut rng = Rng(13);
+    let dim = 37;
+    let meta = SeqMeta::new(vec![4, 1, 9], vec![0, 0, 0]);
+    let (wc, wg) = both_table(50, dim, rng.vec(50 * dim, 1.0));
+    let (tc, tg) = both_table(2, dim, rng.vec(2 * dim, 1.0));
+    let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
+    let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 2).collect();
+    let want = Cpu::new().embed(&ids, &types, &meta, &wc, None, Some(&tc)).unwrap();
+    check("embed, no positions", &read(g, &g.embed(&ids, &types, &meta, &wg, None, Some(&tg)).unwrap()), &want.data, dim, 0.0);
+    let want = Cpu::new().embed(&ids, &[], &meta, &wc, None, None).unwrap();
+    check("embed, word table only", &read(g, &g.embed(&ids, &[], &meta, &wg, None, None).unwrap()), &want.data, dim, 0.0);
+    // The word rows themselves.
+    for (t, &id) in ids.iter().enumerate() {
+        let CpuMatrix::F32(w) = &wc else { unreachable!() };
+        assert_eq!(want.data[t * dim..(t + 1) * dim], w.data[id as usize * dim..(id as usize + 1) * dim]);
+    }
+}
+
 /// Several batches in one wave (one submit), as the embedder records them: each keeps its own
 /// batch layout though the layouts are queued writes into pooled buffers, and a second wave,
 /// which finds its bind groups cached and its buffers handed back by the pool, gives the same
@@ -364,10 +432,10 @@ fn embed_and_pool_match_cpu() {
     let (tc, tg) = both_table(3, dim, rng.vec(3 * dim, 1.0));
     let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
     let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 3).collect();
-    let want = Cpu::new().embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap();
-    let got = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+    let want = Cpu::new().embed(&ids, &types, &meta, &wc, Some(&pc), Some(&tc)).unwrap();
+    let got = g.embed(&ids, &types, &meta, &wg, Some(&pg), Some(&tg)).unwrap();
     check("embed", &read(g, &got), &want.data, dim, 0.0);
-    let hidden_gpu = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+    let hidden_gpu = g.embed(&ids, &types, &meta, &wg, Some(&pg), Some(&tg)).unwrap();
     let modes = [PoolMode::Cls, PoolMode::Max, PoolMode::Mean, PoolMode::MeanSqrtLen, PoolMode::LastToken];
     for normalize in [false, true] {
         for k in 1..=modes.len() {

@@ -56,19 +56,29 @@ impl SeqMeta {
 
 /// What every backend's `embed` checks first: ids for every token, texts no longer than the
 /// position table, and ids inside their tables (a tokenizer that does not match the model).
-/// `tables` are the (word, position, token type) row counts.
-pub(crate) fn check_embed_input(ids: &[u32], type_ids: &[u32], meta: &SeqMeta, tables: [usize; 3]) -> Result<()> {
-    let [words, positions, types] = tables;
-    if ids.len() != meta.tokens || type_ids.len() != meta.tokens {
+/// `tables` are the (word, position, token type) row counts; None for a table the model does
+/// not have (no limit from it; type ids unread).
+pub(crate) fn check_embed_input(
+    ids: &[u32],
+    type_ids: &[u32],
+    meta: &SeqMeta,
+    words: usize,
+    positions: Option<usize>,
+    types: Option<usize>,
+) -> Result<()> {
+    if ids.len() != meta.tokens || (types.is_some() && type_ids.len() != meta.tokens) {
         return Err(crate::Error::Backend(format!("embed: {} ids for {} tokens", ids.len(), meta.tokens)));
     }
-    if meta.max_len > positions {
+    if let Some(positions) = positions
+        && meta.max_len > positions
+    {
         return Err(crate::Error::Input(format!(
             "a text of {} tokens; the model has {positions} positions",
             meta.max_len
         )));
     }
-    for (what, list, rows) in [("token id", ids, words), ("token type id", type_ids, types)] {
+    let typed = types.map(|t| ("token type id", type_ids, t));
+    for (what, list, rows) in [("token id", ids, words)].into_iter().chain(typed) {
         if let Some(bad) = list.iter().find(|&&i| i as usize >= rows) {
             return Err(crate::Error::Input(format!(
                 "{what} {bad} is outside the model's table of {rows} (tokenizer and model do not match)"
@@ -88,6 +98,50 @@ pub(crate) fn check_attention_bias(shape: (usize, usize), heads: usize) -> Resul
         )));
     }
     Ok(cols.div_ceil(2))
+}
+
+/// The cos/sin table [`Backend::rotary`] reads, `[positions, head_dim]`: row p holds
+/// `cos(p · θ_i)` for i < head_dim / 2, then `sin(p · θ_i)`, with `θ_i = base^(-2i / head_dim)`.
+/// Computed as transformers' default RoPE does in f32 (`inv_freq = 1 / base^(arange(0, d, 2) /
+/// d)`, `freqs = position * inv_freq`), the cos and sin of those f32 angles taken in f64 and
+/// rounded once. On the host, once per model: WGSL's sin/cos are only specified to 2^-11 on
+/// [-π, π], far from the 1e-4 a text's last positions need.
+pub fn rotary_table(base: f32, head_dim: usize, positions: usize) -> HostTensor {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| {
+            let exponent = (2 * i) as f32 / head_dim as f32;
+            1.0 / (base as f64).powf(exponent as f64) as f32
+        })
+        .collect();
+    let mut data = vec![0.0f32; positions * head_dim];
+    for (p, row) in data.chunks_exact_mut(head_dim.max(1)).enumerate() {
+        for (i, f) in inv_freq.iter().enumerate() {
+            let angle = (p as f32 * f) as f64;
+            row[i] = angle.cos() as f32;
+            row[half + i] = angle.sin() as f32;
+        }
+    }
+    HostTensor::new(vec![positions, head_dim], data)
+}
+
+/// What every backend's `rotary` checks: a `[tokens, 3 * heads * head_dim]` tensor with an even
+/// head_dim, and a table `[rows, head_dim]` with a row for every position of the batch.
+pub(crate) fn check_rotary(cols: usize, heads: usize, table: (usize, usize), meta: &SeqMeta) -> Result<usize> {
+    let hd = if heads > 0 && cols.is_multiple_of(3 * heads) { cols / 3 / heads } else { 0 };
+    if hd == 0 || !hd.is_multiple_of(2) || table.1 != hd {
+        return Err(crate::Error::Backend(format!(
+            "rotary: {cols} columns for {heads} heads with a [{}, {}] table",
+            table.0, table.1
+        )));
+    }
+    if meta.max_len > table.0 {
+        return Err(crate::Error::Input(format!(
+            "a text of {} tokens; the model's rotary table has {} positions",
+            meta.max_len, table.0
+        )));
+    }
+    Ok(hd)
 }
 
 pub trait Backend {
@@ -119,15 +173,16 @@ pub trait Backend {
     fn stored_as(&self, m: &Self::Matrix) -> &'static str;
 
     /// `out[t] = word[ids[t]] + pos[position of t in its sequence] + types[type_ids[t]]`
-    /// -> `[tokens, dim]`.
+    /// -> `[tokens, dim]`. A model without a position table (rotary positions) or without
+    /// token types passes None for it, and that term is left out (`type_ids` are then unread).
     fn embed(
         &self,
         ids: &[u32],
         type_ids: &[u32],
         meta: &SeqMeta,
         word: &Self::Matrix,
-        pos: &Self::Matrix,
-        types: &Self::Matrix,
+        pos: Option<&Self::Matrix>,
+        types: Option<&Self::Matrix>,
     ) -> Result<Self::Tensor>;
 
     /// `act(x · wᵀ + b)`: x `[rows, in]`, w `[out, in]` -> `[rows, out]`.
@@ -162,6 +217,25 @@ pub trait Backend {
         heads: usize,
         bias: Option<&Self::Matrix>,
     ) -> Result<Self::Tensor>;
+
+    /// Rotary position embedding (RoPE, the NeoX / rotate-half convention of transformers'
+    /// `apply_rotary_pos_emb`), in place on the query and key parts of `qkv`
+    /// `[tokens, 3 * dim]`; the values are left alone. `table` `[positions, head_dim]`, from
+    /// [`rotary_table`] through [`Backend::table`], holds row p = (cos of the head_dim / 2
+    /// angles of position p, then their sin); a token's position is counted within its text.
+    /// For each head and i < head_dim / 2, with (x1, x2) = (x[i], x[i + head_dim / 2]):
+    /// `x[i] = x1 cos - x2 sin`, `x[i + head_dim / 2] = x2 cos + x1 sin`.
+    fn rotary(&self, qkv: Self::Tensor, meta: &SeqMeta, heads: usize, table: &Self::Matrix) -> Result<Self::Tensor>;
+
+    /// `a + b` element-wise: `[rows, cols]` twice -> `[rows, cols]`. The residual stream of a
+    /// pre-norm layer (ModernBERT), which needs the sum and its LayerNorm both: the model takes
+    /// the sum here and the norm from `layer_norm(a, Some(b))`, rather than copy the sum.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Gated linear unit on a stacked projection: `x` `[rows, 2 * n]` -> `[rows, n]`,
+    /// `out[r, j] = act(x[r, j]) * x[r, n + j]` (SwiGLU with SiLU, GeGLU with GELU). The model
+    /// stacks the gated half's weights first, so one matmul makes both halves.
+    fn glu(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
 
     /// Sentence vectors from token vectors: `[tokens, dim]` -> `[batch, modes.len() * dim]`,
     /// each mode's result side by side, then L2-normalized if asked.
