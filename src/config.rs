@@ -321,11 +321,224 @@ impl BertConfig {
     }
 }
 
+/// A NomicBERT encoder's shape (`model_type: nomic_bert`, nomic-embed-text-v1/v1.5), from
+/// `config.json` in either spelling: the published one (GPT-2 names: `n_embd`, `n_layer`,
+/// `rotary_emb_base`, `activation_function: swiglu`) or transformers 5's (`hidden_size`, …,
+/// `rope_parameters`), which `NomicBertConfig` reads both of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NomicConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+    pub rope_theta: f32,
+    /// The longest text: rotary positions have no table, so this only sizes the cos/sin table.
+    pub max_positions: usize,
+}
+
+/// A ModernBERT encoder's shape (`model_type: modernbert`), from `config.json` as published
+/// (`global_attn_every_n_layers`, `global_rope_theta`, `local_rope_theta`) or as transformers 5
+/// writes it (`layer_types`, `rope_parameters`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModernBertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_activation: Activation,
+    pub norm_eps: f32,
+    pub max_position_embeddings: usize,
+    /// Per layer: true for global (full) attention, false for the local sliding window.
+    pub global_layers: Vec<bool>,
+    pub global_rope_theta: f32,
+    pub local_rope_theta: f32,
+    /// Local layers attend to keys with `|i - j| <= local_attention / 2`.
+    pub local_attention: usize,
+}
+
 /// Model families wembed runs. Decoder families (last-token pooling, causal attention) slot in
 /// here as new variants.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     Bert(BertConfig),
+    Nomic(NomicConfig),
+    ModernBert(ModernBertConfig),
+}
+
+/// `config.json` as JSON, read field by field for the families whose files come in more than
+/// one spelling.
+struct RawJson<'a> {
+    value: &'a serde_json::Value,
+    file: String,
+}
+
+impl RawJson<'_> {
+    fn get(&self, names: &[&str]) -> Option<&serde_json::Value> {
+        names.iter().find_map(|n| self.value.get(*n).filter(|v| !v.is_null()))
+    }
+
+    /// A size under the first of `names` present, checked against [`DIM_LIMITS`] (under the
+    /// first name).
+    fn size(&self, names: &[&str], default: Option<usize>) -> Result<usize> {
+        let v = match self.get(names) {
+            Some(v) => v.as_u64().map(|v| v as usize).ok_or_else(|| {
+                Error::bad_file(&self.file, format!("`{}` is not a non-negative integer", names[0]))
+            })?,
+            None => default.ok_or_else(|| Error::bad_file(&self.file, format!("no `{}`", names[0])))?,
+        };
+        let limit_name = names.iter().find(|n| DIM_LIMITS.iter().any(|(f, _)| f == *n)).unwrap_or(&names[0]);
+        let most = DIM_LIMITS.iter().find(|(f, _)| f == limit_name).map_or(1 << 20, |(_, m)| *m);
+        if v == 0 || v > most {
+            return Err(Error::bad_file(&self.file, format!("`{}` is {v}; wembed takes 1 to {most}", names[0])));
+        }
+        Ok(v)
+    }
+
+    fn float(&self, names: &[&str], default: f64) -> Result<f32> {
+        let v = match self.get(names) {
+            Some(v) => v.as_f64().ok_or_else(|| Error::bad_file(&self.file, format!("`{}` is not a number", names[0])))?,
+            None => default,
+        };
+        if !(v.is_finite() && v > 0.0 && (v as f32) > 0.0) {
+            return Err(Error::bad_file(&self.file, format!("`{}` is {v}; it must be a positive number", names[0])));
+        }
+        Ok(v as f32)
+    }
+
+    fn flag(&self, names: &[&str]) -> bool {
+        self.get(names).and_then(|v| v.as_bool()).unwrap_or(false)
+    }
+
+    fn string(&self, names: &[&str]) -> Option<&str> {
+        self.get(names).and_then(|v| v.as_str())
+    }
+
+    /// Refuses what this family's forward pass does not compute, naming the field.
+    fn refuse(&self, field: &str, why: &str) -> Error {
+        Error::Unsupported(format!("`{field}` {why} in {}", self.file))
+    }
+
+    fn heads_divide(&self, hidden: usize, heads: usize) -> Result<()> {
+        if !hidden.is_multiple_of(heads) || !(hidden / heads).is_multiple_of(2) {
+            return Err(Error::bad_file(
+                &self.file,
+                format!("hidden size {hidden} is not {heads} heads of an even width (rotary positions need one)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `model_type: nomic_bert`. Reference: transformers/models/nomic_bert/configuration_nomic_bert.py
+/// and the published nomic-embed-text-v1.5 config.json.
+fn nomic_config(raw: &RawJson) -> Result<NomicConfig> {
+    // What transformers' NomicBertModel computes: SwiGLU without biases, post-norm, full
+    // rotary positions in rotate-half pairs. The nomic code's other options are refused.
+    let act = raw.string(&["activation_function"]).map(|a| if a == "swiglu" { "silu" } else { a });
+    let act = act.or(raw.string(&["hidden_act"])).unwrap_or("silu");
+    if act != "silu" {
+        return Err(raw.refuse("activation_function", &format!("`{act}` (wembed runs NomicBERT with swiglu)")));
+    }
+    for field in ["qkv_proj_bias", "mlp_fc1_bias", "mlp_fc2_bias", "prenorm", "rotary_emb_interleaved", "use_rms_norm"] {
+        if raw.flag(&[field]) {
+            return Err(raw.refuse(field, "is true (wembed runs the nomic-embed-text layout, where it is false)"));
+        }
+    }
+    if let Some(f) = raw.get(&["rotary_emb_fraction"]).and_then(|v| v.as_f64())
+        && f != 1.0
+    {
+        return Err(raw.refuse("rotary_emb_fraction", &format!("is {f} (wembed rotates whole heads: 1.0)")));
+    }
+    if raw.get(&["rotary_scaling_factor"]).is_some() {
+        return Err(raw.refuse("rotary_scaling_factor", "is set (dynamic NTK scaling is not implemented)"));
+    }
+    if let Some(t) = raw.get(&["rope_parameters"]).and_then(|r| r.get("rope_type")).and_then(|t| t.as_str())
+        && t != "default"
+    {
+        return Err(raw.refuse("rope_parameters.rope_type", &format!("is `{t}` (only `default`)")));
+    }
+    let hidden_size = raw.size(&["hidden_size", "n_embd"], None)?;
+    let num_attention_heads = raw.size(&["num_attention_heads", "n_head"], None)?;
+    raw.heads_divide(hidden_size, num_attention_heads)?;
+    let theta = raw.get(&["rope_parameters"]).and_then(|r| r.get("rope_theta")).and_then(|t| t.as_f64());
+    let rope_theta = match theta {
+        Some(t) => raw.float(&["rope_parameters.rope_theta"], t)?,
+        None => raw.float(&["rotary_emb_base"], 1000.0)?,
+    };
+    Ok(NomicConfig {
+        vocab_size: raw.size(&["vocab_size"], None)?,
+        hidden_size,
+        num_hidden_layers: raw.size(&["num_hidden_layers", "n_layer"], None)?,
+        num_attention_heads,
+        intermediate_size: raw.size(&["intermediate_size", "n_inner"], Some(4 * hidden_size))?,
+        type_vocab_size: raw.size(&["type_vocab_size"], Some(2))?,
+        layer_norm_eps: raw.float(&["layer_norm_eps", "layer_norm_epsilon"], 1e-12)?,
+        rope_theta,
+        // nomic-embed-text-v1.5 publishes n_positions 8192 (it was trained at 2048 and
+        // extends); transformers 5 writes max_position_embeddings.
+        max_positions: raw.size(&["max_position_embeddings", "n_positions"], Some(2048))?,
+    })
+}
+
+/// `model_type: modernbert`. Reference: transformers/models/modernbert/configuration_modernbert.py.
+fn modernbert_config(raw: &RawJson) -> Result<ModernBertConfig> {
+    for field in ["attention_bias", "mlp_bias", "norm_bias"] {
+        if raw.flag(&[field]) {
+            return Err(raw.refuse(field, "is true (ModernBERT checkpoints have no biases; wembed runs those)"));
+        }
+    }
+    let hidden_size = raw.size(&["hidden_size"], None)?;
+    let num_attention_heads = raw.size(&["num_attention_heads"], None)?;
+    raw.heads_divide(hidden_size, num_attention_heads)?;
+    let num_hidden_layers = raw.size(&["num_hidden_layers"], None)?;
+    let global_layers = match raw.get(&["layer_types"]).and_then(|v| v.as_array()) {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("full_attention") => Ok(true),
+                Some("sliding_attention") => Ok(false),
+                other => Err(raw.refuse("layer_types", &format!("names {other:?}"))),
+            })
+            .collect::<Result<Vec<bool>>>()?,
+        None => {
+            let every = raw.size(&["global_attn_every_n_layers"], Some(3))?;
+            (0..num_hidden_layers).map(|i| i % every == 0).collect()
+        }
+    };
+    if global_layers.len() != num_hidden_layers {
+        return Err(Error::bad_file(&raw.file, format!("{} layer_types for {num_hidden_layers} layers", global_layers.len())));
+    }
+    let rope = |kind: &str, old: &str, default: f64| -> Result<f32> {
+        let params = raw.get(&["rope_parameters"]).and_then(|r| r.get(kind));
+        if let Some(t) = params.and_then(|p| p.get("rope_type")).and_then(|t| t.as_str())
+            && t != "default"
+        {
+            return Err(raw.refuse("rope_parameters", &format!("has rope_type `{t}` (only `default`)")));
+        }
+        match params.and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()) {
+            Some(t) => raw.float(&[&format!("rope_parameters.{kind}.rope_theta")], t),
+            None => raw.float(&[old], default),
+        }
+    };
+    let act = raw.string(&["hidden_activation"]).unwrap_or("gelu");
+    Ok(ModernBertConfig {
+        vocab_size: raw.size(&["vocab_size"], None)?,
+        hidden_size,
+        num_hidden_layers,
+        num_attention_heads,
+        intermediate_size: raw.size(&["intermediate_size"], None)?,
+        hidden_activation: Activation::from_hf(act)?,
+        norm_eps: raw.float(&["norm_eps"], 1e-5)?,
+        max_position_embeddings: raw.size(&["max_position_embeddings"], Some(8192))?,
+        global_layers,
+        global_rope_theta: rope("full_attention", "global_rope_theta", 160_000.0)?,
+        local_rope_theta: rope("sliding_attention", "local_rope_theta", 10_000.0)?,
+        local_attention: raw.size(&["local_attention"], Some(128))?,
+    })
 }
 
 impl ModelConfig {
@@ -336,6 +549,13 @@ impl ModelConfig {
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::bad_file(file(), e))?;
         let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let model_type = model_type.as_str();
+        match model_type {
+            "nomic_bert" => return Ok(ModelConfig::Nomic(nomic_config(&RawJson { value: &value, file: file() })?)),
+            "modernbert" => {
+                return Ok(ModelConfig::ModernBert(modernbert_config(&RawJson { value: &value, file: file() })?));
+            }
+            _ => {}
+        }
         let family = match BertFamily::from_model_type(model_type) {
             Some(f) => f,
             None if model_type.is_empty() => return Err(Error::bad_file(file(), "no `model_type` field")),
@@ -343,7 +563,7 @@ impl ModelConfig {
                 let arch = value.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
                 let arch = arch.map(|a| format!(" ({a})")).unwrap_or_default();
                 return Err(Error::Unsupported(format!(
-                    "model_type `{model_type}`{arch} in {}; wembed runs: {}",
+                    "model_type `{model_type}`{arch} in {}; wembed runs: {}, nomic_bert, modernbert",
                     file(),
                     BertFamily::MODEL_TYPES
                 )));
@@ -460,20 +680,26 @@ impl ModelConfig {
     pub fn hidden_size(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => c.hidden_size,
+            ModelConfig::Nomic(c) => c.hidden_size,
+            ModelConfig::ModernBert(c) => c.hidden_size,
         }
     }
 
     /// Floats per token of the widest activation of a forward pass (the stacked q/k/v or the
-    /// feed-forward's inner layer): what bounds a batch on a GPU.
+    /// feed-forward's inner layer, both halves of a gated one): what bounds a batch on a GPU.
     pub fn widest_activation(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => (3 * c.hidden_size).max(c.intermediate_size),
+            ModelConfig::Nomic(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
+            ModelConfig::ModernBert(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
         }
     }
 
     pub fn max_positions(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => c.max_text_positions(),
+            ModelConfig::Nomic(c) => c.max_positions,
+            ModelConfig::ModernBert(c) => c.max_position_embeddings,
         }
     }
 }
@@ -739,4 +965,63 @@ fn pooling_from_raw(raw: RawPooling, file: &str) -> Result<PoolingConfig> {
         return Err(Error::bad_file(file, "no pooling mode is switched on"));
     }
     Ok(PoolingConfig { modes, include_prompt: raw.include_prompt })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_of(json: &str) -> Result<ModelConfig> {
+        let mut files = ModelFiles::from_map("test", HashMap::new());
+        files.insert("config.json", json.as_bytes().to_vec());
+        ModelConfig::from_files(&files)
+    }
+
+    /// nomic-ai/nomic-embed-text-v1.5's config.json as published (GPT-2 style names, the
+    /// nomic code's options), which transformers 5 reads too.
+    const NOMIC_V15: &str = r#"{"activation_function": "swiglu", "architectures": ["NomicBertModel"],
+        "layer_norm_epsilon": 1e-12, "max_trained_positions": 2048, "mlp_fc1_bias": false,
+        "mlp_fc2_bias": false, "model_type": "nomic_bert", "n_embd": 768, "n_head": 12, "n_inner": 3072,
+        "n_layer": 12, "n_positions": 8192, "prenorm": false, "qkv_proj_bias": false, "rotary_emb_base": 1000,
+        "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": false, "rotary_emb_scale_base": null,
+        "rotary_scaling_factor": null, "type_vocab_size": 2, "use_rms_norm": false, "vocab_size": 30528}"#;
+
+    /// Alibaba-NLP/gte-modernbert-base's config.json as published (transformers 4.48 names).
+    const GTE_MODERNBERT: &str = r#"{"architectures": ["ModernBertModel"], "attention_bias": false,
+        "global_attn_every_n_layers": 3, "global_rope_theta": 160000.0, "hidden_activation": "gelu",
+        "hidden_size": 768, "intermediate_size": 1152, "layer_norm_eps": 1e-05, "local_attention": 128,
+        "local_rope_theta": 10000.0, "max_position_embeddings": 8192, "mlp_bias": false,
+        "model_type": "modernbert", "norm_bias": false, "norm_eps": 1e-05, "num_attention_heads": 12,
+        "num_hidden_layers": 22, "pad_token_id": 50283, "vocab_size": 50368}"#;
+
+    #[test]
+    fn published_nomic_and_modernbert_configs_read_as_transformers_reads_them() {
+        let ModelConfig::Nomic(n) = config_of(NOMIC_V15).unwrap() else { panic!("not NomicBERT") };
+        assert_eq!((n.hidden_size, n.num_hidden_layers, n.num_attention_heads, n.intermediate_size), (768, 12, 12, 3072));
+        assert_eq!((n.rope_theta, n.layer_norm_eps, n.max_positions, n.type_vocab_size), (1000.0, 1e-12, 8192, 2));
+        let ModelConfig::ModernBert(m) = config_of(GTE_MODERNBERT).unwrap() else { panic!("not ModernBERT") };
+        assert_eq!((m.global_rope_theta, m.local_rope_theta, m.local_attention), (160_000.0, 10_000.0, 128));
+        assert_eq!(m.global_layers.len(), 22);
+        assert_eq!(m.global_layers.iter().filter(|g| **g).count(), 8, "layers 0, 3, .., 21 are global");
+        assert!(m.global_layers[0] && !m.global_layers[1] && !m.global_layers[2] && m.global_layers[21]);
+        assert_eq!(m.hidden_activation, Activation::GeluErf);
+    }
+
+    #[test]
+    fn nomic_and_modernbert_options_wembed_does_not_compute_are_unsupported_by_name() {
+        for (json, from, to, field) in [
+            (NOMIC_V15, r#""activation_function": "swiglu""#, r#""activation_function": "gelu""#, "activation_function"),
+            (NOMIC_V15, r#""qkv_proj_bias": false"#, r#""qkv_proj_bias": true"#, "qkv_proj_bias"),
+            (NOMIC_V15, r#""rotary_emb_fraction": 1.0"#, r#""rotary_emb_fraction": 0.5"#, "rotary_emb_fraction"),
+            (NOMIC_V15, r#""rotary_scaling_factor": null"#, r#""rotary_scaling_factor": 2.0"#, "rotary_scaling_factor"),
+            (NOMIC_V15, r#""prenorm": false"#, r#""prenorm": true"#, "prenorm"),
+            (GTE_MODERNBERT, r#""norm_bias": false"#, r#""norm_bias": true"#, "norm_bias"),
+            (GTE_MODERNBERT, r#""hidden_activation": "gelu""#, r#""hidden_activation": "mish""#, "mish"),
+        ] {
+            assert!(json.contains(from), "{from}");
+            let err = config_of(&json.replace(from, to)).unwrap_err();
+            assert_eq!(err.code(), "UNSUPPORTED", "{to}: {err}");
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+    }
 }

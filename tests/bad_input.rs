@@ -63,10 +63,10 @@ fn unknown_model_type() {
     edit_json(&d.join("config.json"), |v| v["model_type"] = "llama".into());
     fails_with(&d, &["model_type `llama`", "bert"]);
     edit_json(&d.join("config.json"), |v| {
-        v["model_type"] = "nomic_bert".into();
-        v["architectures"] = serde_json::json!(["NomicBertModel"]);
+        v["model_type"] = "qwen3".into();
+        v["architectures"] = serde_json::json!(["Qwen3Model"]);
     });
-    let err = fails_with(&d, &["model_type `nomic_bert`", "NomicBertModel", "xlm-roberta, ernie, mpnet"]);
+    let err = fails_with(&d, &["model_type `qwen3`", "Qwen3Model", "xlm-roberta, ernie, mpnet, nomic_bert, modernbert"]);
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
 }
 

@@ -1,11 +1,42 @@
 //! Encoder architectures, each written once against [`crate::backend::Backend`].
 
 pub mod bert;
+pub mod modernbert;
+pub mod nomic;
 
 use crate::backend::{Backend, SeqMeta};
 use crate::config::{DenseConfig, ModelConfig, ModelFiles};
 use crate::error::Result;
+use crate::quant::QuantMatrix;
 use crate::weights::{HostTensor, WeightFile};
+use bert::Stored;
+
+/// A `[n]` vector of zeros: the bias of a layer that has none (`bias=False`). The linear and
+/// layer-norm ops always add one; zeros cost `n` floats per layer and no kernel variant.
+fn zeros<B: Backend>(b: &B, n: usize) -> Result<B::Vector> {
+    b.vector(HostTensor::new(vec![n], vec![0.0; n]))
+}
+
+/// Weights stacked row-wise into one matrix (one matmul for several projections), all floats or
+/// all blocks of one format; `what` names them in the error otherwise.
+fn stack<B: Backend, const N: usize>(b: &B, parts: [Stored; N], what: &str) -> Result<B::Matrix> {
+    let mut floats = vec![];
+    let mut blocks = vec![];
+    for p in parts {
+        match p {
+            Stored::F32(t) => floats.push(t),
+            Stored::Quant(q) => blocks.push(q),
+        }
+    }
+    match (floats.len(), blocks.len()) {
+        (_, 0) => b.matrix(HostTensor::vstack(&floats)),
+        (0, _) => match QuantMatrix::vstack(&blocks) {
+            Some(q) => b.quantized_matrix(q),
+            None => Err(crate::Error::weight(what, "stored in different block formats")),
+        },
+        _ => Err(crate::Error::weight(what, "stored in different formats")),
+    }
+}
 
 /// A sentence-transformers `Dense` module on the pooled vectors:
 /// `[batch, in_features]` -> `[batch, out_features]`.
@@ -39,6 +70,8 @@ impl<B: Backend> Dense<B> {
 /// A loaded encoder of any supported family.
 pub enum Encoder<B: Backend> {
     Bert(bert::BertModel<B>),
+    Nomic(nomic::NomicBertModel<B>),
+    ModernBert(modernbert::ModernBertModel<B>),
 }
 
 impl<B: Backend> Encoder<B> {
@@ -52,6 +85,10 @@ impl<B: Backend> Encoder<B> {
         };
         match config {
             ModelConfig::Bert(c) => Ok(Encoder::Bert(bert::BertModel::load(backend, c.clone(), &file)?)),
+            ModelConfig::Nomic(c) => Ok(Encoder::Nomic(nomic::NomicBertModel::load(backend, c.clone(), &file)?)),
+            ModelConfig::ModernBert(c) => {
+                Ok(Encoder::ModernBert(modernbert::ModernBertModel::load(backend, c.clone(), &file)?))
+            }
         }
     }
 
@@ -61,6 +98,8 @@ impl<B: Backend> Encoder<B> {
     pub fn dtype_name(&self, backend: &B) -> String {
         let (word, matrices) = match self {
             Encoder::Bert(m) => m.stored_as(backend),
+            Encoder::Nomic(m) => m.stored_as(backend),
+            Encoder::ModernBert(m) => m.stored_as(backend),
         };
         match (word, matrices) {
             ("f32", "f32") => "f32".into(),
@@ -75,6 +114,8 @@ impl<B: Backend> Encoder<B> {
     pub fn forward(&self, backend: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
         match self {
             Encoder::Bert(m) => m.forward(backend, ids, type_ids, meta),
+            Encoder::Nomic(m) => m.forward(backend, ids, type_ids, meta),
+            Encoder::ModernBert(m) => m.forward(backend, ids, meta),
         }
     }
 
@@ -89,20 +130,35 @@ impl<B: Backend> Encoder<B> {
         meta: &SeqMeta,
     ) -> Result<Option<String>> {
         let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
-        match self {
-            Encoder::Bert(m) => {
-                let mut x = m.embeddings(b, ids, type_ids, meta)?;
-                if !finite(&b.read(&x).await?) {
-                    return Ok(Some("embeddings".into()));
+        let (first, layers) = match self {
+            Encoder::Bert(m) => (m.embeddings(b, ids, type_ids, meta)?, m.num_layers()),
+            Encoder::Nomic(m) => (m.embeddings(b, ids, type_ids, meta)?, m.num_layers()),
+            Encoder::ModernBert(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
+        };
+        if !finite(&b.read(&first).await?) {
+            return Ok(Some("embeddings".into()));
+        }
+        // What each layer reads: the last output (post-norm families); for ModernBERT the
+        // residual stream and its norm (see its `layer`), the norm being what is checked.
+        let (mut x, mut normed) = (first, None);
+        for i in 0..layers {
+            let (name, out) = match self {
+                Encoder::Bert(m) => (format!("encoder.layer.{i}"), m.layer(b, i, &x, meta)?),
+                Encoder::Nomic(m) => (format!("encoder.layers.{i}"), m.layer(b, i, &x, meta)?),
+                Encoder::ModernBert(m) => {
+                    let (stream, n) = m.layer(b, i, &x, normed.as_ref().unwrap_or(&x), meta)?;
+                    x = stream;
+                    (format!("layers.{i}"), n)
                 }
-                for i in 0..m.num_layers() {
-                    x = m.layer(b, i, &x, meta)?;
-                    if !finite(&b.read(&x).await?) {
-                        return Ok(Some(format!("encoder.layer.{i}")));
-                    }
-                }
-                Ok(None)
+            };
+            if !finite(&b.read(&out).await?) {
+                return Ok(Some(name));
+            }
+            match self {
+                Encoder::ModernBert(_) => normed = Some(out),
+                _ => x = out,
             }
         }
+        Ok(None)
     }
 }
