@@ -385,9 +385,10 @@ impl RawJson<'_> {
     /// first name).
     fn size(&self, names: &[&str], default: Option<usize>) -> Result<usize> {
         let v = match self.get(names) {
-            Some(v) => v.as_u64().map(|v| v as usize).ok_or_else(|| {
-                Error::bad_file(&self.file, format!("`{}` is not a non-negative integer", names[0]))
-            })?,
+            Some(v) => v
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::bad_file(&self.file, format!("`{}` is not a non-negative integer", names[0])))?,
             None => default.ok_or_else(|| Error::bad_file(&self.file, format!("no `{}`", names[0])))?,
         };
         let limit_name = names.iter().find(|n| DIM_LIMITS.iter().any(|(f, _)| f == *n)).unwrap_or(&names[0]);
@@ -400,7 +401,9 @@ impl RawJson<'_> {
 
     fn float(&self, names: &[&str], default: f64) -> Result<f32> {
         let v = match self.get(names) {
-            Some(v) => v.as_f64().ok_or_else(|| Error::bad_file(&self.file, format!("`{}` is not a number", names[0])))?,
+            Some(v) => {
+                v.as_f64().ok_or_else(|| Error::bad_file(&self.file, format!("`{}` is not a number", names[0])))?
+            }
             None => default,
         };
         if !(v.is_finite() && v > 0.0 && (v as f32) > 0.0) {
@@ -443,7 +446,8 @@ fn nomic_config(raw: &RawJson) -> Result<NomicConfig> {
     if act != "silu" {
         return Err(raw.refuse("activation_function", &format!("`{act}` (wembed runs NomicBERT with swiglu)")));
     }
-    for field in ["qkv_proj_bias", "mlp_fc1_bias", "mlp_fc2_bias", "prenorm", "rotary_emb_interleaved", "use_rms_norm"] {
+    for field in ["qkv_proj_bias", "mlp_fc1_bias", "mlp_fc2_bias", "prenorm", "rotary_emb_interleaved", "use_rms_norm"]
+    {
         if raw.flag(&[field]) {
             return Err(raw.refuse(field, "is true (wembed runs the nomic-embed-text layout, where it is false)"));
         }
@@ -510,7 +514,10 @@ fn modernbert_config(raw: &RawJson) -> Result<ModernBertConfig> {
         }
     };
     if global_layers.len() != num_hidden_layers {
-        return Err(Error::bad_file(&raw.file, format!("{} layer_types for {num_hidden_layers} layers", global_layers.len())));
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{} layer_types for {num_hidden_layers} layers", global_layers.len()),
+        ));
     }
     let rope = |kind: &str, old: &str, default: f64| -> Result<f32> {
         let params = raw.get(&["rope_parameters"]).and_then(|r| r.get(kind));
@@ -997,7 +1004,10 @@ mod tests {
     #[test]
     fn published_nomic_and_modernbert_configs_read_as_transformers_reads_them() {
         let ModelConfig::Nomic(n) = config_of(NOMIC_V15).unwrap() else { panic!("not NomicBERT") };
-        assert_eq!((n.hidden_size, n.num_hidden_layers, n.num_attention_heads, n.intermediate_size), (768, 12, 12, 3072));
+        assert_eq!(
+            (n.hidden_size, n.num_hidden_layers, n.num_attention_heads, n.intermediate_size),
+            (768, 12, 12, 3072)
+        );
         assert_eq!((n.rope_theta, n.layer_norm_eps, n.max_positions, n.type_vocab_size), (1000.0, 1e-12, 8192, 2));
         let ModelConfig::ModernBert(m) = config_of(GTE_MODERNBERT).unwrap() else { panic!("not ModernBERT") };
         assert_eq!((m.global_rope_theta, m.local_rope_theta, m.local_attention), (160_000.0, 10_000.0, 128));
@@ -1010,7 +1020,12 @@ mod tests {
     #[test]
     fn nomic_and_modernbert_options_wembed_does_not_compute_are_unsupported_by_name() {
         for (json, from, to, field) in [
-            (NOMIC_V15, r#""activation_function": "swiglu""#, r#""activation_function": "gelu""#, "activation_function"),
+            (
+                NOMIC_V15,
+                r#""activation_function": "swiglu""#,
+                r#""activation_function": "gelu""#,
+                "activation_function",
+            ),
             (NOMIC_V15, r#""qkv_proj_bias": false"#, r#""qkv_proj_bias": true"#, "qkv_proj_bias"),
             (NOMIC_V15, r#""rotary_emb_fraction": 1.0"#, r#""rotary_emb_fraction": 0.5"#, "rotary_emb_fraction"),
             (NOMIC_V15, r#""rotary_scaling_factor": null"#, r#""rotary_scaling_factor": 2.0"#, "rotary_scaling_factor"),

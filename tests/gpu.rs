@@ -367,9 +367,21 @@ fn embed_without_position_or_type_tables_matches_cpu() {
     let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
     let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 2).collect();
     let want = Cpu::new().embed(&ids, &types, &meta, &wc, None, Some(&tc)).unwrap();
-    check("embed, no positions", &read(g, &g.embed(&ids, &types, &meta, &wg, None, Some(&tg)).unwrap()), &want.data, dim, 0.0);
+    check(
+        "embed, no positions",
+        &read(g, &g.embed(&ids, &types, &meta, &wg, None, Some(&tg)).unwrap()),
+        &want.data,
+        dim,
+        0.0,
+    );
     let want = Cpu::new().embed(&ids, &[], &meta, &wc, None, None).unwrap();
-    check("embed, word table only", &read(g, &g.embed(&ids, &[], &meta, &wg, None, None).unwrap()), &want.data, dim, 0.0);
+    check(
+        "embed, word table only",
+        &read(g, &g.embed(&ids, &[], &meta, &wg, None, None).unwrap()),
+        &want.data,
+        dim,
+        0.0,
+    );
     // The word rows themselves.
     for (t, &id) in ids.iter().enumerate() {
         let CpuMatrix::F32(w) = &wc else { unreachable!() };
