@@ -83,8 +83,15 @@ impl Backend for Timed {
     ) -> Result<CpuTensor> {
         self.time("layer_norm".into(), || self.inner.layer_norm(x, r, g, b, eps))
     }
-    fn attention(&self, qkv: &CpuTensor, m: &SeqMeta, h: usize, bias: Option<&Self::Matrix>) -> Result<CpuTensor> {
-        self.time("attention".into(), || self.inner.attention(qkv, m, h, bias))
+    fn attention(
+        &self,
+        qkv: &CpuTensor,
+        m: &SeqMeta,
+        h: usize,
+        bias: Option<&Self::Matrix>,
+        window: Option<usize>,
+    ) -> Result<CpuTensor> {
+        self.time("attention".into(), || self.inner.attention(qkv, m, h, bias, window))
     }
     fn rotary(&self, qkv: CpuTensor, m: &SeqMeta, h: usize, table: &Self::Matrix) -> Result<CpuTensor> {
         self.time("rotary".into(), || self.inner.rotary(qkv, m, h, table))

@@ -1,96 +1,163 @@
-// Multi-head attention within each text: ctx = softmax(scale · q kᵀ + bias) v, per head.
-// Mirrors kernels::attend. qkv rows hold [q | k | v], each `dim` wide; texts lie back to back
-// (seqs[s] = (first row, length, _, _)), so keys of other texts and padding are never read.
-// One workgroup per (token, head); the softmax subtracts the row max before exp.
+// Multi-head attention within each text, of any length: ctx = softmax(scale · q kᵀ + bias) v,
+// per head. Mirrors kernels::attend. qkv rows hold [q | k | v], each `dim` wide; texts lie back
+// to back (seqs[s] = (first row, length, _, _)), so keys of other texts are never read.
+//
+// Flash-attention style: one workgroup per (tile of QT queries of one text, head). The keys go
+// through workgroup memory in tiles, shared by the tile's queries, and each query keeps a
+// running max `m` and sum `l` of its exponentials and rescales its accumulated output when the
+// max grows, so no score row is ever stored whole (the kernel before this one held a 512-float
+// row per query, and that was the GPU's text-length cap).
+//
+// Threads: LANES per query. Lane `sub` scores keys sub, sub + LANES, .. of a tile, and owns
+// output dims sub, sub + LANES, .. of its query (in registers: head_dim <= LANES · MAX_DIMS).
+//
 // With bias_span > 0, `bias` is a relative-position table [heads, 2 * span - 1] and query i,
 // key j (positions in their text) add bias[h][clamp(j - i, 1 - span, span - 1) + span - 1]
-// (MPNet); with 0 it is a placeholder and never read.
+// (MPNet); with 0 it is a placeholder and never read. With window != NO_WINDOW, query i sees
+// keys with |j - i| <= window only (sliding-window attention).
 
 struct Params {
-    tokens: u32,
+    tiles: u32,
     heads: u32,
     head_dim: u32,
     dim: u32,
     scale: f32,
     bias_span: u32,
-    _pad1: u32,
-    _pad2: u32,
+    window: u32,
+    // Keys per tile, set by the host: as many as fit in `mem` beside the queries, <= MAX_KT.
+    key_tile: u32,
 }
 
 @group(1) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;
-@group(0) @binding(2) var<storage, read> toks: array<vec4<u32>>; // .w = text index
+@group(0) @binding(2) var<storage, read> tiles: array<vec4<u32>>; // (text, first query, _, _)
 @group(0) @binding(3) var<storage, read> seqs: array<vec4<u32>>; // (first row, len, _, _)
 @group(0) @binding(4) var<storage, read_write> ctx: array<f32>;
 @group(0) @binding(5) var<storage, read> bias: array<f32>;
 
 const WG: u32 = 64u;
-const MAX_LEN: u32 = 512u;
-var<workgroup> scores: array<f32, 512>;
-var<workgroup> red: array<f32, 64>;
-
-fn reduce(v: f32, lid: u32, is_max: bool) -> f32 {
-    red[lid] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (lid < s) {
-            if (is_max) {
-                red[lid] = max(red[lid], red[lid + s]);
-            } else {
-                red[lid] += red[lid + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+const QT: u32 = 8u;
+const LANES: u32 = 8u;
+const MAX_KT: u32 = 64u;
+const MAX_DIMS: u32 = 32u;
+const NO_WINDOW: u32 = 0xffffffffu;
+// A masked score: below any real one, and exp(NEG - m) is 0 for any real max m.
+const NEG: f32 = -3.0e38;
+// Queries [QT, head_dim], then keys and values [key_tile, head_dim] each. With `scores`,
+// 16 KiB: WebGPU's default maxComputeWorkgroupStorageSize.
+const MEM: u32 = 3584u;
+var<workgroup> mem: array<f32, 3584>;
+var<workgroup> scores: array<f32, 512>; // [QT, MAX_KT]
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
-    let t = wg.x;
-    let h = wg.y;
-    if (t >= p.tokens) {
+    if (wg.x >= p.tiles) {
         return;
     }
+    let tile = tiles[wg.x];
+    let h = wg.y;
     let lid = lid3.x;
-    let seq = seqs[toks[t].w];
+    let qi = lid / LANES;
+    let sub = lid % LANES;
+    let seq = seqs[tile.x];
     let first = seq.x;
-    let len = min(seq.y, MAX_LEN);
+    let len = seq.y;
+    let hd = p.head_dim;
     let stride = 3u * p.dim;
-    let q = t * stride + h * p.head_dim;
-    let span = i32(p.bias_span);
-    let i = i32(t - first);
+    let q_last = min(tile.y + QT, len) - 1u;
+    let i = min(tile.y + qi, q_last); // this lane's query, as a position in its text
 
-    var local_max = -3.402823e38;
-    for (var j = lid; j < len; j += WG) {
-        let k = (first + j) * stride + p.dim + h * p.head_dim;
-        var s = 0.0;
-        for (var d = 0u; d < p.head_dim; d++) {
-            s = fma(qkv[q + d], qkv[k + d], s);
-        }
-        s *= p.scale;
-        if (span > 0) {
-            let row = h * (2u * p.bias_span - 1u);
-            s += bias[row + u32(clamp(i32(j) - i, 1 - span, span - 1) + span - 1)];
-        }
-        scores[j] = s;
-        local_max = max(local_max, s);
+    // Keys any query of the tile may see.
+    var k_lo = 0u;
+    var k_hi = len;
+    if (p.window != NO_WINDOW) {
+        k_lo = select(0u, tile.y - p.window, tile.y > p.window);
+        k_hi = min(len, q_last + p.window + 1u);
     }
-    let m = reduce(local_max, lid, true);
-    var local_sum = 0.0;
-    for (var j = lid; j < len; j += WG) {
-        let e = exp(scores[j] - m);
-        scores[j] = e;
-        local_sum += e;
+
+    for (var e = lid; e < QT * hd; e += WG) {
+        let row = min(tile.y + e / hd, q_last);
+        mem[e] = qkv[(first + row) * stride + h * hd + e % hd];
     }
-    let inv = 1.0 / reduce(local_sum, lid, false);
-    for (var d = lid; d < p.head_dim; d += WG) {
-        var acc = 0.0;
-        for (var j = 0u; j < len; j++) {
-            acc = fma(scores[j], qkv[(first + j) * stride + 2u * p.dim + h * p.head_dim + d], acc);
+    let k_at = QT * hd;
+    let v_at = k_at + p.key_tile * hd;
+    let span = i32(p.bias_span);
+    let nd = (hd + LANES - 1u) / LANES;
+
+    var m = NEG;
+    var l = 0.0;
+    var acc: array<f32, 32>;
+    for (var j0 = k_lo; j0 < k_hi; j0 += p.key_tile) {
+        let n = min(p.key_tile, k_hi - j0);
+        workgroupBarrier(); // the previous tile's reads are done (and the queries written)
+        for (var e = lid; e < n * hd; e += WG) {
+            let row = (first + j0 + e / hd) * stride + h * hd + e % hd;
+            mem[k_at + e] = qkv[row + p.dim];
+            mem[v_at + e] = qkv[row + 2u * p.dim];
         }
-        ctx[t * p.dim + h * p.head_dim + d] = acc * inv;
+        workgroupBarrier();
+        for (var j = sub; j < n; j += LANES) {
+            let key = j0 + j;
+            var s = NEG;
+            if (p.window == NO_WINDOW || max(key, i) - min(key, i) <= p.window) {
+                var dot = 0.0;
+                for (var d = 0u; d < hd; d++) {
+                    dot = fma(mem[qi * hd + d], mem[k_at + j * hd + d], dot);
+                }
+                s = dot * p.scale;
+                if (span > 0) {
+                    let rel = clamp(i32(key) - i32(i), 1 - span, span - 1) + span - 1;
+                    s += bias[h * (2u * p.bias_span - 1u) + u32(rel)];
+                }
+            }
+            scores[qi * MAX_KT + j] = s;
+        }
+        workgroupBarrier();
+        var tile_max = NEG;
+        for (var j = 0u; j < n; j++) {
+            tile_max = max(tile_max, scores[qi * MAX_KT + j]);
+        }
+        let m_new = max(m, tile_max);
+        workgroupBarrier(); // every lane has its max before any score becomes a probability
+        for (var j = sub; j < n; j += LANES) {
+            let s = scores[qi * MAX_KT + j];
+            scores[qi * MAX_KT + j] = select(0.0, exp(s - m_new), s > NEG);
+        }
+        workgroupBarrier();
+        // m_new >= m; while both are NEG nothing has been accumulated and the factor is 1.
+        let alpha = exp(m - m_new);
+        m = m_new;
+        l *= alpha;
+        for (var k = 0u; k < MAX_DIMS; k++) {
+            acc[k] *= alpha;
+        }
+        for (var j = 0u; j < n; j++) {
+            let pj = scores[qi * MAX_KT + j];
+            l += pj;
+            let row = v_at + j * hd;
+            for (var k = 0u; k < MAX_DIMS; k++) {
+                let d = sub + k * LANES;
+                if (k >= nd) {
+                    break;
+                }
+                if (d < hd) {
+                    acc[k] = fma(pj, mem[row + d], acc[k]);
+                }
+            }
+        }
+    }
+    if (tile.y + qi < len) {
+        // Every query sees at least itself, so l > 0.
+        let inv = 1.0 / l;
+        let out = (first + i) * p.dim + h * hd;
+        for (var k = 0u; k < MAX_DIMS; k++) {
+            let d = sub + k * LANES;
+            if (k >= nd) {
+                break;
+            }
+            if (d < hd) {
+                ctx[out + d] = acc[k] * inv;
+            }
+        }
     }
 }

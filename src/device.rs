@@ -130,21 +130,11 @@ impl AnyEmbedder {
                 let why = match gpu().await {
                     Ok(gpu) if gpu.adapter_info().device_type != wgpu::DeviceType::Cpu => {
                         let name = gpu.adapter_info().name.clone();
-                        let resolved = files.resolved()?;
-                        let model = crate::ModelConfig::from_files(&resolved)?;
-                        let takes = crate::SentenceConfig::from_files(&resolved, &model)?.max_seq_length;
-                        if takes > gpu.max_text_tokens() {
-                            format!(
-                                "the model takes texts of {takes} tokens; the GPU backend at most {}",
-                                gpu.max_text_tokens()
-                            )
-                        } else {
-                            match Embedder::load(gpu, files) {
-                                Ok(e) => return Ok((AnyEmbedder::Gpu(e), format!("GPU adapter found: {name}"))),
-                                // Limits, memory, a missing feature: the CPU has none of these.
-                                Err(e @ Error::Backend(_)) => format!("the GPU ({name}) could not load it: {e}"),
-                                Err(e) => return Err(e),
-                            }
+                        match Embedder::load(gpu, files) {
+                            Ok(e) => return Ok((AnyEmbedder::Gpu(e), format!("GPU adapter found: {name}"))),
+                            // Limits, memory, a missing feature: the CPU has none of these.
+                            Err(e @ Error::Backend(_)) => format!("the GPU ({name}) could not load it: {e}"),
+                            Err(e) => return Err(e),
                         }
                     }
                     Ok(gpu) => format!(

@@ -75,7 +75,7 @@ impl<B: Backend> Embedder<B> {
     pub fn load(backend: B, files: &ModelFiles) -> Result<Self> {
         let files = &files.resolved()?;
         let model = ModelConfig::from_files(files)?;
-        let (sentence, tokenizer) = text_side(files, &model, backend.max_text_tokens())?;
+        let (sentence, tokenizer) = text_side(files, &model)?;
         let encoder = Encoder::load(&backend, &model, files)?;
         let dense = sentence.dense.iter().map(|d| Dense::load(&backend, d, files)).collect::<Result<Vec<_>>>()?;
         Ok(Embedder { backend, encoder, dense, tokenizer, model, sentence })
@@ -328,16 +328,11 @@ pub fn length_groups(encoded: &[Encoded], batch_size: usize, max_tokens: usize) 
     groups
 }
 
-/// The sentence-transformers config and the tokenizer of resolved `files`. A backend with a
-/// shorter limit than the model's (the GPU's attention) truncates there, and says so through
-/// `max_tokens()`; `device: auto` avoids it for models that take longer texts.
-fn text_side(
-    files: &ModelFiles,
-    model: &ModelConfig,
-    max_text_tokens: usize,
-) -> Result<(SentenceConfig, TextTokenizer)> {
-    let mut sentence = SentenceConfig::from_files(files, model)?;
-    sentence.max_seq_length = sentence.max_seq_length.min(max_text_tokens);
+/// The sentence-transformers config and the tokenizer of resolved `files`. Every backend
+/// takes texts as long as the model does (the GPU's attention has no length cap since it
+/// streams keys through workgroup memory).
+fn text_side(files: &ModelFiles, model: &ModelConfig) -> Result<(SentenceConfig, TextTokenizer)> {
+    let sentence = SentenceConfig::from_files(files, model)?;
     let tokenizer = TextTokenizer::from_files(files, &sentence)?;
     Ok((sentence, tokenizer))
 }
@@ -395,11 +390,11 @@ pub struct Chunker {
 
 impl Chunker {
     /// From the model's files (the weights may be left out, except a GGUF file, whose header
-    /// holds the config); `max_text_tokens` is the backend's limit, as in [`Embedder::load`].
-    pub fn load(files: &ModelFiles, max_text_tokens: usize) -> Result<Self> {
+    /// holds the config).
+    pub fn load(files: &ModelFiles) -> Result<Self> {
         let files = &files.resolved()?;
         let model = ModelConfig::from_files(files)?;
-        let (sentence, tokenizer) = text_side(files, &model, max_text_tokens)?;
+        let (sentence, tokenizer) = text_side(files, &model)?;
         Ok(Chunker { tokenizer, sentence })
     }
 

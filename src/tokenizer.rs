@@ -46,6 +46,46 @@ pub struct TextTokenizer {
     lower_case: bool,
 }
 
+/// The tokenizers crate reads a `TemplateProcessing` from JSON without the checks its builder
+/// makes, then indexes by what it read while encoding: a template naming a special token it does
+/// not define, `$B` in the single-text template, or a special token with more ids than tokens
+/// panics there (found by fuzzing). Checked here, at any depth (a `Sequence` of processors).
+fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    let Value::Object(map) = v else {
+        return match v {
+            Value::Array(items) => items.iter().try_for_each(check_templates),
+            _ => Ok(()),
+        };
+    };
+    if map.get("type").and_then(Value::as_str) == Some("TemplateProcessing") {
+        let empty = serde_json::Map::new();
+        let defined = map.get("special_tokens").and_then(Value::as_object).unwrap_or(&empty);
+        for (name, token) in defined {
+            let len = |key| token.get(key).and_then(Value::as_array).map(Vec::len);
+            if len("ids") != len("tokens") {
+                return Err(format!("special token {name:?} has {:?} ids for {:?} tokens", len("ids"), len("tokens")));
+            }
+        }
+        for (template, two_texts) in [("single", false), ("pair", true)] {
+            let pieces = map.get(template).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            for piece in pieces {
+                if let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str)
+                    && !defined.contains_key(id)
+                {
+                    return Err(format!(
+                        "the {template} template names special token {id:?}, which special_tokens lacks"
+                    ));
+                }
+                if piece.pointer("/Sequence/id").and_then(Value::as_str) == Some("B") && !two_texts {
+                    return Err("the single-text template names a second text ($B)".into());
+                }
+            }
+        }
+    }
+    map.values().try_for_each(check_templates)
+}
+
 impl TextTokenizer {
     pub fn from_files(files: &ModelFiles, sentence: &SentenceConfig) -> Result<Self> {
         let name = "tokenizer.json";
@@ -54,6 +94,9 @@ impl TextTokenizer {
         // JSON first: the tokenizers crate panics on some malformed files (a truncated decoder
         // section) instead of returning its error.
         let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+        if let Some(post) = json.get("post_processor") {
+            check_templates(post).map_err(|e| bad(&e))?;
+        }
         let mut inner: Tokenizer = serde_json::from_value(json).map_err(|e| bad(&e))?;
         let mut whole = inner.clone();
         whole.with_padding(None::<PaddingParams>);

@@ -393,3 +393,25 @@ fn truncated_tokenizer_json_is_a_bad_file_at_every_cut() {
         assert_eq!(err.code(), "BAD_FILE", "cut at {cut}: {err}");
     }
 }
+
+#[test]
+fn inconsistent_post_processor_templates_are_a_bad_file() {
+    // The tokenizers crate takes these from JSON unchecked and panicked on them while encoding
+    // (found by fuzzing model folders): wembed refuses them at load, naming what is wrong.
+    let cases: [(&str, fn(&mut serde_json::Value)); 4] = [
+        ("special token \"[MASK]\"", |p| p["single"][0]["SpecialToken"]["id"] = "[MASK]".into()),
+        ("second text", |p| p["single"][1]["Sequence"]["id"] = "B".into()),
+        ("ids for", |p| p["special_tokens"]["[CLS]"]["ids"] = serde_json::json!([2, 2])),
+        // The same, one level down, in a Sequence of processors.
+        ("special token \"[MASK]\"", |p| {
+            p["pair"][0]["SpecialToken"]["id"] = "[MASK]".into();
+            *p = serde_json::json!({"type": "Sequence", "processors": [p.clone()]});
+        }),
+    ];
+    for (needle, edit) in cases {
+        let (_t, d) = tiny_copy();
+        edit_json(&d.join("tokenizer.json"), |v| edit(&mut v["post_processor"]));
+        let err = fails_with(&d, &["tokenizer.json", needle]);
+        assert_eq!(err.code(), "BAD_FILE", "{err}");
+    }
+}

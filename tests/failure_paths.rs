@@ -106,24 +106,28 @@ fn long_model() -> (tempfile::TempDir, PathBuf) {
 }
 
 #[test]
-fn the_gpu_reports_its_token_limit_and_truncates_there() {
+fn the_gpu_takes_texts_as_long_as_the_model_does() {
+    // 1024 positions; a 1000-token text is past the 512-float score row the GPU's attention
+    // once held, and 16 of its key tiles (64 keys each for these 12-dim heads). The CPU is the
+    // oracle: the same texts, the same vectors.
     let (_t, d) = long_model();
     let files = ModelFiles::from_dir(&d).unwrap();
     let cpu = Embedder::load(Cpu::new(), &files).unwrap();
     let on_gpu = Embedder::load(gpu(GpuWeights::F32), &files).unwrap();
-    assert_eq!(cpu.max_tokens(), 1024);
-    assert_eq!(on_gpu.max_tokens(), wembed::backend::gpu::MAX_TOKENS_PER_TEXT);
-    // A 700-token text: the GPU cuts it at 512, as a CPU told to stop at 512 does.
-    let long = "word ".repeat(700);
-    std::fs::write(d.join("sentence_bert_config.json"), r#"{"max_seq_length": 512}"#).unwrap();
-    let cpu512 = cpu_load(&d).unwrap();
-    let want = cpu512.embed(&[long.as_str()], &EmbedOptions::default()).unwrap();
-    let got = on_gpu.embed(&[long.as_str()], &EmbedOptions::default()).unwrap();
-    assert!(cosine(&want[0], &got[0]) > 0.99999, "cosine {}", cosine(&want[0], &got[0]));
-    // Told not to truncate, the GPU refuses what it cannot take and says its limit.
+    assert_eq!((cpu.max_tokens(), on_gpu.max_tokens()), (1024, 1024));
+    let long = "word ".repeat(998);
+    let texts = [long.as_str(), "and a short one beside it", &long[..1500]];
+    let want = cpu.embed(&texts, &EmbedOptions::default()).unwrap();
+    let got = on_gpu.embed(&texts, &EmbedOptions::default()).unwrap();
+    for (w, g) in want.iter().zip(&got) {
+        assert!(cosine(w, g) > 0.99999, "cosine {}", cosine(w, g));
+    }
+    // Past the model's own table, both refuse alike when told not to truncate.
+    let longer = "word ".repeat(1100);
     let strict = EmbedOptions { truncate: false, ..Default::default() };
-    let err = err_of(on_gpu.embed(&[long.as_str()], &strict));
-    assert!(err.to_string().contains("512"), "{err}");
+    for err in [err_of(cpu.embed(&[longer.as_str()], &strict)), err_of(on_gpu.embed(&[longer.as_str()], &strict))] {
+        assert!(err.to_string().contains("1024"), "{err}");
+    }
 }
 
 #[test]
@@ -296,7 +300,7 @@ fn chunks_need_no_weights() {
     {
         map.insert(name.to_string(), files.get(name).unwrap().to_vec());
     }
-    let chunker = wembed::embedder::Chunker::load(&ModelFiles::from_map("no weights", map), usize::MAX).unwrap();
+    let chunker = wembed::embedder::Chunker::load(&ModelFiles::from_map("no weights", map)).unwrap();
     let text = "the quick brown fox jumps over the lazy dog ".repeat(30);
     assert_eq!(chunker.chunks(&text, 16, 4).unwrap(), embedder.chunks(&text, 16, 4).unwrap());
     assert_eq!(chunker.max_tokens(), embedder.max_tokens());

@@ -282,31 +282,49 @@ fn attention_matches_cpu_with_uneven_texts() {
     let g = shared();
     let mut rng = Rng(3);
     // span: a relative-position bias table [heads, 2 * span - 1] (0: none); spans shorter
-    // than the texts take the clamped ends.
-    for (lens, heads, hd, span) in [
-        (vec![1u32], 1, 1, 0),
-        (vec![5, 1, 13], 3, 7, 0),
-        (vec![2, 40, 17, 3], 12, 32, 0),
-        (vec![300], 2, 16, 0),
-        (vec![1u32], 1, 1, 1),
-        (vec![5, 1, 13], 3, 7, 4),
-        (vec![2, 40, 17, 3], 12, 32, 64),
-        (vec![300], 2, 16, 512),
+    // than the texts take the clamped ends. window: keys within that distance only. Texts
+    // longer than one key tile (64 keys; 3 for 256-dim heads) and than the 512-token cap the
+    // kernel once had; head dims not a multiple of the shader's 8 lanes.
+    for (lens, heads, hd, span, window) in [
+        (vec![1u32], 1, 1, 0, None),
+        (vec![5, 1, 13], 3, 7, 0, None),
+        (vec![2, 40, 17, 3], 12, 32, 0, None),
+        (vec![300], 2, 16, 0, None),
+        (vec![1u32], 1, 1, 1, None),
+        (vec![5, 1, 13], 3, 7, 4, None),
+        (vec![2, 40, 17, 3], 12, 32, 64, None),
+        (vec![300], 2, 16, 512, None),
+        (vec![1300, 9], 2, 32, 0, None),
+        (vec![70, 3], 1, 64, 0, None),
+        (vec![70, 3], 1, 128, 0, None),
+        (vec![70, 3], 2, 256, 8, None),
+        (vec![70, 1, 9], 1, 250, 0, None),
+        (vec![9, 1, 40, 200], 2, 16, 0, Some(3)),
+        (vec![9, 1, 40, 200], 2, 16, 0, Some(0)),
+        (vec![200, 5], 3, 12, 6, Some(40)),
+        (vec![700], 2, 32, 0, Some(64)),
+        (vec![20, 3], 2, 16, 0, Some(25)),
     ] {
         let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
         let cols = 3 * heads * hd;
         let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
         let bias = (span > 0).then(|| both_table(heads, 2 * span - 1, rng.vec(heads * (2 * span - 1), 3.0)));
-        let want = Cpu::new().attention(&qc, &meta, heads, bias.as_ref().map(|b| &b.0)).unwrap();
-        let got = g.attention(&qg, &meta, heads, bias.as_ref().map(|b| &b.1)).unwrap();
+        let want = Cpu::new().attention(&qc, &meta, heads, bias.as_ref().map(|b| &b.0), window).unwrap();
+        let got = g.attention(&qg, &meta, heads, bias.as_ref().map(|b| &b.1), window).unwrap();
         check(
-            &format!("attention lens={lens:?} heads={heads} hd={hd} bias span={span}"),
+            &format!("attention lens={lens:?} heads={heads} hd={hd} bias span={span} window={window:?}"),
             &read(g, &got),
             &want.data,
             heads * hd,
             TOL_ROWWISE * 10.0,
         );
     }
+    // Heads wider than the shader's registers hold are refused by name, not computed wrong.
+    let meta = SeqMeta::new(vec![4], vec![0]);
+    let (_, qg) = both(4, 3 * 264, rng.vec(4 * 3 * 264, 1.0));
+    let err = g.attention(&qg, &meta, 1, None, None).err().expect("264-dim heads ran");
+    assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+    assert!(err.to_string().contains("264 dims"), "{err}");
 }
 
 #[test]
@@ -410,12 +428,12 @@ fn batches_of_one_wave_keep_their_layouts_across_waves() {
         .collect();
     let wave = || {
         let outs: Vec<GpuTensor> =
-            inputs.iter().map(|(meta, _, qg)| g.attention(qg, meta, heads, None).unwrap()).collect();
+            inputs.iter().map(|(meta, _, qg)| g.attention(qg, meta, heads, None, None).unwrap()).collect();
         pollster::block_on(g.read_many(&outs.iter().collect::<Vec<_>>())).unwrap()
     };
     let first = wave();
     for ((meta, qc, _), got) in inputs.iter().zip(&first) {
-        let want = Cpu::new().attention(qc, meta, heads, None).unwrap();
+        let want = Cpu::new().attention(qc, meta, heads, None, None).unwrap();
         check(&format!("attention lens={:?} in a wave", meta.lens), got, &want.data, heads * hd, TOL_ROWWISE * 10.0);
     }
     assert_eq!(wave(), first, "the second wave (cached bind groups, reused buffers) differs from the first");

@@ -210,12 +210,15 @@ pub trait Backend {
     /// `bias`, a table from [`Backend::table`] `[heads, 2 * span - 1]`, adds a relative-position
     /// term to the scaled score of query i and key j (positions in their text):
     /// `bias[h, clamp(j - i, 1 - span, span - 1) + span - 1]` (MPNet's buckets, T5-style biases).
+    /// `window`: query i sees only keys j with `|j - i| <= window` (sliding-window attention:
+    /// ModernBERT's local layers, `local_attention / 2`); None: the whole text.
     fn attention(
         &self,
         qkv: &Self::Tensor,
         meta: &SeqMeta,
         heads: usize,
         bias: Option<&Self::Matrix>,
+        window: Option<usize>,
     ) -> Result<Self::Tensor>;
 
     /// Rotary position embedding (RoPE, the NeoX / rotate-half convention of transformers'
@@ -257,12 +260,6 @@ pub trait Backend {
             }
             Ok(out)
         }
-    }
-
-    /// The longest text (in tokens) this backend takes; the embedder truncates there and
-    /// reports it as the model's limit when it is below the model's own.
-    fn max_text_tokens(&self) -> usize {
-        usize::MAX
     }
 
     /// The most tokens one batch may hold when its widest activation is `widest` floats per

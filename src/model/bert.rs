@@ -261,7 +261,7 @@ impl<B: Backend> BertModel<B> {
         let eps = c.layer_norm_eps;
         // BertSelfAttention + BertSelfOutput (MPNetAttention): LayerNorm(dense(attn(x)) + x)
         let qkv = b.linear(x, &layer.qkv.weight, &layer.qkv.bias, None)?;
-        let ctx = b.attention(&qkv, meta, c.num_attention_heads, self.relative_bias.as_ref())?;
+        let ctx = b.attention(&qkv, meta, c.num_attention_heads, self.relative_bias.as_ref(), None)?;
         let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
         let n = &layer.attention_norm;
         let x1 = b.layer_norm(a, Some(x), &n.weight, &n.bias, eps)?;

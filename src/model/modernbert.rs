@@ -142,7 +142,9 @@ impl<B: Backend> ModernBertModel<B> {
         let qkv = b.linear(attn_in, &layer.wqkv, bias_qkv, None)?;
         let table = if layer.global { &self.rotary_global } else { &self.rotary_local };
         let qkv = b.rotary(qkv, meta, heads, table)?;
-        let ctx = b.attention(&qkv, meta, heads, None)?;
+        // ModernBertAttention: the sliding-window mask is |i - j| <= local_attention / 2.
+        let window = (!layer.global).then_some(c.local_attention / 2);
+        let ctx = b.attention(&qkv, meta, heads, None, window)?;
         let a = b.linear(&ctx, &layer.attn_wo, bias_h, None)?;
         let x1 = b.add(&a, x)?;
         let mlp_in = b.layer_norm(a, Some(x), &layer.mlp_norm, bias_h, c.norm_eps)?;

@@ -126,7 +126,7 @@ impl<B: Backend> NomicBertModel<B> {
         // NomicBertAttention: rotary q and k, then attention; norm1(x + out_proj(ctx)).
         let qkv = b.linear(x, &layer.wqkv, bias_qkv, None)?;
         let qkv = b.rotary(qkv, meta, c.num_attention_heads, &self.rotary)?;
-        let ctx = b.attention(&qkv, meta, c.num_attention_heads, None)?;
+        let ctx = b.attention(&qkv, meta, c.num_attention_heads, None, None)?;
         let a = b.linear(&ctx, &layer.out_proj, bias_h, None)?;
         let x1 = b.layer_norm(a, Some(x), &layer.norm1.weight, &layer.norm1.bias, c.layer_norm_eps)?;
         // NomicBertMLP: fc2(silu(fc12(x1)) * fc11(x1)); norm2(x1 + that).

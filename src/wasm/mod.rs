@@ -193,7 +193,7 @@ impl WasmChunker {
     #[wasm_bindgen(constructor)]
     pub fn new(files: JsValue, origin: String) -> Result<WasmChunker, JsValue> {
         let files = ModelFiles::from_map(origin, read_files(&files)?);
-        Ok(WasmChunker { inner: crate::embedder::Chunker::load(&files, usize::MAX)? })
+        Ok(WasmChunker { inner: crate::embedder::Chunker::load(&files)? })
     }
 
     pub fn chunks(&self, text: String, max_tokens: u32, overlap: u32) -> Result<Array, JsValue> {

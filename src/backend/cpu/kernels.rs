@@ -195,8 +195,9 @@ pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
 /// Attention of one head over one sequence: `q`, `k`, `v` are `[len, hd]` views with row
 /// stride `stride`; writes `softmax(scale · q kᵀ + bias) v` into `out` `[len, hd]`. `bias` is
 /// this head's relative-position row `[2 * span - 1]` with its span: query i, key j add
-/// `row[clamp(j - i, 1 - span, span - 1) + span - 1]`. `scores` is scratch space of at least
-/// `len` floats.
+/// `row[clamp(j - i, 1 - span, span - 1) + span - 1]`. With `window`, query i sees keys
+/// `j` with `|j - i| <= window` only (the others are left out of the softmax, as a -inf mask
+/// does). `scores` is scratch space of at least `len` floats.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     len: usize,
@@ -207,20 +208,25 @@ pub fn attend(
     k: &[f32],
     v: &[f32],
     bias: Option<(&[f32], usize)>,
+    window: Option<usize>,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
     simd!({
-        let scores = &mut scores[..len];
         for i in 0..len {
+            let keys = match window {
+                None => 0..len,
+                Some(w) => i.saturating_sub(w)..(i.saturating_add(w) + 1).min(len),
+            };
+            let scores = &mut scores[..keys.len()];
             let qi = &q[i * stride..i * stride + hd];
-            for (j, s) in scores.iter_mut().enumerate() {
+            for (j, s) in keys.clone().zip(scores.iter_mut()) {
                 *s = scale * dot8(qi, &k[j * stride..j * stride + hd]);
             }
             // As MPNetSelfAttention: the bias is added after scaling.
             if let Some((row, span)) = bias {
                 let span = span as i64;
-                for (j, s) in scores.iter_mut().enumerate() {
+                for (j, s) in keys.clone().zip(scores.iter_mut()) {
                     let d = (j as i64 - i as i64).clamp(1 - span, span - 1);
                     *s += row[(d + span - 1) as usize];
                 }
@@ -228,7 +234,7 @@ pub fn attend(
             softmax_row(scores);
             let oi = &mut out[i * hd..(i + 1) * hd];
             oi.fill(0.0);
-            for (j, &p) in scores.iter().enumerate() {
+            for (j, &p) in keys.zip(scores.iter()) {
                 for (o, vv) in oi.iter_mut().zip(&v[j * stride..j * stride + hd]) {
                     *o += p * vv;
                 }

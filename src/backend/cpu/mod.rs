@@ -265,7 +265,14 @@ impl Backend for Cpu {
         Ok(x)
     }
 
-    fn attention(&self, qkv: &CpuTensor, meta: &SeqMeta, heads: usize, bias: Option<&CpuMatrix>) -> Result<CpuTensor> {
+    fn attention(
+        &self,
+        qkv: &CpuTensor,
+        meta: &SeqMeta,
+        heads: usize,
+        bias: Option<&CpuMatrix>,
+        window: Option<usize>,
+    ) -> Result<CpuTensor> {
         check_rows("attention", qkv, meta)?;
         if heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads) {
             return Err(Error::Backend(format!("attention: {} columns for {heads} heads", qkv.cols)));
@@ -299,7 +306,7 @@ impl Backend for Cpu {
             let base = &qkv.data[rows.start * stride..rows.end * stride];
             let (q, k, v) = (&base[h * hd..], &base[dim + h * hd..], &base[2 * dim + h * hd..]);
             let bias = bias.map(|(t, span)| (&t.data[h * t.cols..(h + 1) * t.cols], span));
-            attend(rows.len(), hd, stride, scale, q, k, v, bias, scores, out);
+            attend(rows.len(), hd, stride, scale, q, k, v, bias, window, scores, out);
         });
         let mut ctx = CpuTensor::zeros(qkv.rows, dim);
         for b in 0..meta.batch() {
@@ -406,12 +413,57 @@ mod tests {
         let (heads, dim) = (2, 4);
         let meta = SeqMeta::new(vec![3, 2], vec![0, 0]);
         let mut qkv: Vec<f32> = (0..5 * 3 * dim).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1).collect();
-        let a = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, heads, None).unwrap();
+        let a = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, heads, None, None).unwrap();
         for v in &mut qkv[3 * 3 * dim..] {
             *v = 1e3;
         }
-        let b = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, heads, None).unwrap();
+        let b = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, heads, None, None).unwrap();
         assert_eq!(a.data[..3 * dim], b.data[..3 * dim]);
         assert_ne!(a.data[3 * dim..], b.data[3 * dim..]);
+    }
+
+    #[test]
+    fn a_window_masks_far_keys_as_minus_infinity_would() {
+        // The definition, written out in f64: scores of keys farther than `w` set to -inf
+        // before the softmax, per text and head.
+        let (heads, hd) = (2, 3);
+        let dim = heads * hd;
+        let meta = SeqMeta::new(vec![9, 1, 5], vec![0, 0, 0]);
+        let qkv: Vec<f32> = (0..meta.tokens * 3 * dim).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.13).collect();
+        let x = CpuTensor::new(meta.tokens, 3 * dim, qkv.clone());
+        let full = Cpu::new().attention(&x, &meta, heads, None, None).unwrap();
+        for w in [0, 1, 2, 8] {
+            let got = Cpu::new().attention(&x, &meta, heads, None, Some(w)).unwrap();
+            for b in 0..meta.batch() {
+                let rows = meta.rows(b);
+                for (i, r) in rows.clone().enumerate() {
+                    for h in 0..heads {
+                        let at =
+                            |row: usize, part: usize, d: usize| qkv[row * 3 * dim + part * dim + h * hd + d] as f64;
+                        let scores: Vec<f64> = rows
+                            .clone()
+                            .enumerate()
+                            .map(|(j, c)| match i.abs_diff(j) <= w {
+                                true => (0..hd).map(|d| at(r, 0, d) * at(c, 1, d)).sum::<f64>() / (hd as f64).sqrt(),
+                                false => f64::NEG_INFINITY,
+                            })
+                            .collect();
+                        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                        let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                        let sum: f64 = e.iter().sum();
+                        for d in 0..hd {
+                            let want: f64 = rows.clone().zip(&e).map(|(c, p)| p / sum * at(c, 2, d)).sum();
+                            let g = got.data[r * dim + h * hd + d] as f64;
+                            assert!(
+                                (g - want).abs() < 1e-5,
+                                "w {w} text {b} query {i} head {h} dim {d}: {g} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+            // A window as wide as the longest text is no window.
+            assert_eq!(w >= 8, got.data == full.data, "w {w}");
+        }
     }
 }

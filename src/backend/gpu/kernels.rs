@@ -97,7 +97,7 @@ impl Kernel {
             | Kernel::GemvQ4 => &[R, R, R, W, R, R],
             // x (in place), residual, gamma, beta
             Kernel::LayerNorm => &[W, R, R, R],
-            // qkv, toks, seqs, ctx, relative-position bias (a placeholder without one)
+            // qkv, query tiles, seqs, ctx, relative-position bias (a placeholder without one)
             Kernel::Attention => &[R, R, R, W, R],
             // hidden, seqs, out
             Kernel::Pool => &[R, R, W],
@@ -188,8 +188,18 @@ params!(
 );
 params!(
     /// `shaders/attention.wgsl` Params.
-    /// `bias_span`: 0 without a relative-position bias table.
-    AttentionParams { tokens: u32, heads: u32, head_dim: u32, dim: u32, scale: f32, bias_span: u32, _pad: [u32; 2] } = 32
+    /// `tiles`: workgroups along x (query tiles); `bias_span`: 0 without a relative-position
+    /// bias table; `window`: u32::MAX for none; `key_tile`: keys per workgroup-memory tile.
+    AttentionParams {
+        tiles: u32,
+        heads: u32,
+        head_dim: u32,
+        dim: u32,
+        scale: f32,
+        bias_span: u32,
+        window: u32,
+        key_tile: u32,
+    } = 32
 );
 params!(
     /// `shaders/pool.wgsl` Params.

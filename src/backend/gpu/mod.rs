@@ -30,8 +30,13 @@ use record::{State, Work};
 /// The most rows `linear` gives the few-row kernel (shaders/linear_gemv.wgsl's GEMV_ROWS).
 const GEMV_MAX_ROWS: usize = 32;
 
-/// Texts longer than this do not fit attention's workgroup-memory score row.
-pub const MAX_TOKENS_PER_TEXT: usize = 512;
+/// Queries per attention workgroup (shaders/attention.wgsl's QT).
+const ATTENTION_QUERIES: usize = 8;
+/// shaders/attention.wgsl: keys per tile at most (MAX_KT), head dims at most
+/// (LANES · MAX_DIMS), and the floats of workgroup memory for queries, keys and values (MEM).
+const ATTENTION_MAX_KEY_TILE: usize = 64;
+const ATTENTION_MAX_HEAD_DIM: usize = 256;
+const ATTENTION_MEM: usize = 3584;
 
 /// How the GPU backend stores the weights of a float checkpoint (biases, layer norms and the
 /// small embedding tables stay f32; a quantized file's blocks are kept as they are).
@@ -138,6 +143,10 @@ struct MetaBuffers {
     toks: Tracked,
     /// Per text: (first row, len, pool start, 0).
     seqs: Tracked,
+    /// Per attention workgroup: (text, first query in the text, 0, 0), ATTENTION_QUERIES
+    /// queries each.
+    tiles: Tracked,
+    tile_count: usize,
 }
 
 /// Timestamp queries around every dispatch, when the adapter has them and profiling is on.
@@ -509,9 +518,18 @@ impl Gpu {
                 }
                 Ok(buffer)
             };
-            let fresh = MetaBuffers { meta: meta.clone(), toks: write(&toks)?, seqs: write(&seqs)? };
+            let tiles: Vec<u32> = (0..meta.batch())
+                .flat_map(|b| (0..meta.lens[b]).step_by(ATTENTION_QUERIES).flat_map(move |q| [b as u32, q, 0, 0]))
+                .collect();
+            let fresh = MetaBuffers {
+                meta: meta.clone(),
+                toks: write(&toks)?,
+                seqs: write(&seqs)?,
+                tile_count: tiles.len() / 4,
+                tiles: write(&tiles)?,
+            };
             if let Some(old) = state.meta.replace(fresh) {
-                state.retired.extend([old.toks, old.seqs]);
+                state.retired.extend([old.toks, old.seqs, old.tiles]);
             }
         }
         state.meta.as_ref().ok_or_else(|| Error::Backend("GPU batch layout missing".into()))
@@ -726,12 +744,8 @@ impl Backend for Gpu {
         self.upload_blocks(w)
     }
 
-    fn max_text_tokens(&self) -> usize {
-        MAX_TOKENS_PER_TEXT
-    }
-
     fn max_batch_tokens(&self, widest: usize) -> usize {
-        // One workgroup row per token in embed and attention, and the widest activation
+        // One workgroup row per token in embed (attention has at most one per token), and the widest activation
         // `[tokens, widest]` in f32 within one binding.
         let limits = &self.limits;
         let by_grid = limits.max_compute_workgroups_per_dimension as usize;
@@ -767,12 +781,6 @@ impl Backend for Gpu {
         check_embed_input(ids, type_ids, meta, word.rows, pos.map(|t| t.rows), types.map(|t| t.rows))?;
         if [pos, types].into_iter().flatten().any(|t| t.cols != dim) {
             return Err(Error::Backend(format!("embed: tables of other widths than the word table's {dim}")));
-        }
-        if meta.max_len > MAX_TOKENS_PER_TEXT {
-            return Err(Error::Input(format!(
-                "a text of {} tokens; the GPU backend takes at most {MAX_TOKENS_PER_TEXT}",
-                meta.max_len
-            )));
         }
         if [pos, types].into_iter().flatten().any(|t| t.format != GpuFormat::F32) {
             return Err(Error::Backend("embed: position and token-type tables must be f32".into()));
@@ -906,7 +914,14 @@ impl Backend for Gpu {
         Ok(x)
     }
 
-    fn attention(&self, qkv: &GpuTensor, meta: &SeqMeta, heads: usize, bias: Option<&GpuTensor>) -> Result<GpuTensor> {
+    fn attention(
+        &self,
+        qkv: &GpuTensor,
+        meta: &SeqMeta,
+        heads: usize,
+        bias: Option<&GpuTensor>,
+        window: Option<usize>,
+    ) -> Result<GpuTensor> {
         self.check()?;
         if qkv.rows != meta.tokens || heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads)
         {
@@ -921,32 +936,35 @@ impl Backend for Gpu {
         };
         let dim = qkv.cols / 3;
         let hd = dim / heads;
+        if hd > ATTENTION_MAX_HEAD_DIM {
+            return Err(Error::Unsupported(format!(
+                "attention heads of {hd} dims on the GPU (at most {ATTENTION_MAX_HEAD_DIM})"
+            )));
+        }
+        let key_tile = ((ATTENTION_MEM - ATTENTION_QUERIES * hd) / (2 * hd)).min(ATTENTION_MAX_KEY_TILE);
         let out = self.tensor(meta.tokens, dim)?;
+        let mut state = self.state()?;
+        let m = self.meta(&mut state, meta, None)?;
         let params = kernels::AttentionParams {
-            tokens: meta.tokens as u32,
+            tiles: m.tile_count as u32,
             heads: heads as u32,
             head_dim: hd as u32,
             dim: dim as u32,
             scale: 1.0 / (hd as f32).sqrt(),
             bias_span,
-            _pad: [0; 2],
+            // The shader's NO_WINDOW; a window as wide as the longest text is none.
+            window: window.filter(|&w| w < meta.max_len).map_or(u32::MAX, |w| w as u32),
+            key_tile: key_tile as u32,
         };
-        let mut state = self.state()?;
-        let m = self.meta(&mut state, meta, None)?;
-        let (toks, seqs) = (m.toks.binding(0), m.seqs.binding(0));
+        let grid = (m.tile_count as u32, heads as u32);
+        let (tiles, seqs) = (m.tiles.binding(0), m.seqs.binding(0));
         let bias = bias.map(|t| t.binding()).unwrap_or_else(|| self.placeholder.binding(0));
-        let bufs = [qkv.binding(), toks, seqs, out.binding(), bias];
-        // q·kᵀ and p·v: 4·len²·dim per text; q, k, v read once and the context written once.
-        let squares: f64 = meta.lens.iter().map(|&l| (l as f64) * (l as f64)).sum();
-        let work = Work { flops: 4.0 * squares * dim as f64, bytes: (qkv.bytes() + out.bytes()) as f64 };
-        self.dispatch(
-            &mut state,
-            Kernel::Attention,
-            bytemuck::bytes_of(&params),
-            &bufs,
-            (meta.tokens as u32, heads as u32),
-            work,
-        )?;
+        let bufs = [qkv.binding(), tiles, seqs, out.binding(), bias];
+        // q·kᵀ and p·v: 4·len·keys·dim per text; q, k, v read once and the context written once.
+        let keys = |l: u32| window.map_or(l as f64, |w| (2 * w + 1).min(l as usize) as f64);
+        let pairs: f64 = meta.lens.iter().map(|&l| l as f64 * keys(l)).sum();
+        let work = Work { flops: 4.0 * pairs * dim as f64, bytes: (qkv.bytes() + out.bytes()) as f64 };
+        self.dispatch(&mut state, Kernel::Attention, bytemuck::bytes_of(&params), &bufs, grid, work)?;
         Ok(out)
     }
 

@@ -288,7 +288,7 @@ impl Gpu {
         let started = clock();
         state.params.flush(&self.queue);
         if let Some(m) = state.meta.take() {
-            state.retired.extend([m.toks, m.seqs]);
+            state.retired.extend([m.toks, m.seqs, m.tiles]);
         }
         self.queue.submit(commands);
         state.host.submit_s += seconds_since(started);
