@@ -287,7 +287,9 @@ pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec
             && name.ends_with(".weight")
             && !name.contains("embeddings.")
             && !name.ends_with("relative_attention_bias.weight");
-        let words = shape.len() == 2 && name.ends_with("word_embeddings.weight");
+        // BERT's word_embeddings, ModernBERT's tok_embeddings.
+        let words =
+            shape.len() == 2 && (name.ends_with("word_embeddings.weight") || name.ends_with("tok_embeddings.weight"));
         if !is_float {
             out.push((name, view.dtype(), shape, view.data().to_vec()));
             continue;
