@@ -99,6 +99,9 @@ impl Backend for Timed {
     fn glu(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
         self.time(format!("glu {act:?}"), || self.inner.glu(x, act))
     }
+    fn rms_norm(&self, x: &CpuTensor, g: &Vec<f32>, eps: f32, width: usize) -> Result<CpuTensor> {
+        self.time("rms_norm".into(), || self.inner.rms_norm(x, g, eps, width))
+    }
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
         self.time("add".into(), || self.inner.add(a, b))
     }

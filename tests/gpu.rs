@@ -374,6 +374,33 @@ fn glu_and_add_match_cpu() {
 }
 
 #[test]
+fn rms_norm_matches_cpu_on_rows_and_head_pieces() {
+    // Whole rows (a hidden state), and head-wide pieces of a packed qkv with only q and k
+    // normed (Gemma's q_norm/k_norm), widths below, at and above the 64 threads.
+    let g = shared();
+    let mut rng = Rng(14);
+    for (rows, cols, width, normed) in
+        [(1, 1, 1, 1), (3, 37, 37, 1), (33, 768, 768, 1), (5, 3 * 4 * 12, 12, 8), (9, 3 * 3 * 256, 256, 6)]
+    {
+        let (xc, xg) = both(rows, cols, rng.vec(rows * cols, 3.0));
+        let (gc, gg) = both_vec(rng.vec(normed * width, 1.5));
+        let want = Cpu::new().rms_norm(&xc, &gc, 1e-6, width).unwrap();
+        let got = g.rms_norm(&xg, &gg, 1e-6, width).unwrap();
+        check(
+            &format!("rms_norm {rows}x{cols} in pieces of {width}, {normed} normed"),
+            &read(g, &got),
+            &want.data,
+            cols,
+            TOL_ROWWISE * 4.0,
+        );
+        // Pieces past the gain are copied.
+        for (o, x) in want.data.chunks_exact(cols).zip(xc.data.chunks_exact(cols)) {
+            assert_eq!(o[normed * width..], x[normed * width..]);
+        }
+    }
+}
+
+#[test]
 fn embed_without_position_or_type_tables_matches_cpu() {
     // Rotary models: no position table (NomicBERT), neither table (ModernBERT).
     let g = shared();

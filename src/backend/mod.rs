@@ -144,6 +144,14 @@ pub(crate) fn check_rotary(cols: usize, heads: usize, table: (usize, usize), met
     Ok(hd)
 }
 
+/// What every backend's `rms_norm` checks: pieces that tile the row, a gain of whole pieces.
+pub(crate) fn check_rms_norm(cols: usize, gamma: usize, width: usize) -> Result<()> {
+    if width == 0 || !cols.is_multiple_of(width) || !gamma.is_multiple_of(width) || gamma > cols {
+        return Err(crate::Error::Backend(format!("rms_norm: {cols} columns in pieces of {width}, a gain of {gamma}")));
+    }
+    Ok(())
+}
+
 pub trait Backend {
     /// Activations, `[rows, cols]`.
     type Tensor;
@@ -229,6 +237,14 @@ pub trait Backend {
     /// For each head and i < head_dim / 2, with (x1, x2) = (x[i], x[i + head_dim / 2]):
     /// `x[i] = x1 cos - x2 sin`, `x[i + head_dim / 2] = x2 cos + x1 sin`.
     fn rotary(&self, qkv: Self::Tensor, meta: &SeqMeta, heads: usize, table: &Self::Matrix) -> Result<Self::Tensor>;
+
+    /// RMSNorm, out of place: `x` `[rows, cols]` -> `[rows, cols]`, each row cut into pieces of
+    /// `width` values; the first `gamma.len() / width` pieces p of a row become
+    /// `x_p / sqrt(mean(x_p²) + eps) * gamma[p * width..(p + 1) * width]`, the others are copied.
+    /// One piece per row (`width = cols`, gamma `[cols]`): a hidden state's norm. Pieces of
+    /// head_dim: per-head norms of the q and k parts of a packed qkv, v copied (Gemma 3's
+    /// q_norm/k_norm). The gain is used as given: Gemma's `(1 + w)` is formed at load.
+    fn rms_norm(&self, x: &Self::Tensor, gamma: &Self::Vector, eps: f32, width: usize) -> Result<Self::Tensor>;
 
     /// `a + b` element-wise: `[rows, cols]` twice -> `[rows, cols]`. The residual stream of a
     /// pre-norm layer (ModernBERT), which needs the sum and its LayerNorm both: the model takes

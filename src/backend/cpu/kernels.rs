@@ -150,6 +150,26 @@ pub fn add_layer_norm_row(row: &mut [f32], residual: Option<&[f32]>, gamma: &[f3
     })
 }
 
+/// `out = x / sqrt(mean(x²) + eps) * gamma` (RMSNorm of one piece), in f32 as torch's
+/// Gemma3RMSNorm: the mean of squares with eight partial sums, then one multiply each.
+pub fn rms_norm_row(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]) {
+    simd!({
+        let mut lanes = [0.0f32; 8];
+        let chunks = x.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for c in chunks {
+            for l in 0..8 {
+                lanes[l] += c[l] * c[l];
+            }
+        }
+        let mean = (lanes.iter().sum::<f32>() + tail) / x.len() as f32;
+        let inv = 1.0 / (mean + eps).sqrt();
+        for ((o, v), g) in out.iter_mut().zip(x).zip(gamma) {
+            *o = (v * inv) * g;
+        }
+    })
+}
+
 /// Sum with eight independent partial sums (vectorizable, and more exact than one chain).
 #[inline(always)]
 fn sum8(xs: &[f32]) -> f32 {
@@ -367,6 +387,25 @@ mod tests {
                 };
                 let want = gate * x[n + j] as f64;
                 assert!((out[j] as f64 - want).abs() < 1e-5, "{act:?} glu at {j}: {} vs {want}", out[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_f64_reference() {
+        for n in [1usize, 7, 256, 385] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3).collect();
+            let g: Vec<f32> = (0..n).map(|i| 1.0 + (i % 3) as f32 * 0.1).collect();
+            let mut got = vec![0.0; n];
+            rms_norm_row(&x, &g, 1e-6, &mut got);
+            let ms = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
+            for i in 0..n {
+                let want = x[i] as f64 / (ms + 1e-6).sqrt() * g[i] as f64;
+                assert!(
+                    (got[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
+                    "n {n}, at {i}: {} vs {want}",
+                    got[i]
+                );
             }
         }
     }

@@ -12,12 +12,14 @@ use std::future::Future;
 
 use rayon::prelude::*;
 
-use super::{Backend, SeqMeta, check_attention_bias, check_embed_input, check_rotary};
+use super::{Backend, SeqMeta, check_attention_bias, check_embed_input, check_rms_norm, check_rotary};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
-use kernels::{activate, add_layer_norm_row, attend, glu_row, l2_normalize, pool_sequence, rotate_half_row};
+use kernels::{
+    activate, add_layer_norm_row, attend, glu_row, l2_normalize, pool_sequence, rms_norm_row, rotate_half_row,
+};
 use matmul::WeightRows;
 
 /// Row-major `[rows, cols]` f32 matrix: activations, and weights in their checkpoint layout
@@ -359,6 +361,23 @@ impl Backend for Cpu {
             }
         });
         Ok(qkv)
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, gamma: &Vec<f32>, eps: f32, width: usize) -> Result<CpuTensor> {
+        check_rms_norm(x.cols, gamma.len(), width)?;
+        let mut out = x.clone();
+        if x.cols > 0 {
+            out.data.par_chunks_mut(x.cols).zip(x.data.par_chunks(x.cols)).with_min_len(ROWS_PER_TASK).for_each(
+                |(o, row)| {
+                    for ((o, x), g) in
+                        o.chunks_exact_mut(width).zip(row.chunks_exact(width)).zip(gamma.chunks_exact(width))
+                    {
+                        rms_norm_row(x, g, eps, o);
+                    }
+                },
+            );
+        }
+        Ok(out)
     }
 
     fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {

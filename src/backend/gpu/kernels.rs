@@ -28,13 +28,14 @@ pub enum Kernel {
     Rotary,
     Glu,
     Add,
+    RmsNorm,
     /// Peak probes of `wembed gpu-bench`, not model ops: compiled when first used.
     PeakFma,
     PeakFmaF16,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 18] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -51,6 +52,7 @@ impl Kernel {
         Kernel::Rotary,
         Kernel::Glu,
         Kernel::Add,
+        Kernel::RmsNorm,
         Kernel::PeakFma,
         Kernel::PeakFmaF16,
     ];
@@ -73,6 +75,7 @@ impl Kernel {
             Kernel::Rotary => "rotary",
             Kernel::Glu => "glu",
             Kernel::Add => "add",
+            Kernel::RmsNorm => "rms_norm",
             Kernel::PeakFma => "peak_fma",
             Kernel::PeakFmaF16 => "peak_fma_f16",
         }
@@ -107,6 +110,8 @@ impl Kernel {
             Kernel::Glu => &[R, W],
             // a, b, out
             Kernel::Add => &[R, R, W],
+            // x, gamma, y
+            Kernel::RmsNorm => &[R, R, W],
             // x (in place); the probes' one output
             Kernel::Normalize | Kernel::PeakFma | Kernel::PeakFmaF16 => &[W],
         }
@@ -145,6 +150,7 @@ impl Kernel {
             Kernel::Rotary => include_str!("../../../shaders/rotary.wgsl").into(),
             Kernel::Glu => include_str!("../../../shaders/glu.wgsl").into(),
             Kernel::Add => include_str!("../../../shaders/add.wgsl").into(),
+            Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl").into(),
             Kernel::PeakFma => PEAK_FMA.into(),
             Kernel::PeakFmaF16 => peak_fma_f16().into(),
         }
@@ -212,6 +218,10 @@ params!(
 params!(
     /// `shaders/glu.wgsl` Params.
     GluParams { rows: u32, n: u32, act: u32, _pad: u32 } = 16
+);
+params!(
+    /// `shaders/rms_norm.wgsl` Params.
+    RmsNormParams { rows: u32, cols: u32, width: u32, normed: u32, eps: f32, _pad: [u32; 3] } = 32
 );
 params!(
     /// `shaders/add.wgsl` Params.

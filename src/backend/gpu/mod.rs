@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, SeqMeta, check_attention_bias, check_embed_input, check_rotary};
+use super::{Backend, SeqMeta, check_attention_bias, check_embed_input, check_rms_norm, check_rotary};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix};
@@ -1038,6 +1038,27 @@ impl Backend for Gpu {
         self.dispatch(&mut state, Kernel::Rotary, bytemuck::bytes_of(&params), &bufs, grid, work)?;
         drop(state);
         Ok(qkv)
+    }
+
+    fn rms_norm(&self, x: &GpuTensor, gamma: &GpuTensor, eps: f32, width: usize) -> Result<GpuTensor> {
+        self.check()?;
+        check_rms_norm(x.cols, gamma.cols, width)?;
+        let out = self.tensor(x.rows, x.cols)?;
+        let params = kernels::RmsNormParams {
+            rows: x.rows as u32,
+            cols: x.cols as u32,
+            width: width as u32,
+            normed: (gamma.cols / width) as u32,
+            eps,
+            _pad: [0; 3],
+        };
+        let mut state = self.state()?;
+        let work = Work { flops: (4 * x.rows * x.cols) as f64, bytes: (2 * x.bytes()) as f64 };
+        let grid = ((x.cols / width) as u32, x.rows as u32);
+        let bufs = [x.binding(), gamma.binding(), out.binding()];
+        self.dispatch(&mut state, Kernel::RmsNorm, bytemuck::bytes_of(&params), &bufs, grid, work)?;
+        drop(state);
+        Ok(out)
     }
 
     fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
