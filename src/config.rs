@@ -321,6 +321,11 @@ impl BertConfig {
     }
 }
 
+/// The longest text a rotary model takes here, whatever its config allows (Gemma 3's default is
+/// 131,072): its cos/sin tables hold a row per position, `[positions, head_dim]` each, and at
+/// head_dim 256 this many rows are 32 MB, a quarter of what WebGPU guarantees one binding.
+pub const MAX_ROTARY_POSITIONS: usize = 32_768;
+
 /// A NomicBERT encoder's shape (`model_type: nomic_bert`, nomic-embed-text-v1/v1.5), from
 /// `config.json` in either spelling: the published one (GPT-2 names: `n_embd`, `n_layer`,
 /// `rotary_emb_base`, `activation_function: swiglu`) or transformers 5's (`hidden_size`, …,
@@ -360,6 +365,116 @@ pub struct ModernBertConfig {
     pub local_attention: usize,
 }
 
+/// A Gemma 3 text encoder's shape as EmbeddingGemma uses it (`model_type: gemma3_text` with
+/// `use_bidirectional_attention`), from `config.json` as published (`rope_theta`,
+/// `rope_local_base_freq`, `sliding_window_pattern`) or as transformers 5 writes it
+/// (`rope_parameters`, `layer_types`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Grouped-query attention: each key/value head serves `heads / kv_heads` query heads.
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub hidden_activation: Activation,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f32,
+    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (not `head_dim^-0.5`).
+    pub query_pre_attn_scalar: f32,
+    /// Per layer: true for full attention, false for the sliding window.
+    pub global_layers: Vec<bool>,
+    pub global_rope_theta: f32,
+    pub local_rope_theta: f32,
+    /// Sliding layers see keys with `|i - j| <= window`: transformers turns the config's
+    /// `sliding_window` into the exclusive bound `sliding_window / 2 + 1` when attention is
+    /// bidirectional (Gemma3TextConfig.__post_init__), so this is `sliding_window / 2`.
+    pub window: usize,
+}
+
+/// `model_type: gemma3_text`. Reference: transformers/models/gemma3/configuration_gemma3.py
+/// (Gemma3TextConfig).
+fn gemma3_config(raw: &RawJson) -> Result<Gemma3Config> {
+    if !raw.flag(&["use_bidirectional_attention"]) {
+        return Err(raw.refuse(
+            "use_bidirectional_attention",
+            "is not true (a causal Gemma 3 decoder; wembed runs the bidirectional encoder of EmbeddingGemma)",
+        ));
+    }
+    if raw.flag(&["attention_bias"]) {
+        return Err(raw.refuse("attention_bias", "is true (Gemma 3 checkpoints have no biases)"));
+    }
+    if raw.get(&["attn_logit_softcapping"]).is_some() {
+        return Err(raw.refuse("attn_logit_softcapping", "is set (attention logit soft-capping is not implemented)"));
+    }
+    if raw.get(&["rope_scaling"]).is_some() {
+        return Err(raw.refuse("rope_scaling", "is set (only default rotary positions)"));
+    }
+    let hidden_size = raw.size(&["hidden_size"], None)?;
+    let heads = raw.size(&["num_attention_heads"], None)?;
+    let kv_heads = raw.size(&["num_key_value_heads"], Some(heads))?;
+    let head_dim = raw.size(&["head_dim"], Some(hidden_size / heads))?;
+    if !heads.is_multiple_of(kv_heads) || !head_dim.is_multiple_of(2) {
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{heads} attention heads over {kv_heads} key/value heads of width {head_dim}"),
+        ));
+    }
+    let num_hidden_layers = raw.size(&["num_hidden_layers"], None)?;
+    let global_layers = match raw.get(&["layer_types"]).and_then(|v| v.as_array()) {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("full_attention") => Ok(true),
+                Some("sliding_attention") => Ok(false),
+                other => Err(raw.refuse("layer_types", &format!("names {other:?}"))),
+            })
+            .collect::<Result<Vec<bool>>>()?,
+        None => {
+            let every = raw.size(&["sliding_window_pattern", "_sliding_window_pattern"], Some(6))?;
+            (0..num_hidden_layers).map(|i| (i + 1) % every == 0).collect()
+        }
+    };
+    if global_layers.len() != num_hidden_layers {
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{} layer_types for {num_hidden_layers} layers", global_layers.len()),
+        ));
+    }
+    let rope = |kind: &str, old: &str, default: f64| -> Result<f32> {
+        let params = raw.get(&["rope_parameters"]).and_then(|r| r.get(kind));
+        if let Some(t) = params.and_then(|p| p.get("rope_type")).and_then(|t| t.as_str())
+            && t != "default"
+        {
+            return Err(raw.refuse("rope_parameters", &format!("has rope_type `{t}` (only `default`)")));
+        }
+        match params.and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()) {
+            Some(t) => raw.float(&[&format!("rope_parameters.{kind}.rope_theta")], t),
+            None => raw.float(&[old], default),
+        }
+    };
+    let act = raw.string(&["hidden_activation", "hidden_act"]).unwrap_or("gelu_pytorch_tanh");
+    Ok(Gemma3Config {
+        vocab_size: raw.size(&["vocab_size"], None)?,
+        hidden_size,
+        intermediate_size: raw.size(&["intermediate_size"], None)?,
+        num_hidden_layers,
+        num_attention_heads: heads,
+        num_key_value_heads: kv_heads,
+        head_dim,
+        hidden_activation: Activation::from_hf(act)?,
+        max_position_embeddings: raw.size(&["max_position_embeddings"], Some(131_072))?,
+        rms_norm_eps: raw.float(&["rms_norm_eps"], 1e-6)?,
+        query_pre_attn_scalar: raw.float(&["query_pre_attn_scalar"], 256.0)?,
+        global_layers,
+        global_rope_theta: rope("full_attention", "rope_theta", 1_000_000.0)?,
+        local_rope_theta: rope("sliding_attention", "rope_local_base_freq", 10_000.0)?,
+        window: raw.size(&["sliding_window"], Some(4096))? / 2,
+    })
+}
+
 /// Model families wembed runs. Decoder families (last-token pooling, causal attention) slot in
 /// here as new variants.
 #[derive(Debug, Clone, PartialEq)]
@@ -367,6 +482,7 @@ pub enum ModelConfig {
     Bert(BertConfig),
     Nomic(NomicConfig),
     ModernBert(ModernBertConfig),
+    Gemma3(Gemma3Config),
 }
 
 /// `config.json` as JSON, read field by field for the families whose files come in more than
@@ -561,6 +677,7 @@ impl ModelConfig {
             "modernbert" => {
                 return Ok(ModelConfig::ModernBert(modernbert_config(&RawJson { value: &value, file: file() })?));
             }
+            "gemma3_text" => return Ok(ModelConfig::Gemma3(gemma3_config(&RawJson { value: &value, file: file() })?)),
             _ => {}
         }
         let family = match BertFamily::from_model_type(model_type) {
@@ -570,7 +687,7 @@ impl ModelConfig {
                 let arch = value.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
                 let arch = arch.map(|a| format!(" ({a})")).unwrap_or_default();
                 return Err(Error::Unsupported(format!(
-                    "model_type `{model_type}`{arch} in {}; wembed runs: {}, nomic_bert, modernbert",
+                    "model_type `{model_type}`{arch} in {}; wembed runs: {}, nomic_bert, modernbert, gemma3_text",
                     file(),
                     BertFamily::MODEL_TYPES
                 )));
@@ -689,6 +806,7 @@ impl ModelConfig {
             ModelConfig::Bert(c) => c.hidden_size,
             ModelConfig::Nomic(c) => c.hidden_size,
             ModelConfig::ModernBert(c) => c.hidden_size,
+            ModelConfig::Gemma3(c) => c.hidden_size,
         }
     }
 
@@ -699,14 +817,17 @@ impl ModelConfig {
             ModelConfig::Bert(c) => (3 * c.hidden_size).max(c.intermediate_size),
             ModelConfig::Nomic(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
             ModelConfig::ModernBert(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
+            // q, k and v for every query head (key/value heads repeated), or both GLU halves.
+            ModelConfig::Gemma3(c) => (3 * c.num_attention_heads * c.head_dim).max(2 * c.intermediate_size),
         }
     }
 
     pub fn max_positions(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => c.max_text_positions(),
-            ModelConfig::Nomic(c) => c.max_positions,
-            ModelConfig::ModernBert(c) => c.max_position_embeddings,
+            ModelConfig::Nomic(c) => c.max_positions.min(MAX_ROTARY_POSITIONS),
+            ModelConfig::ModernBert(c) => c.max_position_embeddings.min(MAX_ROTARY_POSITIONS),
+            ModelConfig::Gemma3(c) => c.max_position_embeddings.min(MAX_ROTARY_POSITIONS),
         }
     }
 }
@@ -1000,6 +1121,33 @@ mod tests {
         "local_rope_theta": 10000.0, "max_position_embeddings": 8192, "mlp_bias": false,
         "model_type": "modernbert", "norm_bias": false, "norm_eps": 1e-05, "num_attention_heads": 12,
         "num_hidden_layers": 22, "pad_token_id": 50283, "vocab_size": 50368}"#;
+
+    /// google/embeddinggemma-300m's config.json as published (transformers 4.57 names).
+    const EMBEDDINGGEMMA: &str = r#"{"architectures": ["Gemma3TextModel"], "attention_bias": false,
+        "attn_logit_softcapping": null, "final_logit_softcapping": null, "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 768, "intermediate_size": 1152,
+        "max_position_embeddings": 2048, "model_type": "gemma3_text", "num_attention_heads": 3,
+        "num_hidden_layers": 24, "num_key_value_heads": 1, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+        "rope_local_base_freq": 10000.0, "rope_scaling": null, "rope_theta": 1000000.0, "sliding_window": 512,
+        "use_bidirectional_attention": true, "vocab_size": 262144}"#;
+
+    #[test]
+    fn published_embeddinggemma_config_reads_as_transformers_reads_it() {
+        let ModelConfig::Gemma3(g) = config_of(EMBEDDINGGEMMA).unwrap() else { panic!("not Gemma 3") };
+        assert_eq!((g.num_attention_heads, g.num_key_value_heads, g.head_dim), (3, 1, 256));
+        assert_eq!((g.global_rope_theta, g.local_rope_theta, g.query_pre_attn_scalar), (1e6, 1e4, 256.0));
+        // Gemma3TextConfig: sliding_window // 2 + 1 as an exclusive bound when bidirectional;
+        // a full layer every 6 (layers 5, 11, 17, 23) by the default pattern.
+        assert_eq!(g.window, 256);
+        let full: Vec<usize> = (0..24).filter(|&i| g.global_layers[i]).collect();
+        assert_eq!(full, [5, 11, 17, 23]);
+        assert_eq!(g.hidden_activation, Activation::GeluTanh);
+        let causal =
+            EMBEDDINGGEMMA.replace(r#""use_bidirectional_attention": true"#, r#""use_bidirectional_attention": false"#);
+        let err = config_of(&causal).unwrap_err();
+        assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+        assert!(err.to_string().contains("use_bidirectional_attention"), "{err}");
+    }
 
     #[test]
     fn published_nomic_and_modernbert_configs_read_as_transformers_reads_them() {

@@ -66,8 +66,10 @@ fn unknown_model_type() {
         v["model_type"] = "qwen3".into();
         v["architectures"] = serde_json::json!(["Qwen3Model"]);
     });
-    let err =
-        fails_with(&d, &["model_type `qwen3`", "Qwen3Model", "xlm-roberta, ernie, mpnet, nomic_bert, modernbert"]);
+    let err = fails_with(
+        &d,
+        &["model_type `qwen3`", "Qwen3Model", "xlm-roberta, ernie, mpnet, nomic_bert, modernbert, gemma3_text"],
+    );
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
 }
 

@@ -1,6 +1,7 @@
 //! Encoder architectures, each written once against [`crate::backend::Backend`].
 
 pub mod bert;
+pub mod gemma;
 pub mod modernbert;
 pub mod nomic;
 
@@ -17,25 +18,34 @@ fn zeros<B: Backend>(b: &B, n: usize) -> Result<B::Vector> {
     b.vector(HostTensor::new(vec![n], vec![0.0; n]))
 }
 
-/// Weights stacked row-wise into one matrix (one matmul for several projections), all floats or
-/// all blocks of one format; `what` names them in the error otherwise.
-fn stack<B: Backend, const N: usize>(b: &B, parts: [Stored; N], what: &str) -> Result<B::Matrix> {
-    let mut floats = vec![];
-    let mut blocks = vec![];
-    for p in parts {
-        match p {
-            Stored::F32(t) => floats.push(t),
-            Stored::Quant(q) => blocks.push(q),
-        }
-    }
-    match (floats.len(), blocks.len()) {
-        (_, 0) => b.matrix(HostTensor::vstack(&floats)),
-        (0, _) => match QuantMatrix::vstack(&blocks) {
+/// Weights stacked row-wise into one matrix (one matmul for several projections): blocks of one
+/// format stay blocks; anything else is stacked as floats (blocks dequantized) and stored as
+/// the backend stores float weights.
+fn stack<B: Backend, const N: usize>(b: &B, parts: [Stored; N]) -> Result<B::Matrix> {
+    if parts.iter().all(|p| matches!(p, Stored::Quant(_))) {
+        let blocks: Vec<QuantMatrix> =
+            parts.into_iter().filter_map(|p| if let Stored::Quant(q) = p { Some(q) } else { None }).collect();
+        return match QuantMatrix::vstack(&blocks) {
             Some(q) => b.quantized_matrix(q),
-            None => Err(crate::Error::weight(what, "stored in different block formats")),
-        },
-        _ => Err(crate::Error::weight(what, "stored in different formats")),
+            None => b.matrix(HostTensor::vstack(&blocks.into_iter().map(dequantized).collect::<Vec<_>>())),
+        };
     }
+    // Floats, or a mix (Gemma's k/v heads are repeated as floats): all as floats, in order.
+    let floats: Vec<HostTensor> = parts
+        .into_iter()
+        .map(|p| match p {
+            Stored::F32(t) => t,
+            Stored::Quant(q) => dequantized(q),
+        })
+        .collect();
+    b.matrix(HostTensor::vstack(&floats))
+}
+
+/// A block matrix as floats.
+fn dequantized(q: QuantMatrix) -> HostTensor {
+    let mut data = vec![0.0; q.rows * q.cols];
+    q.dequantize_rows(0, q.rows, &mut data);
+    HostTensor::new(vec![q.rows, q.cols], data)
 }
 
 /// A sentence-transformers `Dense` module on the pooled vectors:
@@ -72,6 +82,7 @@ pub enum Encoder<B: Backend> {
     Bert(bert::BertModel<B>),
     Nomic(nomic::NomicBertModel<B>),
     ModernBert(modernbert::ModernBertModel<B>),
+    Gemma3(gemma::Gemma3TextModel<B>),
 }
 
 impl<B: Backend> Encoder<B> {
@@ -89,6 +100,7 @@ impl<B: Backend> Encoder<B> {
             ModelConfig::ModernBert(c) => {
                 Ok(Encoder::ModernBert(modernbert::ModernBertModel::load(backend, c.clone(), &file)?))
             }
+            ModelConfig::Gemma3(c) => Ok(Encoder::Gemma3(gemma::Gemma3TextModel::load(backend, c.clone(), &file)?)),
         }
     }
 
@@ -100,6 +112,7 @@ impl<B: Backend> Encoder<B> {
             Encoder::Bert(m) => m.stored_as(backend),
             Encoder::Nomic(m) => m.stored_as(backend),
             Encoder::ModernBert(m) => m.stored_as(backend),
+            Encoder::Gemma3(m) => m.stored_as(backend),
         };
         match (word, matrices) {
             ("f32", "f32") => "f32".into(),
@@ -116,6 +129,7 @@ impl<B: Backend> Encoder<B> {
             Encoder::Bert(m) => m.forward(backend, ids, type_ids, meta),
             Encoder::Nomic(m) => m.forward(backend, ids, type_ids, meta),
             Encoder::ModernBert(m) => m.forward(backend, ids, meta),
+            Encoder::Gemma3(m) => m.forward(backend, ids, meta),
         }
     }
 
@@ -134,6 +148,7 @@ impl<B: Backend> Encoder<B> {
             Encoder::Bert(m) => (m.embeddings(b, ids, type_ids, meta)?, m.num_layers()),
             Encoder::Nomic(m) => (m.embeddings(b, ids, type_ids, meta)?, m.num_layers()),
             Encoder::ModernBert(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
+            Encoder::Gemma3(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
         };
         if !finite(&b.read(&first).await?) {
             return Ok(Some("embeddings".into()));
@@ -145,6 +160,7 @@ impl<B: Backend> Encoder<B> {
             let (name, out) = match self {
                 Encoder::Bert(m) => (format!("encoder.layer.{i}"), m.layer(b, i, &x, meta)?),
                 Encoder::Nomic(m) => (format!("encoder.layers.{i}"), m.layer(b, i, &x, meta)?),
+                Encoder::Gemma3(m) => (format!("layers.{i}"), m.layer(b, i, &x, meta)?),
                 Encoder::ModernBert(m) => {
                     let (stream, n) = m.layer(b, i, &x, normed.as_ref().unwrap_or(&x), meta)?;
                     x = stream;
@@ -158,6 +174,11 @@ impl<B: Backend> Encoder<B> {
                 Encoder::ModernBert(_) => normed = Some(out),
                 _ => x = out,
             }
+        }
+        if let Encoder::Gemma3(m) = self
+            && !finite(&b.read(&m.final_norm(b, &x)?).await?)
+        {
+            return Ok(Some("norm".into()));
         }
         Ok(None)
     }

@@ -11,7 +11,7 @@
 use super::bert::{Stored, matrix, stored};
 use super::zeros;
 use crate::backend::{Backend, SeqMeta, rotary_table};
-use crate::config::ModernBertConfig;
+use crate::config::{MAX_ROTARY_POSITIONS, ModernBertConfig};
 use crate::error::Result;
 use crate::weights::WeightFile;
 
@@ -82,7 +82,7 @@ impl<B: Backend> ModernBertModel<B> {
         }
         next_norms.push(norm("final_norm.weight".into())?);
         let head_dim = h / config.num_attention_heads;
-        let positions = config.max_position_embeddings;
+        let positions = config.max_position_embeddings.min(MAX_ROTARY_POSITIONS);
         Ok(ModernBertModel {
             tok_embeddings,
             embeddings_norm: norm("embeddings.norm.weight".into())?,

@@ -10,7 +10,7 @@
 use super::bert::{Stored, matrix, stored};
 use super::{stack, zeros};
 use crate::backend::{Backend, SeqMeta, rotary_table};
-use crate::config::{Activation, NomicConfig};
+use crate::config::{Activation, MAX_ROTARY_POSITIONS, NomicConfig};
 use crate::error::Result;
 use crate::weights::{WeightFile, Weights};
 
@@ -75,13 +75,14 @@ impl<B: Backend> NomicBertModel<B> {
                 wqkv: matrix(b, stored(&l, "attn.Wqkv.weight", 3 * h, h)?)?,
                 out_proj: matrix(b, stored(&l, "attn.out_proj.weight", h, h)?)?,
                 norm1: LayerNorm::load(b, &l.pp("norm1"), h)?,
-                fc12_fc11: stack(b, gate_up, &format!("encoder.layers.{i}.mlp.fc12/fc11"))?,
+                fc12_fc11: stack(b, gate_up)?,
                 fc2: matrix(b, stored(&mlp, "fc2.weight", h, inter)?)?,
                 norm2: LayerNorm::load(b, &l.pp("norm2"), h)?,
             });
         }
         let head_dim = h / config.num_attention_heads;
-        let rotary = b.table(rotary_table(config.rope_theta, head_dim, config.max_positions))?;
+        let rotary =
+            b.table(rotary_table(config.rope_theta, head_dim, config.max_positions.min(MAX_ROTARY_POSITIONS)))?;
         Ok(NomicBertModel {
             word_embeddings,
             token_type_embeddings,
