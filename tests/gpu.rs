@@ -536,6 +536,28 @@ fn tiny_models_match_their_references_on_the_gpu() {
 }
 
 #[test]
+fn rotary_models_with_f16_and_q8_weights_stay_close_on_the_gpu() {
+    // What a browser gets by default (f16 matrices and word table) and q8, for the families
+    // whose matrices are stacked (fused Wqkv, GLU halves, Gemma's repeated k/v heads).
+    for name in ["nomic-swiglu", "modernbert-local", "gemma3-bidirectional"] {
+        let dir = root().join("tests/fixtures/tiny").join(name);
+        let reference = tiny_ref(&dir);
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        for (weights, bar) in [(GpuWeights::F16, 0.9999), (GpuWeights::Q8_0, 0.998)] {
+            let embedder = Embedder::load(gpu_with(weights), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+            let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), ..Default::default() };
+            let mut worst = 1.0f64;
+            for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
+                let cos = cosine(&v, &s.pooled);
+                assert!(cos >= bar, "{name} {weights:?}: {:?} cosine {cos}", s.text);
+                worst = worst.min(cos);
+            }
+            eprintln!("{name}, {weights:?} weights on the GPU: worst cosine {worst:.6}");
+        }
+    }
+}
+
+#[test]
 fn minilm_matches_pytorch_on_the_gpu() {
     let reference = minilm_ref();
     let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap();
