@@ -150,8 +150,8 @@ fn heads_do_not_divide_hidden_size() {
 #[test]
 fn unsupported_activation() {
     let (_t, d) = tiny_copy();
-    edit_json(&d.join("config.json"), |v| v["hidden_act"] = "swish".into());
-    fails_with(&d, &["hidden_act `swish`"]);
+    edit_json(&d.join("config.json"), |v| v["hidden_act"] = "mish".into());
+    fails_with(&d, &["hidden_act `mish`"]);
 }
 
 #[test]
