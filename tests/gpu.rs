@@ -98,8 +98,14 @@ fn both_vec(data: Vec<f32>) -> (Vec<f32>, GpuTensor) {
 fn linear_matches_cpu_on_odd_shapes() {
     let g = shared();
     let mut rng = Rng(1);
-    let acts =
-        [None, Some(Activation::GeluErf), Some(Activation::GeluTanh), Some(Activation::Relu), Some(Activation::Tanh)];
+    let acts = [
+        None,
+        Some(Activation::GeluErf),
+        Some(Activation::GeluTanh),
+        Some(Activation::Relu),
+        Some(Activation::Tanh),
+        Some(Activation::Silu),
+    ];
     // k % 4 == 0 takes the vec4 path, the others the scalar one.
     for (i, (m, n, k)) in
         [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384), (5, 3, 4), (66, 67, 20)]
