@@ -121,7 +121,7 @@ fn main() {
     let pairs = wembed::eval::read_stsb_english("assets/data/stsbenchmark.tsv.gz".as_ref(), "test").unwrap();
     let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.s1.as_str(), p.s2.as_str()]).take(512).collect();
     let e = Embedder::load(Timed::default(), &ModelFiles::from_dir("assets/models/all-MiniLM-L6-v2").unwrap()).unwrap();
-    let opts = EmbedOptions { batch_size, ..Default::default() };
+    let opts = EmbedOptions { batch_size: Some(batch_size), ..Default::default() };
     e.embed(&texts, &opts).unwrap();
     e.backend().times.lock().unwrap().clear();
     let t = Instant::now();

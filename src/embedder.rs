@@ -12,9 +12,13 @@ use crate::tokenizer::{Batch, Encoded, TextTokenizer};
 /// Per-call options; `Default` gives what sentence-transformers' `encode()` does for the model.
 #[derive(Debug, Clone)]
 pub struct EmbedOptions {
-    /// Texts run together through the encoder. Texts are grouped by length first, so a batch
-    /// pads little.
-    pub batch_size: usize,
+    /// Most texts run together through the encoder; `None`: the backend's default
+    /// ([`Backend::default_batch`]: 32 on the CPU, as sentence-transformers; a GPU fills
+    /// batches by tokens). Texts are grouped by length first.
+    pub batch_size: Option<usize>,
+    /// Most tokens in one batch; `None`: the backend's default (a GPU's measured budget; no
+    /// limit on the CPU). A text longer than this still runs, alone.
+    pub batch_tokens: Option<usize>,
     /// Name of a prompt from `config_sentence_transformers.json` ("query", "document"…);
     /// `None` uses the model's `default_prompt_name`, if any.
     pub prompt_name: Option<String>,
@@ -29,7 +33,14 @@ pub struct EmbedOptions {
 
 impl Default for EmbedOptions {
     fn default() -> Self {
-        EmbedOptions { batch_size: 32, prompt_name: None, prompt: None, normalize: None, truncate: true }
+        EmbedOptions {
+            batch_size: None,
+            batch_tokens: None,
+            prompt_name: None,
+            prompt: None,
+            normalize: None,
+            truncate: true,
+        }
     }
 }
 
@@ -124,8 +135,8 @@ impl<B: Backend> Embedder<B> {
 
     /// Tokenizes and checks texts; returns the encodings and how many leading tokens pooling skips.
     fn prepare(&self, texts: &[&str], opts: &EmbedOptions) -> Result<(Vec<Encoded>, u32)> {
-        if opts.batch_size == 0 {
-            return Err(Error::Input("batch_size must be at least 1".into()));
+        if opts.batch_size == Some(0) || opts.batch_tokens == Some(0) {
+            return Err(Error::Input("batch_size and batch_tokens must be at least 1".into()));
         }
         let prompt = self.resolve_prompt(opts)?;
         let encoded = match &prompt {
@@ -155,9 +166,14 @@ impl<B: Backend> Embedder<B> {
         Ok((encoded, pool_start))
     }
 
-    /// Most tokens one batch may hold on this backend for this model.
-    fn max_batch_tokens(&self) -> usize {
-        self.backend.max_batch_tokens(self.model.widest_activation())
+    /// `encoded` in batches: at most `batch_size` texts and `batch_tokens` tokens each (the
+    /// backend's defaults where `opts` leave them), never over what the backend can hold.
+    fn batches(&self, encoded: &[Encoded], opts: &EmbedOptions) -> Vec<Vec<usize>> {
+        let defaults = self.backend.default_batch();
+        let texts = opts.batch_size.unwrap_or(defaults.texts);
+        let can_hold = self.backend.max_batch_tokens(self.model.widest_activation());
+        let tokens = opts.batch_tokens.unwrap_or(defaults.tokens).min(can_hold);
+        length_groups(encoded, texts, tokens)
     }
 
     /// Encoder and pooling for one group of texts -> `[group.len(), dim]` on the device.
@@ -207,7 +223,7 @@ impl<B: Backend> Embedder<B> {
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
-        let groups = length_groups(&encoded, opts.batch_size, self.max_batch_tokens());
+        let groups = self.batches(&encoded, opts);
         for (w, wave) in groups.chunks(self.backend.batches_per_read().max(1)).enumerate() {
             if w > 0 {
                 yield_now().await;
@@ -256,7 +272,7 @@ impl<B: Backend> Embedder<B> {
         }
         let (encoded, pool_start) = self.prepare(texts, opts)?;
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
-        let groups = length_groups(&encoded, opts.batch_size, self.max_batch_tokens());
+        let groups = self.batches(&encoded, opts);
         let progress = std::sync::Mutex::new((0usize, progress));
         let results: Vec<Result<Vec<f32>>> = groups
             .par_iter()

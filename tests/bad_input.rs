@@ -337,7 +337,7 @@ fn very_long_text_is_cut_at_max_seq_length_or_refused() {
 fn zero_batch_size() {
     let (_t, d) = tiny_copy();
     let e = load(&d).unwrap();
-    let err = e.embed(&["a"], &EmbedOptions { batch_size: 0, ..Default::default() }).unwrap_err();
+    let err = e.embed(&["a"], &EmbedOptions { batch_size: Some(0), ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("batch_size"), "{err}");
 }
 

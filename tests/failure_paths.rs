@@ -215,7 +215,7 @@ fn gpu_buffers_come_back_to_their_steady_level() {
     let e = Embedder::load(gpu(GpuWeights::F32), &ModelFiles::from_dir(&d).unwrap()).unwrap();
     let texts: Vec<String> = (0..16).map(|i| "word ".repeat(1 + (i * 7) % 23)).collect();
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
-    let opts = EmbedOptions { batch_size: 1, ..Default::default() };
+    let opts = EmbedOptions { batch_size: Some(1), ..Default::default() };
     let mut levels = vec![];
     for _ in 0..5 {
         e.embed(&refs, &opts).unwrap();

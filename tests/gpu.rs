@@ -526,7 +526,11 @@ fn tiny_models_match_their_references_on_the_gpu() {
         let mut worst_cos = 1.0f64;
         // Each text alone, then all in batches of mixed lengths.
         for batch_size in [1, 3] {
-            let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size, ..Default::default() };
+            let opts = EmbedOptions {
+                prompt_name: reference.prompt_name.clone(),
+                batch_size: Some(batch_size),
+                ..Default::default()
+            };
             let pooled = embedder.embed(&texts, &opts).unwrap_or_else(|e| panic!("{name}, batch {batch_size}: {e}"));
             for (s, v) in reference.sentences.iter().zip(pooled) {
                 let cos = cosine(&v, &s.pooled);
@@ -559,6 +563,49 @@ fn rotary_models_with_f16_and_q8_weights_stay_close_on_the_gpu() {
                 worst = worst.min(cos);
             }
             eprintln!("{name}, {weights:?} weights on the GPU: worst cosine {worst:.6}");
+        }
+    }
+}
+
+#[test]
+fn the_gpu_fills_batches_by_tokens() {
+    // As many short texts as fit in 500 tokens: by default one forward pass, under the GPU's
+    // token budget (512 on a software adapter), where half as many texts per batch take two
+    // and a 40-token budget many more. Every forward records the same dispatches, so their
+    // count counts forwards. The vectors do not depend on how the texts were cut.
+    let dir = root().join("tests/fixtures/tiny/mean-erf-norm");
+    let e = Embedder::load(gpu(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+    let owned: Vec<String> = (0..200).map(|i| format!("text number {i} of a batch")).collect();
+    let lens: Vec<usize> = e
+        .tokenize(&owned.iter().map(String::as_str).collect::<Vec<_>>())
+        .unwrap()
+        .iter()
+        .map(|t| t.ids.len())
+        .collect();
+    let n = lens
+        .iter()
+        .scan(0, |total, l| {
+            *total += l;
+            Some(*total)
+        })
+        .take_while(|&t| t <= 500)
+        .count()
+        & !1;
+    assert!(n >= 8, "{n} texts in 500 tokens");
+    let texts: Vec<&str> = owned[..n].iter().map(String::as_str).collect();
+    let run = |opts: EmbedOptions| {
+        e.backend().take_host_times();
+        let v = e.embed(&texts, &opts).unwrap();
+        (e.backend().take_host_times().dispatches, v)
+    };
+    let (by_tokens, want) = run(EmbedOptions::default());
+    let (by_half, v_half) = run(EmbedOptions { batch_size: Some(n / 2), ..Default::default() });
+    let (by_40_tokens, v40) = run(EmbedOptions { batch_tokens: Some(40), ..Default::default() });
+    assert_eq!(by_half, 2 * by_tokens, "default {by_tokens} dispatches, {} texts per batch {by_half}", n / 2);
+    assert!(by_40_tokens >= 8 * by_tokens, "a 40-token budget: {by_40_tokens} dispatches");
+    for got in [v_half, v40] {
+        for (w, g) in want.iter().zip(&got) {
+            assert!(max_abs_diff(w, g).0 <= 1e-5, "{:?}", max_abs_diff(w, g));
         }
     }
 }

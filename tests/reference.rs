@@ -29,7 +29,7 @@ fn check_minilm(batch_size: usize) {
     assert!(reference.sentences.len() >= 30);
     let embedder = minilm();
     let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
-    let opts = EmbedOptions { batch_size, ..Default::default() };
+    let opts = EmbedOptions { batch_size: Some(batch_size), ..Default::default() };
     let ours = embedder.embed(&texts, &opts).unwrap();
     let mut worst_cos = (1.0f64, "");
     for (s, v) in reference.sentences.iter().zip(&ours) {
@@ -68,7 +68,8 @@ fn a_vector_does_not_depend_on_its_batch() {
     for pos in [0, 15, 31] {
         texts.insert(pos, target);
         for batch_size in [4, 32] {
-            let all = embedder.embed(&texts, &EmbedOptions { batch_size, ..Default::default() }).unwrap();
+            let all =
+                embedder.embed(&texts, &EmbedOptions { batch_size: Some(batch_size), ..Default::default() }).unwrap();
             let (diff, _) = max_abs_diff(&all[pos], &alone);
             assert!(diff <= 1e-5, "position {pos}, batch {batch_size}: differs from alone by {diff:e}");
         }
@@ -175,7 +176,11 @@ fn tiny_models_match_their_references() {
         // Each text alone, then all in batches of mixed lengths.
         let mut worst_cos = 1.0f64;
         for batch_size in [1, 3] {
-            let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), batch_size, ..Default::default() };
+            let opts = EmbedOptions {
+                prompt_name: reference.prompt_name.clone(),
+                batch_size: Some(batch_size),
+                ..Default::default()
+            };
             let pooled = embedder.embed(&texts, &opts).unwrap();
             for (s, v) in reference.sentences.iter().zip(&pooled) {
                 let cos = cosine(v, &s.pooled);
@@ -312,7 +317,8 @@ fn mpnet_stays_close_to_pytorch(weights: CpuWeights, bar: f64) {
         runs.push((1, texts.iter().copied().filter(|t| t.len() < 100).collect()));
     }
     for (batch_size, texts) in runs {
-        let vectors = embedder.embed(&texts, &EmbedOptions { batch_size, ..Default::default() }).unwrap();
+        let vectors =
+            embedder.embed(&texts, &EmbedOptions { batch_size: Some(batch_size), ..Default::default() }).unwrap();
         let mut worst = (1.0f64, "");
         for (text, v) in texts.iter().zip(&vectors) {
             let s = reference.sentences.iter().find(|s| s.text == *text).unwrap();

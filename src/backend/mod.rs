@@ -152,6 +152,13 @@ pub(crate) fn check_rms_norm(cols: usize, gamma: usize, width: usize) -> Result<
     Ok(())
 }
 
+/// How many texts and tokens one forward pass takes (see [`Backend::default_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSize {
+    pub texts: usize,
+    pub tokens: usize,
+}
+
 pub trait Backend {
     /// Activations, `[rows, cols]`.
     type Tensor;
@@ -283,6 +290,12 @@ pub trait Backend {
     fn max_batch_tokens(&self, widest: usize) -> usize {
         let _ = widest;
         usize::MAX
+    }
+
+    /// The batch the embedder forms when the caller names none: at most `texts` texts and
+    /// `tokens` tokens.
+    fn default_batch(&self) -> BatchSize {
+        BatchSize { texts: 32, tokens: usize::MAX }
     }
 
     /// How many batches the embedder records before one read-back: a GPU wants few submits

@@ -103,7 +103,7 @@ impl WasmEmbedder {
 
     /// Embeds `texts` (an array of strings, copied before this returns); the task's value is one
     /// `Float32Array` of `texts.length * dim` floats. `options`: `{ normalize, batchSize,
-    /// prompt, promptName, truncate }`; `onProgress(done, total)` is called after each wave of
+    /// batchTokens, prompt, promptName, truncate }`; `onProgress(done, total)` is called after each wave of
     /// batches, and between waves the task yields to the event loop.
     pub fn embed(
         &self,
@@ -121,7 +121,12 @@ impl WasmEmbedder {
         if let Some(v) = get(&options, "batchSize") {
             let n = v.as_f64().filter(|n| *n >= 1.0 && *n <= 1e6 && n.fract() == 0.0);
             opts.batch_size =
-                n.ok_or_else(|| input_error("batchSize must be a whole number from 1 to 1000000"))? as usize;
+                Some(n.ok_or_else(|| input_error("batchSize must be a whole number from 1 to 1000000"))? as usize);
+        }
+        if let Some(v) = get(&options, "batchTokens") {
+            let n = v.as_f64().filter(|n| *n >= 1.0 && *n <= 1e9 && n.fract() == 0.0);
+            opts.batch_tokens =
+                Some(n.ok_or_else(|| input_error("batchTokens must be a whole number from 1 to 1000000000"))? as usize);
         }
         opts.normalize = get_bool(&options, "normalize")?;
         opts.prompt = get_string(&options, "prompt")?;

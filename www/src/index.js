@@ -17,7 +17,7 @@ const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
   'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd',
 ];
-const EMBED_OPTIONS = ['normalize', 'batchSize', 'prompt', 'promptName', 'truncate', 'output', 'onProgress'];
+const EMBED_OPTIONS = ['normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'output', 'onProgress'];
 
 /**
  * The known keys of a caller's options object, copied now into a plain object (`null` and
@@ -242,7 +242,7 @@ export class Embedder {
   /**
    * Embeds texts; one Float32Array per text (views into one buffer), or with
    * { output: 'matrix' } a { data, dim, count } row-major matrix.
-   * Options: normalize, batchSize, prompt, promptName, truncate (default true), output,
+   * Options: normalize, batchSize, batchTokens, prompt, promptName, truncate (default true), output,
    * onProgress(done, total).
    * `texts` and `options` are read before this returns. Calls are queued: concurrent calls
    * run one after another, never interleaved; a call made before dispose() still runs.

@@ -405,6 +405,9 @@ const EMBED_OPTIONS = [
   ['batchSize 1.5', { batchSize: 1.5 }],
   ['batchSize "3"', { batchSize: '3' }],
   ['batchSize Infinity', { batchSize: Infinity }],
+  ['batchTokens 0', { batchTokens: 0 }],
+  ['batchTokens 2.5', { batchTokens: 2.5 }],
+  ['batchTokens "64"', { batchTokens: '64' }],
   ['normalize "yes"', { normalize: 'yes' }],
   ['normalize 1', { normalize: 1 }],
   ['truncate "no"', { truncate: 'no' }],
@@ -417,6 +420,7 @@ for (const [name, opts] of EMBED_OPTIONS) fails(`embed option ${name}`, 'INPUT',
 defined('embed options null', embedWith(['hello'], null), vectors(1));
 defined('embed option batchSize null', embedWith(['hello'], { batchSize: null }), vectors(1));
 defined('embed option batchSize 2^53', embedWith(['hello', 'world'], { batchSize: 2 ** 53 }), vectors(2), ['INPUT']);
+defined('embed option batchTokens 1 (every text alone)', embedWith(['hello', 'world'], { batchTokens: 1 }), vectors(2));
 defined('embed option normalize false', embedWith(['hello'], { normalize: false }), vectors(1));
 defined('embed with a throwing onProgress', embedWith(['hello', 'world'], { onProgress: () => { throw new Error('callback'); } }), vectors(2), ['INPUT']);
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, SeqMeta, check_attention_bias, check_embed_input, check_rms_norm, check_rotary};
+use super::{Backend, BatchSize, SeqMeta, check_attention_bias, check_embed_input, check_rms_norm, check_rotary};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix};
@@ -29,6 +29,14 @@ use record::{State, Work};
 
 /// The most rows `linear` gives the few-row kernel (shaders/linear_gemv.wgsl's GEMV_ROWS).
 const GEMV_MAX_ROWS: usize = 32;
+
+/// Tokens per forward pass when the caller sets no batch size (see `default_batch`), on a
+/// hardware adapter: not yet measured on one (`gpu-bench` prints the sweep that is to set it).
+pub const BATCH_TOKENS: usize = 4096;
+/// The same on a software adapter (lavapipe, SwiftShader): on lavapipe (MiniLM f16, 2 cores,
+/// `gpu-bench --quick`, 2026-12-01) 512 tokens per batch gave 8.1 sentences/s, 1024 7.2,
+/// 4096 6.7: the CPU behind it caches small batches better.
+pub const BATCH_TOKENS_SOFTWARE: usize = 512;
 
 /// Queries per attention workgroup (shaders/attention.wgsl's QT).
 const ATTENTION_QUERIES: usize = 8;
@@ -751,6 +759,13 @@ impl Backend for Gpu {
         let by_grid = limits.max_compute_workgroups_per_dimension as usize;
         let by_binding = (self.max_binding() / (4 * widest.max(1) as u64)) as usize;
         by_grid.min(by_binding).max(1)
+    }
+
+    /// Batches by tokens, not texts: 32 short texts leave a GPU idle, 32 long ones may not fit.
+    /// `gpu-bench` measures sentences/s across budgets.
+    fn default_batch(&self) -> BatchSize {
+        let software = self.adapter_info().device_type == wgpu::DeviceType::Cpu;
+        BatchSize { texts: usize::MAX, tokens: if software { BATCH_TOKENS_SOFTWARE } else { BATCH_TOKENS } }
     }
 
     fn stored_as(&self, m: &GpuTensor) -> &'static str {

@@ -109,8 +109,8 @@ pub fn run(args: &Args) -> Result<(), String> {
         embedder.tokenize(&texts).map_err(|e| e.to_string())?.into_iter().map(|e| e.ids).collect();
     let mean_tokens = tokens.iter().map(|t| t.len()).sum::<usize>() as f64 / n as f64;
 
-    let opts32 = EmbedOptions { batch_size: 32, ..options(args)? };
-    let opts1 = EmbedOptions { batch_size: 1, ..opts32.clone() };
+    let opts32 = EmbedOptions { batch_size: Some(32), ..options(args)? };
+    let opts1 = EmbedOptions { batch_size: Some(1), ..opts32.clone() };
     embedder.embed(&texts[..8.min(n)], &opts32).map_err(|e| e.to_string())?; // warm-up
     let per_s = |f: &dyn Fn() -> wembed::Result<Vec<Vec<f32>>>| -> Result<(f64, Vec<Vec<f32>>), String> {
         let t = Instant::now();

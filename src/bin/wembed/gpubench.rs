@@ -121,7 +121,7 @@ fn bench_dtype(
     rounds: usize,
 ) -> Result<Row, String> {
     let e = open(weights, false, files)?;
-    let opts = |batch_size| EmbedOptions { batch_size, ..EmbedOptions::default() };
+    let opts = |batch_size| EmbedOptions { batch_size: Some(batch_size), ..EmbedOptions::default() };
     e.embed(&texts[..8.min(texts.len())], &opts(32)).map_err(err)?;
     let mut latencies = Vec::with_capacity(n1);
     for t in &texts[..n1] {
@@ -281,7 +281,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     );
     println!("|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = vec![];
-    for (dtype, weights) in formats {
+    for &(dtype, weights) in &formats {
         let r = match bench_dtype(dtype, weights, &files, &texts, n1, rounds) {
             Ok(row) => row,
             // f16 weights need unpack2x16float, which some GL ES adapters lack: say so, go on.
@@ -308,6 +308,45 @@ pub fn run(args: &Args) -> Result<(), String> {
     }
     for r in &rows {
         print_kernels(r.dtype, &r.kernels);
+    }
+    if let Some(&(dtype, weights)) = formats.iter().find(|(d, _)| *d == "f16").or(formats.first()) {
+        token_budgets(dtype, weights, &files, &texts, rounds)?;
+    }
+    Ok(())
+}
+
+/// Sentences/s of the default batching (by tokens, no count limit) across token budgets, on
+/// the corpus four times over (so the largest budgets still cut it into several batches): the
+/// measurement `gpu::BATCH_TOKENS` is to be chosen by, per adapter class.
+fn token_budgets(
+    dtype: &str,
+    weights: GpuWeights,
+    files: &ModelFiles,
+    texts: &[&str],
+    rounds: usize,
+) -> Result<(), String> {
+    let e = open(weights, false, files)?;
+    let all: Vec<&str> = texts.iter().cycle().take(4 * texts.len()).copied().collect();
+    let tokens: usize = e.tokenize(&all).map_err(err)?.iter().map(|t| t.ids.len()).sum();
+    println!();
+    println!(
+        "{dtype}, batches by tokens ({} texts, {tokens} tokens; default budget {}), best of {rounds}:",
+        all.len(),
+        wembed::backend::gpu::BATCH_TOKENS
+    );
+    println!();
+    println!("| tokens per batch | sent/s |");
+    println!("|---|---|");
+    for budget in [512, 1024, 2048, 4096, 8192, 16384] {
+        let opts = EmbedOptions { batch_tokens: Some(budget), ..EmbedOptions::default() };
+        e.embed(&all, &opts).map_err(err)?;
+        let mut best = 0.0f64;
+        for _ in 0..rounds {
+            let started = Instant::now();
+            e.embed(&all, &opts).map_err(err)?;
+            best = best.max(all.len() as f64 / started.elapsed().as_secs_f64());
+        }
+        println!("| {budget} | {best:.1} |");
     }
     Ok(())
 }

@@ -35,7 +35,9 @@ COMMON OPTIONS:
   --model PATH        sentence-transformers model folder, or a BERT .gguf file (default:
                       assets/models/all-MiniLM-L6-v2, fetched by scripts/fetch-assets.sh)
   --threads N         CPU threads (default: one per core)
-  --batch-size N      texts per encoder run (default: 32)
+  --batch-size N      texts per encoder run (default: 32 on the CPU; the GPU fills by tokens)
+  --batch-tokens N    tokens per encoder run (default: none on the CPU; on the GPU 4096, 512
+                      on a software adapter)
   --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
                       GPU if there is one, else the CPU)
   --dtype D           weight precision: auto (default: f32 on the CPU, f16 on a GPU), f32,
@@ -76,6 +78,7 @@ const VALUE_OPTS: &[&str] = &[
     "out",
     "threads",
     "batch-size",
+    "batch-tokens",
     "prompt-name",
     "data",
     "reference",
@@ -185,7 +188,8 @@ fn load(args: &Args) -> Result<AnyEmbedder, String> {
 
 fn options(args: &Args) -> Result<EmbedOptions, String> {
     Ok(EmbedOptions {
-        batch_size: args.number("batch-size", 32)?,
+        batch_size: args.get("batch-size").map(|_| args.number("batch-size", 0)).transpose()?,
+        batch_tokens: args.get("batch-tokens").map(|_| args.number("batch-tokens", 0)).transpose()?,
         prompt_name: args.get("prompt-name").map(String::from),
         prompt: None,
         normalize: if args.has("no-normalize") { Some(false) } else { None },
