@@ -202,21 +202,26 @@ fn rotary_models_in_smaller_files_stay_close_to_pytorch() {
     // quantize_file on NomicBERT's, ModernBERT's and Gemma's keys: the fused Wqkv, the stacked GLU
     // halves, ModernBERT's tok_embeddings and Gemma's embed_tokens go to blocks, and the models run
     // from them (Gemma's k/v heads repeated per query head as blocks).
-    // The q8 bar is the for real models; ModernBERT's tiny one, random weights of std
-    // 0.5 read through a single (cls) token, measured 0.99895 at worst, so it gets 0.998.
-    for (name, q8_bar) in [("nomic-swiglu", 0.999), ("modernbert-local", 0.998), ("gemma3-bidirectional", 0.999)] {
+    // The q8 and q4 bars are the for real models (0.999, 0.99); ModernBERT's tiny one,
+    // random weights of std 0.5 read through a single (cls) token after three pre-norm layers,
+    // measured 0.99895 (q8) and 0.881 (q4: its word table in 4 bits) at worst, so it gets
+    // 0.998 and 0.85. That is the model, not wembed: PyTorch itself with this table rounded
+    // through plain q4_1 gives 0.864 to 0.997 on these texts (NomicBERT's: 0.9991 and up).
+    for (name, q8_bar, q4_bar) in
+        [("nomic-swiglu", 0.999, 0.99), ("modernbert-local", 0.998, 0.85), ("gemma3-bidirectional", 0.999, 0.99)]
+    {
         let dir = root().join("tests/fixtures/tiny").join(name);
         let reference = tiny_ref(&dir);
         let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
         let mut files = ModelFiles::from_dir(&dir).unwrap();
         let bytes = files.require("model.safetensors").unwrap().to_vec();
-        for (dtype, stored, bar) in [(FileDtype::F16, "f16", 0.9999), (FileDtype::Q8_0, "q8", q8_bar)] {
+        for (dtype, stored, bar) in
+            [(FileDtype::F16, "f16", 0.9999), (FileDtype::Q8_0, "q8", q8_bar), (FileDtype::Q4, "q4", q4_bar)]
+        {
             files.insert("model.safetensors", quantize_file(&bytes, dtype, name).unwrap());
             let embedder = Embedder::load(Cpu::new(), &files).unwrap();
-            if dtype == FileDtype::Q8_0 {
-                // Gemma's table is scaled by sqrt(hidden) at load, in floats.
-                let want = if name.starts_with("gemma") { "q8_0 matrices, f32 word table" } else { stored };
-                assert_eq!(embedder.dtype_name(), want, "{name}");
+            if dtype != FileDtype::F16 {
+                assert_eq!(embedder.dtype_name(), stored, "{name}");
             }
             let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), ..Default::default() };
             let mut worst = 1.0f64;

@@ -78,7 +78,7 @@ struct Gemma3Layer<B: Backend> {
 pub struct Gemma3TextModel<B: Backend> {
     pub config: Gemma3Config,
     /// `embed_tokens` times `sqrt(hidden_size)` (Gemma3TextScaledWordEmbedding), folded in at
-    /// load: the same single f32 product torch forms per lookup.
+    /// load: for floats the same single f32 product torch forms per lookup.
     embed_tokens: B::Matrix,
     layers: Vec<Gemma3Layer<B>>,
     /// `norm`: `1 + weight`.
@@ -99,16 +99,31 @@ impl<B: Backend> Gemma3TextModel<B> {
         let c = &config;
         let (h, inter, hd) = (c.hidden_size, c.intermediate_size, c.head_dim);
         let (heads, kv) = (c.num_attention_heads, c.num_key_value_heads);
-        // The scale is folded into floats: a quantized file's table is dequantized first, and the
-        // backend stores it as it stores word tables.
-        let mut words = match stored(&w, "embed_tokens.weight", c.vocab_size, h)? {
-            Stored::F32(t) => t,
-            Stored::Quant(q) => super::dequantized(q),
-        };
+        // A float table is scaled value by value (torch's own product); a quantized file's
+        // blocks have their f16 scales (and q4_1 minimums) scaled instead, so a 262k-word table
+        // stays in blocks: one more f16 rounding per block, far below the blocks' own.
         let scale = (h as f64).sqrt() as f32;
-        for v in &mut words.data {
-            *v *= scale;
-        }
+        let embed_tokens = match stored(&w, "embed_tokens.weight", c.vocab_size, h)? {
+            Stored::F32(mut t) => {
+                for v in &mut t.data {
+                    *v *= scale;
+                }
+                b.word_table(t)?
+            }
+            Stored::Quant(mut q) => {
+                let times = |bits: &mut u16| {
+                    *bits = half::f16::from_f32(half::f16::from_bits(*bits).to_f32() * scale).to_bits()
+                };
+                match &mut q.blocks {
+                    Blocks::Q8_0(blocks) => blocks.iter_mut().for_each(|b| times(&mut b.d)),
+                    Blocks::Q4_1(blocks) => blocks.iter_mut().for_each(|b| {
+                        times(&mut b.d);
+                        times(&mut b.m);
+                    }),
+                }
+                b.quantized_matrix(q)?
+            }
+        };
         let q_factor = (hd as f32 / c.query_pre_attn_scalar).sqrt();
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -145,7 +160,7 @@ impl<B: Backend> Gemma3TextModel<B> {
         }
         let positions = c.max_position_embeddings.min(MAX_ROTARY_POSITIONS);
         Ok(Gemma3TextModel {
-            embed_tokens: b.word_table(words)?,
+            embed_tokens,
             layers,
             norm: b.vector(gemma_gain(&w, "norm.weight", h)?)?,
             rotary_global: b.table(rotary_table(c.global_rope_theta, hd, positions))?,
