@@ -204,11 +204,11 @@ fn rotary_models_in_smaller_files_stay_close_to_pytorch() {
     // from them (Gemma's k/v heads repeated per query head as blocks).
     // The q8 and q4 bars are the for real models (0.999, 0.99); ModernBERT's tiny one,
     // random weights of std 0.5 read through a single (cls) token after three pre-norm layers,
-    // measured 0.99895 (q8) and 0.881 (q4: its word table in 4 bits) at worst, so it gets
-    // 0.998 and 0.85. That is the model, not wembed: PyTorch itself with this table rounded
-    // through plain q4_1 gives 0.864 to 0.997 on these texts (NomicBERT's: 0.9991 and up).
+    // measured 0.99917 (q8) and 0.9495 (q4: its word table in 4 bits) at worst, so it gets
+    // 0.998 and 0.92. That is the model, not wembed: PyTorch itself with this table rounded
+    // through plain q4_1 gives 0.942 to 0.998 on these texts (NomicBERT's: 0.9998 and up).
     for (name, q8_bar, q4_bar) in
-        [("nomic-swiglu", 0.999, 0.99), ("modernbert-local", 0.998, 0.85), ("gemma3-bidirectional", 0.999, 0.99)]
+        [("nomic-swiglu", 0.999, 0.99), ("modernbert-local", 0.998, 0.92), ("gemma3-bidirectional", 0.999, 0.99)]
     {
         let dir = root().join("tests/fixtures/tiny").join(name);
         let reference = tiny_ref(&dir);
