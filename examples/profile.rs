@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use wembed::backend::{
-    Backend, SeqMeta,
+    Attention, Backend, SeqMeta,
     cpu::{Cpu, CpuTensor},
 };
 use wembed::config::{Activation, PoolMode};
@@ -83,18 +83,17 @@ impl Backend for Timed {
     ) -> Result<CpuTensor> {
         self.time("layer_norm".into(), || self.inner.layer_norm(x, r, g, b, eps))
     }
-    fn attention(
-        &self,
-        qkv: &CpuTensor,
-        m: &SeqMeta,
-        h: usize,
-        bias: Option<&Self::Matrix>,
-        window: Option<usize>,
-    ) -> Result<CpuTensor> {
-        self.time("attention".into(), || self.inner.attention(qkv, m, h, bias, window))
+    fn attention(&self, qkv: &CpuTensor, m: &SeqMeta, a: &Attention<'_, Self::Matrix>) -> Result<CpuTensor> {
+        self.time("attention".into(), || self.inner.attention(qkv, m, a))
     }
-    fn rotary(&self, qkv: CpuTensor, m: &SeqMeta, h: usize, table: &Self::Matrix) -> Result<CpuTensor> {
-        self.time("rotary".into(), || self.inner.rotary(qkv, m, h, table))
+    fn rotary(
+        &self,
+        qkv: CpuTensor,
+        m: &SeqMeta,
+        a: &Attention<'_, Self::Matrix>,
+        t: &Self::Matrix,
+    ) -> Result<CpuTensor> {
+        self.time("rotary".into(), || self.inner.rotary(qkv, m, a, t))
     }
     fn glu(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
         self.time(format!("glu {act:?}"), || self.inner.glu(x, act))

@@ -1,6 +1,8 @@
-// Multi-head attention within each text, of any length: ctx = softmax(scale · q kᵀ + bias) v,
-// per head. Mirrors kernels::attend. qkv rows hold [q | k | v], each `dim` wide; texts lie back
-// to back (seqs[s] = (first row, length, _, _)), so keys of other texts are never read.
+// Attention within each text, of any length: ctx = softmax(scale · q kᵀ + bias) v, per head.
+// Mirrors kernels::attend. qkv rows hold [q | k | v]: `heads` query heads, then heads / group
+// key heads and as many value heads, head_dim wide each (group > 1: grouped-query attention,
+// query head h reads key/value head h / group). Texts lie back to back (seqs[s] = (first row,
+// length, _, _)), so keys of other texts are never read.
 //
 // Flash-attention style: one workgroup per (tile of QT queries of one text, head). The keys go
 // through workgroup memory in tiles, shared by the tile's queries, and each query keeps a
@@ -14,18 +16,23 @@
 // With bias_span > 0, `bias` is a relative-position table [heads, 2 * span - 1] and query i,
 // key j (positions in their text) add bias[h][clamp(j - i, 1 - span, span - 1) + span - 1]
 // (MPNet); with 0 it is a placeholder and never read. With window != NO_WINDOW, query i sees
-// keys with |j - i| <= window only (sliding-window attention).
+// keys with |j - i| <= window only (sliding-window attention); with causal = 1, keys j <= i
+// only (decoders).
 
 struct Params {
     tiles: u32,
     heads: u32,
+    group: u32,
     head_dim: u32,
-    dim: u32,
     scale: f32,
     bias_span: u32,
     window: u32,
     // Keys per tile, set by the host: as many as fit in `mem` beside the queries, <= MAX_KT.
     key_tile: u32,
+    causal: u32,
+    _pad1: u32,
+    _pad2: u32,
+    _pad3: u32,
 }
 
 @group(1) @binding(0) var<uniform> p: Params;
@@ -63,7 +70,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let first = seq.x;
     let len = seq.y;
     let hd = p.head_dim;
-    let stride = 3u * p.dim;
+    let q_dim = p.heads * hd;
+    let kv_dim = q_dim / p.group;
+    let stride = q_dim + 2u * kv_dim;
+    let k_col = q_dim + (h / p.group) * hd;
+    let v_col = k_col + kv_dim;
     let q_last = min(tile.y + QT, len) - 1u;
     let i = min(tile.y + qi, q_last); // this lane's query, as a position in its text
 
@@ -73,6 +84,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     if (p.window != NO_WINDOW) {
         k_lo = select(0u, tile.y - p.window, tile.y > p.window);
         k_hi = min(len, q_last + p.window + 1u);
+    }
+    if (p.causal == 1u) {
+        k_hi = min(k_hi, q_last + 1u);
     }
 
     for (var e = lid; e < QT * hd; e += WG) {
@@ -91,15 +105,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
         let n = min(p.key_tile, k_hi - j0);
         workgroupBarrier(); // the previous tile's reads are done (and the queries written)
         for (var e = lid; e < n * hd; e += WG) {
-            let row = (first + j0 + e / hd) * stride + h * hd + e % hd;
-            mem[k_at + e] = qkv[row + p.dim];
-            mem[v_at + e] = qkv[row + 2u * p.dim];
+            let row = (first + j0 + e / hd) * stride + e % hd;
+            mem[k_at + e] = qkv[row + k_col];
+            mem[v_at + e] = qkv[row + v_col];
         }
         workgroupBarrier();
         for (var j = sub; j < n; j += LANES) {
             let key = j0 + j;
             var s = NEG;
-            if (p.window == NO_WINDOW || max(key, i) - min(key, i) <= p.window) {
+            let in_window = p.window == NO_WINDOW || max(key, i) - min(key, i) <= p.window;
+            if (in_window && (p.causal == 0u || key <= i)) {
                 var dot = 0.0;
                 for (var d = 0u; d < hd; d++) {
                     dot = fma(mem[qi * hd + d], mem[k_at + j * hd + d], dot);
@@ -149,7 +164,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     if (tile.y + qi < len) {
         // Every query sees at least itself, so l > 0.
         let inv = 1.0 / l;
-        let out = (first + i) * p.dim + h * hd;
+        let out = (first + i) * q_dim + h * hd;
         for (var k = 0u; k < MAX_DIMS; k++) {
             let d = sub + k * LANES;
             if (k >= nd) {

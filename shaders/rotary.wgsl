@@ -1,14 +1,15 @@
-// Rotary position embedding in place on the query and key parts of qkv [tokens, 3 * dim]
-// (NeoX / rotate-half pairs: element i of a head with element i + head_dim / 2). Mirrors
+// Rotary position embedding in place on the query and key heads of qkv
+// [tokens, (heads + 2 * kv_heads) * head_dim] (NeoX / rotate-half pairs: element i of a head with element i + head_dim / 2). Mirrors
 // backend::cpu `rotary` (kernels::rotate_half_row). The angles' cos and sin come from a host
 // table [positions, head_dim] (cos then sin per row): WGSL's sin/cos are only specified to
 // 2^-11, and only on [-π, π]. One thread per pair, one workgroup row per token.
 
 struct Params {
     tokens: u32,
-    heads: u32,
+    // Head-wide pieces rotated at the start of each row: the q heads, then the k heads.
+    pieces: u32,
     head_dim: u32,
-    // Row stride of qkv: 3 * heads * head_dim.
+    // Row stride of qkv: (heads + 2 * kv_heads) * head_dim.
     cols: u32,
 }
 
@@ -22,9 +23,9 @@ struct Params {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.y;
     let half = p.head_dim / 2u;
-    // Pairs of q's heads, then of k's: heads * head_dim of them in a row.
+    // Pairs of q's heads, then of k's: pieces * head_dim / 2 of them in a row.
     let pair = gid.x;
-    if (t >= p.tokens || pair >= p.heads * p.head_dim) {
+    if (t >= p.tokens || pair >= p.pieces * half) {
         return;
     }
     let i = pair % half;

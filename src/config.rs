@@ -817,8 +817,10 @@ impl ModelConfig {
             ModelConfig::Bert(c) => (3 * c.hidden_size).max(c.intermediate_size),
             ModelConfig::Nomic(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
             ModelConfig::ModernBert(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
-            // q, k and v for every query head (key/value heads repeated), or both GLU halves.
-            ModelConfig::Gemma3(c) => (3 * c.num_attention_heads * c.head_dim).max(2 * c.intermediate_size),
+            // q, k and v of the grouped-query heads, or both GLU halves.
+            ModelConfig::Gemma3(c) => {
+                ((c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim).max(2 * c.intermediate_size)
+            }
         }
     }
 

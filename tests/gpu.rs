@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use common::*;
 use wembed::backend::cpu::{CpuMatrix, CpuTensor, CpuWeights};
 use wembed::backend::gpu::{GpuFormat, GpuTensor, GpuWeights};
-use wembed::backend::{Backend, SeqMeta};
+use wembed::backend::{Attention, Backend, SeqMeta};
 use wembed::config::{Activation, PoolMode};
 use wembed::quant::{QuantFormat, QuantMatrix};
 use wembed::weights::HostTensor;
@@ -290,35 +290,44 @@ fn attention_matches_cpu_with_uneven_texts() {
     // span: a relative-position bias table [heads, 2 * span - 1] (0: none); spans shorter
     // than the texts take the clamped ends. window: keys within that distance only. Texts
     // longer than one key tile (64 keys; 3 for 256-dim heads) and than the 512-token cap the
-    // kernel once had; head dims not a multiple of the shader's 8 lanes.
-    for (lens, heads, hd, span, window) in [
-        (vec![1u32], 1, 1, 0, None),
-        (vec![5, 1, 13], 3, 7, 0, None),
-        (vec![2, 40, 17, 3], 12, 32, 0, None),
-        (vec![300], 2, 16, 0, None),
-        (vec![1u32], 1, 1, 1, None),
-        (vec![5, 1, 13], 3, 7, 4, None),
-        (vec![2, 40, 17, 3], 12, 32, 64, None),
-        (vec![300], 2, 16, 512, None),
-        (vec![1300, 9], 2, 32, 0, None),
-        (vec![70, 3], 1, 64, 0, None),
-        (vec![70, 3], 1, 128, 0, None),
-        (vec![70, 3], 2, 256, 8, None),
-        (vec![70, 1, 9], 1, 250, 0, None),
-        (vec![9, 1, 40, 200], 2, 16, 0, Some(3)),
-        (vec![9, 1, 40, 200], 2, 16, 0, Some(0)),
-        (vec![200, 5], 3, 12, 6, Some(40)),
-        (vec![700], 2, 32, 0, Some(64)),
-        (vec![20, 3], 2, 16, 0, Some(25)),
+    // kernel once had; head dims not a multiple of the shader's 8 lanes. kv: key/value heads
+    // (fewer than heads: grouped-query attention); causal: keys up to the query only.
+    for (lens, heads, kv, hd, span, window, causal) in [
+        (vec![1u32], 1, 1, 1, 0, None, false),
+        (vec![5, 1, 13], 3, 3, 7, 0, None, false),
+        (vec![2, 40, 17, 3], 12, 12, 32, 0, None, false),
+        (vec![300], 2, 2, 16, 0, None, false),
+        (vec![1u32], 1, 1, 1, 1, None, false),
+        (vec![5, 1, 13], 3, 3, 7, 4, None, false),
+        (vec![2, 40, 17, 3], 12, 12, 32, 64, None, false),
+        (vec![300], 2, 2, 16, 512, None, false),
+        (vec![1300, 9], 2, 2, 32, 0, None, false),
+        (vec![70, 3], 1, 1, 64, 0, None, false),
+        (vec![70, 3], 1, 1, 128, 0, None, false),
+        (vec![70, 3], 2, 2, 256, 8, None, false),
+        (vec![70, 1, 9], 1, 1, 250, 0, None, false),
+        (vec![9, 1, 40, 200], 2, 2, 16, 0, Some(3), false),
+        (vec![9, 1, 40, 200], 2, 2, 16, 0, Some(0), false),
+        (vec![200, 5], 3, 3, 12, 6, Some(40), false),
+        (vec![700], 2, 2, 32, 0, Some(64), false),
+        (vec![20, 3], 2, 2, 16, 0, Some(25), false),
+        (vec![9, 1, 150, 33], 2, 2, 16, 0, None, true),
+        (vec![9, 1, 150, 33], 8, 2, 16, 0, None, true),
+        (vec![80, 5], 6, 1, 20, 0, None, false),
+        (vec![100, 7], 4, 2, 128, 0, Some(10), true),
     ] {
         let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
-        let cols = 3 * heads * hd;
+        let cols = (heads + 2 * kv) * hd;
         let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
         let bias = (span > 0).then(|| both_table(heads, 2 * span - 1, rng.vec(heads * (2 * span - 1), 3.0)));
-        let want = Cpu::new().attention(&qc, &meta, heads, bias.as_ref().map(|b| &b.0), window).unwrap();
-        let got = g.attention(&qg, &meta, heads, bias.as_ref().map(|b| &b.1), window).unwrap();
+        let on_cpu = Attention { heads, kv_heads: kv, head_dim: hd, bias: bias.as_ref().map(|b| &b.0), window, causal };
+        let on_gpu = Attention { heads, kv_heads: kv, head_dim: hd, bias: bias.as_ref().map(|b| &b.1), window, causal };
+        let want = Cpu::new().attention(&qc, &meta, &on_cpu).unwrap();
+        let got = g.attention(&qg, &meta, &on_gpu).unwrap();
         check(
-            &format!("attention lens={lens:?} heads={heads} hd={hd} bias span={span} window={window:?}"),
+            &format!(
+                "attention lens={lens:?} heads={heads}/{kv} hd={hd} bias span={span} window={window:?} causal={causal}"
+            ),
             &read(g, &got),
             &want.data,
             heads * hd,
@@ -328,7 +337,7 @@ fn attention_matches_cpu_with_uneven_texts() {
     // Heads wider than the shader's registers hold are refused by name, not computed wrong.
     let meta = SeqMeta::new(vec![4], vec![0]);
     let (_, qg) = both(4, 3 * 264, rng.vec(4 * 3 * 264, 1.0));
-    let err = g.attention(&qg, &meta, 1, None, None).err().expect("264-dim heads ran");
+    let err = g.attention(&qg, &meta, &Attention::multi_head(264, 1)).err().expect("264-dim heads ran");
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
     assert!(err.to_string().contains("264 dims"), "{err}");
 }
@@ -336,29 +345,42 @@ fn attention_matches_cpu_with_uneven_texts() {
 #[test]
 fn rotary_matches_cpu_with_uneven_texts() {
     // Positions count within each text: a batch of texts of several lengths, two bases (the
-    // large one is ModernBERT's global 160k), head widths from 2 up, a table longer than the texts.
+    // large one is ModernBERT's global 160k), head widths from 2 up, grouped-query layouts
+    // (EmbeddingGemma's 3 query heads on 1 key head), a table longer than the texts.
     let g = shared();
     let mut rng = Rng(11);
-    for (lens, heads, hd, base) in [
-        (vec![1u32], 1, 2, 10_000.0),
-        (vec![5, 1, 13], 3, 12, 1000.0),
-        (vec![2, 40, 17, 3], 12, 64, 160_000.0),
-        (vec![300], 2, 6, 10_000.0),
+    for (lens, heads, kv_heads, hd, base) in [
+        (vec![1u32], 1, 1, 2, 10_000.0),
+        (vec![5, 1, 13], 3, 3, 12, 1000.0),
+        (vec![2, 40, 17, 3], 12, 12, 64, 160_000.0),
+        (vec![300], 2, 2, 6, 10_000.0),
+        (vec![7, 30], 3, 1, 256, 1_000_000.0),
+        (vec![9, 2, 33], 8, 2, 16, 10_000.0),
     ] {
         let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
-        let cols = 3 * heads * hd;
+        let cpu_shape: Attention<'_, CpuMatrix> =
+            Attention { heads, kv_heads, head_dim: hd, bias: None, window: None, causal: false };
+        let gpu_shape: Attention<'_, GpuTensor> =
+            Attention { heads, kv_heads, head_dim: hd, bias: None, window: None, causal: false };
+        let cols = (heads + 2 * kv_heads) * hd;
         let x = rng.vec(meta.tokens * cols, 2.0);
         let table = wembed::backend::rotary_table(base, hd, 512);
         let (tc, tg) = both_table(512, hd, table.data);
-        let want = Cpu::new().rotary(CpuTensor::new(meta.tokens, cols, x.clone()), &meta, heads, &tc).unwrap();
+        let x_cpu = CpuTensor::new(meta.tokens, cols, x.clone());
+        let want = Cpu::new().rotary(x_cpu, &meta, &cpu_shape, &tc).unwrap();
         let xg = shared().table(HostTensor::new(vec![meta.tokens, cols], x.clone())).unwrap();
-        let got = g.rotary(xg, &meta, heads, &tg).unwrap();
-        let what = format!("rotary lens={lens:?} heads={heads} hd={hd} base={base}");
+        let got = g.rotary(xg, &meta, &gpu_shape, &tg).unwrap();
+        let what = format!("rotary lens={lens:?} heads={heads}/{kv_heads} hd={hd} base={base}");
         check(&what, &read(g, &got), &want.data, cols, TOL_ROWWISE);
-        // The values (the last third of each row) are left as they were.
+        // The value heads (after q and k) are left as they were; the last k head turns (past
+        // position 0, where every angle is 0).
+        let v = (heads + kv_heads) * hd;
+        let mut turned = false;
         for (row, orig) in want.data.chunks_exact(cols).zip(x.chunks_exact(cols)) {
-            assert_eq!(row[2 * cols / 3..], orig[2 * cols / 3..], "{what}: values changed");
+            assert_eq!(row[v..], orig[v..], "{what}: values changed");
+            turned |= row[v - hd..v] != orig[v - hd..v];
         }
+        assert!(turned || meta.max_len == 1, "{what}: the last key head never turned");
     }
 }
 
@@ -460,13 +482,15 @@ fn batches_of_one_wave_keep_their_layouts_across_waves() {
         })
         .collect();
     let wave = || {
-        let outs: Vec<GpuTensor> =
-            inputs.iter().map(|(meta, _, qg)| g.attention(qg, meta, heads, None, None).unwrap()).collect();
+        let outs: Vec<GpuTensor> = inputs
+            .iter()
+            .map(|(meta, _, qg)| g.attention(qg, meta, &Attention::multi_head(heads * hd, heads)).unwrap())
+            .collect();
         pollster::block_on(g.read_many(&outs.iter().collect::<Vec<_>>())).unwrap()
     };
     let first = wave();
     for ((meta, qc, _), got) in inputs.iter().zip(&first) {
-        let want = Cpu::new().attention(qc, meta, heads, None, None).unwrap();
+        let want = Cpu::new().attention(qc, meta, &Attention::multi_head(heads * hd, heads)).unwrap();
         check(&format!("attention lens={:?} in a wave", meta.lens), got, &want.data, heads * hd, TOL_ROWWISE * 10.0);
     }
     assert_eq!(wave(), first, "the second wave (cached bind groups, reused buffers) differs from the first");

@@ -76,7 +76,7 @@ fn params_structs_have_the_sizes_rust_expects() {
         ("linear_q8.wgsl", 32),
         ("linear_q4.wgsl", 32),
         ("layer_norm.wgsl", 16),
-        ("attention.wgsl", 32),
+        ("attention.wgsl", 48),
         ("pool.wgsl", 32),
         ("normalize.wgsl", 16),
         ("peak_fma.wgsl", 16),

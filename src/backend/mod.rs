@@ -88,16 +88,81 @@ pub(crate) fn check_embed_input(
     Ok(())
 }
 
-/// What every backend's `attention` checks of a relative-position bias table `[rows, cols]`:
-/// one row per head and an odd width; returns its span.
-pub(crate) fn check_attention_bias(shape: (usize, usize), heads: usize) -> Result<usize> {
-    let (rows, cols) = shape;
-    if rows != heads || cols.is_multiple_of(2) {
-        return Err(crate::Error::Backend(format!(
-            "attention: a bias table [{rows}, {cols}] for {heads} heads (want [{heads}, 2 * span - 1])"
-        )));
+/// The shape and the mask of one [`Backend::attention`] call.
+///
+/// `qkv` rows are `[q | k | v]`: `heads` query heads, then `kv_heads` key heads and as many
+/// value heads, `head_dim` wide each. `kv_heads == heads` is multi-head attention (BERT);
+/// fewer is grouped-query attention, query head `h` reading key/value head
+/// `h / (heads / kv_heads)` (Qwen3, Mistral). `head_dim` need not be `hidden / heads` (Qwen3).
+pub struct Attention<'a, M> {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// A relative-position table from [`Backend::table`] `[heads, 2 * span - 1]`: query i, key j
+    /// (positions in their text) add `bias[h, clamp(j - i, 1 - span, span - 1) + span - 1]` to
+    /// the scaled score (MPNet's buckets, T5-style biases).
+    pub bias: Option<&'a M>,
+    /// Query i sees only keys with `|j - i| <= window` (sliding-window attention: ModernBERT's
+    /// local layers, `local_attention / 2`); None: the whole text.
+    pub window: Option<usize>,
+    /// Query i sees only keys `j <= i` (decoders used as embedders).
+    pub causal: bool,
+}
+
+impl<M> Clone for Attention<'_, M> {
+    fn clone(&self) -> Self {
+        *self
     }
-    Ok(cols.div_ceil(2))
+}
+impl<M> Copy for Attention<'_, M> {}
+
+impl<'a, M> Attention<'a, M> {
+    /// Bidirectional multi-head attention over `dim`-wide q, k and v: BERT's.
+    pub fn multi_head(dim: usize, heads: usize) -> Self {
+        let head_dim = dim.checked_div(heads).unwrap_or(0);
+        Attention { heads, kv_heads: heads, head_dim, bias: None, window: None, causal: false }
+    }
+
+    /// Width of the context it returns: `heads * head_dim`.
+    pub fn out_dim(&self) -> usize {
+        self.heads * self.head_dim
+    }
+
+    /// Width of the `qkv` rows it reads.
+    pub fn qkv_dim(&self) -> usize {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    /// What every backend checks first: a shape that divides, `qkv` as wide as it says, and a
+    /// bias table of one row per head and an odd width, whose span it returns (0: none).
+    pub(crate) fn check(
+        &self,
+        qkv_rows: usize,
+        qkv_cols: usize,
+        meta: &SeqMeta,
+        bias_shape: Option<(usize, usize)>,
+    ) -> Result<usize> {
+        let (heads, kv) = (self.heads, self.kv_heads);
+        if heads == 0 || kv == 0 || self.head_dim == 0 || !heads.is_multiple_of(kv) {
+            return Err(crate::Error::Backend(format!(
+                "attention: {heads} query heads, {kv} key/value heads of {} dims",
+                self.head_dim
+            )));
+        }
+        if qkv_rows != meta.tokens || qkv_cols != self.qkv_dim() {
+            return Err(crate::Error::Backend(format!(
+                "attention: qkv [{qkv_rows}, {qkv_cols}] for {} tokens and ({heads} + 2 x {kv}) heads of {} dims",
+                meta.tokens, self.head_dim
+            )));
+        }
+        match bias_shape {
+            None => Ok(0),
+            Some((rows, cols)) if rows != heads || cols.is_multiple_of(2) => Err(crate::Error::Backend(format!(
+                "attention: a bias table [{rows}, {cols}] for {heads} heads (want [{heads}, 2 * span - 1])"
+            ))),
+            Some((_, cols)) => Ok(cols.div_ceil(2)),
+        }
+    }
 }
 
 /// The cos/sin table [`Backend::rotary`] reads, `[positions, head_dim]`: row p holds
@@ -129,14 +194,20 @@ pub fn rotary_table(base: f32, head_dim: usize, positions: usize) -> HostTensor 
     HostTensor::new(vec![positions, head_dim], data)
 }
 
-/// What every backend's `rotary` checks: a `[tokens, 3 * heads * head_dim]` tensor with an even
-/// head_dim, and a table `[rows, head_dim]` with a row for every position of the batch.
-pub(crate) fn check_rotary(cols: usize, heads: usize, table: (usize, usize), meta: &SeqMeta) -> Result<usize> {
-    let hd = if heads > 0 && cols.is_multiple_of(3 * heads) { cols / 3 / heads } else { 0 };
-    if hd == 0 || !hd.is_multiple_of(2) || table.1 != hd {
+/// What every backend's `rotary` checks: `qkv` as wide as the attention shape says, an even
+/// head_dim, and a table `[rows, head_dim]` with a row for every position of the batch. Returns
+/// the number of head-wide pieces of a row to rotate (the q and k heads).
+pub(crate) fn check_rotary<M>(
+    cols: usize,
+    a: &Attention<'_, M>,
+    table: (usize, usize),
+    meta: &SeqMeta,
+) -> Result<usize> {
+    let hd = a.head_dim;
+    if hd == 0 || !hd.is_multiple_of(2) || table.1 != hd || cols != a.qkv_dim() {
         return Err(crate::Error::Backend(format!(
-            "rotary: {cols} columns for {heads} heads with a [{}, {}] table",
-            table.0, table.1
+            "rotary: {cols} columns for {} + 2 x {} heads of {hd} with a [{}, {}] table",
+            a.heads, a.kv_heads, table.0, table.1
         )));
     }
     if meta.max_len > table.0 {
@@ -145,7 +216,7 @@ pub(crate) fn check_rotary(cols: usize, heads: usize, table: (usize, usize), met
             meta.max_len, table.0
         )));
     }
-    Ok(hd)
+    Ok(a.heads + a.kv_heads)
 }
 
 /// What every backend's `rms_norm` checks: pieces that tile the row, a gain of whole pieces.
@@ -224,30 +295,25 @@ pub trait Backend {
         eps: f32,
     ) -> Result<Self::Tensor>;
 
-    /// Bidirectional multi-head attention within each sequence.
-    /// `qkv` `[tokens, 3 * dim]` (q, k, v side by side) -> context `[tokens, dim]`.
-    /// `bias`, a table from [`Backend::table`] `[heads, 2 * span - 1]`, adds a relative-position
-    /// term to the scaled score of query i and key j (positions in their text):
-    /// `bias[h, clamp(j - i, 1 - span, span - 1) + span - 1]` (MPNet's buckets, T5-style biases).
-    /// `window`: query i sees only keys j with `|j - i| <= window` (sliding-window attention:
-    /// ModernBERT's local layers, `local_attention / 2`); None: the whole text.
-    fn attention(
-        &self,
-        qkv: &Self::Tensor,
-        meta: &SeqMeta,
-        heads: usize,
-        bias: Option<&Self::Matrix>,
-        window: Option<usize>,
-    ) -> Result<Self::Tensor>;
+    /// Attention within each sequence, `softmax(q kᵀ / sqrt(head_dim) + bias) v` per head, as
+    /// `a` shapes and masks it: `qkv` `[tokens, a.qkv_dim()]` -> context `[tokens, a.out_dim()]`.
+    fn attention(&self, qkv: &Self::Tensor, meta: &SeqMeta, a: &Attention<'_, Self::Matrix>) -> Result<Self::Tensor>;
 
     /// Rotary position embedding (RoPE, the NeoX / rotate-half convention of transformers'
-    /// `apply_rotary_pos_emb`), in place on the query and key parts of `qkv`
-    /// `[tokens, 3 * dim]`; the values are left alone. `table` `[positions, head_dim]`, from
-    /// [`rotary_table`] through [`Backend::table`], holds row p = (cos of the head_dim / 2
-    /// angles of position p, then their sin); a token's position is counted within its text.
-    /// For each head and i < head_dim / 2, with (x1, x2) = (x[i], x[i + head_dim / 2]):
-    /// `x[i] = x1 cos - x2 sin`, `x[i + head_dim / 2] = x2 cos + x1 sin`.
-    fn rotary(&self, qkv: Self::Tensor, meta: &SeqMeta, heads: usize, table: &Self::Matrix) -> Result<Self::Tensor>;
+    /// `apply_rotary_pos_emb`), in place on the query and key heads of `qkv`, laid out as `a`
+    /// says (`[tokens, (heads + 2 * kv_heads) * head_dim]`); the value heads are left alone.
+    /// `table` `[positions, head_dim]`, from [`rotary_table`] through [`Backend::table`], holds
+    /// row p = (cos of the head_dim / 2 angles of position p, then their sin); a token's
+    /// position is counted within its text. For each q and k head and i < head_dim / 2, with
+    /// (x1, x2) = (x[i], x[i + head_dim / 2]): `x[i] = x1 cos - x2 sin`,
+    /// `x[i + head_dim / 2] = x2 cos + x1 sin`.
+    fn rotary(
+        &self,
+        qkv: Self::Tensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, Self::Matrix>,
+        table: &Self::Matrix,
+    ) -> Result<Self::Tensor>;
 
     /// RMSNorm, out of place: `x` `[rows, cols]` -> `[rows, cols]`, each row cut into pieces of
     /// `width` values; the first `gamma.len() / width` pieces p of a row become

@@ -8,7 +8,7 @@
 //!   ernie/modeling_ernie.py (ErnieEmbeddings: task_type_embeddings)
 //!   mpnet/modeling_mpnet.py (MPNetEmbeddings, MPNetAttention, MPNetEncoder.compute_position_bias)
 
-use crate::backend::{Backend, SeqMeta};
+use crate::backend::{Attention, Backend, SeqMeta};
 use crate::config::{BertConfig, BertFamily, RelativeBuckets};
 use crate::error::Result;
 use crate::quant::QuantMatrix;
@@ -261,7 +261,11 @@ impl<B: Backend> BertModel<B> {
         let eps = c.layer_norm_eps;
         // BertSelfAttention + BertSelfOutput (MPNetAttention): LayerNorm(dense(attn(x)) + x)
         let qkv = b.linear(x, &layer.qkv.weight, &layer.qkv.bias, None)?;
-        let ctx = b.attention(&qkv, meta, c.num_attention_heads, self.relative_bias.as_ref(), None)?;
+        let heads = Attention {
+            bias: self.relative_bias.as_ref(),
+            ..Attention::multi_head(c.hidden_size, c.num_attention_heads)
+        };
+        let ctx = b.attention(&qkv, meta, &heads)?;
         let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
         let n = &layer.attention_norm;
         let x1 = b.layer_norm(a, Some(x), &n.weight, &n.bias, eps)?;

@@ -2,7 +2,8 @@
 //! `Gemma3TextModel` with `use_bidirectional_attention`): scaled word embeddings, pre- and
 //! post-norm RMSNorm layers with the Gemma `(1 + w)` gain, per-head RMSNorm of q and k, rotary
 //! positions with a global and a local base, sliding-window layers with a full one every few,
-//! grouped-query attention, a GeGLU (tanh) feed-forward layer and a final norm; the
+//! grouped-query attention (the attention op's kv_heads), a GeGLU (tanh) feed-forward layer and
+//! a final norm; the
 //! sentence-transformers `Dense` modules after pooling are [`super::Dense`]. Names follow the
 //! checkpoint keys (`embed_tokens`, `layers.N.self_attn.q_proj`, `layers.N.mlp.gate_proj`, `norm`).
 //! Reference: transformers/models/gemma3/modeling_gemma3.py (Gemma3TextScaledWordEmbedding,
@@ -10,10 +11,10 @@
 
 use super::bert::{Stored, stored};
 use super::{stack, zeros};
-use crate::backend::{Backend, SeqMeta, rotary_table};
+use crate::backend::{Attention, Backend, SeqMeta, rotary_table};
 use crate::config::{Gemma3Config, MAX_ROTARY_POSITIONS};
 use crate::error::Result;
-use crate::quant::{Blocks, QuantMatrix};
+use crate::quant::Blocks;
 use crate::weights::{HostTensor, WeightFile, Weights};
 
 /// Gemma3RMSNorm's gain as the rms_norm op takes it: `1 + weight`, in f32 as torch forms it.
@@ -25,43 +26,16 @@ fn gemma_gain(w: &Weights, name: &str, dim: usize) -> Result<HostTensor> {
     Ok(t)
 }
 
-/// The rows of each key/value head repeated for every query head that reads it (transformers'
-/// `repeat_kv`: query head i reads key/value head `i / (heads / kv_heads)`): a `[kv * hd, h]`
-/// projection -> `[heads * hd, h]`, so the attention op sees as many k and v heads as q heads.
-/// Blocks are whole rows, so a quantized file's blocks are repeated as they are.
-fn repeat_heads(s: Stored, heads: usize, kv_heads: usize, head_dim: usize) -> Stored {
-    if heads == kv_heads {
-        return s;
-    }
-    let rep = heads / kv_heads;
-    fn repeat<T: Copy>(rows: &[T], heads: usize, rep: usize, per_head: usize) -> Vec<T> {
-        (0..heads).flat_map(|i| rows[(i / rep) * per_head..(i / rep + 1) * per_head].iter().copied()).collect()
-    }
-    match s {
-        Stored::F32(t) => {
-            let cols = t.shape[1];
-            Stored::F32(HostTensor::new(vec![heads * head_dim, cols], repeat(&t.data, heads, rep, head_dim * cols)))
-        }
-        Stored::Quant(q) => {
-            let per_head = head_dim * q.per_row();
-            let blocks = match &q.blocks {
-                Blocks::Q8_0(b) => Blocks::Q8_0(repeat(b, heads, rep, per_head)),
-                Blocks::Q4_1(b) => Blocks::Q4_1(repeat(b, heads, rep, per_head)),
-            };
-            Stored::Quant(QuantMatrix { rows: heads * head_dim, cols: q.cols, blocks })
-        }
-    }
-}
-
 /// `layers.N.*` (Gemma3DecoderLayer).
 struct Gemma3Layer<B: Backend> {
     /// `input_layernorm`, `post_attention_layernorm`, `pre_feedforward_layernorm`,
     /// `post_feedforward_layernorm`: `1 + weight`.
     norms: [B::Vector; 4],
-    /// `self_attn.q_proj`, `k_proj`, `v_proj` stacked, k and v repeated per query head:
-    /// `[3 * heads * head_dim, hidden]`.
+    /// `self_attn.q_proj`, `k_proj`, `v_proj` stacked: `[(heads + 2 * kv_heads) * head_dim,
+    /// hidden]`, the grouped-query layout the attention op reads.
     qkv: B::Matrix,
-    /// `self_attn.q_norm` then `k_norm` gains for every head, `[2 * heads * head_dim]`; q's
+    /// `self_attn.q_norm` for every query head, then `k_norm` for every key head,
+    /// `[(heads + kv_heads) * head_dim]` (the value heads after them are left alone); q's
     /// times `sqrt(head_dim / query_pre_attn_scalar)`, which turns the attention op's
     /// `head_dim^-0.5` into Gemma's `query_pre_attn_scalar^-0.5` (rotary is linear, so the
     /// factor passes through it).
@@ -85,7 +59,7 @@ pub struct Gemma3TextModel<B: Backend> {
     norm: B::Vector,
     rotary_global: B::Matrix,
     rotary_local: B::Matrix,
-    /// Zeros for the biases Gemma has none of: `[3 * heads * head_dim]`, `[hidden]`,
+    /// Zeros for the biases Gemma has none of: `[(heads + 2 * kv_heads) * head_dim]`, `[hidden]`,
     /// `[2 * intermediate]`.
     no_bias: [B::Vector; 3],
 }
@@ -130,14 +104,14 @@ impl<B: Backend> Gemma3TextModel<B> {
             let l = w.pp(format!("layers.{i}"));
             let a = l.pp("self_attn");
             let q = stored(&a, "q_proj.weight", heads * hd, h)?;
-            let k = repeat_heads(stored(&a, "k_proj.weight", kv * hd, h)?, heads, kv, hd);
-            let v = repeat_heads(stored(&a, "v_proj.weight", kv * hd, h)?, heads, kv, hd);
+            let k = stored(&a, "k_proj.weight", kv * hd, h)?;
+            let v = stored(&a, "v_proj.weight", kv * hd, h)?;
             let (qn, kn) = (gemma_gain(&a, "q_norm.weight", hd)?, gemma_gain(&a, "k_norm.weight", hd)?);
-            let mut qk = Vec::with_capacity(2 * heads * hd);
+            let mut qk = Vec::with_capacity((heads + kv) * hd);
             for _ in 0..heads {
                 qk.extend(qn.data.iter().map(|g| g * q_factor));
             }
-            for _ in 0..heads {
+            for _ in 0..kv {
                 qk.extend_from_slice(&kn.data);
             }
             let norm = |name: &str| -> Result<B::Vector> { b.vector(gemma_gain(&l, name, h)?) };
@@ -151,7 +125,7 @@ impl<B: Backend> Gemma3TextModel<B> {
                     norm("post_feedforward_layernorm.weight")?,
                 ],
                 qkv: stack(b, [q, k, v])?,
-                qk_norm: b.vector(HostTensor::new(vec![2 * heads * hd], qk))?,
+                qk_norm: b.vector(HostTensor::new(vec![(heads + kv) * hd], qk))?,
                 o_proj: super::bert::matrix(b, stored(&a, "o_proj.weight", h, heads * hd)?)?,
                 gate_up: stack(b, gate_up)?,
                 down_proj: super::bert::matrix(b, stored(&mlp, "down_proj.weight", h, inter)?)?,
@@ -165,7 +139,7 @@ impl<B: Backend> Gemma3TextModel<B> {
             norm: b.vector(gemma_gain(&w, "norm.weight", h)?)?,
             rotary_global: b.table(rotary_table(c.global_rope_theta, hd, positions))?,
             rotary_local: b.table(rotary_table(c.local_rope_theta, hd, positions))?,
-            no_bias: [zeros(b, 3 * heads * hd)?, zeros(b, h)?, zeros(b, 2 * inter)?],
+            no_bias: [zeros(b, (heads + 2 * kv) * hd)?, zeros(b, h)?, zeros(b, 2 * inter)?],
             config,
         })
     }
@@ -211,10 +185,17 @@ impl<B: Backend> Gemma3TextModel<B> {
         let n = b.rms_norm(x, input_norm, eps, h)?;
         let qkv = b.linear(&n, &layer.qkv, bias_qkv, None)?;
         let qkv = b.rms_norm(&qkv, &layer.qk_norm, eps, c.head_dim)?;
+        let shape = Attention {
+            heads: c.num_attention_heads,
+            kv_heads: c.num_key_value_heads,
+            head_dim: c.head_dim,
+            bias: None,
+            window: (!layer.global).then_some(c.window),
+            causal: false,
+        };
         let table = if layer.global { &self.rotary_global } else { &self.rotary_local };
-        let qkv = b.rotary(qkv, meta, c.num_attention_heads, table)?;
-        let window = (!layer.global).then_some(c.window);
-        let ctx = b.attention(&qkv, meta, c.num_attention_heads, None, window)?;
+        let qkv = b.rotary(qkv, meta, &shape, table)?;
+        let ctx = b.attention(&qkv, meta, &shape)?;
         let a = b.linear(&ctx, &layer.o_proj, bias_h, None)?;
         let x1 = b.add(x, &b.rms_norm(&a, post_attention_norm, eps, h)?)?;
         // Gemma3MLP: down_proj(act(gate_proj(x)) * up_proj(x)), between its two norms.

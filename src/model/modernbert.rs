@@ -10,7 +10,7 @@
 
 use super::bert::{Stored, matrix, stored};
 use super::zeros;
-use crate::backend::{Backend, SeqMeta, rotary_table};
+use crate::backend::{Attention, Backend, SeqMeta, rotary_table};
 use crate::config::{MAX_ROTARY_POSITIONS, ModernBertConfig};
 use crate::error::Result;
 use crate::weights::WeightFile;
@@ -139,12 +139,13 @@ impl<B: Backend> ModernBertModel<B> {
         let heads = c.num_attention_heads;
         // ModernBertAttention: rotary q and k with this layer type's base, then attention
         // (within the window on local layers); x + Wo(ctx).
-        let qkv = b.linear(attn_in, &layer.wqkv, bias_qkv, None)?;
-        let table = if layer.global { &self.rotary_global } else { &self.rotary_local };
-        let qkv = b.rotary(qkv, meta, heads, table)?;
         // ModernBertAttention: the sliding-window mask is |i - j| <= local_attention / 2.
         let window = (!layer.global).then_some(c.local_attention / 2);
-        let ctx = b.attention(&qkv, meta, heads, None, window)?;
+        let shape = Attention { window, ..Attention::multi_head(c.hidden_size, heads) };
+        let qkv = b.linear(attn_in, &layer.wqkv, bias_qkv, None)?;
+        let table = if layer.global { &self.rotary_global } else { &self.rotary_local };
+        let qkv = b.rotary(qkv, meta, &shape, table)?;
+        let ctx = b.attention(&qkv, meta, &shape)?;
         let a = b.linear(&ctx, &layer.attn_wo, bias_h, None)?;
         let x1 = b.add(&a, x)?;
         let mlp_in = b.layer_norm(a, Some(x), &layer.mlp_norm, bias_h, c.norm_eps)?;

@@ -9,7 +9,7 @@
 
 use super::bert::{Stored, matrix, stored};
 use super::{stack, zeros};
-use crate::backend::{Backend, SeqMeta, rotary_table};
+use crate::backend::{Attention, Backend, SeqMeta, rotary_table};
 use crate::config::{Activation, MAX_ROTARY_POSITIONS, NomicConfig};
 use crate::error::Result;
 use crate::weights::{WeightFile, Weights};
@@ -125,9 +125,10 @@ impl<B: Backend> NomicBertModel<B> {
         let (c, layer) = (&self.config, &self.layers[i]);
         let [bias_qkv, bias_h, bias_mlp] = &self.no_bias;
         // NomicBertAttention: rotary q and k, then attention; norm1(x + out_proj(ctx)).
+        let shape = Attention::multi_head(c.hidden_size, c.num_attention_heads);
         let qkv = b.linear(x, &layer.wqkv, bias_qkv, None)?;
-        let qkv = b.rotary(qkv, meta, c.num_attention_heads, &self.rotary)?;
-        let ctx = b.attention(&qkv, meta, c.num_attention_heads, None, None)?;
+        let qkv = b.rotary(qkv, meta, &shape, &self.rotary)?;
+        let ctx = b.attention(&qkv, meta, &shape)?;
         let a = b.linear(&ctx, &layer.out_proj, bias_h, None)?;
         let x1 = b.layer_norm(a, Some(x), &layer.norm1.weight, &layer.norm1.bias, c.layer_norm_eps)?;
         // NomicBertMLP: fc2(silu(fc12(x1)) * fc11(x1)); norm2(x1 + that).

@@ -216,8 +216,8 @@ pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
 /// stride `stride`; writes `softmax(scale · q kᵀ + bias) v` into `out` `[len, hd]`. `bias` is
 /// this head's relative-position row `[2 * span - 1]` with its span: query i, key j add
 /// `row[clamp(j - i, 1 - span, span - 1) + span - 1]`. With `window`, query i sees keys
-/// `j` with `|j - i| <= window` only (the others are left out of the softmax, as a -inf mask
-/// does). `scores` is scratch space of at least `len` floats.
+/// `j` with `|j - i| <= window` only, and `causal` keys `j <= i` only (the others are left
+/// out of the softmax, as a -inf mask does). `scores` is scratch space of at least `len` floats.
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     len: usize,
@@ -229,14 +229,16 @@ pub fn attend(
     v: &[f32],
     bias: Option<(&[f32], usize)>,
     window: Option<usize>,
+    causal: bool,
     scores: &mut [f32],
     out: &mut [f32],
 ) {
     simd!({
         for i in 0..len {
+            let end = if causal { i + 1 } else { len };
             let keys = match window {
-                None => 0..len,
-                Some(w) => i.saturating_sub(w)..(i.saturating_add(w) + 1).min(len),
+                None => 0..end,
+                Some(w) => i.saturating_sub(w)..(i.saturating_add(w) + 1).min(end),
             };
             let scores = &mut scores[..keys.len()];
             let qi = &q[i * stride..i * stride + hd];

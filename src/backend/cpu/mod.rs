@@ -12,7 +12,7 @@ use std::future::Future;
 
 use rayon::prelude::*;
 
-use super::{Backend, SeqMeta, check_attention_bias, check_embed_input, check_rms_norm, check_rotary};
+use super::{Attention, Backend, SeqMeta, check_embed_input, check_rms_norm, check_rotary};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{QuantFormat, QuantMatrix};
@@ -267,25 +267,17 @@ impl Backend for Cpu {
         Ok(x)
     }
 
-    fn attention(
-        &self,
-        qkv: &CpuTensor,
-        meta: &SeqMeta,
-        heads: usize,
-        bias: Option<&CpuMatrix>,
-        window: Option<usize>,
-    ) -> Result<CpuTensor> {
+    fn attention(&self, qkv: &CpuTensor, meta: &SeqMeta, a: &Attention<'_, CpuMatrix>) -> Result<CpuTensor> {
         check_rows("attention", qkv, meta)?;
-        if heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads) {
-            return Err(Error::Backend(format!("attention: {} columns for {heads} heads", qkv.cols)));
-        }
-        let bias = match bias {
+        let bias = match a.bias {
             None => None,
-            Some(CpuMatrix::F32(t)) => Some((t, check_attention_bias((t.rows, t.cols), heads)?)),
+            Some(CpuMatrix::F32(t)) => Some(t),
             Some(CpuMatrix::Quant(_)) => return Err(Error::Backend("attention: a bias table in blocks".into())),
         };
-        let dim = qkv.cols / 3;
-        let hd = dim / heads;
+        let span = a.check(qkv.rows, qkv.cols, meta, bias.map(|t| (t.rows, t.cols)))?;
+        let (heads, hd) = (a.heads, a.head_dim);
+        let (dim, kv_dim) = (a.out_dim(), a.kv_heads * hd);
+        let group = heads / a.kv_heads;
         let stride = qkv.cols;
         let scale = 1.0 / (hd as f32).sqrt();
         // Each (sequence, head) writes a contiguous [len, hd] block of a head-major buffer;
@@ -306,9 +298,10 @@ impl Backend for Cpu {
             let rows = meta.rows(b);
             scores.resize(rows.len(), 0.0);
             let base = &qkv.data[rows.start * stride..rows.end * stride];
-            let (q, k, v) = (&base[h * hd..], &base[dim + h * hd..], &base[2 * dim + h * hd..]);
-            let bias = bias.map(|(t, span)| (&t.data[h * t.cols..(h + 1) * t.cols], span));
-            attend(rows.len(), hd, stride, scale, q, k, v, bias, window, scores, out);
+            let kv = (h / group) * hd;
+            let (q, k, v) = (&base[h * hd..], &base[dim + kv..], &base[dim + kv_dim + kv..]);
+            let bias = bias.map(|t| (&t.data[h * t.cols..(h + 1) * t.cols], span));
+            attend(rows.len(), hd, stride, scale, q, k, v, bias, a.window, a.causal, scores, out);
         });
         let mut ctx = CpuTensor::zeros(qkv.rows, dim);
         for b in 0..meta.batch() {
@@ -339,12 +332,19 @@ impl Backend for Cpu {
         Ok(out)
     }
 
-    fn rotary(&self, mut qkv: CpuTensor, meta: &SeqMeta, heads: usize, table: &CpuMatrix) -> Result<CpuTensor> {
+    fn rotary(
+        &self,
+        mut qkv: CpuTensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, CpuMatrix>,
+        table: &CpuMatrix,
+    ) -> Result<CpuTensor> {
         check_rows("rotary", &qkv, meta)?;
         let CpuMatrix::F32(table) = table else {
             return Err(Error::Backend("rotary: a cos/sin table in blocks".into()));
         };
-        let hd = check_rotary(qkv.cols, heads, (table.rows, table.cols), meta)?;
+        let pieces = check_rotary(qkv.cols, a, (table.rows, table.cols), meta)?;
+        let hd = a.head_dim;
         let cols = qkv.cols;
         // Position of each row within its text, then rows spread over the cores.
         let mut positions = vec![0usize; meta.tokens];
@@ -355,8 +355,8 @@ impl Backend for Cpu {
         }
         qkv.data.par_chunks_mut(cols).zip(positions.par_iter()).with_min_len(ROWS_PER_TASK).for_each(|(row, &p)| {
             let angles = &table.data[p * hd..(p + 1) * hd];
-            // q and k: the first 2 * heads head-wide pieces of the row.
-            for x in row[..2 * heads * hd].chunks_exact_mut(hd) {
+            // q and k: the first heads + kv_heads head-wide pieces of the row.
+            for x in row[..pieces * hd].chunks_exact_mut(hd) {
                 rotate_half_row(x, angles);
             }
         });
@@ -432,38 +432,54 @@ mod tests {
         let (heads, dim) = (2, 4);
         let meta = SeqMeta::new(vec![3, 2], vec![0, 0]);
         let mut qkv: Vec<f32> = (0..5 * 3 * dim).map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1).collect();
-        let a = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, heads, None, None).unwrap();
+        let a = Cpu::new()
+            .attention(&CpuTensor::new(5, 3 * dim, qkv.clone()), &meta, &Attention::multi_head(dim, heads))
+            .unwrap();
         for v in &mut qkv[3 * 3 * dim..] {
             *v = 1e3;
         }
-        let b = Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, heads, None, None).unwrap();
+        let b =
+            Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, &Attention::multi_head(dim, heads)).unwrap();
         assert_eq!(a.data[..3 * dim], b.data[..3 * dim]);
         assert_ne!(a.data[3 * dim..], b.data[3 * dim..]);
     }
 
     #[test]
-    fn a_window_masks_far_keys_as_minus_infinity_would() {
-        // The definition, written out in f64: scores of keys farther than `w` set to -inf
-        // before the softmax, per text and head.
-        let (heads, hd) = (2, 3);
-        let dim = heads * hd;
+    fn masks_and_grouped_heads_do_what_the_definition_says() {
+        // The definition, written out in f64: per text and query head h, keys of key/value
+        // head h / (heads / kv_heads), scores of keys outside the window or after the query
+        // (causal) set to -inf before the softmax.
         let meta = SeqMeta::new(vec![9, 1, 5], vec![0, 0, 0]);
-        let qkv: Vec<f32> = (0..meta.tokens * 3 * dim).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.13).collect();
-        let x = CpuTensor::new(meta.tokens, 3 * dim, qkv.clone());
-        let full = Cpu::new().attention(&x, &meta, heads, None, None).unwrap();
-        for w in [0, 1, 2, 8] {
-            let got = Cpu::new().attention(&x, &meta, heads, None, Some(w)).unwrap();
+        for (heads, kv_heads, hd, window, causal) in [
+            (2, 2, 3, Some(0), false),
+            (2, 2, 3, Some(1), false),
+            (2, 2, 3, Some(2), false),
+            (2, 2, 3, Some(8), false),
+            (2, 2, 3, None, true),
+            (2, 2, 3, Some(2), true),
+            (4, 2, 3, None, false),
+            (6, 1, 5, None, true),
+        ] {
+            let a = Attention { heads, kv_heads, head_dim: hd, bias: None, window, causal };
+            let (dim, kv_dim, stride) = (a.out_dim(), kv_heads * hd, a.qkv_dim());
+            let qkv: Vec<f32> = (0..meta.tokens * stride).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.13).collect();
+            let x = CpuTensor::new(meta.tokens, stride, qkv.clone());
+            let got = Cpu::new().attention(&x, &meta, &a).unwrap();
+            assert_eq!((got.rows, got.cols), (meta.tokens, dim));
             for b in 0..meta.batch() {
                 let rows = meta.rows(b);
                 for (i, r) in rows.clone().enumerate() {
                     for h in 0..heads {
-                        let at =
-                            |row: usize, part: usize, d: usize| qkv[row * 3 * dim + part * dim + h * hd + d] as f64;
+                        let kv = h / (heads / kv_heads) * hd;
+                        let q = |d: usize| qkv[r * stride + h * hd + d] as f64;
+                        let k = |row: usize, d: usize| qkv[row * stride + dim + kv + d] as f64;
+                        let v = |row: usize, d: usize| qkv[row * stride + dim + kv_dim + kv + d] as f64;
+                        let seen = |j: usize| window.is_none_or(|w| i.abs_diff(j) <= w) && (!causal || j <= i);
                         let scores: Vec<f64> = rows
                             .clone()
                             .enumerate()
-                            .map(|(j, c)| match i.abs_diff(j) <= w {
-                                true => (0..hd).map(|d| at(r, 0, d) * at(c, 1, d)).sum::<f64>() / (hd as f64).sqrt(),
+                            .map(|(j, c)| match seen(j) {
+                                true => (0..hd).map(|d| q(d) * k(c, d)).sum::<f64>() / (hd as f64).sqrt(),
                                 false => f64::NEG_INFINITY,
                             })
                             .collect();
@@ -471,18 +487,27 @@ mod tests {
                         let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
                         let sum: f64 = e.iter().sum();
                         for d in 0..hd {
-                            let want: f64 = rows.clone().zip(&e).map(|(c, p)| p / sum * at(c, 2, d)).sum();
+                            let want: f64 = rows.clone().zip(&e).map(|(c, p)| p / sum * v(c, d)).sum();
                             let g = got.data[r * dim + h * hd + d] as f64;
+                            let at = format!("{heads}/{kv_heads} heads, window {window:?}, causal {causal}");
                             assert!(
                                 (g - want).abs() < 1e-5,
-                                "w {w} text {b} query {i} head {h} dim {d}: {g} vs {want}"
+                                "{at}: text {b} query {i} head {h} dim {d}: {g} vs {want}"
                             );
                         }
                     }
                 }
             }
-            // A window as wide as the longest text is no window.
-            assert_eq!(w >= 8, got.data == full.data, "w {w}");
+        }
+        // A window as wide as the longest text is no window.
+        let a = Attention::<CpuMatrix>::multi_head(6, 2);
+        let x = CpuTensor::new(meta.tokens, 18, (0..meta.tokens * 18).map(|i| (i % 7) as f32 * 0.3).collect());
+        let full = Cpu::new().attention(&x, &meta, &a).unwrap();
+        let wide = Cpu::new().attention(&x, &meta, &Attention { window: Some(8), ..a }).unwrap();
+        assert_eq!(full.data, wide.data);
+        // Shapes that do not divide are refused.
+        for bad in [Attention { kv_heads: 4, ..a }, Attention { heads: 3, kv_heads: 2, ..a }] {
+            assert!(Cpu::new().attention(&x, &meta, &bad).is_err());
         }
     }
 }

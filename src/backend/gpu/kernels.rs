@@ -176,7 +176,7 @@ macro_rules! params {
 }
 
 /// Bytes of the params uniform bound per dispatch: at least the largest `Params`.
-pub const PARAMS_BINDING: u64 = 32;
+pub const PARAMS_BINDING: u64 = 48;
 
 params!(
     /// `shaders/embed.wgsl` Params.
@@ -194,18 +194,21 @@ params!(
 );
 params!(
     /// `shaders/attention.wgsl` Params.
-    /// `tiles`: workgroups along x (query tiles); `bias_span`: 0 without a relative-position
-    /// bias table; `window`: u32::MAX for none; `key_tile`: keys per workgroup-memory tile.
+    /// `tiles`: workgroups along x (query tiles); `group`: query heads per key/value head;
+    /// `bias_span`: 0 without a relative-position bias table; `window`: u32::MAX for none;
+    /// `key_tile`: keys per workgroup-memory tile; `causal`: 0 or 1.
     AttentionParams {
         tiles: u32,
         heads: u32,
+        group: u32,
         head_dim: u32,
-        dim: u32,
         scale: f32,
         bias_span: u32,
         window: u32,
         key_tile: u32,
-    } = 32
+        causal: u32,
+        _pad: [u32; 3],
+    } = 48
 );
 params!(
     /// `shaders/pool.wgsl` Params.
@@ -213,7 +216,8 @@ params!(
 );
 params!(
     /// `shaders/rotary.wgsl` Params.
-    RotaryParams { tokens: u32, heads: u32, head_dim: u32, cols: u32 } = 16
+    /// `pieces`: the q and k heads (heads + kv_heads) of a row.
+    RotaryParams { tokens: u32, pieces: u32, head_dim: u32, cols: u32 } = 16
 );
 params!(
     /// `shaders/glu.wgsl` Params.

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::{Backend, BatchSize, SeqMeta, check_attention_bias, check_embed_input, check_rms_norm, check_rotary};
+use super::{Attention, Backend, BatchSize, SeqMeta, check_embed_input, check_rms_norm, check_rotary};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix};
@@ -929,28 +929,15 @@ impl Backend for Gpu {
         Ok(x)
     }
 
-    fn attention(
-        &self,
-        qkv: &GpuTensor,
-        meta: &SeqMeta,
-        heads: usize,
-        bias: Option<&GpuTensor>,
-        window: Option<usize>,
-    ) -> Result<GpuTensor> {
+    fn attention(&self, qkv: &GpuTensor, meta: &SeqMeta, a: &Attention<'_, GpuTensor>) -> Result<GpuTensor> {
         self.check()?;
-        if qkv.rows != meta.tokens || heads == 0 || !qkv.cols.is_multiple_of(3) || !(qkv.cols / 3).is_multiple_of(heads)
+        if let Some(t) = a.bias
+            && (t.format != GpuFormat::F32 || t.host.is_some())
         {
-            return Err(Error::Backend(format!("attention: [{}, {}] for {heads} heads", qkv.rows, qkv.cols)));
+            return Err(Error::Backend("attention: the bias table must be an f32 table on the device".into()));
         }
-        let bias_span = match bias {
-            None => 0,
-            Some(t) if t.format != GpuFormat::F32 || t.host.is_some() => {
-                return Err(Error::Backend("attention: the bias table must be an f32 table on the device".into()));
-            }
-            Some(t) => check_attention_bias((t.rows, t.cols), heads)? as u32,
-        };
-        let dim = qkv.cols / 3;
-        let hd = dim / heads;
+        let bias_span = a.check(qkv.rows, qkv.cols, meta, a.bias.map(|t| (t.rows, t.cols)))? as u32;
+        let (heads, hd, dim) = (a.heads, a.head_dim, a.out_dim());
         if hd > ATTENTION_MAX_HEAD_DIM {
             return Err(Error::Unsupported(format!(
                 "attention heads of {hd} dims on the GPU (at most {ATTENTION_MAX_HEAD_DIM})"
@@ -963,20 +950,26 @@ impl Backend for Gpu {
         let params = kernels::AttentionParams {
             tiles: m.tile_count as u32,
             heads: heads as u32,
+            group: (heads / a.kv_heads) as u32,
             head_dim: hd as u32,
-            dim: dim as u32,
             scale: 1.0 / (hd as f32).sqrt(),
             bias_span,
             // The shader's NO_WINDOW; a window as wide as the longest text is none.
-            window: window.filter(|&w| w < meta.max_len).map_or(u32::MAX, |w| w as u32),
+            window: a.window.filter(|&w| w < meta.max_len).map_or(u32::MAX, |w| w as u32),
             key_tile: key_tile as u32,
+            causal: a.causal as u32,
+            _pad: [0; 3],
         };
         let grid = (m.tile_count as u32, heads as u32);
         let (tiles, seqs) = (m.tiles.binding(0), m.seqs.binding(0));
-        let bias = bias.map(|t| t.binding()).unwrap_or_else(|| self.placeholder.binding(0));
+        let bias = a.bias.map(|t| t.binding()).unwrap_or_else(|| self.placeholder.binding(0));
         let bufs = [qkv.binding(), tiles, seqs, out.binding(), bias];
-        // q·kᵀ and p·v: 4·len·keys·dim per text; q, k, v read once and the context written once.
-        let keys = |l: u32| window.map_or(l as f64, |w| (2 * w + 1).min(l as usize) as f64);
+        // q·kᵀ and p·v: 4·len·keys·dim per text (half the keys when causal); q, k, v read once
+        // and the context written once.
+        let keys = |l: u32| {
+            let seen = a.window.map_or(l as f64, |w| (2 * w + 1).min(l as usize) as f64);
+            if a.causal { seen / 2.0 } else { seen }
+        };
         let pairs: f64 = meta.lens.iter().map(|&l| l as f64 * keys(l)).sum();
         let work = Work { flops: 4.0 * pairs * dim as f64, bytes: (qkv.bytes() + out.bytes()) as f64 };
         self.dispatch(&mut state, Kernel::Attention, bytemuck::bytes_of(&params), &bufs, grid, work)?;
@@ -1025,7 +1018,13 @@ impl Backend for Gpu {
         Ok(out)
     }
 
-    fn rotary(&self, qkv: GpuTensor, meta: &SeqMeta, heads: usize, table: &GpuTensor) -> Result<GpuTensor> {
+    fn rotary(
+        &self,
+        qkv: GpuTensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, GpuTensor>,
+        table: &GpuTensor,
+    ) -> Result<GpuTensor> {
         self.check()?;
         if qkv.rows != meta.tokens || table.format != GpuFormat::F32 || table.host.is_some() {
             return Err(Error::Backend(format!(
@@ -1033,10 +1032,11 @@ impl Backend for Gpu {
                 qkv.rows, qkv.cols, meta.tokens
             )));
         }
-        let hd = check_rotary(qkv.cols, heads, (table.rows, table.cols), meta)?;
+        let pieces = check_rotary(qkv.cols, a, (table.rows, table.cols), meta)?;
+        let hd = a.head_dim;
         let params = kernels::RotaryParams {
             tokens: meta.tokens as u32,
-            heads: heads as u32,
+            pieces: pieces as u32,
             head_dim: hd as u32,
             cols: qkv.cols as u32,
         };
@@ -1044,7 +1044,7 @@ impl Backend for Gpu {
         let toks = self.meta(&mut state, meta, None)?.toks.binding(0);
         let bufs = [qkv.binding(), toks, table.binding()];
         // q and k read and written once, a table row per token.
-        let pairs = heads * hd;
+        let pairs = pieces * hd / 2;
         let work = Work {
             flops: (6 * meta.tokens * pairs) as f64,
             bytes: (4 * 4 * meta.tokens * pairs + 4 * meta.tokens * hd) as f64,

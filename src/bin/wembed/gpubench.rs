@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::{Args, DEFAULT_MODEL, bench};
 use wembed::backend::gpu::{GpuWeights, HostTimes, KernelTime};
-use wembed::backend::{Backend, SeqMeta};
+use wembed::backend::{Attention, Backend, SeqMeta};
 use wembed::config::Activation;
 use wembed::eval::cosine;
 use wembed::weights::HostTensor;
@@ -55,7 +55,7 @@ fn host_times(gpu: &Gpu, layers: usize, rounds: usize) -> Result<HostTimes, Stri
         for _ in 0..layers {
             let x = h.as_ref().unwrap_or(&input);
             let qkv = gpu.linear(x, &qkv_w, &qkv_b, None).map_err(err)?;
-            let ctx = gpu.attention(&qkv, &meta, heads, None, None).map_err(err)?;
+            let ctx = gpu.attention(&qkv, &meta, &Attention::multi_head(dim, heads)).map_err(err)?;
             let att = gpu.linear(&ctx, &out_w, &out_b, None).map_err(err)?;
             let att = gpu.layer_norm(att, Some(x), &gamma, &beta, 1e-12).map_err(err)?;
             let up = gpu.linear(&att, &up_w, &up_b, Some(Activation::GeluErf)).map_err(err)?;
