@@ -572,7 +572,7 @@ fn tiny_models_match_their_references_on_the_gpu() {
 #[test]
 fn rotary_models_with_f16_and_q8_weights_stay_close_on_the_gpu() {
     // What a browser gets by default (f16 matrices and word table) and q8, for the families
-    // whose matrices are stacked (fused Wqkv, GLU halves, Gemma's repeated k/v heads).
+    // whose matrices are stacked (fused Wqkv, GLU halves, Gemma's grouped-query q/k/v).
     for name in ["nomic-swiglu", "modernbert-local", "gemma3-bidirectional"] {
         let dir = root().join("tests/fixtures/tiny").join(name);
         let reference = tiny_ref(&dir);

@@ -201,7 +201,7 @@ fn tiny_models_match_their_references() {
 fn rotary_models_in_smaller_files_stay_close_to_pytorch() {
     // quantize_file on NomicBERT's, ModernBERT's and Gemma's keys: the fused Wqkv, the stacked GLU
     // halves, ModernBERT's tok_embeddings and Gemma's embed_tokens go to blocks, and the models run
-    // from them (Gemma's k/v heads repeated per query head as blocks).
+    // from them (Gemma's q, k and v stacked in its grouped-query layout).
     // The q8 and q4 bars are the for real models (0.999, 0.99); ModernBERT's tiny one,
     // random weights of std 0.5 read through a single (cls) token after three pre-norm layers,
     // measured 0.99917 (q8) and 0.9495 (q4: its word table in 4 bits) at worst, so it gets

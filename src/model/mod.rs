@@ -30,7 +30,7 @@ fn stack<B: Backend, const N: usize>(b: &B, parts: [Stored; N]) -> Result<B::Mat
             None => b.matrix(HostTensor::vstack(&blocks.into_iter().map(dequantized).collect::<Vec<_>>())),
         };
     }
-    // Floats, or a mix (Gemma's k/v heads are repeated as floats): all as floats, in order.
+    // Floats, or a mix of floats and blocks (a partly quantized file): all as floats, in order.
     let floats: Vec<HostTensor> = parts
         .into_iter()
         .map(|p| match p {
