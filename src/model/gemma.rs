@@ -3,9 +3,8 @@
 //! post-norm RMSNorm layers with the Gemma `(1 + w)` gain, per-head RMSNorm of q and k, rotary
 //! positions with a global and a local base, sliding-window layers with a full one every few,
 //! grouped-query attention (the attention op's kv_heads), a GeGLU (tanh) feed-forward layer and
-//! a final norm; the
-//! sentence-transformers `Dense` modules after pooling are [`super::Dense`]. Names follow the
-//! checkpoint keys (`embed_tokens`, `layers.N.self_attn.q_proj`, `layers.N.mlp.gate_proj`, `norm`).
+//! a final norm; the sentence-transformers `Dense` modules after pooling are [`super::Dense`].
+//! Names follow the checkpoint keys (`embed_tokens`, `layers.N.self_attn.q_proj`, `layers.N.mlp.gate_proj`, `norm`).
 //! Reference: transformers/models/gemma3/modeling_gemma3.py (Gemma3TextScaledWordEmbedding,
 //! Gemma3RMSNorm, Gemma3Attention, Gemma3MLP, Gemma3DecoderLayer, Gemma3TextModel).
 
