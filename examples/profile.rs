@@ -64,8 +64,8 @@ impl Backend for Timed {
         t: &[u32],
         m: &SeqMeta,
         w: &Self::Matrix,
-        p: &Self::Matrix,
-        ty: &Self::Matrix,
+        p: Option<&Self::Matrix>,
+        ty: Option<&Self::Matrix>,
     ) -> Result<CpuTensor> {
         self.time("embed".into(), || self.inner.embed(ids, t, m, w, p, ty))
     }
@@ -85,6 +85,24 @@ impl Backend for Timed {
     }
     fn attention(&self, qkv: &CpuTensor, m: &SeqMeta, a: &Attention<'_, Self::Matrix>) -> Result<CpuTensor> {
         self.time("attention".into(), || self.inner.attention(qkv, m, a))
+    }
+    fn rotary(
+        &self,
+        qkv: CpuTensor,
+        m: &SeqMeta,
+        a: &Attention<'_, Self::Matrix>,
+        t: &Self::Matrix,
+    ) -> Result<CpuTensor> {
+        self.time("rotary".into(), || self.inner.rotary(qkv, m, a, t))
+    }
+    fn glu(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
+        self.time(format!("glu {act:?}"), || self.inner.glu(x, act))
+    }
+    fn rms_norm(&self, x: &CpuTensor, g: &Vec<f32>, eps: f32, width: usize) -> Result<CpuTensor> {
+        self.time("rms_norm".into(), || self.inner.rms_norm(x, g, eps, width))
+    }
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        self.time("add".into(), || self.inner.add(a, b))
     }
     fn pool(&self, x: &CpuTensor, m: &SeqMeta, modes: &[PoolMode], n: bool) -> Result<CpuTensor> {
         self.time("pool".into(), || self.inner.pool(x, m, modes, n))

@@ -1,4 +1,5 @@
-// Embedding gather-add: out[t] = word[id] + position[pos] + token_type[type] for each token t.
+// Embedding gather-add: out[t] = word[id] + position[pos] + token_type[type] for each token t;
+// a model without a position or token-type table (rotary positions) leaves that term out.
 // Mirrors backend::cpu `embed`. One workgroup row per token, threads across the hidden size.
 // The word table comes in any weight layout the matmuls read (see backend::gpu::GpuFormat),
 // dequantized here element by element; the position and token-type tables are f32.
@@ -10,6 +11,11 @@ struct Params {
     format: u32,
     // blocks: first word of the block scales in `word`
     scale_offset: u32,
+    // 1 when `position` / `token_type` hold a table; 0 when they are placeholders.
+    has_position: u32,
+    has_token_type: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(1) @binding(0) var<uniform> p: Params;
@@ -61,5 +67,12 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let tok = toks[t];
-    out[t * p.dim + i] = word_value(tok.x, i) + position[tok.z * p.dim + i] + token_type[tok.y * p.dim + i];
+    var v = word_value(tok.x, i);
+    if (p.has_position == 1u) {
+        v += position[tok.z * p.dim + i];
+    }
+    if (p.has_token_type == 1u) {
+        v += token_type[tok.y * p.dim + i];
+    }
+    out[t * p.dim + i] = v;
 }

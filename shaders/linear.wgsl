@@ -17,7 +17,7 @@ struct Params {
     m: u32,
     n: u32,
     k: u32,
-    // 0: none, 1: GELU (erf), 2: GELU (tanh form), 3: ReLU
+    // 0: none, 1: GELU (erf), 2: GELU (tanh form), 3: ReLU, 4: tanh, 5: SiLU
     act: u32,
     // 1 when k allows the weight format's vec4 loads
     vec4: u32,
@@ -81,6 +81,10 @@ fn activate(v: f32) -> f32 {
         case 4u: {
             // tanh(v) = 1 - 2 / (exp(2v) + 1), as kernels::activate; clamped as above.
             return 1.0 - 2.0 / (exp(clamp(2.0 * v, -80.0, 80.0)) + 1.0);
+        }
+        case 5u: {
+            // SiLU: v · sigmoid(v), as kernels::activate; clamped as above.
+            return v / (1.0 + exp(clamp(-v, -80.0, 80.0)));
         }
         default: {
             return v;

@@ -175,6 +175,8 @@ pub enum Activation {
     Relu,
     /// `torch.nn.Tanh`, the default activation of sentence-transformers' `Dense` module.
     Tanh,
+    /// `x * sigmoid(x)` (`silu`, `swish`): the gate of SwiGLU (NomicBERT).
+    Silu,
 }
 
 impl Activation {
@@ -183,8 +185,9 @@ impl Activation {
             "gelu" | "gelu_python" => Ok(Activation::GeluErf),
             "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Ok(Activation::GeluTanh),
             "relu" => Ok(Activation::Relu),
+            "silu" | "swish" => Ok(Activation::Silu),
             other => Err(Error::Unsupported(format!(
-                "hidden_act `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu)"
+                "hidden_act `{other}` (supported: gelu, gelu_new, gelu_pytorch_tanh, gelu_fast, relu, silu)"
             ))),
         }
     }
@@ -318,11 +321,347 @@ impl BertConfig {
     }
 }
 
+/// The longest text a rotary model takes here, whatever its config allows (Gemma 3's default is
+/// 131,072): its cos/sin tables hold a row per position, `[positions, head_dim]` each, and at
+/// head_dim 256 this many rows are 32 MB, a quarter of what WebGPU guarantees one binding.
+pub const MAX_ROTARY_POSITIONS: usize = 32_768;
+
+/// A NomicBERT encoder's shape (`model_type: nomic_bert`, nomic-embed-text-v1/v1.5), from
+/// `config.json` in either spelling: the published one (GPT-2 names: `n_embd`, `n_layer`,
+/// `rotary_emb_base`, `activation_function: swiglu`) or transformers 5's (`hidden_size`, …,
+/// `rope_parameters`), which `NomicBertConfig` reads both of.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NomicConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f32,
+    pub rope_theta: f32,
+    /// The longest text: rotary positions have no table, so this only sizes the cos/sin table.
+    pub max_positions: usize,
+}
+
+/// A ModernBERT encoder's shape (`model_type: modernbert`), from `config.json` as published
+/// (`global_attn_every_n_layers`, `global_rope_theta`, `local_rope_theta`) or as transformers 5
+/// writes it (`layer_types`, `rope_parameters`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModernBertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_activation: Activation,
+    pub norm_eps: f32,
+    pub max_position_embeddings: usize,
+    /// Per layer: true for global (full) attention, false for the local sliding window.
+    pub global_layers: Vec<bool>,
+    pub global_rope_theta: f32,
+    pub local_rope_theta: f32,
+    /// Local layers attend to keys with `|i - j| <= local_attention / 2`.
+    pub local_attention: usize,
+}
+
+/// A Gemma 3 text encoder's shape as EmbeddingGemma uses it (`model_type: gemma3_text` with
+/// `use_bidirectional_attention`), from `config.json` as published (`rope_theta`,
+/// `rope_local_base_freq`, `sliding_window_pattern`) or as transformers 5 writes it
+/// (`rope_parameters`, `layer_types`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gemma3Config {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Grouped-query attention: each key/value head serves `heads / kv_heads` query heads.
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub hidden_activation: Activation,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f32,
+    /// Attention scores are scaled by `query_pre_attn_scalar^-0.5` (not `head_dim^-0.5`).
+    pub query_pre_attn_scalar: f32,
+    /// Per layer: true for full attention, false for the sliding window.
+    pub global_layers: Vec<bool>,
+    pub global_rope_theta: f32,
+    pub local_rope_theta: f32,
+    /// Sliding layers see keys with `|i - j| <= window`: transformers turns the config's
+    /// `sliding_window` into the exclusive bound `sliding_window / 2 + 1` when attention is
+    /// bidirectional (Gemma3TextConfig.__post_init__), so this is `sliding_window / 2`.
+    pub window: usize,
+}
+
+/// `model_type: gemma3_text`. Reference: transformers/models/gemma3/configuration_gemma3.py
+/// (Gemma3TextConfig).
+fn gemma3_config(raw: &RawJson) -> Result<Gemma3Config> {
+    if !raw.flag(&["use_bidirectional_attention"]) {
+        return Err(raw.refuse(
+            "use_bidirectional_attention",
+            "is not true (a causal Gemma 3 decoder; wembed runs the bidirectional encoder of EmbeddingGemma)",
+        ));
+    }
+    if raw.flag(&["attention_bias"]) {
+        return Err(raw.refuse("attention_bias", "is true (Gemma 3 checkpoints have no biases)"));
+    }
+    if raw.get(&["attn_logit_softcapping"]).is_some() {
+        return Err(raw.refuse("attn_logit_softcapping", "is set (attention logit soft-capping is not implemented)"));
+    }
+    if raw.get(&["rope_scaling"]).is_some() {
+        return Err(raw.refuse("rope_scaling", "is set (only default rotary positions)"));
+    }
+    let hidden_size = raw.size(&["hidden_size"], None)?;
+    let heads = raw.size(&["num_attention_heads"], None)?;
+    let kv_heads = raw.size(&["num_key_value_heads"], Some(heads))?;
+    let head_dim = raw.size(&["head_dim"], Some(hidden_size / heads))?;
+    if !heads.is_multiple_of(kv_heads) || !head_dim.is_multiple_of(2) {
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{heads} attention heads over {kv_heads} key/value heads of width {head_dim}"),
+        ));
+    }
+    let num_hidden_layers = raw.size(&["num_hidden_layers"], None)?;
+    let global_layers = match raw.get(&["layer_types"]).and_then(|v| v.as_array()) {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("full_attention") => Ok(true),
+                Some("sliding_attention") => Ok(false),
+                other => Err(raw.refuse("layer_types", &format!("names {other:?}"))),
+            })
+            .collect::<Result<Vec<bool>>>()?,
+        None => {
+            let every = raw.size(&["sliding_window_pattern", "_sliding_window_pattern"], Some(6))?;
+            (0..num_hidden_layers).map(|i| (i + 1) % every == 0).collect()
+        }
+    };
+    if global_layers.len() != num_hidden_layers {
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{} layer_types for {num_hidden_layers} layers", global_layers.len()),
+        ));
+    }
+    let rope = |kind: &str, old: &str, default: f64| -> Result<f32> {
+        let params = raw.get(&["rope_parameters"]).and_then(|r| r.get(kind));
+        if let Some(t) = params.and_then(|p| p.get("rope_type")).and_then(|t| t.as_str())
+            && t != "default"
+        {
+            return Err(raw.refuse("rope_parameters", &format!("has rope_type `{t}` (only `default`)")));
+        }
+        match params.and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()) {
+            Some(t) => raw.float(&[&format!("rope_parameters.{kind}.rope_theta")], t),
+            None => raw.float(&[old], default),
+        }
+    };
+    let act = raw.string(&["hidden_activation", "hidden_act"]).unwrap_or("gelu_pytorch_tanh");
+    Ok(Gemma3Config {
+        vocab_size: raw.size(&["vocab_size"], None)?,
+        hidden_size,
+        intermediate_size: raw.size(&["intermediate_size"], None)?,
+        num_hidden_layers,
+        num_attention_heads: heads,
+        num_key_value_heads: kv_heads,
+        head_dim,
+        hidden_activation: Activation::from_hf(act)?,
+        max_position_embeddings: raw.size(&["max_position_embeddings"], Some(131_072))?,
+        rms_norm_eps: raw.float(&["rms_norm_eps"], 1e-6)?,
+        query_pre_attn_scalar: raw.float(&["query_pre_attn_scalar"], 256.0)?,
+        global_layers,
+        global_rope_theta: rope("full_attention", "rope_theta", 1_000_000.0)?,
+        local_rope_theta: rope("sliding_attention", "rope_local_base_freq", 10_000.0)?,
+        window: raw.size(&["sliding_window"], Some(4096))? / 2,
+    })
+}
+
 /// Model families wembed runs. Decoder families (last-token pooling, causal attention) slot in
 /// here as new variants.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     Bert(BertConfig),
+    Nomic(NomicConfig),
+    ModernBert(ModernBertConfig),
+    Gemma3(Gemma3Config),
+}
+
+/// `config.json` as JSON, read field by field for the families whose files come in more than
+/// one spelling.
+struct RawJson<'a> {
+    value: &'a serde_json::Value,
+    file: String,
+}
+
+impl RawJson<'_> {
+    fn get(&self, names: &[&str]) -> Option<&serde_json::Value> {
+        names.iter().find_map(|n| self.value.get(*n).filter(|v| !v.is_null()))
+    }
+
+    /// A size under the first of `names` present, checked against [`DIM_LIMITS`] (under the
+    /// first name).
+    fn size(&self, names: &[&str], default: Option<usize>) -> Result<usize> {
+        let v = match self.get(names) {
+            Some(v) => v
+                .as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| Error::bad_file(&self.file, format!("`{}` is not a non-negative integer", names[0])))?,
+            None => default.ok_or_else(|| Error::bad_file(&self.file, format!("no `{}`", names[0])))?,
+        };
+        let limit_name = names.iter().find(|n| DIM_LIMITS.iter().any(|(f, _)| f == *n)).unwrap_or(&names[0]);
+        let most = DIM_LIMITS.iter().find(|(f, _)| f == limit_name).map_or(1 << 20, |(_, m)| *m);
+        if v == 0 || v > most {
+            return Err(Error::bad_file(&self.file, format!("`{}` is {v}; wembed takes 1 to {most}", names[0])));
+        }
+        Ok(v)
+    }
+
+    fn float(&self, names: &[&str], default: f64) -> Result<f32> {
+        let v = match self.get(names) {
+            Some(v) => {
+                v.as_f64().ok_or_else(|| Error::bad_file(&self.file, format!("`{}` is not a number", names[0])))?
+            }
+            None => default,
+        };
+        if !(v.is_finite() && v > 0.0 && (v as f32) > 0.0) {
+            return Err(Error::bad_file(&self.file, format!("`{}` is {v}; it must be a positive number", names[0])));
+        }
+        Ok(v as f32)
+    }
+
+    fn flag(&self, names: &[&str]) -> bool {
+        self.get(names).and_then(|v| v.as_bool()).unwrap_or(false)
+    }
+
+    fn string(&self, names: &[&str]) -> Option<&str> {
+        self.get(names).and_then(|v| v.as_str())
+    }
+
+    /// Refuses what this family's forward pass does not compute, naming the field.
+    fn refuse(&self, field: &str, why: &str) -> Error {
+        Error::Unsupported(format!("`{field}` {why} in {}", self.file))
+    }
+
+    fn heads_divide(&self, hidden: usize, heads: usize) -> Result<()> {
+        if !hidden.is_multiple_of(heads) || !(hidden / heads).is_multiple_of(2) {
+            return Err(Error::bad_file(
+                &self.file,
+                format!("hidden size {hidden} is not {heads} heads of an even width (rotary positions need one)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `model_type: nomic_bert`. Reference: transformers/models/nomic_bert/configuration_nomic_bert.py
+/// and the published nomic-embed-text-v1.5 config.json.
+fn nomic_config(raw: &RawJson) -> Result<NomicConfig> {
+    // What transformers' NomicBertModel computes: SwiGLU without biases, post-norm, full
+    // rotary positions in rotate-half pairs. The nomic code's other options are refused.
+    let act = raw.string(&["activation_function"]).map(|a| if a == "swiglu" { "silu" } else { a });
+    let act = act.or(raw.string(&["hidden_act"])).unwrap_or("silu");
+    if act != "silu" {
+        return Err(raw.refuse("activation_function", &format!("`{act}` (wembed runs NomicBERT with swiglu)")));
+    }
+    for field in ["qkv_proj_bias", "mlp_fc1_bias", "mlp_fc2_bias", "prenorm", "rotary_emb_interleaved", "use_rms_norm"]
+    {
+        if raw.flag(&[field]) {
+            return Err(raw.refuse(field, "is true (wembed runs the nomic-embed-text layout, where it is false)"));
+        }
+    }
+    if let Some(f) = raw.get(&["rotary_emb_fraction"]).and_then(|v| v.as_f64())
+        && f != 1.0
+    {
+        return Err(raw.refuse("rotary_emb_fraction", &format!("is {f} (wembed rotates whole heads: 1.0)")));
+    }
+    if raw.get(&["rotary_scaling_factor"]).is_some() {
+        return Err(raw.refuse("rotary_scaling_factor", "is set (dynamic NTK scaling is not implemented)"));
+    }
+    if let Some(t) = raw.get(&["rope_parameters"]).and_then(|r| r.get("rope_type")).and_then(|t| t.as_str())
+        && t != "default"
+    {
+        return Err(raw.refuse("rope_parameters.rope_type", &format!("is `{t}` (only `default`)")));
+    }
+    let hidden_size = raw.size(&["hidden_size", "n_embd"], None)?;
+    let num_attention_heads = raw.size(&["num_attention_heads", "n_head"], None)?;
+    raw.heads_divide(hidden_size, num_attention_heads)?;
+    let theta = raw.get(&["rope_parameters"]).and_then(|r| r.get("rope_theta")).and_then(|t| t.as_f64());
+    let rope_theta = match theta {
+        Some(t) => raw.float(&["rope_parameters.rope_theta"], t)?,
+        None => raw.float(&["rotary_emb_base"], 1000.0)?,
+    };
+    Ok(NomicConfig {
+        vocab_size: raw.size(&["vocab_size"], None)?,
+        hidden_size,
+        num_hidden_layers: raw.size(&["num_hidden_layers", "n_layer"], None)?,
+        num_attention_heads,
+        intermediate_size: raw.size(&["intermediate_size", "n_inner"], Some(4 * hidden_size))?,
+        type_vocab_size: raw.size(&["type_vocab_size"], Some(2))?,
+        layer_norm_eps: raw.float(&["layer_norm_eps", "layer_norm_epsilon"], 1e-12)?,
+        rope_theta,
+        // nomic-embed-text-v1.5 publishes n_positions 8192 (it was trained at 2048 and
+        // extends); transformers 5 writes max_position_embeddings.
+        max_positions: raw.size(&["max_position_embeddings", "n_positions"], Some(2048))?,
+    })
+}
+
+/// `model_type: modernbert`. Reference: transformers/models/modernbert/configuration_modernbert.py.
+fn modernbert_config(raw: &RawJson) -> Result<ModernBertConfig> {
+    for field in ["attention_bias", "mlp_bias", "norm_bias"] {
+        if raw.flag(&[field]) {
+            return Err(raw.refuse(field, "is true (ModernBERT checkpoints have no biases; wembed runs those)"));
+        }
+    }
+    let hidden_size = raw.size(&["hidden_size"], None)?;
+    let num_attention_heads = raw.size(&["num_attention_heads"], None)?;
+    raw.heads_divide(hidden_size, num_attention_heads)?;
+    let num_hidden_layers = raw.size(&["num_hidden_layers"], None)?;
+    let global_layers = match raw.get(&["layer_types"]).and_then(|v| v.as_array()) {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("full_attention") => Ok(true),
+                Some("sliding_attention") => Ok(false),
+                other => Err(raw.refuse("layer_types", &format!("names {other:?}"))),
+            })
+            .collect::<Result<Vec<bool>>>()?,
+        None => {
+            let every = raw.size(&["global_attn_every_n_layers"], Some(3))?;
+            (0..num_hidden_layers).map(|i| i % every == 0).collect()
+        }
+    };
+    if global_layers.len() != num_hidden_layers {
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{} layer_types for {num_hidden_layers} layers", global_layers.len()),
+        ));
+    }
+    let rope = |kind: &str, old: &str, default: f64| -> Result<f32> {
+        let params = raw.get(&["rope_parameters"]).and_then(|r| r.get(kind));
+        if let Some(t) = params.and_then(|p| p.get("rope_type")).and_then(|t| t.as_str())
+            && t != "default"
+        {
+            return Err(raw.refuse("rope_parameters", &format!("has rope_type `{t}` (only `default`)")));
+        }
+        match params.and_then(|p| p.get("rope_theta")).and_then(|t| t.as_f64()) {
+            Some(t) => raw.float(&[&format!("rope_parameters.{kind}.rope_theta")], t),
+            None => raw.float(&[old], default),
+        }
+    };
+    let act = raw.string(&["hidden_activation"]).unwrap_or("gelu");
+    Ok(ModernBertConfig {
+        vocab_size: raw.size(&["vocab_size"], None)?,
+        hidden_size,
+        num_hidden_layers,
+        num_attention_heads,
+        intermediate_size: raw.size(&["intermediate_size"], None)?,
+        hidden_activation: Activation::from_hf(act)?,
+        norm_eps: raw.float(&["norm_eps"], 1e-5)?,
+        max_position_embeddings: raw.size(&["max_position_embeddings"], Some(8192))?,
+        global_layers,
+        global_rope_theta: rope("full_attention", "global_rope_theta", 160_000.0)?,
+        local_rope_theta: rope("sliding_attention", "local_rope_theta", 10_000.0)?,
+        local_attention: raw.size(&["local_attention"], Some(128))?,
+    })
 }
 
 impl ModelConfig {
@@ -333,6 +672,14 @@ impl ModelConfig {
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Error::bad_file(file(), e))?;
         let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let model_type = model_type.as_str();
+        match model_type {
+            "nomic_bert" => return Ok(ModelConfig::Nomic(nomic_config(&RawJson { value: &value, file: file() })?)),
+            "modernbert" => {
+                return Ok(ModelConfig::ModernBert(modernbert_config(&RawJson { value: &value, file: file() })?));
+            }
+            "gemma3_text" => return Ok(ModelConfig::Gemma3(gemma3_config(&RawJson { value: &value, file: file() })?)),
+            _ => {}
+        }
         let family = match BertFamily::from_model_type(model_type) {
             Some(f) => f,
             None if model_type.is_empty() => return Err(Error::bad_file(file(), "no `model_type` field")),
@@ -340,7 +687,7 @@ impl ModelConfig {
                 let arch = value.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
                 let arch = arch.map(|a| format!(" ({a})")).unwrap_or_default();
                 return Err(Error::Unsupported(format!(
-                    "model_type `{model_type}`{arch} in {}; wembed runs: {}",
+                    "model_type `{model_type}`{arch} in {}; wembed runs: {}, nomic_bert, modernbert, gemma3_text",
                     file(),
                     BertFamily::MODEL_TYPES
                 )));
@@ -457,20 +804,32 @@ impl ModelConfig {
     pub fn hidden_size(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => c.hidden_size,
+            ModelConfig::Nomic(c) => c.hidden_size,
+            ModelConfig::ModernBert(c) => c.hidden_size,
+            ModelConfig::Gemma3(c) => c.hidden_size,
         }
     }
 
     /// Floats per token of the widest activation of a forward pass (the stacked q/k/v or the
-    /// feed-forward's inner layer): what bounds a batch on a GPU.
+    /// feed-forward's inner layer, both halves of a gated one): what bounds a batch on a GPU.
     pub fn widest_activation(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => (3 * c.hidden_size).max(c.intermediate_size),
+            ModelConfig::Nomic(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
+            ModelConfig::ModernBert(c) => (3 * c.hidden_size).max(2 * c.intermediate_size),
+            // q, k and v of the grouped-query heads, or both GLU halves.
+            ModelConfig::Gemma3(c) => {
+                ((c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim).max(2 * c.intermediate_size)
+            }
         }
     }
 
     pub fn max_positions(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => c.max_text_positions(),
+            ModelConfig::Nomic(c) => c.max_positions.min(MAX_ROTARY_POSITIONS),
+            ModelConfig::ModernBert(c) => c.max_position_embeddings.min(MAX_ROTARY_POSITIONS),
+            ModelConfig::Gemma3(c) => c.max_position_embeddings.min(MAX_ROTARY_POSITIONS),
         }
     }
 }
@@ -736,4 +1095,98 @@ fn pooling_from_raw(raw: RawPooling, file: &str) -> Result<PoolingConfig> {
         return Err(Error::bad_file(file, "no pooling mode is switched on"));
     }
     Ok(PoolingConfig { modes, include_prompt: raw.include_prompt })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_of(json: &str) -> Result<ModelConfig> {
+        let mut files = ModelFiles::from_map("test", HashMap::new());
+        files.insert("config.json", json.as_bytes().to_vec());
+        ModelConfig::from_files(&files)
+    }
+
+    /// nomic-ai/nomic-embed-text-v1.5's config.json as published (GPT-2 style names, the
+    /// nomic code's options), which transformers 5 reads too.
+    const NOMIC_V15: &str = r#"{"activation_function": "swiglu", "architectures": ["NomicBertModel"],
+        "layer_norm_epsilon": 1e-12, "max_trained_positions": 2048, "mlp_fc1_bias": false,
+        "mlp_fc2_bias": false, "model_type": "nomic_bert", "n_embd": 768, "n_head": 12, "n_inner": 3072,
+        "n_layer": 12, "n_positions": 8192, "prenorm": false, "qkv_proj_bias": false, "rotary_emb_base": 1000,
+        "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": false, "rotary_emb_scale_base": null,
+        "rotary_scaling_factor": null, "type_vocab_size": 2, "use_rms_norm": false, "vocab_size": 30528}"#;
+
+    /// Alibaba-NLP/gte-modernbert-base's config.json as published (transformers 4.48 names).
+    const GTE_MODERNBERT: &str = r#"{"architectures": ["ModernBertModel"], "attention_bias": false,
+        "global_attn_every_n_layers": 3, "global_rope_theta": 160000.0, "hidden_activation": "gelu",
+        "hidden_size": 768, "intermediate_size": 1152, "layer_norm_eps": 1e-05, "local_attention": 128,
+        "local_rope_theta": 10000.0, "max_position_embeddings": 8192, "mlp_bias": false,
+        "model_type": "modernbert", "norm_bias": false, "norm_eps": 1e-05, "num_attention_heads": 12,
+        "num_hidden_layers": 22, "pad_token_id": 50283, "vocab_size": 50368}"#;
+
+    /// google/embeddinggemma-300m's config.json as published (transformers 4.57 names).
+    const EMBEDDINGGEMMA: &str = r#"{"architectures": ["Gemma3TextModel"], "attention_bias": false,
+        "attn_logit_softcapping": null, "final_logit_softcapping": null, "head_dim": 256,
+        "hidden_activation": "gelu_pytorch_tanh", "hidden_size": 768, "intermediate_size": 1152,
+        "max_position_embeddings": 2048, "model_type": "gemma3_text", "num_attention_heads": 3,
+        "num_hidden_layers": 24, "num_key_value_heads": 1, "query_pre_attn_scalar": 256, "rms_norm_eps": 1e-06,
+        "rope_local_base_freq": 10000.0, "rope_scaling": null, "rope_theta": 1000000.0, "sliding_window": 512,
+        "use_bidirectional_attention": true, "vocab_size": 262144}"#;
+
+    #[test]
+    fn published_embeddinggemma_config_reads_as_transformers_reads_it() {
+        let ModelConfig::Gemma3(g) = config_of(EMBEDDINGGEMMA).unwrap() else { panic!("not Gemma 3") };
+        assert_eq!((g.num_attention_heads, g.num_key_value_heads, g.head_dim), (3, 1, 256));
+        assert_eq!((g.global_rope_theta, g.local_rope_theta, g.query_pre_attn_scalar), (1e6, 1e4, 256.0));
+        // Gemma3TextConfig: sliding_window // 2 + 1 as an exclusive bound when bidirectional;
+        // a full layer every 6 (layers 5, 11, 17, 23) by the default pattern.
+        assert_eq!(g.window, 256);
+        let full: Vec<usize> = (0..24).filter(|&i| g.global_layers[i]).collect();
+        assert_eq!(full, [5, 11, 17, 23]);
+        assert_eq!(g.hidden_activation, Activation::GeluTanh);
+        let causal =
+            EMBEDDINGGEMMA.replace(r#""use_bidirectional_attention": true"#, r#""use_bidirectional_attention": false"#);
+        let err = config_of(&causal).unwrap_err();
+        assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+        assert!(err.to_string().contains("use_bidirectional_attention"), "{err}");
+    }
+
+    #[test]
+    fn published_nomic_and_modernbert_configs_read_as_transformers_reads_them() {
+        let ModelConfig::Nomic(n) = config_of(NOMIC_V15).unwrap() else { panic!("not NomicBERT") };
+        assert_eq!(
+            (n.hidden_size, n.num_hidden_layers, n.num_attention_heads, n.intermediate_size),
+            (768, 12, 12, 3072)
+        );
+        assert_eq!((n.rope_theta, n.layer_norm_eps, n.max_positions, n.type_vocab_size), (1000.0, 1e-12, 8192, 2));
+        let ModelConfig::ModernBert(m) = config_of(GTE_MODERNBERT).unwrap() else { panic!("not ModernBERT") };
+        assert_eq!((m.global_rope_theta, m.local_rope_theta, m.local_attention), (160_000.0, 10_000.0, 128));
+        assert_eq!(m.global_layers.len(), 22);
+        assert_eq!(m.global_layers.iter().filter(|g| **g).count(), 8, "layers 0, 3, .., 21 are global");
+        assert!(m.global_layers[0] && !m.global_layers[1] && !m.global_layers[2] && m.global_layers[21]);
+        assert_eq!(m.hidden_activation, Activation::GeluErf);
+    }
+
+    #[test]
+    fn nomic_and_modernbert_options_wembed_does_not_compute_are_unsupported_by_name() {
+        for (json, from, to, field) in [
+            (
+                NOMIC_V15,
+                r#""activation_function": "swiglu""#,
+                r#""activation_function": "gelu""#,
+                "activation_function",
+            ),
+            (NOMIC_V15, r#""qkv_proj_bias": false"#, r#""qkv_proj_bias": true"#, "qkv_proj_bias"),
+            (NOMIC_V15, r#""rotary_emb_fraction": 1.0"#, r#""rotary_emb_fraction": 0.5"#, "rotary_emb_fraction"),
+            (NOMIC_V15, r#""rotary_scaling_factor": null"#, r#""rotary_scaling_factor": 2.0"#, "rotary_scaling_factor"),
+            (NOMIC_V15, r#""prenorm": false"#, r#""prenorm": true"#, "prenorm"),
+            (GTE_MODERNBERT, r#""norm_bias": false"#, r#""norm_bias": true"#, "norm_bias"),
+            (GTE_MODERNBERT, r#""hidden_activation": "gelu""#, r#""hidden_activation": "mish""#, "mish"),
+        ] {
+            assert!(json.contains(from), "{from}");
+            let err = config_of(&json.replace(from, to)).unwrap_err();
+            assert_eq!(err.code(), "UNSUPPORTED", "{to}: {err}");
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
+    }
 }

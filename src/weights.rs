@@ -282,12 +282,17 @@ pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let is_float = matches!(view.dtype(), Dtype::F32 | Dtype::F16 | Dtype::BF16);
+        // BERT's word_embeddings, ModernBERT's tok_embeddings, Gemma's embed_tokens.
+        let words = shape.len() == 2
+            && ["word_embeddings.weight", "tok_embeddings.weight", "embed_tokens.weight"]
+                .iter()
+                .any(|w| name.ends_with(w));
         // MPNet's relative_attention_bias is a [buckets, heads] table, not a matmul weight.
         let matmul = shape.len() == 2
             && name.ends_with(".weight")
+            && !words
             && !name.contains("embeddings.")
             && !name.ends_with("relative_attention_bias.weight");
-        let words = shape.len() == 2 && name.ends_with("word_embeddings.weight");
         if !is_float {
             out.push((name, view.dtype(), shape, view.data().to_vec()));
             continue;

@@ -63,10 +63,13 @@ fn unknown_model_type() {
     edit_json(&d.join("config.json"), |v| v["model_type"] = "llama".into());
     fails_with(&d, &["model_type `llama`", "bert"]);
     edit_json(&d.join("config.json"), |v| {
-        v["model_type"] = "nomic_bert".into();
-        v["architectures"] = serde_json::json!(["NomicBertModel"]);
+        v["model_type"] = "qwen3".into();
+        v["architectures"] = serde_json::json!(["Qwen3Model"]);
     });
-    let err = fails_with(&d, &["model_type `nomic_bert`", "NomicBertModel", "xlm-roberta, ernie, mpnet"]);
+    let err = fails_with(
+        &d,
+        &["model_type `qwen3`", "Qwen3Model", "xlm-roberta, ernie, mpnet, nomic_bert, modernbert, gemma3_text"],
+    );
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
 }
 
@@ -147,8 +150,8 @@ fn heads_do_not_divide_hidden_size() {
 #[test]
 fn unsupported_activation() {
     let (_t, d) = tiny_copy();
-    edit_json(&d.join("config.json"), |v| v["hidden_act"] = "swish".into());
-    fails_with(&d, &["hidden_act `swish`"]);
+    edit_json(&d.join("config.json"), |v| v["hidden_act"] = "mish".into());
+    fails_with(&d, &["hidden_act `mish`"]);
 }
 
 #[test]

@@ -305,3 +305,33 @@ fn chunks_need_no_weights() {
     assert_eq!(chunker.chunks(&text, 16, 4).unwrap(), embedder.chunks(&text, 16, 4).unwrap());
     assert_eq!(chunker.max_tokens(), embedder.max_tokens());
 }
+
+#[test]
+fn a_rotary_model_that_overflows_is_bad_weights_naming_the_layer() {
+    // NomicBERT (post-norm), ModernBERT (pre-norm: the stream and its norm), Gemma 3 (pre- and
+    // post-norm): each family's block names, on the CPU and the GPU.
+    for (name, weight, block) in [
+        ("nomic-swiglu", "encoder.layers.1.mlp.fc2.weight", "encoder.layers.1"),
+        ("modernbert-local", "layers.1.mlp.Wo.weight", "layers.1"),
+        ("gemma3-bidirectional", "layers.1.mlp.down_proj.weight", "layers.1"),
+    ] {
+        let (_t, d) = tiny(name);
+        edit_weights(&d, |m| {
+            for b in m.get_mut(weight).unwrap().2.chunks_exact_mut(4) {
+                b.copy_from_slice(&1e38f32.to_le_bytes());
+            }
+        });
+        let files = ModelFiles::from_dir(&d).unwrap();
+        let texts = ["a short text", "another one, a little longer than the first"];
+        let cpu = Embedder::load(Cpu::new(), &files).unwrap();
+        let gpu = Embedder::load(gpu(GpuWeights::F32), &files).unwrap();
+        for (device, err) in [
+            ("cpu", err_of(cpu.embed(&texts, &EmbedOptions::default()))),
+            ("gpu", err_of(gpu.embed(&texts, &EmbedOptions::default()))),
+        ] {
+            assert_eq!(err.code(), "BAD_WEIGHTS", "{name} on the {device}: {err}");
+            let msg = err.to_string();
+            assert!(msg.contains(block) && msg.contains("non-finite"), "{name} on the {device}: {err}");
+        }
+    }
+}

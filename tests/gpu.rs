@@ -98,8 +98,14 @@ fn both_vec(data: Vec<f32>) -> (Vec<f32>, GpuTensor) {
 fn linear_matches_cpu_on_odd_shapes() {
     let g = shared();
     let mut rng = Rng(1);
-    let acts =
-        [None, Some(Activation::GeluErf), Some(Activation::GeluTanh), Some(Activation::Relu), Some(Activation::Tanh)];
+    let acts = [
+        None,
+        Some(Activation::GeluErf),
+        Some(Activation::GeluTanh),
+        Some(Activation::Relu),
+        Some(Activation::Tanh),
+        Some(Activation::Silu),
+    ];
     // k % 4 == 0 takes the vec4 path, the others the scalar one.
     for (i, (m, n, k)) in
         [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384), (5, 3, 4), (66, 67, 20)]
@@ -241,16 +247,16 @@ fn quantized_word_tables_gather_the_cpu_values() {
             let want = match cpu_weights {
                 Some(w) => {
                     let cpu = Cpu::with_weights(w);
-                    cpu.embed(&ids, &types, &meta, &cpu.word_table(host).unwrap(), &pc, &tc).unwrap().data
+                    cpu.embed(&ids, &types, &meta, &cpu.word_table(host).unwrap(), Some(&pc), Some(&tc)).unwrap().data
                 }
                 None => {
                     // f16: the values rounded to half precision, gathered in f32.
                     let halves = word.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect();
                     let wc = Cpu::new().table(HostTensor::new(vec![50, dim], halves)).unwrap();
-                    Cpu::new().embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap().data
+                    Cpu::new().embed(&ids, &types, &meta, &wc, Some(&pc), Some(&tc)).unwrap().data
                 }
             };
-            let got = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+            let got = g.embed(&ids, &types, &meta, &wg, Some(&pg), Some(&tg)).unwrap();
             check(&format!("embed {weights:?} dim {dim}"), &read(&g, &got), &want, dim, 1e-6);
         }
     }
@@ -336,6 +342,126 @@ fn attention_matches_cpu_with_uneven_texts() {
     assert!(err.to_string().contains("264 dims"), "{err}");
 }
 
+#[test]
+fn rotary_matches_cpu_with_uneven_texts() {
+    // Positions count within each text: a batch of texts of several lengths, two bases (the
+    // large one is ModernBERT's global 160k), head widths from 2 up, grouped-query layouts
+    // (EmbeddingGemma's 3 query heads on 1 key head), a table longer than the texts.
+    let g = shared();
+    let mut rng = Rng(11);
+    for (lens, heads, kv_heads, hd, base) in [
+        (vec![1u32], 1, 1, 2, 10_000.0),
+        (vec![5, 1, 13], 3, 3, 12, 1000.0),
+        (vec![2, 40, 17, 3], 12, 12, 64, 160_000.0),
+        (vec![300], 2, 2, 6, 10_000.0),
+        (vec![7, 30], 3, 1, 256, 1_000_000.0),
+        (vec![9, 2, 33], 8, 2, 16, 10_000.0),
+    ] {
+        let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
+        let cpu_shape: Attention<'_, CpuMatrix> =
+            Attention { heads, kv_heads, head_dim: hd, bias: None, window: None, causal: false };
+        let gpu_shape: Attention<'_, GpuTensor> =
+            Attention { heads, kv_heads, head_dim: hd, bias: None, window: None, causal: false };
+        let cols = (heads + 2 * kv_heads) * hd;
+        let x = rng.vec(meta.tokens * cols, 2.0);
+        let table = wembed::backend::rotary_table(base, hd, 512);
+        let (tc, tg) = both_table(512, hd, table.data);
+        let x_cpu = CpuTensor::new(meta.tokens, cols, x.clone());
+        let want = Cpu::new().rotary(x_cpu, &meta, &cpu_shape, &tc).unwrap();
+        let xg = shared().table(HostTensor::new(vec![meta.tokens, cols], x.clone())).unwrap();
+        let got = g.rotary(xg, &meta, &gpu_shape, &tg).unwrap();
+        let what = format!("rotary lens={lens:?} heads={heads}/{kv_heads} hd={hd} base={base}");
+        check(&what, &read(g, &got), &want.data, cols, TOL_ROWWISE);
+        // The value heads (after q and k) are left as they were; the last k head turns (past
+        // position 0, where every angle is 0).
+        let v = (heads + kv_heads) * hd;
+        let mut turned = false;
+        for (row, orig) in want.data.chunks_exact(cols).zip(x.chunks_exact(cols)) {
+            assert_eq!(row[v..], orig[v..], "{what}: values changed");
+            turned |= row[v - hd..v] != orig[v - hd..v];
+        }
+        assert!(turned || meta.max_len == 1, "{what}: the last key head never turned");
+    }
+}
+
+#[test]
+fn glu_and_add_match_cpu() {
+    let g = shared();
+    let mut rng = Rng(12);
+    for (rows, n) in [(1, 1), (3, 37), (33, 1152), (70, 65)] {
+        let (xc, xg) = both(rows, 2 * n, rng.vec(rows * 2 * n, 4.0));
+        for act in [Activation::Silu, Activation::GeluErf, Activation::GeluTanh, Activation::Relu] {
+            let want = Cpu::new().glu(&xc, act).unwrap();
+            let got = g.glu(&xg, act).unwrap();
+            check(&format!("glu {rows}x{n} {act:?}"), &read(g, &got), &want.data, n, TOL_ROWWISE * 4.0);
+        }
+        let (yc, yg) = both(rows, 2 * n, rng.vec(rows * 2 * n, 4.0));
+        let want = Cpu::new().add(&xc, &yc).unwrap();
+        check(&format!("add {rows}x{}", 2 * n), &read(g, &g.add(&xg, &yg).unwrap()), &want.data, 2 * n, 0.0);
+    }
+}
+
+#[test]
+fn rms_norm_matches_cpu_on_rows_and_head_pieces() {
+    // Whole rows (a hidden state), and head-wide pieces of a packed qkv with only q and k
+    // normed (Gemma's q_norm/k_norm), widths below, at and above the 64 threads.
+    let g = shared();
+    let mut rng = Rng(14);
+    for (rows, cols, width, normed) in
+        [(1, 1, 1, 1), (3, 37, 37, 1), (33, 768, 768, 1), (5, 3 * 4 * 12, 12, 8), (9, 3 * 3 * 256, 256, 6)]
+    {
+        let (xc, xg) = both(rows, cols, rng.vec(rows * cols, 3.0));
+        let (gc, gg) = both_vec(rng.vec(normed * width, 1.5));
+        let want = Cpu::new().rms_norm(&xc, &gc, 1e-6, width).unwrap();
+        let got = g.rms_norm(&xg, &gg, 1e-6, width).unwrap();
+        check(
+            &format!("rms_norm {rows}x{cols} in pieces of {width}, {normed} normed"),
+            &read(g, &got),
+            &want.data,
+            cols,
+            TOL_ROWWISE * 4.0,
+        );
+        // Pieces past the gain are copied.
+        for (o, x) in want.data.chunks_exact(cols).zip(xc.data.chunks_exact(cols)) {
+            assert_eq!(o[normed * width..], x[normed * width..]);
+        }
+    }
+}
+
+#[test]
+fn embed_without_position_or_type_tables_matches_cpu() {
+    // Rotary models: no position table (NomicBERT), neither table (ModernBERT).
+    let g = shared();
+    let mut rng = Rng(13);
+    let dim = 37;
+    let meta = SeqMeta::new(vec![4, 1, 9], vec![0, 0, 0]);
+    let (wc, wg) = both_table(50, dim, rng.vec(50 * dim, 1.0));
+    let (tc, tg) = both_table(2, dim, rng.vec(2 * dim, 1.0));
+    let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
+    let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 2).collect();
+    let want = Cpu::new().embed(&ids, &types, &meta, &wc, None, Some(&tc)).unwrap();
+    check(
+        "embed, no positions",
+        &read(g, &g.embed(&ids, &types, &meta, &wg, None, Some(&tg)).unwrap()),
+        &want.data,
+        dim,
+        0.0,
+    );
+    let want = Cpu::new().embed(&ids, &[], &meta, &wc, None, None).unwrap();
+    check(
+        "embed, word table only",
+        &read(g, &g.embed(&ids, &[], &meta, &wg, None, None).unwrap()),
+        &want.data,
+        dim,
+        0.0,
+    );
+    // The word rows themselves.
+    for (t, &id) in ids.iter().enumerate() {
+        let CpuMatrix::F32(w) = &wc else { unreachable!() };
+        assert_eq!(want.data[t * dim..(t + 1) * dim], w.data[id as usize * dim..(id as usize + 1) * dim]);
+    }
+}
+
 /// Several batches in one wave (one submit), as the embedder records them: each keeps its own
 /// batch layout though the layouts are queued writes into pooled buffers, and a second wave,
 /// which finds its bind groups cached and its buffers handed back by the pool, gives the same
@@ -393,10 +519,10 @@ fn embed_and_pool_match_cpu() {
     let (tc, tg) = both_table(3, dim, rng.vec(3 * dim, 1.0));
     let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
     let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 3).collect();
-    let want = Cpu::new().embed(&ids, &types, &meta, &wc, &pc, &tc).unwrap();
-    let got = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+    let want = Cpu::new().embed(&ids, &types, &meta, &wc, Some(&pc), Some(&tc)).unwrap();
+    let got = g.embed(&ids, &types, &meta, &wg, Some(&pg), Some(&tg)).unwrap();
     check("embed", &read(g, &got), &want.data, dim, 0.0);
-    let hidden_gpu = g.embed(&ids, &types, &meta, &wg, &pg, &tg).unwrap();
+    let hidden_gpu = g.embed(&ids, &types, &meta, &wg, Some(&pg), Some(&tg)).unwrap();
     let modes = [PoolMode::Cls, PoolMode::Max, PoolMode::Mean, PoolMode::MeanSqrtLen, PoolMode::LastToken];
     for normalize in [false, true] {
         for k in 1..=modes.len() {
@@ -415,10 +541,13 @@ fn tiny_models_match_their_references_on_the_gpu() {
         let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
         let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
         let name = &reference.variant;
+        let mut worst_hidden = 0.0f32;
         for (s, st) in reference.sentences.iter().zip(embedder.token_states(&texts).unwrap()) {
             let (diff, at) = max_abs_diff(&st.hidden, &s.hidden);
             assert!(diff <= 1e-4, "{name}: hidden state of {:?} off by {diff:e} at {at}", s.text);
+            worst_hidden = worst_hidden.max(diff);
         }
+        let mut worst_cos = 1.0f64;
         // Each text alone, then all in batches of mixed lengths.
         for batch_size in [1, 3] {
             let opts = EmbedOptions {
@@ -430,7 +559,34 @@ fn tiny_models_match_their_references_on_the_gpu() {
             for (s, v) in reference.sentences.iter().zip(pooled) {
                 let cos = cosine(&v, &s.pooled);
                 assert!(cos >= 1.0 - 1e-5, "{name}, batch {batch_size}: pooled {:?} cosine {cos}", s.text);
+                worst_cos = worst_cos.min(cos);
             }
+        }
+        eprintln!(
+            "{name} on the GPU: hidden states within {worst_hidden:.1e}, worst pooled cosine 1 - {:.1e}",
+            1.0 - worst_cos
+        );
+    }
+}
+
+#[test]
+fn rotary_models_with_f16_and_q8_weights_stay_close_on_the_gpu() {
+    // What a browser gets by default (f16 matrices and word table) and q8, for the families
+    // whose matrices are stacked (fused Wqkv, GLU halves, Gemma's grouped-query q/k/v).
+    for name in ["nomic-swiglu", "modernbert-local", "gemma3-bidirectional"] {
+        let dir = root().join("tests/fixtures/tiny").join(name);
+        let reference = tiny_ref(&dir);
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        for (weights, bar) in [(GpuWeights::F16, 0.9999), (GpuWeights::Q8_0, 0.998)] {
+            let embedder = Embedder::load(gpu_with(weights), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+            let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), ..Default::default() };
+            let mut worst = 1.0f64;
+            for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
+                let cos = cosine(&v, &s.pooled);
+                assert!(cos >= bar, "{name} {weights:?}: {:?} cosine {cos}", s.text);
+                worst = worst.min(cos);
+            }
+            eprintln!("{name}, {weights:?} weights on the GPU: worst cosine {worst:.6}");
         }
     }
 }

@@ -66,13 +66,17 @@ fn every_shader_validates() {
 fn params_structs_have_the_sizes_rust_expects() {
     // Sizes asserted on the Rust side in src/backend/gpu/kernels.rs.
     let expected = [
-        ("embed.wgsl", 16),
+        ("embed.wgsl", 32),
+        ("rotary.wgsl", 16),
+        ("glu.wgsl", 16),
+        ("add.wgsl", 16),
+        ("rms_norm.wgsl", 32),
         ("linear_f32.wgsl", 32),
         ("linear_f16.wgsl", 32),
         ("linear_q8.wgsl", 32),
         ("linear_q4.wgsl", 32),
         ("layer_norm.wgsl", 16),
-        ("attention.wgsl", 32),
+        ("attention.wgsl", 48),
         ("pool.wgsl", 32),
         ("normalize.wgsl", 16),
         ("peak_fma.wgsl", 16),

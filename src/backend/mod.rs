@@ -56,19 +56,29 @@ impl SeqMeta {
 
 /// What every backend's `embed` checks first: ids for every token, texts no longer than the
 /// position table, and ids inside their tables (a tokenizer that does not match the model).
-/// `tables` are the (word, position, token type) row counts.
-pub(crate) fn check_embed_input(ids: &[u32], type_ids: &[u32], meta: &SeqMeta, tables: [usize; 3]) -> Result<()> {
-    let [words, positions, types] = tables;
-    if ids.len() != meta.tokens || type_ids.len() != meta.tokens {
+/// `tables` are the (word, position, token type) row counts; None for a table the model does
+/// not have (no limit from it; type ids unread).
+pub(crate) fn check_embed_input(
+    ids: &[u32],
+    type_ids: &[u32],
+    meta: &SeqMeta,
+    words: usize,
+    positions: Option<usize>,
+    types: Option<usize>,
+) -> Result<()> {
+    if ids.len() != meta.tokens || (types.is_some() && type_ids.len() != meta.tokens) {
         return Err(crate::Error::Backend(format!("embed: {} ids for {} tokens", ids.len(), meta.tokens)));
     }
-    if meta.max_len > positions {
+    if let Some(positions) = positions
+        && meta.max_len > positions
+    {
         return Err(crate::Error::Input(format!(
             "a text of {} tokens; the model has {positions} positions",
             meta.max_len
         )));
     }
-    for (what, list, rows) in [("token id", ids, words), ("token type id", type_ids, types)] {
+    let typed = types.map(|t| ("token type id", type_ids, t));
+    for (what, list, rows) in [("token id", ids, words)].into_iter().chain(typed) {
         if let Some(bad) = list.iter().find(|&&i| i as usize >= rows) {
             return Err(crate::Error::Input(format!(
                 "{what} {bad} is outside the model's table of {rows} (tokenizer and model do not match)"
@@ -155,6 +165,68 @@ impl<'a, M> Attention<'a, M> {
     }
 }
 
+/// The cos/sin table [`Backend::rotary`] reads, `[positions, head_dim]`: row p holds
+/// `cos(p · θ_i)` for i < head_dim / 2, then `sin(p · θ_i)`, with `θ_i = base^(-2i / head_dim)`.
+/// Computed as transformers' default RoPE does in f32 (`inv_freq = 1 / base^(arange(0, d, 2) /
+/// d)`, `freqs = position * inv_freq`), the cos and sin of those f32 angles taken in f64 and
+/// rounded once. On the host, once per model: WGSL's sin/cos are only specified to 2^-11 on
+/// [-π, π], far from the 1e-4 a text's last positions need. The power is correctly rounded;
+/// torch's own f32 pow (SLEEF on x86-64) is an ulp off in one to three `inv_freq` entries for
+/// some (head_dim, base) pairs. Measured against torch 2.15 over positions 0..8192: cos/sin
+/// within 6e-8 at head_dim 64 (NomicBERT, ModernBERT, all four bases), 2.4e-7 at 256 with
+/// EmbeddingGemma's 1e4/1e6, but 1.2e-4 at 128 or 256 with base 160000 (no such model here).
+pub fn rotary_table(base: f32, head_dim: usize, positions: usize) -> HostTensor {
+    let half = head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| {
+            let exponent = (2 * i) as f32 / head_dim as f32;
+            1.0 / (base as f64).powf(exponent as f64) as f32
+        })
+        .collect();
+    let mut data = vec![0.0f32; positions * head_dim];
+    for (p, row) in data.chunks_exact_mut(head_dim.max(1)).enumerate() {
+        for (i, f) in inv_freq.iter().enumerate() {
+            let angle = (p as f32 * f) as f64;
+            row[i] = angle.cos() as f32;
+            row[half + i] = angle.sin() as f32;
+        }
+    }
+    HostTensor::new(vec![positions, head_dim], data)
+}
+
+/// What every backend's `rotary` checks: `qkv` as wide as the attention shape says, an even
+/// head_dim, and a table `[rows, head_dim]` with a row for every position of the batch. Returns
+/// the number of head-wide pieces of a row to rotate (the q and k heads).
+pub(crate) fn check_rotary<M>(
+    cols: usize,
+    a: &Attention<'_, M>,
+    table: (usize, usize),
+    meta: &SeqMeta,
+) -> Result<usize> {
+    let hd = a.head_dim;
+    if hd == 0 || !hd.is_multiple_of(2) || table.1 != hd || cols != a.qkv_dim() {
+        return Err(crate::Error::Backend(format!(
+            "rotary: {cols} columns for {} + 2 x {} heads of {hd} with a [{}, {}] table",
+            a.heads, a.kv_heads, table.0, table.1
+        )));
+    }
+    if meta.max_len > table.0 {
+        return Err(crate::Error::Input(format!(
+            "a text of {} tokens; the model's rotary table has {} positions",
+            meta.max_len, table.0
+        )));
+    }
+    Ok(a.heads + a.kv_heads)
+}
+
+/// What every backend's `rms_norm` checks: pieces that tile the row, a gain of whole pieces.
+pub(crate) fn check_rms_norm(cols: usize, gamma: usize, width: usize) -> Result<()> {
+    if width == 0 || !cols.is_multiple_of(width) || !gamma.is_multiple_of(width) || gamma > cols {
+        return Err(crate::Error::Backend(format!("rms_norm: {cols} columns in pieces of {width}, a gain of {gamma}")));
+    }
+    Ok(())
+}
+
 /// How many texts and tokens one forward pass takes (see [`Backend::default_batch`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchSize {
@@ -191,15 +263,16 @@ pub trait Backend {
     fn stored_as(&self, m: &Self::Matrix) -> &'static str;
 
     /// `out[t] = word[ids[t]] + pos[position of t in its sequence] + types[type_ids[t]]`
-    /// -> `[tokens, dim]`.
+    /// -> `[tokens, dim]`. A model without a position table (rotary positions) or without
+    /// token types passes None for it, and that term is left out (`type_ids` are then unread).
     fn embed(
         &self,
         ids: &[u32],
         type_ids: &[u32],
         meta: &SeqMeta,
         word: &Self::Matrix,
-        pos: &Self::Matrix,
-        types: &Self::Matrix,
+        pos: Option<&Self::Matrix>,
+        types: Option<&Self::Matrix>,
     ) -> Result<Self::Tensor>;
 
     /// `act(x · wᵀ + b)`: x `[rows, in]`, w `[out, in]` -> `[rows, out]`.
@@ -225,6 +298,40 @@ pub trait Backend {
     /// Attention within each sequence, `softmax(q kᵀ / sqrt(head_dim) + bias) v` per head, as
     /// `a` shapes and masks it: `qkv` `[tokens, a.qkv_dim()]` -> context `[tokens, a.out_dim()]`.
     fn attention(&self, qkv: &Self::Tensor, meta: &SeqMeta, a: &Attention<'_, Self::Matrix>) -> Result<Self::Tensor>;
+
+    /// Rotary position embedding (RoPE, the NeoX / rotate-half convention of transformers'
+    /// `apply_rotary_pos_emb`), in place on the query and key heads of `qkv`, laid out as `a`
+    /// says (`[tokens, (heads + 2 * kv_heads) * head_dim]`); the value heads are left alone.
+    /// `table` `[positions, head_dim]`, from [`rotary_table`] through [`Backend::table`], holds
+    /// row p = (cos of the head_dim / 2 angles of position p, then their sin); a token's
+    /// position is counted within its text. For each q and k head and i < head_dim / 2, with
+    /// (x1, x2) = (x[i], x[i + head_dim / 2]): `x[i] = x1 cos - x2 sin`,
+    /// `x[i + head_dim / 2] = x2 cos + x1 sin`.
+    fn rotary(
+        &self,
+        qkv: Self::Tensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, Self::Matrix>,
+        table: &Self::Matrix,
+    ) -> Result<Self::Tensor>;
+
+    /// RMSNorm, out of place: `x` `[rows, cols]` -> `[rows, cols]`, each row cut into pieces of
+    /// `width` values; the first `gamma.len() / width` pieces p of a row become
+    /// `x_p / sqrt(mean(x_p²) + eps) * gamma[p * width..(p + 1) * width]`, the others are copied.
+    /// One piece per row (`width = cols`, gamma `[cols]`): a hidden state's norm. Pieces of
+    /// head_dim: per-head norms of the q and k parts of a packed qkv, v copied (Gemma 3's
+    /// q_norm/k_norm). The gain is used as given: Gemma's `(1 + w)` is formed at load.
+    fn rms_norm(&self, x: &Self::Tensor, gamma: &Self::Vector, eps: f32, width: usize) -> Result<Self::Tensor>;
+
+    /// `a + b` element-wise: `[rows, cols]` twice -> `[rows, cols]`. The residual stream of a
+    /// pre-norm layer (ModernBERT), which needs the sum and its LayerNorm both: the model takes
+    /// the sum here and the norm from `layer_norm(a, Some(b))`, rather than copy the sum.
+    fn add(&self, a: &Self::Tensor, b: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// Gated linear unit on a stacked projection: `x` `[rows, 2 * n]` -> `[rows, n]`,
+    /// `out[r, j] = act(x[r, j]) * x[r, n + j]` (SwiGLU with SiLU, GeGLU with GELU). The model
+    /// stacks the gated half's weights first, so one matmul makes both halves.
+    fn glu(&self, x: &Self::Tensor, act: Activation) -> Result<Self::Tensor>;
 
     /// Sentence vectors from token vectors: `[tokens, dim]` -> `[batch, modes.len() * dim]`,
     /// each mode's result side by side, then L2-normalized if asked.

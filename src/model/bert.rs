@@ -33,19 +33,19 @@ struct Linear<B: Backend> {
 }
 
 /// A weight stored as floats, or as blocks in a quantized file.
-enum Stored {
+pub(super) enum Stored {
     F32(HostTensor),
     Quant(QuantMatrix),
 }
 
-fn stored(w: &Weights, name: &str, rows: usize, cols: usize) -> Result<Stored> {
+pub(super) fn stored(w: &Weights, name: &str, rows: usize, cols: usize) -> Result<Stored> {
     Ok(match w.get_quant(name, rows, cols)? {
         Some(q) => Stored::Quant(q),
         None => Stored::F32(w.get(name, &[rows, cols])?),
     })
 }
 
-fn matrix<B: Backend>(b: &B, s: Stored) -> Result<B::Matrix> {
+pub(super) fn matrix<B: Backend>(b: &B, s: Stored) -> Result<B::Matrix> {
     match s {
         Stored::F32(t) => b.matrix(t),
         Stored::Quant(q) => b.quantized_matrix(q),
@@ -246,7 +246,8 @@ impl<B: Backend> BertModel<B> {
     /// `embeddings.*`: `[tokens]` -> `[tokens, hidden]`.
     pub fn embeddings(&self, b: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
         let e = &self.embeddings;
-        let x = b.embed(ids, type_ids, meta, &e.word_embeddings, &e.position_embeddings, &e.token_type_embeddings)?;
+        let (pos, types) = (Some(&e.position_embeddings), Some(&e.token_type_embeddings));
+        let x = b.embed(ids, type_ids, meta, &e.word_embeddings, pos, types)?;
         b.layer_norm(x, None, &e.layer_norm.weight, &e.layer_norm.bias, self.config.layer_norm_eps)
     }
 

@@ -1,11 +1,52 @@
 //! Encoder architectures, each written once against [`crate::backend::Backend`].
 
 pub mod bert;
+pub mod gemma;
+pub mod modernbert;
+pub mod nomic;
 
 use crate::backend::{Backend, SeqMeta};
 use crate::config::{DenseConfig, ModelConfig, ModelFiles};
 use crate::error::Result;
+use crate::quant::QuantMatrix;
 use crate::weights::{HostTensor, WeightFile};
+use bert::Stored;
+
+/// A `[n]` vector of zeros: the bias of a layer that has none (`bias=False`). The linear and
+/// layer-norm ops always add one; zeros cost `n` floats per layer and no kernel variant.
+fn zeros<B: Backend>(b: &B, n: usize) -> Result<B::Vector> {
+    b.vector(HostTensor::new(vec![n], vec![0.0; n]))
+}
+
+/// Weights stacked row-wise into one matrix (one matmul for several projections): blocks of one
+/// format stay blocks; anything else is stacked as floats (blocks dequantized) and stored as
+/// the backend stores float weights.
+fn stack<B: Backend, const N: usize>(b: &B, parts: [Stored; N]) -> Result<B::Matrix> {
+    if parts.iter().all(|p| matches!(p, Stored::Quant(_))) {
+        let blocks: Vec<QuantMatrix> =
+            parts.into_iter().filter_map(|p| if let Stored::Quant(q) = p { Some(q) } else { None }).collect();
+        return match QuantMatrix::vstack(&blocks) {
+            Some(q) => b.quantized_matrix(q),
+            None => b.matrix(HostTensor::vstack(&blocks.into_iter().map(dequantized).collect::<Vec<_>>())),
+        };
+    }
+    // Floats, or a mix of floats and blocks (a partly quantized file): all as floats, in order.
+    let floats: Vec<HostTensor> = parts
+        .into_iter()
+        .map(|p| match p {
+            Stored::F32(t) => t,
+            Stored::Quant(q) => dequantized(q),
+        })
+        .collect();
+    b.matrix(HostTensor::vstack(&floats))
+}
+
+/// A block matrix as floats.
+fn dequantized(q: QuantMatrix) -> HostTensor {
+    let mut data = vec![0.0; q.rows * q.cols];
+    q.dequantize_rows(0, q.rows, &mut data);
+    HostTensor::new(vec![q.rows, q.cols], data)
+}
 
 /// A sentence-transformers `Dense` module on the pooled vectors:
 /// `[batch, in_features]` -> `[batch, out_features]`.
@@ -39,6 +80,9 @@ impl<B: Backend> Dense<B> {
 /// A loaded encoder of any supported family.
 pub enum Encoder<B: Backend> {
     Bert(bert::BertModel<B>),
+    Nomic(nomic::NomicBertModel<B>),
+    ModernBert(modernbert::ModernBertModel<B>),
+    Gemma3(gemma::Gemma3TextModel<B>),
 }
 
 impl<B: Backend> Encoder<B> {
@@ -52,6 +96,11 @@ impl<B: Backend> Encoder<B> {
         };
         match config {
             ModelConfig::Bert(c) => Ok(Encoder::Bert(bert::BertModel::load(backend, c.clone(), &file)?)),
+            ModelConfig::Nomic(c) => Ok(Encoder::Nomic(nomic::NomicBertModel::load(backend, c.clone(), &file)?)),
+            ModelConfig::ModernBert(c) => {
+                Ok(Encoder::ModernBert(modernbert::ModernBertModel::load(backend, c.clone(), &file)?))
+            }
+            ModelConfig::Gemma3(c) => Ok(Encoder::Gemma3(gemma::Gemma3TextModel::load(backend, c.clone(), &file)?)),
         }
     }
 
@@ -61,6 +110,9 @@ impl<B: Backend> Encoder<B> {
     pub fn dtype_name(&self, backend: &B) -> String {
         let (word, matrices) = match self {
             Encoder::Bert(m) => m.stored_as(backend),
+            Encoder::Nomic(m) => m.stored_as(backend),
+            Encoder::ModernBert(m) => m.stored_as(backend),
+            Encoder::Gemma3(m) => m.stored_as(backend),
         };
         match (word, matrices) {
             ("f32", "f32") => "f32".into(),
@@ -75,6 +127,9 @@ impl<B: Backend> Encoder<B> {
     pub fn forward(&self, backend: &B, ids: &[u32], type_ids: &[u32], meta: &SeqMeta) -> Result<B::Tensor> {
         match self {
             Encoder::Bert(m) => m.forward(backend, ids, type_ids, meta),
+            Encoder::Nomic(m) => m.forward(backend, ids, type_ids, meta),
+            Encoder::ModernBert(m) => m.forward(backend, ids, meta),
+            Encoder::Gemma3(m) => m.forward(backend, ids, meta),
         }
     }
 
@@ -89,20 +144,42 @@ impl<B: Backend> Encoder<B> {
         meta: &SeqMeta,
     ) -> Result<Option<String>> {
         let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
-        match self {
-            Encoder::Bert(m) => {
-                let mut x = m.embeddings(b, ids, type_ids, meta)?;
-                if !finite(&b.read(&x).await?) {
-                    return Ok(Some("embeddings".into()));
+        let (first, layers) = match self {
+            Encoder::Bert(m) => (m.embeddings(b, ids, type_ids, meta)?, m.num_layers()),
+            Encoder::Nomic(m) => (m.embeddings(b, ids, type_ids, meta)?, m.num_layers()),
+            Encoder::ModernBert(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
+            Encoder::Gemma3(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
+        };
+        if !finite(&b.read(&first).await?) {
+            return Ok(Some("embeddings".into()));
+        }
+        // What each layer reads: the last output (post-norm families); for ModernBERT the
+        // residual stream and its norm (see its `layer`), the norm being what is checked.
+        let (mut x, mut normed) = (first, None);
+        for i in 0..layers {
+            let (name, out) = match self {
+                Encoder::Bert(m) => (format!("encoder.layer.{i}"), m.layer(b, i, &x, meta)?),
+                Encoder::Nomic(m) => (format!("encoder.layers.{i}"), m.layer(b, i, &x, meta)?),
+                Encoder::Gemma3(m) => (format!("layers.{i}"), m.layer(b, i, &x, meta)?),
+                Encoder::ModernBert(m) => {
+                    let (stream, n) = m.layer(b, i, &x, normed.as_ref().unwrap_or(&x), meta)?;
+                    x = stream;
+                    (format!("layers.{i}"), n)
                 }
-                for i in 0..m.num_layers() {
-                    x = m.layer(b, i, &x, meta)?;
-                    if !finite(&b.read(&x).await?) {
-                        return Ok(Some(format!("encoder.layer.{i}")));
-                    }
-                }
-                Ok(None)
+            };
+            if !finite(&b.read(&out).await?) {
+                return Ok(Some(name));
+            }
+            match self {
+                Encoder::ModernBert(_) => normed = Some(out),
+                _ => x = out,
             }
         }
+        if let Encoder::Gemma3(m) = self
+            && !finite(&b.read(&m.final_norm(b, &x)?).await?)
+        {
+            return Ok(Some("norm".into()));
+        }
+        Ok(None)
     }
 }

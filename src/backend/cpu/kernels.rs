@@ -96,7 +96,39 @@ pub fn activate(act: Activation, xs: &mut [f32]) {
                 *x = 1.0 - 2.0 / (exp(2.0 * *x) + 1.0);
             }
         }
+        Activation::Silu => {
+            // x / (1 + e^-x); exp's clamp keeps the denominator finite (silu(-100) = -0).
+            for x in xs.iter_mut() {
+                *x /= 1.0 + exp(-*x);
+            }
+        }
     })
+}
+
+/// One row of a gated linear unit: `out[j] = act(x[j]) * x[n + j]`, x `[2n]`, out `[n]`
+/// (see `Backend::glu`).
+pub fn glu_row(act: Activation, x: &[f32], out: &mut [f32]) {
+    let n = out.len();
+    out.copy_from_slice(&x[..n]);
+    activate(act, out);
+    for (o, up) in out.iter_mut().zip(&x[n..2 * n]) {
+        *o *= up;
+    }
+}
+
+/// One head's rotary embedding at one position, in place (see `Backend::rotary`): `x`
+/// `[head_dim]`, `row` = (cos, sin) of this position's `head_dim / 2` angles.
+#[inline]
+pub fn rotate_half_row(x: &mut [f32], row: &[f32]) {
+    let half = x.len() / 2;
+    let (cos, sin) = row.split_at(half);
+    let (x1, x2) = x.split_at_mut(half);
+    for i in 0..half {
+        let (a, b) = (x1[i], x2[i]);
+        // As torch's q * cos + rotate_half(q) * sin: two products, then their sum.
+        x1[i] = a * cos[i] - b * sin[i];
+        x2[i] = b * cos[i] + a * sin[i];
+    }
 }
 
 /// `row = LayerNorm(row + residual)` in place. Two passes (mean, then variance of the
@@ -114,6 +146,26 @@ pub fn add_layer_norm_row(row: &mut [f32], residual: Option<&[f32]>, gamma: &[f3
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
             *v = (*v - mean) * inv * g + b;
+        }
+    })
+}
+
+/// `out = x / sqrt(mean(x²) + eps) * gamma` (RMSNorm of one piece), in f32 as torch's
+/// Gemma3RMSNorm: the mean of squares with eight partial sums, then one multiply each.
+pub fn rms_norm_row(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]) {
+    simd!({
+        let mut lanes = [0.0f32; 8];
+        let chunks = x.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for c in chunks {
+            for l in 0..8 {
+                lanes[l] += c[l] * c[l];
+            }
+        }
+        let mean = (lanes.iter().sum::<f32>() + tail) / x.len() as f32;
+        let inv = 1.0 / (mean + eps).sqrt();
+        for ((o, v), g) in out.iter_mut().zip(x).zip(gamma) {
+            *o = (v * inv) * g;
         }
     })
 }
@@ -310,6 +362,74 @@ mod tests {
             let x = *x as f64;
             let want = 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh());
             assert!((*g as f64 - want).abs() < 1e-6, "gelu_tanh({x}) = {g}, want {want}");
+        }
+    }
+
+    #[test]
+    fn silu_and_glu_match_their_definitions() {
+        let xs: Vec<f32> = (-1000..=1000).map(|i| i as f32 * 0.013).collect();
+        let mut got = xs.clone();
+        activate(Activation::Silu, &mut got);
+        for (x, g) in xs.iter().zip(&got) {
+            let want = *x as f64 / (1.0 + (-*x as f64).exp());
+            assert!((*g as f64 - want).abs() < 1e-6 * want.abs().max(1.0), "silu({x}) = {g}, want {want}");
+        }
+        // act of the first half times the second, for each gated activation.
+        let n = 7;
+        let x: Vec<f32> = (0..2 * n).map(|i| (i as f32 - 6.5) * 0.7).collect();
+        for act in [Activation::Silu, Activation::GeluErf, Activation::GeluTanh] {
+            let mut out = vec![0.0; n];
+            glu_row(act, &x, &mut out);
+            for j in 0..n {
+                let a = x[j] as f64;
+                let gate = match act {
+                    Activation::Silu => a / (1.0 + (-a).exp()),
+                    Activation::GeluErf => 0.5 * a * (1.0 + libm::erf(a / std::f64::consts::SQRT_2)),
+                    _ => 0.5 * a * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (a + 0.044715 * a * a * a)).tanh()),
+                };
+                let want = gate * x[n + j] as f64;
+                assert!((out[j] as f64 - want).abs() < 1e-5, "{act:?} glu at {j}: {} vs {want}", out[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_f64_reference() {
+        for n in [1usize, 7, 256, 385] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.3).collect();
+            let g: Vec<f32> = (0..n).map(|i| 1.0 + (i % 3) as f32 * 0.1).collect();
+            let mut got = vec![0.0; n];
+            rms_norm_row(&x, &g, 1e-6, &mut got);
+            let ms = x.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / n as f64;
+            for i in 0..n {
+                let want = x[i] as f64 / (ms + 1e-6).sqrt() * g[i] as f64;
+                assert!(
+                    (got[i] as f64 - want).abs() < 1e-5 * want.abs().max(1.0),
+                    "n {n}, at {i}: {} vs {want}",
+                    got[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rotate_half_is_a_rotation_of_each_pair() {
+        // Pair (x[i], x[i + d/2]) turned by angle p·θ_i, against the complex product in f64.
+        let (hd, base) = (8, 10_000.0f32);
+        let table = crate::backend::rotary_table(base, hd, 300);
+        for p in [0usize, 1, 7, 299] {
+            let x: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.37 - 1.1).sin()).collect();
+            let mut got = x.clone();
+            rotate_half_row(&mut got, &table.data[p * hd..(p + 1) * hd]);
+            for i in 0..hd / 2 {
+                let theta = (base as f64).powf(-2.0 * i as f64 / hd as f64);
+                let (c, s) = ((p as f64 * theta).cos(), (p as f64 * theta).sin());
+                let (a, b) = (x[i] as f64, x[i + hd / 2] as f64);
+                let want = [a * c - b * s, b * c + a * s];
+                for (g, w) in [got[i], got[i + hd / 2]].into_iter().zip(want) {
+                    assert!((g as f64 - w).abs() < 1e-4, "position {p}, pair {i}: {g} vs {w}");
+                }
+            }
         }
     }
 

@@ -12,12 +12,14 @@ use std::future::Future;
 
 use rayon::prelude::*;
 
-use super::{Attention, Backend, SeqMeta, check_embed_input};
+use super::{Attention, Backend, SeqMeta, check_embed_input, check_rms_norm, check_rotary};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
-use kernels::{activate, add_layer_norm_row, attend, l2_normalize, pool_sequence};
+use kernels::{
+    activate, add_layer_norm_row, attend, glu_row, l2_normalize, pool_sequence, rms_norm_row, rotate_half_row,
+};
 use matmul::WeightRows;
 
 /// Row-major `[rows, cols]` f32 matrix: activations, and weights in their checkpoint layout
@@ -197,27 +199,28 @@ impl Backend for Cpu {
         type_ids: &[u32],
         meta: &SeqMeta,
         word: &CpuMatrix,
-        pos: &CpuMatrix,
-        types: &CpuMatrix,
+        pos: Option<&CpuMatrix>,
+        types: Option<&CpuMatrix>,
     ) -> Result<CpuTensor> {
         let dim = word.shape().1;
         let rows = meta.tokens;
-        if pos.shape().1 != dim || types.shape().1 != dim {
-            return Err(Error::Backend(format!(
-                "embed: tables of widths {dim}, {}, {}",
-                pos.shape().1,
-                types.shape().1
-            )));
+        if [pos, types].into_iter().flatten().any(|t| t.shape().1 != dim) {
+            return Err(Error::Backend(format!("embed: tables of other widths than the word table's {dim}")));
         }
-        check_embed_input(ids, type_ids, meta, [word.shape().0, pos.shape().0, types.shape().0])?;
+        let rows_of = |t: Option<&CpuMatrix>| t.map(|t| t.shape().0);
+        check_embed_input(ids, type_ids, meta, word.shape().0, rows_of(pos), rows_of(types))?;
         let mut out = CpuTensor::zeros(rows, dim);
         let mut scratch = vec![0.0; dim];
         for b in 0..meta.batch() {
             for (s, r) in meta.rows(b).enumerate() {
                 let o = &mut out.data[r * dim..(r + 1) * dim];
                 word.add_row(ids[r] as usize, o, &mut scratch);
-                pos.add_row(s, o, &mut scratch);
-                types.add_row(type_ids[r] as usize, o, &mut scratch);
+                if let Some(pos) = pos {
+                    pos.add_row(s, o, &mut scratch);
+                }
+                if let Some(types) = types {
+                    types.add_row(type_ids[r] as usize, o, &mut scratch);
+                }
             }
         }
         Ok(out)
@@ -326,6 +329,78 @@ impl Backend for Cpu {
                 l2_normalize(o);
             }
         });
+        Ok(out)
+    }
+
+    fn rotary(
+        &self,
+        mut qkv: CpuTensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, CpuMatrix>,
+        table: &CpuMatrix,
+    ) -> Result<CpuTensor> {
+        check_rows("rotary", &qkv, meta)?;
+        let CpuMatrix::F32(table) = table else {
+            return Err(Error::Backend("rotary: a cos/sin table in blocks".into()));
+        };
+        let pieces = check_rotary(qkv.cols, a, (table.rows, table.cols), meta)?;
+        let hd = a.head_dim;
+        let cols = qkv.cols;
+        // Position of each row within its text, then rows spread over the cores.
+        let mut positions = vec![0usize; meta.tokens];
+        for b in 0..meta.batch() {
+            for (s, r) in meta.rows(b).enumerate() {
+                positions[r] = s;
+            }
+        }
+        qkv.data.par_chunks_mut(cols).zip(positions.par_iter()).with_min_len(ROWS_PER_TASK).for_each(|(row, &p)| {
+            let angles = &table.data[p * hd..(p + 1) * hd];
+            // q and k: the first heads + kv_heads head-wide pieces of the row.
+            for x in row[..pieces * hd].chunks_exact_mut(hd) {
+                rotate_half_row(x, angles);
+            }
+        });
+        Ok(qkv)
+    }
+
+    fn rms_norm(&self, x: &CpuTensor, gamma: &Vec<f32>, eps: f32, width: usize) -> Result<CpuTensor> {
+        check_rms_norm(x.cols, gamma.len(), width)?;
+        let mut out = x.clone();
+        if x.cols > 0 {
+            out.data.par_chunks_mut(x.cols).zip(x.data.par_chunks(x.cols)).with_min_len(ROWS_PER_TASK).for_each(
+                |(o, row)| {
+                    for ((o, x), g) in
+                        o.chunks_exact_mut(width).zip(row.chunks_exact(width)).zip(gamma.chunks_exact(width))
+                    {
+                        rms_norm_row(x, g, eps, o);
+                    }
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    fn add(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        if (a.rows, a.cols) != (b.rows, b.cols) {
+            return Err(Error::Backend(format!("add: [{}, {}] + [{}, {}]", a.rows, a.cols, b.rows, b.cols)));
+        }
+        let data = a.data.par_iter().zip(&b.data).with_min_len(4096).map(|(x, y)| x + y).collect();
+        Ok(CpuTensor::new(a.rows, a.cols, data))
+    }
+
+    fn glu(&self, x: &CpuTensor, act: Activation) -> Result<CpuTensor> {
+        if !x.cols.is_multiple_of(2) {
+            return Err(Error::Backend(format!("glu: {} columns (want 2 * n)", x.cols)));
+        }
+        let n = x.cols / 2;
+        let mut out = CpuTensor::zeros(x.rows, n);
+        if n > 0 {
+            out.data
+                .par_chunks_mut(n)
+                .zip(x.data.par_chunks(x.cols))
+                .with_min_len(ROWS_PER_TASK)
+                .for_each(|(o, row)| glu_row(act, row, o));
+        }
         Ok(out)
     }
 

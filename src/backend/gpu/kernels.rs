@@ -25,13 +25,17 @@ pub enum Kernel {
     Attention,
     Pool,
     Normalize,
+    Rotary,
+    Glu,
+    Add,
+    RmsNorm,
     /// Peak probes of `wembed gpu-bench`, not model ops: compiled when first used.
     PeakFma,
     PeakFmaF16,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -45,6 +49,10 @@ impl Kernel {
         Kernel::Attention,
         Kernel::Pool,
         Kernel::Normalize,
+        Kernel::Rotary,
+        Kernel::Glu,
+        Kernel::Add,
+        Kernel::RmsNorm,
         Kernel::PeakFma,
         Kernel::PeakFmaF16,
     ];
@@ -64,6 +72,10 @@ impl Kernel {
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
             Kernel::Normalize => "normalize",
+            Kernel::Rotary => "rotary",
+            Kernel::Glu => "glu",
+            Kernel::Add => "add",
+            Kernel::RmsNorm => "rms_norm",
             Kernel::PeakFma => "peak_fma",
             Kernel::PeakFmaF16 => "peak_fma_f16",
         }
@@ -92,6 +104,14 @@ impl Kernel {
             Kernel::Attention => &[R, R, R, W, R],
             // hidden, seqs, out
             Kernel::Pool => &[R, R, W],
+            // qkv (in place), toks, cos/sin table
+            Kernel::Rotary => &[W, R, R],
+            // x, y
+            Kernel::Glu => &[R, W],
+            // a, b, out
+            Kernel::Add => &[R, R, W],
+            // x, gamma, y
+            Kernel::RmsNorm => &[R, R, W],
             // x (in place); the probes' one output
             Kernel::Normalize | Kernel::PeakFma | Kernel::PeakFmaF16 => &[W],
         }
@@ -127,6 +147,10 @@ impl Kernel {
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
+            Kernel::Rotary => include_str!("../../../shaders/rotary.wgsl").into(),
+            Kernel::Glu => include_str!("../../../shaders/glu.wgsl").into(),
+            Kernel::Add => include_str!("../../../shaders/add.wgsl").into(),
+            Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl").into(),
             Kernel::PeakFma => PEAK_FMA.into(),
             Kernel::PeakFmaF16 => peak_fma_f16().into(),
         }
@@ -156,7 +180,9 @@ pub const PARAMS_BINDING: u64 = 48;
 
 params!(
     /// `shaders/embed.wgsl` Params.
-    EmbedParams { tokens: u32, dim: u32, format: u32, scale_offset: u32 } = 16
+    EmbedParams {
+        tokens: u32, dim: u32, format: u32, scale_offset: u32, has_position: u32, has_token_type: u32, _pad: [u32; 2]
+    } = 32
 );
 params!(
     /// `shaders/linear.wgsl` Params (all weight formats).
@@ -187,6 +213,23 @@ params!(
 params!(
     /// `shaders/pool.wgsl` Params.
     PoolParams { texts: u32, dim: u32, width: u32, col_offset: u32, mode: u32, _pad: [u32; 3] } = 32
+);
+params!(
+    /// `shaders/rotary.wgsl` Params.
+    /// `pieces`: the q and k heads (heads + kv_heads) of a row.
+    RotaryParams { tokens: u32, pieces: u32, head_dim: u32, cols: u32 } = 16
+);
+params!(
+    /// `shaders/glu.wgsl` Params.
+    GluParams { rows: u32, n: u32, act: u32, _pad: u32 } = 16
+);
+params!(
+    /// `shaders/rms_norm.wgsl` Params.
+    RmsNormParams { rows: u32, cols: u32, width: u32, normed: u32, eps: f32, _pad: [u32; 3] } = 32
+);
+params!(
+    /// `shaders/add.wgsl` Params.
+    AddParams { rows: u32, cols: u32, _pad: [u32; 2] } = 16
 );
 params!(
     /// `shaders/normalize.wgsl` Params.

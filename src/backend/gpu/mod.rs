@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::{Attention, Backend, BatchSize, SeqMeta, check_embed_input};
+use super::{Attention, Backend, BatchSize, SeqMeta, check_embed_input, check_rms_norm, check_rotary};
 use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix};
@@ -508,7 +508,8 @@ impl Gpu {
             if let Some((ids, type_ids)) = ids {
                 for r in 0..meta.tokens {
                     toks[r * 4] = ids[r];
-                    toks[r * 4 + 1] = type_ids[r];
+                    // A model without token types passes none.
+                    toks[r * 4 + 1] = type_ids.get(r).copied().unwrap_or(0);
                 }
             }
             let seqs: Vec<u32> =
@@ -694,6 +695,7 @@ fn act_code(act: Option<Activation>) -> u32 {
         Some(Activation::GeluTanh) => 2,
         Some(Activation::Relu) => 3,
         Some(Activation::Tanh) => 4,
+        Some(Activation::Silu) => 5,
     }
 }
 
@@ -786,13 +788,16 @@ impl Backend for Gpu {
         type_ids: &[u32],
         meta: &SeqMeta,
         word: &GpuTensor,
-        pos: &GpuTensor,
-        types: &GpuTensor,
+        pos: Option<&GpuTensor>,
+        types: Option<&GpuTensor>,
     ) -> Result<GpuTensor> {
         self.check()?;
         let dim = word.cols;
-        check_embed_input(ids, type_ids, meta, [word.rows, pos.rows, types.rows])?;
-        if pos.format != GpuFormat::F32 || types.format != GpuFormat::F32 {
+        check_embed_input(ids, type_ids, meta, word.rows, pos.map(|t| t.rows), types.map(|t| t.rows))?;
+        if [pos, types].into_iter().flatten().any(|t| t.cols != dim) {
+            return Err(Error::Backend(format!("embed: tables of other widths than the word table's {dim}")));
+        }
+        if [pos, types].into_iter().flatten().any(|t| t.format != GpuFormat::F32) {
             return Err(Error::Backend("embed: position and token-type tables must be f32".into()));
         }
         // A host-side word table: gather this batch's rows here, upload them, and let the
@@ -823,8 +828,12 @@ impl Backend for Gpu {
             dim: dim as u32,
             format: word_format.code(),
             scale_offset,
+            has_position: pos.is_some() as u32,
+            has_token_type: types.is_some() as u32,
+            _pad: [0; 2],
         };
-        let bufs = [toks, word_buf, pos.binding(), types.binding(), out.binding()];
+        let table = |t: Option<&GpuTensor>| t.map(|t| t.binding()).unwrap_or_else(|| self.placeholder.binding(0));
+        let bufs = [toks, word_buf, table(pos), table(types), out.binding()];
         // Three rows read and one written per token.
         let work = Work { flops: (2 * meta.tokens * dim) as f64, bytes: (4 * 4 * meta.tokens * dim) as f64 };
         self.dispatch(
@@ -1006,6 +1015,96 @@ impl Backend for Gpu {
         if normalize {
             self.normalize_rows(&mut state, &out)?;
         }
+        Ok(out)
+    }
+
+    fn rotary(
+        &self,
+        qkv: GpuTensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, GpuTensor>,
+        table: &GpuTensor,
+    ) -> Result<GpuTensor> {
+        self.check()?;
+        if qkv.rows != meta.tokens || table.format != GpuFormat::F32 || table.host.is_some() {
+            return Err(Error::Backend(format!(
+                "rotary: [{}, {}] for {} tokens, with an f32 table on the device",
+                qkv.rows, qkv.cols, meta.tokens
+            )));
+        }
+        let pieces = check_rotary(qkv.cols, a, (table.rows, table.cols), meta)?;
+        let hd = a.head_dim;
+        let params = kernels::RotaryParams {
+            tokens: meta.tokens as u32,
+            pieces: pieces as u32,
+            head_dim: hd as u32,
+            cols: qkv.cols as u32,
+        };
+        let mut state = self.state()?;
+        let toks = self.meta(&mut state, meta, None)?.toks.binding(0);
+        let bufs = [qkv.binding(), toks, table.binding()];
+        // q and k read and written once, a table row per token.
+        let pairs = pieces * hd / 2;
+        let work = Work {
+            flops: (6 * meta.tokens * pairs) as f64,
+            bytes: (4 * 4 * meta.tokens * pairs + 4 * meta.tokens * hd) as f64,
+        };
+        let grid = (groups(pairs, 64), meta.tokens as u32);
+        self.dispatch(&mut state, Kernel::Rotary, bytemuck::bytes_of(&params), &bufs, grid, work)?;
+        drop(state);
+        Ok(qkv)
+    }
+
+    fn rms_norm(&self, x: &GpuTensor, gamma: &GpuTensor, eps: f32, width: usize) -> Result<GpuTensor> {
+        self.check()?;
+        check_rms_norm(x.cols, gamma.cols, width)?;
+        let out = self.tensor(x.rows, x.cols)?;
+        let params = kernels::RmsNormParams {
+            rows: x.rows as u32,
+            cols: x.cols as u32,
+            width: width as u32,
+            normed: (gamma.cols / width) as u32,
+            eps,
+            _pad: [0; 3],
+        };
+        let mut state = self.state()?;
+        let work = Work { flops: (4 * x.rows * x.cols) as f64, bytes: (2 * x.bytes()) as f64 };
+        let grid = ((x.cols / width) as u32, x.rows as u32);
+        let bufs = [x.binding(), gamma.binding(), out.binding()];
+        self.dispatch(&mut state, Kernel::RmsNorm, bytemuck::bytes_of(&params), &bufs, grid, work)?;
+        drop(state);
+        Ok(out)
+    }
+
+    fn add(&self, a: &GpuTensor, b: &GpuTensor) -> Result<GpuTensor> {
+        self.check()?;
+        if (a.rows, a.cols) != (b.rows, b.cols) {
+            return Err(Error::Backend(format!("add: [{}, {}] + [{}, {}]", a.rows, a.cols, b.rows, b.cols)));
+        }
+        let out = self.tensor(a.rows, a.cols)?;
+        let params = kernels::AddParams { rows: a.rows as u32, cols: a.cols as u32, _pad: [0; 2] };
+        let mut state = self.state()?;
+        let work = Work { flops: (a.rows * a.cols) as f64, bytes: (3 * a.bytes()) as f64 };
+        let grid = (groups(a.cols, 64), a.rows as u32);
+        let bufs = [a.binding(), b.binding(), out.binding()];
+        self.dispatch(&mut state, Kernel::Add, bytemuck::bytes_of(&params), &bufs, grid, work)?;
+        drop(state);
+        Ok(out)
+    }
+
+    fn glu(&self, x: &GpuTensor, act: Activation) -> Result<GpuTensor> {
+        self.check()?;
+        if !x.cols.is_multiple_of(2) {
+            return Err(Error::Backend(format!("glu: {} columns (want 2 * n)", x.cols)));
+        }
+        let n = x.cols / 2;
+        let out = self.tensor(x.rows, n)?;
+        let params = kernels::GluParams { rows: x.rows as u32, n: n as u32, act: act_code(Some(act)), _pad: 0 };
+        let mut state = self.state()?;
+        let work = Work { flops: (8 * x.rows * n) as f64, bytes: (x.bytes() + out.bytes()) as f64 };
+        let grid = (groups(n, 64), x.rows as u32);
+        self.dispatch(&mut state, Kernel::Glu, bytemuck::bytes_of(&params), &[x.binding(), out.binding()], grid, work)?;
+        drop(state);
         Ok(out)
     }
 
