@@ -873,7 +873,8 @@ impl Backend for Gpu {
             (GpuFormat::Q4_1, true) => (Kernel::GemvQ4, true),
         };
         let grid = if gemv {
-            let n = w.rows as u32;
+            // linear_gemv.wgsl's GEMV_NR weight rows per workgroup.
+            let n = w.rows.div_ceil(8) as u32;
             (n.min(65535), n.div_ceil(65535))
         } else {
             (groups(w.rows, 64), groups(x.rows, 64))
