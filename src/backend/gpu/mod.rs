@@ -308,6 +308,13 @@ impl Gpu {
         // Timestamps cost nothing unless a pass asks for them; ask for them where they exist.
         // shader-f16 likewise (f16 arithmetic: the f16 peak probe; the f16 weights themselves
         // are unpacked to f32 with core WGSL and need no feature).
+        // Subgroups are not asked for, so no kernel uses them: naga 30 parses `enable
+        // subgroups;` and wgpu offers Features::SUBGROUP natively (Vulkan), but wgpu 30's
+        // browser backend has no mapping for WebGPU's `subgroups` feature (its FEATURES_MAPPING
+        // lists 16 features, not that one), so a page could never request it through wgpu,
+        // though Chromium's adapters, SwiftShader included, offer it. Kernels written for
+        // subgroups would then run natively only, which is not where users are; the reductions
+        // (attention's, the few-row matmul's) go through workgroup memory instead.
         let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
