@@ -308,7 +308,8 @@ fn empty_input_list_gives_empty_output() {
 
 #[test]
 fn empty_and_blank_strings_embed_like_sentence_transformers() {
-    // sentence-transformers strips text, so both become [CLS] [SEP]; the reference includes "".
+    // WordPiece drops whitespace, so both are [CLS] [SEP] (nothing strips them: sentence-transformers 6
+    // does not, nor does wembed); the reference includes "".
     let (_t, d) = tiny_copy();
     let e = load(&d).unwrap();
     let v = e.embed(&["", "  \t\n "], &EmbedOptions::default()).unwrap();
