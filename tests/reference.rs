@@ -207,9 +207,15 @@ fn rotary_models_in_smaller_files_stay_close_to_pytorch() {
     // measured 0.99917 (q8) and 0.9495 (q4: its word table in 4 bits) at worst, so it gets
     // 0.998 and 0.92. That is the model, not wembed: PyTorch itself with this table rounded
     // through plain q4_1 gives 0.942 to 0.998 on these texts (NomicBERT's: 0.9998 and up).
-    for (name, q8_bar, q4_bar) in
-        [("nomic-swiglu", 0.999, 0.99), ("modernbert-local", 0.998, 0.92), ("gemma3-bidirectional", 0.999, 0.99)]
-    {
+    // The tiny Qwen3, also read through one (the last) token, measured 0.99926 (q8) and 0.9868
+    // (q4) at worst: its q4 bar is 0.98 (not yet checked against PyTorch with the rounded
+    // tables, as ModernBERT's was).
+    for (name, q8_bar, q4_bar) in [
+        ("nomic-swiglu", 0.999, 0.99),
+        ("modernbert-local", 0.998, 0.92),
+        ("gemma3-bidirectional", 0.999, 0.99),
+        ("qwen3-lasttoken", 0.999, 0.98),
+    ] {
         let dir = root().join("tests/fixtures/tiny").join(name);
         let reference = tiny_ref(&dir);
         let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
