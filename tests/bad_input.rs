@@ -63,12 +63,16 @@ fn unknown_model_type() {
     edit_json(&d.join("config.json"), |v| v["model_type"] = "llama".into());
     fails_with(&d, &["model_type `llama`", "bert"]);
     edit_json(&d.join("config.json"), |v| {
-        v["model_type"] = "qwen3".into();
-        v["architectures"] = serde_json::json!(["Qwen3Model"]);
+        v["model_type"] = "phi3".into();
+        v["architectures"] = serde_json::json!(["Phi3Model"]);
     });
     let err = fails_with(
         &d,
-        &["model_type `qwen3`", "Qwen3Model", "xlm-roberta, ernie, mpnet, nomic_bert, modernbert, gemma3_text"],
+        &[
+            "model_type `phi3`",
+            "Phi3Model",
+            "xlm-roberta, ernie, mpnet, nomic_bert, modernbert, gemma3_text, qwen3, qwen2, mistral",
+        ],
     );
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
 }
