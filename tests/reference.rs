@@ -494,3 +494,25 @@ fn decoder_sliding_windows_keep_transformers_bound() {
         }
     }
 }
+
+#[test]
+fn decoder_checkpoints_load_with_the_causal_lm_prefix() {
+    // Qwen3ForCausalLM / MistralForCausalLM checkpoints nest the model under `model.` and carry
+    // an `lm_head` an embedder never reads; both layouts give the reference vectors.
+    for (dir, _) in tiny_decoders() {
+        let reference = tiny_ref(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        copy_dir(&dir, tmp.path());
+        edit_weights(tmp.path(), |map| {
+            let head = map["embed_tokens.weight"].clone();
+            *map = map.drain().map(|(k, v)| (format!("model.{k}"), v)).collect();
+            map.insert("lm_head.weight".into(), head);
+        });
+        let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(tmp.path()).unwrap()).unwrap();
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        let opts = EmbedOptions { prompt_name: reference.prompt_name.clone(), ..Default::default() };
+        for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
+            assert!(cosine(&v, &s.pooled) >= MIN_COSINE, "{}: {:?}", reference.variant, s.text);
+        }
+    }
+}
