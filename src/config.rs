@@ -475,14 +475,161 @@ fn gemma3_config(raw: &RawJson) -> Result<Gemma3Config> {
     })
 }
 
-/// Model families wembed runs. Decoder families (last-token pooling, causal attention) slot in
-/// here as new variants.
+/// Which decoder family a [`DecoderConfig`] comes from (its `model_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderFamily {
+    /// `qwen3`: per-head RMSNorm of q and k; `attention_bias` puts biases on q, k, v and o.
+    Qwen3,
+    /// `qwen2`: biases on q, k and v (never on o), no q/k norm.
+    Qwen2,
+    /// `mistral`: no biases, no q/k norm, a sliding window on every layer when set.
+    Mistral,
+}
+
+/// A decoder LLM used as an embedder (Qwen3-Embedding, gte-Qwen2, E5-mistral): pre-norm RMSNorm
+/// layers, rotary positions, causal grouped-query attention, a SwiGLU feed-forward layer and a
+/// final norm, from `config.json` as published (`rope_theta`) or as transformers 5 writes it
+/// (`rope_parameters`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecoderConfig {
+    pub family: DecoderFamily,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Grouped-query attention: each key/value head serves `heads / kv_heads` query heads.
+    pub num_key_value_heads: usize,
+    /// Need not be `hidden_size / heads` (Qwen3).
+    pub head_dim: usize,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f32,
+    pub rope_theta: f32,
+    /// Per-head RMSNorm of q and k after their projections (Qwen3's `q_norm`, `k_norm`).
+    pub qk_norm: bool,
+    /// Biases on `q_proj`, `k_proj`, `v_proj`.
+    pub qkv_bias: bool,
+    /// A bias on `o_proj`.
+    pub o_bias: bool,
+    /// Per layer: true where the layer attends within the sliding window only.
+    pub sliding_layers: Vec<bool>,
+    /// Sliding layers see keys `i - window <= j <= i`: transformers' mask keeps
+    /// `kv_idx > q_idx - sliding_window` (masking_utils.sliding_window_overlay), so this is
+    /// `sliding_window - 1`.
+    pub window: usize,
+}
+
+/// `model_type: qwen3`, `qwen2`, `mistral`. Reference: transformers/models/qwen3/configuration_qwen3.py,
+/// qwen2/configuration_qwen2.py, mistral/configuration_mistral.py.
+fn decoder_config(raw: &RawJson, family: DecoderFamily) -> Result<DecoderConfig> {
+    let act = raw.string(&["hidden_act"]).unwrap_or("silu");
+    if act != "silu" {
+        return Err(raw.refuse("hidden_act", &format!("is `{act}` (these decoders gate with silu)")));
+    }
+    if let Some(t) = raw.get(&["rope_parameters"]).and_then(|r| r.get("rope_type")).and_then(|t| t.as_str())
+        && t != "default"
+    {
+        return Err(raw.refuse("rope_parameters.rope_type", &format!("is `{t}` (only `default`)")));
+    }
+    if let Some(s) = raw.get(&["rope_scaling"])
+        && s.get("rope_type").or(s.get("type")).and_then(|t| t.as_str()) != Some("default")
+    {
+        return Err(raw.refuse("rope_scaling", "is set (only default rotary positions)"));
+    }
+    if raw.flag(&["mlp_bias"]) {
+        return Err(raw.refuse("mlp_bias", "is true (these decoders' feed-forward layers have no biases)"));
+    }
+    // transformers runs these classes causally whatever the config says; a checkpoint asking for
+    // bidirectional attention was trained for code wembed does not mirror.
+    if raw.flag(&["use_bidirectional_attention"]) || raw.get(&["is_causal"]).and_then(|v| v.as_bool()) == Some(false) {
+        return Err(raw.refuse(
+            "use_bidirectional_attention / is_causal",
+            "asks for bidirectional attention (wembed runs these decoders causally, as transformers does)",
+        ));
+    }
+    let hidden_size = raw.size(&["hidden_size"], None)?;
+    let heads = raw.size(&["num_attention_heads"], None)?;
+    let kv_heads = raw.size(&["num_key_value_heads"], Some(heads))?;
+    let head_dim = raw.size(&["head_dim"], Some(hidden_size / heads))?;
+    if !heads.is_multiple_of(kv_heads) || !head_dim.is_multiple_of(2) {
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{heads} attention heads over {kv_heads} key/value heads of width {head_dim}"),
+        ));
+    }
+    let num_hidden_layers = raw.size(&["num_hidden_layers"], None)?;
+    // Qwen: `sliding_window` counts only with `use_sliding_window`, from layer
+    // `max_window_layers` on (unless `layer_types` says); Mistral: on every layer when set.
+    let sliding_window = match family {
+        DecoderFamily::Mistral => {
+            raw.get(&["sliding_window"]).map(|_| raw.size(&["sliding_window"], None)).transpose()?
+        }
+        _ if raw.flag(&["use_sliding_window"]) => Some(raw.size(&["sliding_window"], Some(4096))?),
+        _ => None,
+    };
+    let sliding_layers = match raw.get(&["layer_types"]).and_then(|v| v.as_array()) {
+        Some(types) => types
+            .iter()
+            .map(|t| match t.as_str() {
+                Some("full_attention") => Ok(false),
+                // Without a window transformers runs a sliding layer on the whole text.
+                Some("sliding_attention") => Ok(sliding_window.is_some()),
+                other => Err(raw.refuse("layer_types", &format!("names {other:?}"))),
+            })
+            .collect::<Result<Vec<bool>>>()?,
+        None => {
+            let from = match family {
+                DecoderFamily::Mistral => 0,
+                _ => raw.get(&["max_window_layers"]).and_then(|v| v.as_u64()).unwrap_or(28) as usize,
+            };
+            (0..num_hidden_layers).map(|i| sliding_window.is_some() && i >= from).collect()
+        }
+    };
+    if sliding_layers.len() != num_hidden_layers {
+        return Err(Error::bad_file(
+            &raw.file,
+            format!("{} layer_types for {num_hidden_layers} layers", sliding_layers.len()),
+        ));
+    }
+    let theta = raw.get(&["rope_parameters"]).and_then(|r| r.get("rope_theta")).and_then(|t| t.as_f64());
+    let rope_theta = match theta {
+        Some(t) => raw.float(&["rope_parameters.rope_theta"], t)?,
+        None => raw.float(&["rope_theta"], 10_000.0)?,
+    };
+    let attention_bias = raw.flag(&["attention_bias"]);
+    Ok(DecoderConfig {
+        family,
+        vocab_size: raw.size(&["vocab_size"], None)?,
+        hidden_size,
+        intermediate_size: raw.size(&["intermediate_size"], None)?,
+        num_hidden_layers,
+        num_attention_heads: heads,
+        num_key_value_heads: kv_heads,
+        head_dim,
+        max_position_embeddings: raw.size(&["max_position_embeddings"], Some(32_768))?,
+        rms_norm_eps: raw.float(&["rms_norm_eps"], 1e-6)?,
+        rope_theta,
+        qk_norm: family == DecoderFamily::Qwen3,
+        qkv_bias: match family {
+            DecoderFamily::Qwen3 => attention_bias,
+            DecoderFamily::Qwen2 => true,
+            DecoderFamily::Mistral => false,
+        },
+        o_bias: family == DecoderFamily::Qwen3 && attention_bias,
+        sliding_layers,
+        window: sliding_window.map_or(0, |w| w - 1),
+    })
+}
+
+/// Model families wembed runs.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModelConfig {
     Bert(BertConfig),
     Nomic(NomicConfig),
     ModernBert(ModernBertConfig),
     Gemma3(Gemma3Config),
+    /// Qwen3, Qwen2, Mistral.
+    Decoder(DecoderConfig),
 }
 
 /// `config.json` as JSON, read field by field for the families whose files come in more than
@@ -678,6 +825,14 @@ impl ModelConfig {
                 return Ok(ModelConfig::ModernBert(modernbert_config(&RawJson { value: &value, file: file() })?));
             }
             "gemma3_text" => return Ok(ModelConfig::Gemma3(gemma3_config(&RawJson { value: &value, file: file() })?)),
+            "qwen3" | "qwen2" | "mistral" => {
+                let family = match model_type {
+                    "qwen3" => DecoderFamily::Qwen3,
+                    "qwen2" => DecoderFamily::Qwen2,
+                    _ => DecoderFamily::Mistral,
+                };
+                return Ok(ModelConfig::Decoder(decoder_config(&RawJson { value: &value, file: file() }, family)?));
+            }
             _ => {}
         }
         let family = match BertFamily::from_model_type(model_type) {
@@ -687,7 +842,7 @@ impl ModelConfig {
                 let arch = value.get("architectures").and_then(|a| a.get(0)).and_then(|a| a.as_str());
                 let arch = arch.map(|a| format!(" ({a})")).unwrap_or_default();
                 return Err(Error::Unsupported(format!(
-                    "model_type `{model_type}`{arch} in {}; wembed runs: {}, nomic_bert, modernbert, gemma3_text",
+                    "model_type `{model_type}`{arch} in {}; wembed runs: {}, nomic_bert, modernbert, gemma3_text, qwen3, qwen2, mistral",
                     file(),
                     BertFamily::MODEL_TYPES
                 )));
@@ -807,6 +962,7 @@ impl ModelConfig {
             ModelConfig::Nomic(c) => c.hidden_size,
             ModelConfig::ModernBert(c) => c.hidden_size,
             ModelConfig::Gemma3(c) => c.hidden_size,
+            ModelConfig::Decoder(c) => c.hidden_size,
         }
     }
 
@@ -821,6 +977,9 @@ impl ModelConfig {
             ModelConfig::Gemma3(c) => {
                 ((c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim).max(2 * c.intermediate_size)
             }
+            ModelConfig::Decoder(c) => {
+                ((c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim).max(2 * c.intermediate_size)
+            }
         }
     }
 
@@ -830,6 +989,7 @@ impl ModelConfig {
             ModelConfig::Nomic(c) => c.max_positions.min(MAX_ROTARY_POSITIONS),
             ModelConfig::ModernBert(c) => c.max_position_embeddings.min(MAX_ROTARY_POSITIONS),
             ModelConfig::Gemma3(c) => c.max_position_embeddings.min(MAX_ROTARY_POSITIONS),
+            ModelConfig::Decoder(c) => c.max_position_embeddings.min(MAX_ROTARY_POSITIONS),
         }
     }
 }
@@ -1149,6 +1309,71 @@ mod tests {
         let err = config_of(&causal).unwrap_err();
         assert_eq!(err.code(), "UNSUPPORTED", "{err}");
         assert!(err.to_string().contains("use_bidirectional_attention"), "{err}");
+    }
+
+    /// Qwen/Qwen3-Embedding-0.6B's config.json as published (transformers 4.51 names).
+    const QWEN3_EMBEDDING: &str = r#"{"architectures": ["Qwen3ForCausalLM"], "attention_bias": false,
+        "attention_dropout": 0.0, "bos_token_id": 151643, "eos_token_id": 151643, "head_dim": 128,
+        "hidden_act": "silu", "hidden_size": 1024, "initializer_range": 0.02, "intermediate_size": 3072,
+        "max_position_embeddings": 32768, "max_window_layers": 28, "model_type": "qwen3",
+        "num_attention_heads": 16, "num_hidden_layers": 28, "num_key_value_heads": 8, "rms_norm_eps": 1e-06,
+        "rope_scaling": null, "rope_theta": 1000000, "sliding_window": null, "tie_word_embeddings": true,
+        "torch_dtype": "float32", "use_cache": true, "use_sliding_window": false, "vocab_size": 151669}"#;
+
+    /// intfloat/e5-mistral-7b-instruct's config.json as published.
+    const E5_MISTRAL: &str = r#"{"architectures": ["MistralModel"], "bos_token_id": 1, "eos_token_id": 2,
+        "hidden_act": "silu", "hidden_size": 4096, "initializer_range": 0.02, "intermediate_size": 14336,
+        "max_position_embeddings": 32768, "model_type": "mistral", "num_attention_heads": 32,
+        "num_hidden_layers": 32, "num_key_value_heads": 8, "pad_token_id": 2, "rms_norm_eps": 1e-05,
+        "rope_theta": 10000.0, "sliding_window": 4096, "tie_word_embeddings": false, "torch_dtype": "float16",
+        "use_cache": false, "vocab_size": 32000}"#;
+
+    #[test]
+    fn published_decoder_configs_read_as_transformers_reads_them() {
+        let ModelConfig::Decoder(q) = config_of(QWEN3_EMBEDDING).unwrap() else { panic!("not a decoder") };
+        assert_eq!(q.family, DecoderFamily::Qwen3);
+        assert_eq!((q.num_attention_heads, q.num_key_value_heads, q.head_dim), (16, 8, 128));
+        assert_eq!((q.rope_theta, q.rms_norm_eps), (1e6, 1e-6));
+        assert!(q.qk_norm && !q.qkv_bias && !q.o_bias);
+        assert!(q.sliding_layers.iter().all(|s| !s), "use_sliding_window false: no sliding layers");
+        let ModelConfig::Decoder(m) = config_of(E5_MISTRAL).unwrap() else { panic!("not a decoder") };
+        assert_eq!(m.family, DecoderFamily::Mistral);
+        assert_eq!((m.num_attention_heads, m.num_key_value_heads, m.head_dim), (32, 8, 128));
+        assert!(!m.qk_norm && !m.qkv_bias && !m.o_bias);
+        // MistralModel: the window on every layer, keys kv_idx > q_idx - 4096.
+        assert!(m.sliding_layers.iter().all(|s| *s));
+        assert_eq!(m.window, 4095);
+        // Qwen2 (gte-Qwen2): q/k/v biases; a window only with use_sliding_window, from
+        // max_window_layers on.
+        let qwen2 = QWEN3_EMBEDDING
+            .replace(r#""model_type": "qwen3""#, r#""model_type": "qwen2""#)
+            .replace(r#""use_sliding_window": false"#, r#""use_sliding_window": true"#)
+            .replace(r#""sliding_window": null"#, r#""sliding_window": 64"#)
+            .replace(r#""max_window_layers": 28"#, r#""max_window_layers": 20"#);
+        let ModelConfig::Decoder(g) = config_of(&qwen2).unwrap() else { panic!("not a decoder") };
+        assert!(g.qkv_bias && !g.o_bias && !g.qk_norm);
+        assert_eq!(g.sliding_layers.iter().position(|s| *s), Some(20));
+        assert_eq!(g.window, 63);
+    }
+
+    #[test]
+    fn decoder_options_wembed_does_not_compute_are_unsupported_by_name() {
+        for (json, from, to, field) in [
+            (QWEN3_EMBEDDING, r#""hidden_act": "silu""#, r#""hidden_act": "gelu""#, "hidden_act"),
+            (
+                QWEN3_EMBEDDING,
+                r#""rope_scaling": null"#,
+                r#""rope_scaling": {"rope_type": "yarn", "factor": 4.0}"#,
+                "rope_scaling",
+            ),
+            (E5_MISTRAL, r#""use_cache": false"#, r#""use_cache": false, "is_causal": false"#, "is_causal"),
+            (E5_MISTRAL, r#""use_cache": false"#, r#""use_cache": false, "mlp_bias": true"#, "mlp_bias"),
+        ] {
+            assert!(json.contains(from), "{from}");
+            let err = config_of(&json.replace(from, to)).unwrap_err();
+            assert_eq!(err.code(), "UNSUPPORTED", "{to}: {err}");
+            assert!(err.to_string().contains(field), "{to}: {err}");
+        }
     }
 
     #[test]

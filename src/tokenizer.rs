@@ -120,16 +120,12 @@ impl TextTokenizer {
         self.max_seq_length
     }
 
-    /// Tokenizes texts as sentence-transformers does: surrounding whitespace stripped,
-    /// lower-cased if the model says so, special tokens added, truncated at `max_seq_length`.
+    /// Tokenizes texts as sentence-transformers 6 does: as given (it no longer strips them; a
+    /// byte-level BPE makes tokens of surrounding spaces), lower-cased if the model says so,
+    /// special tokens added, truncated at `max_seq_length`.
     pub fn encode(&self, texts: &[&str]) -> Result<Vec<Encoded>> {
-        let prepared: Vec<String> = texts
-            .iter()
-            .map(|t| {
-                let t = t.trim();
-                if self.lower_case { t.to_lowercase() } else { t.to_string() }
-            })
-            .collect();
+        let prepared: Vec<String> =
+            texts.iter().map(|t| if self.lower_case { t.to_lowercase() } else { t.to_string() }).collect();
         let encodings = self.inner.encode_batch(prepared, true).map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(encodings
             .into_iter()

@@ -63,12 +63,16 @@ fn unknown_model_type() {
     edit_json(&d.join("config.json"), |v| v["model_type"] = "llama".into());
     fails_with(&d, &["model_type `llama`", "bert"]);
     edit_json(&d.join("config.json"), |v| {
-        v["model_type"] = "qwen3".into();
-        v["architectures"] = serde_json::json!(["Qwen3Model"]);
+        v["model_type"] = "phi3".into();
+        v["architectures"] = serde_json::json!(["Phi3Model"]);
     });
     let err = fails_with(
         &d,
-        &["model_type `qwen3`", "Qwen3Model", "xlm-roberta, ernie, mpnet, nomic_bert, modernbert, gemma3_text"],
+        &[
+            "model_type `phi3`",
+            "Phi3Model",
+            "xlm-roberta, ernie, mpnet, nomic_bert, modernbert, gemma3_text, qwen3, qwen2, mistral",
+        ],
     );
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
 }
@@ -308,7 +312,8 @@ fn empty_input_list_gives_empty_output() {
 
 #[test]
 fn empty_and_blank_strings_embed_like_sentence_transformers() {
-    // sentence-transformers strips text, so both become [CLS] [SEP]; the reference includes "".
+    // WordPiece drops whitespace, so both are [CLS] [SEP] (nothing strips them: sentence-transformers 6
+    // does not, nor does wembed); the reference includes "".
     let (_t, d) = tiny_copy();
     let e = load(&d).unwrap();
     let v = e.embed(&["", "  \t\n "], &EmbedOptions::default()).unwrap();

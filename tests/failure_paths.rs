@@ -309,11 +309,12 @@ fn chunks_need_no_weights() {
 #[test]
 fn a_rotary_model_that_overflows_is_bad_weights_naming_the_layer() {
     // NomicBERT (post-norm), ModernBERT (pre-norm: the stream and its norm), Gemma 3 (pre- and
-    // post-norm): each family's block names, on the CPU and the GPU.
+    // post-norm), Qwen3 (pre-norm decoder): each family's block names, on the CPU and the GPU.
     for (name, weight, block) in [
         ("nomic-swiglu", "encoder.layers.1.mlp.fc2.weight", "encoder.layers.1"),
         ("modernbert-local", "layers.1.mlp.Wo.weight", "layers.1"),
         ("gemma3-bidirectional", "layers.1.mlp.down_proj.weight", "layers.1"),
+        ("qwen3-lasttoken", "layers.1.mlp.down_proj.weight", "layers.1"),
     ] {
         let (_t, d) = tiny(name);
         edit_weights(&d, |m| {

@@ -570,10 +570,55 @@ fn tiny_models_match_their_references_on_the_gpu() {
 }
 
 #[test]
+fn tiny_decoders_match_their_references_on_the_gpu_with_and_without_the_prompt() {
+    // Qwen3, Qwen2, Mistral: the vectors with the query prompt and without, each text alone and
+    // all in mixed batches, and one text's vector the same alone and anywhere in a batch.
+    for (dir, _) in tiny_decoders() {
+        let reference = tiny_ref(&dir);
+        let name = &reference.variant;
+        let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        let mut worst = [1.0f64; 2];
+        for batch_size in [1, 4] {
+            for (k, prompt_name) in [None, Some("query".to_string())].into_iter().enumerate() {
+                let opts = EmbedOptions {
+                    prompt_name: prompt_name.clone(),
+                    batch_size: Some(batch_size),
+                    ..Default::default()
+                };
+                for (s, v) in reference.sentences.iter().zip(embedder.embed(&texts, &opts).unwrap()) {
+                    let want = if k == 0 { s.pooled_no_prompt.as_ref().unwrap() } else { &s.pooled };
+                    let cos = cosine(&v, want);
+                    assert!(
+                        cos >= 1.0 - 1e-5,
+                        "{name}, batch {batch_size}, prompt {prompt_name:?}: {:?} cosine {cos}",
+                        s.text
+                    );
+                    worst[k] = worst[k].min(cos);
+                }
+            }
+        }
+        let target = "  the dog runs  ";
+        let opts = EmbedOptions { prompt_name: Some("query".into()), ..Default::default() };
+        let alone = embedder.embed(&[target], &opts).unwrap().remove(0);
+        let mut in_batch = texts.clone();
+        in_batch.insert(3, target);
+        let all = embedder.embed(&in_batch, &EmbedOptions { batch_size: Some(5), ..opts }).unwrap();
+        let (diff, _) = max_abs_diff(&all[3], &alone);
+        assert!(diff <= 1e-5, "{name}: in a batch {diff:e} from alone");
+        eprintln!(
+            "{name} on the GPU: worst pooled cosine 1 - {:.1e} without the prompt, 1 - {:.1e} with it; in a batch within {diff:.1e} of alone",
+            1.0 - worst[0],
+            1.0 - worst[1]
+        );
+    }
+}
+
+#[test]
 fn rotary_models_with_f16_and_q8_weights_stay_close_on_the_gpu() {
     // What a browser gets by default (f16 matrices and word table) and q8, for the families
     // whose matrices are stacked (fused Wqkv, GLU halves, Gemma's grouped-query q/k/v).
-    for name in ["nomic-swiglu", "modernbert-local", "gemma3-bidirectional"] {
+    for name in ["nomic-swiglu", "modernbert-local", "gemma3-bidirectional", "qwen3-lasttoken"] {
         let dir = root().join("tests/fixtures/tiny").join(name);
         let reference = tiny_ref(&dir);
         let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();

@@ -1,9 +1,10 @@
-//! Encoder architectures, each written once against [`crate::backend::Backend`].
+//! Encoder architectures (and decoders used as encoders), each written once against [`crate::backend::Backend`].
 
 pub mod bert;
 pub mod gemma;
 pub mod modernbert;
 pub mod nomic;
+pub mod qwen3;
 
 use crate::backend::{Backend, SeqMeta};
 use crate::config::{DenseConfig, ModelConfig, ModelFiles};
@@ -83,6 +84,8 @@ pub enum Encoder<B: Backend> {
     Nomic(nomic::NomicBertModel<B>),
     ModernBert(modernbert::ModernBertModel<B>),
     Gemma3(gemma::Gemma3TextModel<B>),
+    /// Qwen3, Qwen2, Mistral.
+    Decoder(qwen3::DecoderModel<B>),
 }
 
 impl<B: Backend> Encoder<B> {
@@ -101,6 +104,7 @@ impl<B: Backend> Encoder<B> {
                 Ok(Encoder::ModernBert(modernbert::ModernBertModel::load(backend, c.clone(), &file)?))
             }
             ModelConfig::Gemma3(c) => Ok(Encoder::Gemma3(gemma::Gemma3TextModel::load(backend, c.clone(), &file)?)),
+            ModelConfig::Decoder(c) => Ok(Encoder::Decoder(qwen3::DecoderModel::load(backend, c.clone(), &file)?)),
         }
     }
 
@@ -113,6 +117,7 @@ impl<B: Backend> Encoder<B> {
             Encoder::Nomic(m) => m.stored_as(backend),
             Encoder::ModernBert(m) => m.stored_as(backend),
             Encoder::Gemma3(m) => m.stored_as(backend),
+            Encoder::Decoder(m) => m.stored_as(backend),
         };
         match (word, matrices) {
             ("f32", "f32") => "f32".into(),
@@ -130,6 +135,7 @@ impl<B: Backend> Encoder<B> {
             Encoder::Nomic(m) => m.forward(backend, ids, type_ids, meta),
             Encoder::ModernBert(m) => m.forward(backend, ids, meta),
             Encoder::Gemma3(m) => m.forward(backend, ids, meta),
+            Encoder::Decoder(m) => m.forward(backend, ids, meta),
         }
     }
 
@@ -149,6 +155,7 @@ impl<B: Backend> Encoder<B> {
             Encoder::Nomic(m) => (m.embeddings(b, ids, type_ids, meta)?, m.num_layers()),
             Encoder::ModernBert(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
             Encoder::Gemma3(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
+            Encoder::Decoder(m) => (m.embeddings(b, ids, meta)?, m.num_layers()),
         };
         if !finite(&b.read(&first).await?) {
             return Ok(Some("embeddings".into()));
@@ -161,6 +168,7 @@ impl<B: Backend> Encoder<B> {
                 Encoder::Bert(m) => (format!("encoder.layer.{i}"), m.layer(b, i, &x, meta)?),
                 Encoder::Nomic(m) => (format!("encoder.layers.{i}"), m.layer(b, i, &x, meta)?),
                 Encoder::Gemma3(m) => (format!("layers.{i}"), m.layer(b, i, &x, meta)?),
+                Encoder::Decoder(m) => (format!("layers.{i}"), m.layer(b, i, &x, meta)?),
                 Encoder::ModernBert(m) => {
                     let (stream, n) = m.layer(b, i, &x, normed.as_ref().unwrap_or(&x), meta)?;
                     x = stream;
@@ -175,8 +183,13 @@ impl<B: Backend> Encoder<B> {
                 _ => x = out,
             }
         }
-        if let Encoder::Gemma3(m) = self
-            && !finite(&b.read(&m.final_norm(b, &x)?).await?)
+        let last = match self {
+            Encoder::Gemma3(m) => Some(m.final_norm(b, &x)?),
+            Encoder::Decoder(m) => Some(m.final_norm(b, &x)?),
+            _ => None,
+        };
+        if let Some(last) = last
+            && !finite(&b.read(&last).await?)
         {
             return Ok(Some("norm".into()));
         }

@@ -80,6 +80,11 @@ pub struct TinySentence {
     pub type_ids: Vec<u32>,
     pub hidden: Vec<f32>,
     pub pooled: Vec<f32>,
+    /// Decoder fixtures: the ids of the query prompt + text, and the vector without the prompt.
+    #[serde(default)]
+    pub prompt_ids: Option<Vec<u32>>,
+    #[serde(default)]
+    pub pooled_no_prompt: Option<Vec<f32>>,
 }
 
 /// torch's `MPNetEncoder.relative_position_bucket` of the relative positions `from`, `from + 1`, ….
@@ -106,6 +111,28 @@ pub fn tiny_dirs() -> Vec<PathBuf> {
         .collect();
     dirs.sort();
     assert!(dirs.len() >= 8, "expected the tiny fixture models, found {dirs:?}");
+    dirs
+}
+
+/// `model_type` of a model folder's config.json.
+pub fn model_type(dir: &Path) -> String {
+    let c: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    c["model_type"].as_str().unwrap().to_string()
+}
+
+/// The tiny decoder LLMs (Qwen3, Qwen2, Mistral), with the query prompt each has.
+pub fn tiny_decoders() -> Vec<(PathBuf, String)> {
+    let dirs: Vec<(PathBuf, String)> = tiny_dirs()
+        .into_iter()
+        .filter(|d| ["qwen3", "qwen2", "mistral"].contains(&model_type(d).as_str()))
+        .map(|d| {
+            let st: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(d.join("config_sentence_transformers.json")).unwrap()).unwrap();
+            let prompt = st["prompts"]["query"].as_str().expect("a decoder fixture has a query prompt").to_string();
+            (d, prompt)
+        })
+        .collect();
+    assert_eq!(dirs.len(), 3, "the tiny decoders: {dirs:?}");
     dirs
 }
 
