@@ -88,6 +88,29 @@ export function modulePath(path) {
   return path;
 }
 
+/**
+ * The files the modules of a modules.json bring, checked: each module folder's config.json
+ * (optional) and a Dense module's weights, `N_Dense/model.safetensors` (required: Rust runs
+ * the module and needs them); [] when it does not parse (Rust reports that).
+ */
+function moduleFiles(bytes) {
+  let modules;
+  try {
+    modules = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return [];
+  }
+  const dense = new Set(
+    (Array.isArray(modules) ? modules : [])
+      .filter((m) => m && typeof m === 'object' && typeof m.type === 'string' && /(^|\.)Dense$/.test(m.type))
+      .map((m) => m.path),
+  );
+  return modulePaths(bytes).flatMap((p) => [
+    [`${p}/config.json`, true],
+    ...(dense.has(p) ? [[`${p}/model.safetensors`, false]] : []),
+  ]);
+}
+
 /** The module folders of a modules.json, checked; [] when it does not parse (Rust reports that). */
 function modulePaths(bytes) {
   let modules;
@@ -490,9 +513,9 @@ async function gather(src, opts, control, warn) {
     const files = {};
     all.forEach(([, , as], i) => values[i] && (files[as] = values[i]));
     if (files['modules.json']) {
-      for (const p of modulePaths(files['modules.json'])) {
-        const bytes = await get(`${p}/config.json`, true);
-        if (bytes) files[`${p}/config.json`] = bytes;
+      for (const [name, optional] of moduleFiles(files['modules.json'])) {
+        const bytes = await get(name, optional);
+        if (bytes) files[name] = bytes;
       }
     }
     return files;
@@ -534,7 +557,7 @@ async function gather(src, opts, control, warn) {
   const results = await inOrder(all.map(([n, optional]) => get(n, optional)));
   all.forEach(([n], i) => take(n, results[i]));
   if (fetched['modules.json']) {
-    for (const p of modulePaths(fetched['modules.json'])) take(`${p}/config.json`, await get(`${p}/config.json`, true));
+    for (const [name, optional] of moduleFiles(fetched['modules.json'])) take(name, await get(name, optional));
   }
   if (commits.size > 1) {
     throw new WembedError(
