@@ -99,7 +99,8 @@ export interface EmbedderInfo {
   device: 'webgpu' | 'cpu';
   adapter: string;
   deviceReason: string;
-  dtype: Dtype;
+  /** What the weights are stored as (a q8 file says 'q8' on every device); never 'auto'. */
+  dtype: Exclude<Dtype, 'auto'>;
   /** Identifies the weights and dtype that made the vectors. */
   digest: string;
   dim: number;
