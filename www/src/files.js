@@ -3,7 +3,7 @@
 // comes from outside: names are confined to the model's folder, downloads are bounded in size
 // and time, and a cache that fails is a warning, never a failed or half-cached load.
 
-import { WembedError, isNode, nodeModule } from './common.js';
+import { WembedError, isNode, nodeModule, checkSignal } from './common.js';
 
 // v2: one manifest per model names the set of files that belong together (v1 kept loose files).
 const CACHE_NAME = 'wembed-models-v2';
@@ -150,10 +150,7 @@ function loadControl(opts, label) {
   const timeout = positive(opts, 'timeout', DEFAULT_TIMEOUT);
   const stall = positive(opts, 'stallTimeout', DEFAULT_STALL);
   const maxFileBytes = positive(opts, 'maxFileBytes', DEFAULT_MAX_FILE);
-  const user = opts.signal ?? null;
-  if (user && !(typeof user.aborted === 'boolean' && typeof user.addEventListener === 'function')) {
-    throw new WembedError('INPUT', 'option `signal` must be an AbortSignal');
-  }
+  const user = checkSignal(opts.signal);
   if (opts.onProgress != null && typeof opts.onProgress !== 'function') {
     throw new WembedError('INPUT', 'option `onProgress` must be a function');
   }

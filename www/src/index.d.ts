@@ -87,6 +87,8 @@ export interface EmbedOptions {
   /** Keep the first n values of each vector (Matryoshka models), 1 to `info.dim`; as sentence-transformers, after normalization. */
   truncateDim?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Aborts the call (code 'ABORTED') between batches; the embedder stays usable. */
+  signal?: AbortSignal;
 }
 
 export interface Matrix {

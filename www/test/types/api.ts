@@ -64,6 +64,7 @@ export async function everything(): Promise<void> {
     promptName: 'query',
     truncate: false,
     truncateDim: 128,
+    signal: AbortSignal.timeout(10_000),
     onProgress: (done: number, total: number) => console.log(done, total),
   };
   const arrays: Float32Array[] = await e.embed(['a', 'b'], embedOptions);
