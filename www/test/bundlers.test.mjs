@@ -105,3 +105,27 @@ test('Vite builds the package with its worker and wasm; the page starts workers 
   // No options: Vite resolved both the worker and the wasm.
   await runBundled(join(dir, 'dist'), {});
 });
+
+test('webpack 5 builds the package with its worker and wasm; the page starts workers and embeds', { timeout: 120_000 }, async () => {
+  const { default: webpack } = await import('webpack');
+  const dir = await project();
+  const stats = await new Promise((resolve, reject) =>
+    webpack(
+      {
+        mode: 'production',
+        context: dir,
+        entry: './main.js',
+        output: { path: join(dir, 'dist'), publicPath: '/' },
+        performance: { hints: false },
+      },
+      (err, s) => (err ? reject(err) : resolve(s)),
+    ),
+  );
+  assert.ok(!stats.hasErrors(), stats.toString({ all: false, errors: true }));
+  const out = await readdir(join(dir, 'dist'));
+  assert.ok(out.some((f) => f.endsWith('.wasm')), `no .wasm among ${out}`);
+  await writeFile(join(dir, 'dist/index.html'), '<!doctype html><script src="./main.js"></script>\n');
+  // No options: webpack resolved both the worker (new URL + new Worker) and the wasm.
+  await runBundled(join(dir, 'dist'), {});
+});
+
