@@ -89,30 +89,10 @@ export function modulePath(path) {
 }
 
 /**
- * The files the modules of a modules.json bring, checked: each module folder's config.json
- * (optional) and a Dense module's weights, `N_Dense/model.safetensors` (required: Rust runs
- * the module and needs them); [] when it does not parse (Rust reports that).
+ * The module folders of a modules.json, checked, each with whether it is a Dense module; []
+ * when it does not parse (Rust reports that).
  */
-function moduleFiles(bytes) {
-  let modules;
-  try {
-    modules = JSON.parse(new TextDecoder().decode(bytes));
-  } catch {
-    return [];
-  }
-  const dense = new Set(
-    (Array.isArray(modules) ? modules : [])
-      .filter((m) => m && typeof m === 'object' && typeof m.type === 'string' && /(^|\.)Dense$/.test(m.type))
-      .map((m) => m.path),
-  );
-  return modulePaths(bytes).flatMap((p) => [
-    [`${p}/config.json`, true],
-    ...(dense.has(p) ? [[`${p}/model.safetensors`, false]] : []),
-  ]);
-}
-
-/** The module folders of a modules.json, checked; [] when it does not parse (Rust reports that). */
-function modulePaths(bytes) {
+function moduleEntries(bytes) {
   let modules;
   try {
     modules = JSON.parse(new TextDecoder().decode(bytes));
@@ -123,13 +103,26 @@ function modulePaths(bytes) {
   if (modules.length > MAX_MODULES) {
     throw new WembedError('BAD_FILE', `modules.json lists ${modules.length} modules; at most ${MAX_MODULES} are read`);
   }
-  const paths = new Set();
+  const entries = new Map();
   for (const m of modules) {
     if (!m || typeof m !== 'object' || !('path' in m)) continue;
     const p = modulePath(m.path);
-    if (p) paths.add(p);
+    const dense = typeof m.type === 'string' && /(^|\.)Dense$/.test(m.type);
+    if (p) entries.set(p, (entries.get(p) ?? false) || dense);
   }
-  return [...paths];
+  return [...entries].map(([path, dense]) => ({ path, dense }));
+}
+
+/**
+ * The files the modules of a modules.json bring, as [name, optional]: each module folder's
+ * config.json (optional) and a Dense module's weights, `N_Dense/model.safetensors` (required:
+ * Rust runs the module and needs them).
+ */
+function moduleFiles(bytes) {
+  return moduleEntries(bytes).flatMap(({ path, dense }) => [
+    [`${path}/config.json`, true],
+    ...(dense ? [[`${path}/model.safetensors`, false]] : []),
+  ]);
 }
 
 // ---- options -----------------------------------------------------------------------------
@@ -495,7 +488,7 @@ async function gather(src, opts, control, warn) {
     } catch (e) {
       throw new WembedError('INPUT', `the files could not be read: ${e?.message ?? e}`, { cause: e });
     }
-    if (files['modules.json'] instanceof Uint8Array) modulePaths(files['modules.json']);
+    if (files['modules.json'] instanceof Uint8Array) moduleEntries(files['modules.json']);
     return files;
   }
   const all = src.gguf
