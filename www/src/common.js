@@ -25,3 +25,16 @@ export function wrap(err) {
   return new WembedError('INTERNAL', String(err && err.message ? err.message : err), { cause: err });
 }
 
+
+/** The error of a call whose AbortSignal fired: code ABORTED, the signal's reason as cause. */
+export function abortedError(what, signal) {
+  return new WembedError('ABORTED', `${what} was aborted`, { cause: signal?.reason });
+}
+
+/** `signal` checked to be an AbortSignal (or absent); INPUT otherwise. */
+export function checkSignal(signal) {
+  if (signal != null && !(typeof signal.aborted === 'boolean' && typeof signal.addEventListener === 'function')) {
+    throw new WembedError('INPUT', 'option `signal` must be an AbortSignal');
+  }
+  return signal ?? null;
+}

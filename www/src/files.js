@@ -3,7 +3,7 @@
 // comes from outside: names are confined to the model's folder, downloads are bounded in size
 // and time, and a cache that fails is a warning, never a failed or half-cached load.
 
-import { WembedError, isNode, nodeModule } from './common.js';
+import { WembedError, isNode, nodeModule, checkSignal } from './common.js';
 
 // v2: one manifest per model names the set of files that belong together (v1 kept loose files).
 const CACHE_NAME = 'wembed-models-v2';
@@ -88,8 +88,11 @@ export function modulePath(path) {
   return path;
 }
 
-/** The module folders of a modules.json, checked; [] when it does not parse (Rust reports that). */
-function modulePaths(bytes) {
+/**
+ * The module folders of a modules.json, checked, each with whether it is a Dense module; []
+ * when it does not parse (Rust reports that).
+ */
+function moduleEntries(bytes) {
   let modules;
   try {
     modules = JSON.parse(new TextDecoder().decode(bytes));
@@ -100,13 +103,26 @@ function modulePaths(bytes) {
   if (modules.length > MAX_MODULES) {
     throw new WembedError('BAD_FILE', `modules.json lists ${modules.length} modules; at most ${MAX_MODULES} are read`);
   }
-  const paths = new Set();
+  const entries = new Map();
   for (const m of modules) {
     if (!m || typeof m !== 'object' || !('path' in m)) continue;
     const p = modulePath(m.path);
-    if (p) paths.add(p);
+    const dense = typeof m.type === 'string' && /(^|\.)Dense$/.test(m.type);
+    if (p) entries.set(p, (entries.get(p) ?? false) || dense);
   }
-  return [...paths];
+  return [...entries].map(([path, dense]) => ({ path, dense }));
+}
+
+/**
+ * The files the modules of a modules.json bring, as [name, optional]: each module folder's
+ * config.json (optional) and a Dense module's weights, `N_Dense/model.safetensors` (required:
+ * Rust runs the module and needs them).
+ */
+function moduleFiles(bytes) {
+  return moduleEntries(bytes).flatMap(({ path, dense }) => [
+    [`${path}/config.json`, true],
+    ...(dense ? [[`${path}/model.safetensors`, false]] : []),
+  ]);
 }
 
 // ---- options -----------------------------------------------------------------------------
@@ -127,10 +143,7 @@ function loadControl(opts, label) {
   const timeout = positive(opts, 'timeout', DEFAULT_TIMEOUT);
   const stall = positive(opts, 'stallTimeout', DEFAULT_STALL);
   const maxFileBytes = positive(opts, 'maxFileBytes', DEFAULT_MAX_FILE);
-  const user = opts.signal ?? null;
-  if (user && !(typeof user.aborted === 'boolean' && typeof user.addEventListener === 'function')) {
-    throw new WembedError('INPUT', 'option `signal` must be an AbortSignal');
-  }
+  const user = checkSignal(opts.signal);
   if (opts.onProgress != null && typeof opts.onProgress !== 'function') {
     throw new WembedError('INPUT', 'option `onProgress` must be a function');
   }
@@ -475,7 +488,7 @@ async function gather(src, opts, control, warn) {
     } catch (e) {
       throw new WembedError('INPUT', `the files could not be read: ${e?.message ?? e}`, { cause: e });
     }
-    if (files['modules.json'] instanceof Uint8Array) modulePaths(files['modules.json']);
+    if (files['modules.json'] instanceof Uint8Array) moduleEntries(files['modules.json']);
     return files;
   }
   const all = src.gguf
@@ -490,9 +503,9 @@ async function gather(src, opts, control, warn) {
     const files = {};
     all.forEach(([, , as], i) => values[i] && (files[as] = values[i]));
     if (files['modules.json']) {
-      for (const p of modulePaths(files['modules.json'])) {
-        const bytes = await get(`${p}/config.json`, true);
-        if (bytes) files[`${p}/config.json`] = bytes;
+      for (const [name, optional] of moduleFiles(files['modules.json'])) {
+        const bytes = await get(name, optional);
+        if (bytes) files[name] = bytes;
       }
     }
     return files;
@@ -534,7 +547,7 @@ async function gather(src, opts, control, warn) {
   const results = await inOrder(all.map(([n, optional]) => get(n, optional)));
   all.forEach(([n], i) => take(n, results[i]));
   if (fetched['modules.json']) {
-    for (const p of modulePaths(fetched['modules.json'])) take(`${p}/config.json`, await get(`${p}/config.json`, true));
+    for (const [name, optional] of moduleFiles(fetched['modules.json'])) take(name, await get(name, optional));
   }
   if (commits.size > 1) {
     throw new WembedError(

@@ -87,6 +87,8 @@ export interface EmbedOptions {
   /** Keep the first n values of each vector (Matryoshka models), 1 to `info.dim`; as sentence-transformers, after normalization. */
   truncateDim?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Aborts the call (code 'ABORTED') between batches; the embedder stays usable. */
+  signal?: AbortSignal;
 }
 
 export interface Matrix {
@@ -99,7 +101,8 @@ export interface EmbedderInfo {
   device: 'webgpu' | 'cpu';
   adapter: string;
   deviceReason: string;
-  dtype: Dtype;
+  /** What the weights are stored as (a q8 file says 'q8' on every device); never 'auto'. */
+  dtype: Exclude<Dtype, 'auto'>;
   /** Identifies the weights and dtype that made the vectors. */
   digest: string;
   dim: number;

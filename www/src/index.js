@@ -4,7 +4,7 @@
 // the model runs in workers (pool.js, worker.js) unless `workers: 0` asks for this thread.
 
 import { WasmEmbedder, WasmChunker, __testPanicNextEmbed } from '../pkg/wembed.js';
-import { WembedError, isNode } from './common.js';
+import { WembedError, isNode, abortedError, checkSignal } from './common.js';
 import { resolveSource, gatherFiles } from './files.js';
 import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes, wasmBuild, packagedWasm } from './runtime.js';
 import { WorkerPool, workerCount, wasmForWorker } from './pool.js';
@@ -17,7 +17,7 @@ const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
   'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd',
 ];
-const EMBED_OPTIONS = ['normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'truncateDim', 'output', 'onProgress'];
+const EMBED_OPTIONS = ['normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'truncateDim', 'output', 'onProgress', 'signal'];
 
 /**
  * The known keys of a caller's options object, copied now into a plain object (`null` and
@@ -243,7 +243,8 @@ export class Embedder {
    * Embeds texts; one Float32Array per text (views into one buffer), or with
    * { output: 'matrix' } a { data, dim, count } row-major matrix.
    * Options: normalize, batchSize, batchTokens, prompt, promptName, truncate (default true),
-   * truncateDim (keep the first n values: Matryoshka models; 1 to info.dim), output,
+   * truncateDim (keep the first n values: Matryoshka models; 1 to info.dim), signal
+   * (AbortSignal: the call rejects with ABORTED, between batches; the embedder stays usable), output,
    * onProgress(done, total).
    * `texts` and `options` are read before this returns. Calls are queued: concurrent calls
    * run one after another, never interleaved; a call made before dispose() still runs.
@@ -261,6 +262,7 @@ export class Embedder {
       if (opts.onProgress !== undefined && typeof opts.onProgress !== 'function') {
         throw new WembedError('INPUT', 'onProgress must be a function');
       }
+      checkSignal(opts.signal);
       const t = opts.truncateDim;
       if (t !== undefined && !(Number.isInteger(t) && t >= 1 && t <= this.#info.dim)) {
         throw new WembedError('INPUT', `truncateDim ${String(t)}: a whole number from 1 to ${this.#info.dim} (info.dim)`);
@@ -268,18 +270,19 @@ export class Embedder {
     } catch (e) {
       return Promise.reject(e);
     }
-    const { output, onProgress, ...rest } = opts;
+    const { output, onProgress, signal, ...rest } = opts;
     const inner = this.#inner;
     const pool = this.#pool;
     const dim = rest.truncateDim ?? this.#info.dim;
     const run = async () => {
+      if (signal?.aborted) throw abortedError('the embed call', signal);
       let flat;
       if (pool) {
         if (pool.size === 0) throw poolGoneError();
-        flat = await pool.embed(list, rest, onProgress, dim);
+        flat = await pool.embed(list, rest, onProgress, dim, signal);
       } else {
         if (this.#generation !== currentGeneration()) throw crashedError();
-        flat = await runTask((wake) => inner.embed(list, rest, onProgress, wake));
+        flat = await runTask((wake) => inner.embed(list, rest, onProgress, wake), signal);
       }
       if (output === 'matrix') return { data: flat, dim, count: list.length };
       return Array.from({ length: list.length }, (_, i) => flat.subarray(i * dim, (i + 1) * dim));

@@ -5,7 +5,7 @@
 // A text's vector does not depend on the batch it ran in (batches are packed, not padded), so
 // the result is the calling thread's, bit for bit (the tests check it on two models).
 
-import { WembedError, isNode, nodeModule } from './common.js';
+import { WembedError, isNode, nodeModule, abortedError } from './common.js';
 import { packagedWasm } from './runtime.js';
 
 const MAX_AUTO_WORKERS = 4;
@@ -301,8 +301,10 @@ export class WorkerPool {
   /**
    * Embeds `texts` (an array of strings) with `options` over the workers: one Float32Array of
    * texts.length * dim floats, in input order. `onProgress(done, total)` sums the workers'.
+   * When `signal` aborts, no further piece is handed out; the call settles with ABORTED once
+   * the pieces the workers hold are done (so the next call starts clean).
    */
-  async embed(texts, options, onProgress, dim) {
+  async embed(texts, options, onProgress, dim, signal = null) {
     // A worker that crashed is dropped, not replaced: the others carry on.
     this.#slots = this.#slots.filter((s) => !s.dead);
     const slots = this.#slots;
@@ -337,7 +339,7 @@ export class WorkerPool {
       }
     };
     const worker = async (slot) => {
-      while (!failure && !slot.dead && next < pieces.length) {
+      while (!failure && !slot.dead && !signal?.aborted && next < pieces.length) {
         const k = next++;
         const piece = pieces[k];
         try {
@@ -363,6 +365,7 @@ export class WorkerPool {
     // Every worker finishes what it has before the call settles: the next call starts clean.
     await Promise.all(slots.map(worker));
     if (failure) throw failure.error;
+    if (signal?.aborted) throw abortedError('the embed call', signal);
     if (completed < n) throw workerError('wembed: the workers stopped before the call finished; load the model again');
     return out;
   }

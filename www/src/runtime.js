@@ -5,7 +5,7 @@
 // call. Polls run as event-loop tasks (not microtasks), so a long embed lets the page paint.
 
 import initWasm, { setPanicReporter, reinitAfterCrash } from '../pkg/wembed.js';
-import { WembedError, wrap, isNode, nodeModule } from './common.js';
+import { WembedError, wrap, isNode, nodeModule, abortedError } from './common.js';
 
 let ready = null;
 let exports = null;
@@ -141,13 +141,25 @@ const schedule = isNode || typeof MessageChannel === 'undefined'
  * Runs the task that `start(wake)` returns (a WasmTask) to completion: its value, or its error
  * as a WembedError. `start` runs now, so what it reads is read before this returns.
  */
-export function runTask(start) {
+export function runTask(start, signal = null) {
   return new Promise((resolve, reject) => {
     let task;
     let queued = false;
-    const fail = (e) => reject(fromWasm(e));
+    const settle = () => signal?.removeEventListener('abort', wake);
+    const fail = (e) => {
+      settle();
+      reject(fromWasm(e));
+    };
     const step = () => {
       queued = false;
+      // Aborted: the task is dropped where it waits (between waves of batches, or for a GPU
+      // read-back whose buffer then goes unused), so nothing it holds outlives the call.
+      if (signal?.aborted) {
+        task.free();
+        settle();
+        reject(abortedError('the embed call', signal));
+        return;
+      }
       let done;
       try {
         done = task.poll();
@@ -159,6 +171,7 @@ export function runTask(start) {
       if (done) {
         const value = task.result();
         task.free();
+        settle();
         resolve(value);
       }
     };
@@ -174,6 +187,7 @@ export function runTask(start) {
       fail(e);
       return;
     }
+    signal?.addEventListener('abort', wake, { once: true });
     wake();
   });
 }

@@ -1,17 +1,17 @@
-// The package imports as is into browser builds: esbuild bundles it, Vite bundles it and emits
+// The package, installed from its npm tarball, imports as is into browser builds: esbuild bundles it, Vite bundles it and emits
 // the wasm file and the worker script as assets. Each bundled page then runs in headless
 // Chromium: it starts its workers and embeds, equal to the calling thread bit for bit.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile, readdir, mkdir, symlink, copyFile } from 'node:fs/promises';
+import { mkdtemp, writeFile, readdir, copyFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 import { appServer, hubServer, close, url } from './server.mjs';
+import { installPackage } from './util.mjs';
 
-const www = fileURLToPath(new URL('../', import.meta.url));
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const TINY_ID = 'tiny/mean-erf-norm';
 
@@ -67,10 +67,10 @@ async function runBundled(dir, extra) {
   assert.deepEqual(r.pool.vectors, r.here.vectors);
 }
 
+/** A fresh project with the npm tarball installed (not a link to the source folder). */
 async function project() {
   const dir = await mkdtemp(join(tmpdir(), 'wembed-bundle-'));
-  await mkdir(join(dir, 'node_modules'));
-  await symlink(www, join(dir, 'node_modules/wembed'));
+  await installPackage(dir);
   await writeFile(join(dir, 'main.js'), "import { Embedder } from 'wembed';\nwindow.Embedder = Embedder;\n");
   await writeFile(join(dir, 'index.html'), '<!doctype html><script type="module" src="./main.js"></script>\n');
   return dir;
@@ -90,7 +90,7 @@ test('esbuild bundles the package for the browser; the page starts workers and e
     logLevel: 'silent',
   });
   assert.deepEqual(result.errors, []);
-  await copyFile(join(www, 'pkg/wembed_bg.wasm'), join(dir, 'out/wembed_bg.wasm'));
+  await copyFile(join(dir, 'node_modules/wembed/pkg/wembed_bg.wasm'), join(dir, 'out/wembed_bg.wasm'));
   await writeFile(join(dir, 'out/index.html'), '<!doctype html><script type="module" src="./main.js"></script>\n');
   await runBundled(join(dir, 'out'), { wasm: '/wembed_bg.wasm', workerUrl: '/worker.js' });
 });
@@ -105,3 +105,27 @@ test('Vite builds the package with its worker and wasm; the page starts workers 
   // No options: Vite resolved both the worker and the wasm.
   await runBundled(join(dir, 'dist'), {});
 });
+
+test('webpack 5 builds the package with its worker and wasm; the page starts workers and embeds', { timeout: 120_000 }, async () => {
+  const { default: webpack } = await import('webpack');
+  const dir = await project();
+  const stats = await new Promise((resolve, reject) =>
+    webpack(
+      {
+        mode: 'production',
+        context: dir,
+        entry: './main.js',
+        output: { path: join(dir, 'dist'), publicPath: '/' },
+        performance: { hints: false },
+      },
+      (err, s) => (err ? reject(err) : resolve(s)),
+    ),
+  );
+  assert.ok(!stats.hasErrors(), stats.toString({ all: false, errors: true }));
+  const out = await readdir(join(dir, 'dist'));
+  assert.ok(out.some((f) => f.endsWith('.wasm')), `no .wasm among ${out}`);
+  await writeFile(join(dir, 'dist/index.html'), '<!doctype html><script src="./main.js"></script>\n');
+  // No options: webpack resolved both the worker (new URL + new Worker) and the wasm.
+  await runBundled(join(dir, 'dist'), {});
+});
+

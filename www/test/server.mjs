@@ -58,11 +58,11 @@ export function appServer(root, pages, { mounts = {}, headers = {} } = {}) {
   }, headers);
 }
 
-/** Serves models: `models` maps a model id to its folder. */
-export function hubServer(models) {
+/** Serves models: `models` maps a model id to its folder; `hide` lists files answered 404. */
+export function hubServer(models, { hide = [] } = {}) {
   return listen(async (path) => {
     const m = path.match(/^\/(.+)\/resolve\/[^/]+\/(.+)$/);
-    if (!m || !models[m[1]]) return null;
+    if (!m || !models[m[1]] || hide.includes(m[2])) return null;
     const p = normalize(join(models[m[1]], m[2]));
     return p.startsWith(models[m[1]]) ? file(p) : null;
   });

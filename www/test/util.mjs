@@ -71,3 +71,29 @@ ${extra}  window.ready = true;
   await page.waitForFunction(() => window.ready === true);
   return { app, browser, page };
 }
+
+let packed = null;
+/**
+ * The package as `npm i wembed` delivers it: `npm pack` of www/ (once per process; the wasm
+ * builds must exist, as the test command makes them), extracted into `dir/node_modules/wembed`.
+ * Returns the tarball's path.
+ */
+export async function installPackage(dir) {
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { mkdtemp, mkdir } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const run = promisify(execFile);
+  packed ??= (async () => {
+    const www = fileURLToPath(new URL('../', import.meta.url));
+    const out = await mkdtemp(join(tmpdir(), 'wembed-pack-'));
+    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', out], { cwd: www });
+    return join(out, JSON.parse(stdout)[0].filename);
+  })();
+  const tgz = await packed;
+  await mkdir(join(dir, 'node_modules/wembed'), { recursive: true });
+  await run('tar', ['-xzf', tgz, '-C', join(dir, 'node_modules/wembed'), '--strip-components=1']);
+  return tgz;
+}
