@@ -1,6 +1,7 @@
 //! Block-quantized weight formats and their plain reference quantize/dequantize functions,
 //! with ggml's semantics (so GGUF files map onto them directly). Each block covers 32
-//! consecutive weights of one row; scales are stored as f16 bits.
+//! consecutive weights of one row (the K-quants Q4_K, Q5_K, Q6_K: 256, see below); scales are
+//! stored as f16 bits.
 //!
 //! These are the reference the backends' kernels are tested against: the kernels read blocks
 //! directly and never build a full-precision copy of a quantized matrix.
@@ -573,6 +574,26 @@ pub fn quantize_q4_0_search(row: &[f32], importance: Option<&[f32]>) -> Vec<Bloc
 }
 
 // ---------------------------------------------------------------------------------------------
+// Where K-quants apply, and what they cost (measured 2026-12-01). A K-quant row must be a multiple
+// of 256 long, so a model's matrices can be K-quants only where their input width is: in
+// all-MiniLM-L6-v2 (384 wide) only `ffn_down` ([384, 1536]); in 768-wide models (BERT-base,
+// all-mpnet-base-v2) and Qwen3-Embedding-0.6B (1024) every matrix. llama.cpp's quantizer gives the
+// others another type, and so does generate.py (F32, to measure the K-quant alone).
+//
+// Worst / mean cosine to the PyTorch fp32 vectors, with our min/max reference quantizer (below;
+// llama.cpp's searched one loses less):
+//
+// | model, what is K-quant | q4_k | q5_k | q6_k |
+// |---|---|---|---|
+// | tiny BERT 256 wide (tests/gguf.rs, 6 texts): every matrix, word and position tables | 0.9952 | 0.9990 | 0.9997 |
+// | all-MiniLM-L6-v2 (36 texts of tests/fixtures/minilm.json): the six `ffn_down` only | 0.973 / 0.992 | 0.995 / 0.998 | 0.9987 / 0.9995 |
+//
+// (MiniLM: `generate.py assets/models/all-MiniLM-L6-v2 OUT.gguf q4_k` with the model's tokenizer
+// and sentence-transformers files beside it.) So on MiniLM only q6_k keeps the 0.99 bar with
+// margin for the rest of a mix, and none reaches 0.999; q8_0 (0.9995 for every matrix) stays
+// wembed's choice for a model it quantizes itself. Relative RMS error on Gaussian weights: q4_k
+// 0.078, q5_k 0.038, q6_k 0.019.
+//
 // K-quants (llama.cpp's `block_q4_K`, `block_q5_K`, `block_q6_K`, ggml-common.h): super-blocks of
 // 256 weights with sub-block scales quantized against one or two f16 super-block scales. The
 // dequantizations below follow gguf-py's `gguf.quants` (Q4_K / Q5_K / Q6_K `dequantize_blocks`)
