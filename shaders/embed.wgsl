@@ -7,7 +7,8 @@
 struct Params {
     tokens: u32,
     dim: u32,
-    // 0: f32, 1: f16 pairs, 2: q8_0, 3: q4_1 (the layouts of linear_*.wgsl)
+    // 0: f32, 1: f16 pairs, 2: q8_0, 3: q4_1 (the layouts of linear_*.wgsl); 4, 5, 6: Q4_K,
+    // Q5_K, Q6_K super-blocks as the file stores them (kquant.wgsl, appended to this file)
     format: u32,
     // blocks: first word of the block scales in `word`
     scale_offset: u32,
@@ -38,6 +39,11 @@ fn half_to_f32(h: u32) -> f32 {
     return bitcast<f32>((sign << 31u) | ((e + 112u) << 23u) | (m << 13u));
 }
 
+// For kquant.wgsl.
+fn kq_word(i: u32) -> u32 {
+    return word[i];
+}
+
 fn word_value(row: u32, i: u32) -> f32 {
     let per_row = (p.dim + 31u) / 32u;
     switch p.format {
@@ -52,6 +58,9 @@ fn word_value(row: u32, i: u32) -> f32 {
             let q = (word[row * per_row * 4u + i / 8u] >> (4u * (i % 8u))) & 15u;
             let blk = p.scale_offset + 2u * (row * per_row + i / 32u);
             return f32(q) * bitcast<f32>(word[blk]) + bitcast<f32>(word[blk + 1u]);
+        }
+        case 4u, 5u, 6u: {
+            return kq_value(p.format, p.dim, row, i);
         }
         default: {
             return bitcast<f32>(word[row * p.dim + i]);

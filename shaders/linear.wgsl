@@ -23,8 +23,9 @@ struct Params {
     vec4: u32,
     // blocks: first word of the block scales in `w`
     scale_offset: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // K-quants: which one (backend::gpu::GpuFormat::code: 4 Q4_K, 5 Q5_K, 6 Q6_K)
+    format: u32,
+    _pad: u32,
 }
 
 @group(1) @binding(0) var<uniform> p: Params;

@@ -1,6 +1,6 @@
 //! GGUF files of BERT-family models as llama.cpp's `convert_hf_to_gguf.py` writes them
 //! (architecture `bert`): the header, metadata and tensor table parsed with every offset and
-//! length checked, tensors F32, F16, BF16, Q8_0, Q4_0 and Q4_1.
+//! length checked, tensors F32, F16, BF16, Q8_0, Q4_0, Q4_1 and the K-quants Q4_K, Q5_K, Q6_K.
 //!
 //! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
 //! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
@@ -31,6 +31,9 @@ pub enum GgmlType {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl GgmlType {
@@ -41,6 +44,9 @@ impl GgmlType {
             2 => GgmlType::Q4_0,
             3 => GgmlType::Q4_1,
             8 => GgmlType::Q8_0,
+            12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
+            14 => GgmlType::Q6K,
             30 => GgmlType::BF16,
             _ => return None,
         })
@@ -54,6 +60,9 @@ impl GgmlType {
             GgmlType::Q8_0 => (32, 34),
             GgmlType::Q4_0 => (32, 18),
             GgmlType::Q4_1 => (32, 20),
+            GgmlType::Q4K => (256, 144),
+            GgmlType::Q5K => (256, 176),
+            GgmlType::Q6K => (256, 210),
         }
     }
 }
@@ -220,7 +229,7 @@ impl Gguf {
             let type_id = r.u32(&name)?;
             let dtype = GgmlType::from_id(type_id).ok_or_else(|| {
                 Error::Unsupported(format!(
-                    "tensor `{name}` in {file} has ggml type {type_id}; wembed reads F32, F16, BF16, Q8_0, Q4_0, Q4_1"
+                    "tensor `{name}` in {file} has ggml type {type_id}; wembed reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K"
                 ))
             })?;
             let offset = r.u64(&name)?;

@@ -1,6 +1,7 @@
 //! Block-quantized weight formats and their plain reference quantize/dequantize functions,
 //! with ggml's semantics (so GGUF files map onto them directly). Each block covers 32
-//! consecutive weights of one row; scales are stored as f16 bits.
+//! consecutive weights of one row (the K-quants Q4_K, Q5_K, Q6_K: 256, see below); scales are
+//! stored as f16 bits.
 //!
 //! These are the reference the backends' kernels are tested against: the kernels read blocks
 //! directly and never build a full-precision copy of a quantized matrix.
@@ -73,6 +74,10 @@ const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 pub enum QuantFormat {
     Q8_0,
     Q4_1,
+    /// llama.cpp's K-quants: super-blocks of [`QK_K`] = 256 weights (see [`BlockQ4K`]).
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl QuantFormat {
@@ -80,15 +85,31 @@ impl QuantFormat {
         match self {
             QuantFormat::Q8_0 => "q8_0",
             QuantFormat::Q4_1 => "q4_1",
+            QuantFormat::Q4K => "q4_k",
+            QuantFormat::Q5K => "q5_k",
+            QuantFormat::Q6K => "q6_k",
         }
     }
 
-    /// Bytes per block of 32 weights.
+    /// Bytes per block ([`QuantFormat::block_len`] weights).
     pub fn block_bytes(self) -> usize {
         match self {
             QuantFormat::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
             QuantFormat::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
+            QuantFormat::Q4K => std::mem::size_of::<BlockQ4K>(),
+            QuantFormat::Q5K => std::mem::size_of::<BlockQ5K>(),
+            QuantFormat::Q6K => std::mem::size_of::<BlockQ6K>(),
         }
+    }
+
+    /// Weights per block: 32, or 256 for the K-quants.
+    pub fn block_len(self) -> usize {
+        if self.is_k() { QK_K } else { BLOCK }
+    }
+
+    /// A K-quant (super-blocks of 256; rows must be a multiple of 256 long, as in ggml).
+    pub fn is_k(self) -> bool {
+        matches!(self, QuantFormat::Q4K | QuantFormat::Q5K | QuantFormat::Q6K)
     }
 }
 
@@ -97,9 +118,13 @@ impl QuantFormat {
 pub enum Blocks {
     Q8_0(Vec<BlockQ8_0>),
     Q4_1(Vec<BlockQ4_1>),
+    Q4K(Vec<BlockQ4K>),
+    Q5K(Vec<BlockQ5K>),
+    Q6K(Vec<BlockQ6K>),
 }
 
-/// A weight matrix `[rows, cols]` in blocks, `cols.div_ceil(32)` per row: read from a quantized
+/// A weight matrix `[rows, cols]` in blocks, `cols.div_ceil(32)` per row (K-quants:
+/// `cols / 256`, and `cols` a multiple of 256): read from a quantized
 /// file or quantized at load, handed to a backend without ever being dequantized whole.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantMatrix {
@@ -122,14 +147,27 @@ impl QuantMatrix {
                     data.par_chunks_exact(cols.max(1)).map(|r| quantize_q4_1_search(r, None)).collect();
                 Blocks::Q4_1(rows.into_iter().flatten().collect())
             }
+            // Rows that are not a multiple of 256 long have no K-quant form (ggml refuses them
+            // too): callers check `cols % 256` first ([`QuantMatrix::from_bytes`] does).
+            QuantFormat::Q4K => Blocks::Q4K(rows_of().flat_map(quantize_q4_k).collect()),
+            QuantFormat::Q5K => Blocks::Q5K(rows_of().flat_map(quantize_q5_k).collect()),
+            QuantFormat::Q6K => Blocks::Q6K(rows_of().flat_map(quantize_q6_k).collect()),
         };
         QuantMatrix { rows, cols, blocks }
     }
 
-    /// A matrix from a file's raw ggml blocks (`rows * cols.div_ceil(32)` of them, packed
-    /// back to back), checking that every scale is finite.
+    /// A matrix from a file's raw ggml blocks (`rows * cols.div_ceil(32)` of them, or
+    /// `rows * cols / 256` for a K-quant, packed back to back), checking that every scale is
+    /// finite.
     pub fn from_bytes(format: QuantFormat, rows: usize, cols: usize, bytes: &[u8]) -> Result<QuantMatrix, String> {
-        let count = rows * cols.div_ceil(BLOCK);
+        if format.is_k() && !cols.is_multiple_of(QK_K) {
+            return Err(format!(
+                "rows of {cols} weights; {} stores rows in super-blocks of {QK_K}, so they must be a multiple of \
+                 {QK_K} long (as in ggml)",
+                format.name()
+            ));
+        }
+        let count = rows * cols.div_ceil(format.block_len());
         if bytes.len() != count * format.block_bytes() {
             return Err(format!(
                 "{} bytes of {} blocks; a [{rows}, {cols}] matrix takes {}",
@@ -144,12 +182,18 @@ impl QuantMatrix {
         let blocks = match format {
             QuantFormat::Q8_0 => Blocks::Q8_0(read(bytes)),
             QuantFormat::Q4_1 => Blocks::Q4_1(read(bytes)),
+            QuantFormat::Q4K => Blocks::Q4K(read(bytes)),
+            QuantFormat::Q5K => Blocks::Q5K(read(bytes)),
+            QuantFormat::Q6K => Blocks::Q6K(read(bytes)),
         };
         let m = QuantMatrix { rows, cols, blocks };
         let finite = |bits: u16| half::f16::from_bits(bits).is_finite();
         let bad = match &m.blocks {
             Blocks::Q8_0(b) => b.iter().position(|b| !finite(b.d)),
             Blocks::Q4_1(b) => b.iter().position(|b| !finite(b.d) || !finite(b.m)),
+            Blocks::Q4K(b) => b.iter().position(|b| !finite(b.d) || !finite(b.dmin)),
+            Blocks::Q5K(b) => b.iter().position(|b| !finite(b.d) || !finite(b.dmin)),
+            Blocks::Q6K(b) => b.iter().position(|b| !finite(b.d)),
         };
         match bad {
             Some(i) => Err(format!("non-finite scale in block {i}")),
@@ -168,11 +212,15 @@ impl QuantMatrix {
         match self.blocks {
             Blocks::Q8_0(_) => QuantFormat::Q8_0,
             Blocks::Q4_1(_) => QuantFormat::Q4_1,
+            Blocks::Q4K(_) => QuantFormat::Q4K,
+            Blocks::Q5K(_) => QuantFormat::Q5K,
+            Blocks::Q6K(_) => QuantFormat::Q6K,
         }
     }
 
+    /// Blocks per row.
     pub fn per_row(&self) -> usize {
-        self.cols.div_ceil(BLOCK)
+        self.cols.div_ceil(self.format().block_len())
     }
 
     /// The blocks as the bytes a file stores.
@@ -180,6 +228,9 @@ impl QuantMatrix {
         match &self.blocks {
             Blocks::Q8_0(b) => bytemuck::cast_slice(b),
             Blocks::Q4_1(b) => bytemuck::cast_slice(b),
+            Blocks::Q4K(b) => bytemuck::cast_slice(b),
+            Blocks::Q5K(b) => bytemuck::cast_slice(b),
+            Blocks::Q6K(b) => bytemuck::cast_slice(b),
         }
     }
 
@@ -190,6 +241,9 @@ impl QuantMatrix {
             match &self.blocks {
                 Blocks::Q8_0(b) => dequantize_q8_0(&b[r * per..(r + 1) * per], dst),
                 Blocks::Q4_1(b) => dequantize_q4_1(&b[r * per..(r + 1) * per], dst),
+                Blocks::Q4K(b) => dequantize_q4_k(&b[r * per..(r + 1) * per], dst),
+                Blocks::Q5K(b) => dequantize_q5_k(&b[r * per..(r + 1) * per], dst),
+                Blocks::Q6K(b) => dequantize_q6_k(&b[r * per..(r + 1) * per], dst),
             }
         }
     }
@@ -201,13 +255,19 @@ impl QuantMatrix {
         if parts.iter().any(|p| p.format() != first.format() || p.cols != first.cols) {
             return None;
         }
+        macro_rules! stack {
+            ($v:ident) => {
+                Blocks::$v(
+                    parts.iter().flat_map(|p| if let Blocks::$v(b) = &p.blocks { b.clone() } else { vec![] }).collect(),
+                )
+            };
+        }
         let blocks = match first.format() {
-            QuantFormat::Q8_0 => Blocks::Q8_0(
-                parts.iter().flat_map(|p| if let Blocks::Q8_0(b) = &p.blocks { b.clone() } else { vec![] }).collect(),
-            ),
-            QuantFormat::Q4_1 => Blocks::Q4_1(
-                parts.iter().flat_map(|p| if let Blocks::Q4_1(b) = &p.blocks { b.clone() } else { vec![] }).collect(),
-            ),
+            QuantFormat::Q8_0 => stack!(Q8_0),
+            QuantFormat::Q4_1 => stack!(Q4_1),
+            QuantFormat::Q4K => stack!(Q4K),
+            QuantFormat::Q5K => stack!(Q5K),
+            QuantFormat::Q6K => stack!(Q6K),
         };
         Some(QuantMatrix { rows: parts.iter().map(|p| p.rows).sum(), cols: first.cols, blocks })
     }
@@ -513,6 +573,247 @@ pub fn quantize_q4_0_search(row: &[f32], importance: Option<&[f32]>) -> Vec<Bloc
         .collect()
 }
 
+// ---------------------------------------------------------------------------------------------
+// Where K-quants apply, and what they cost (measured 2026-12-01). A K-quant row must be a multiple
+// of 256 long, so a model's matrices can be K-quants only where their input width is: in
+// all-MiniLM-L6-v2 (384 wide) only `ffn_down` ([384, 1536]); in 768-wide models (BERT-base,
+// all-mpnet-base-v2) and Qwen3-Embedding-0.6B (1024) every matrix. llama.cpp's quantizer gives the
+// others another type, and so does generate.py (F32, to measure the K-quant alone).
+//
+// Worst / mean cosine to the PyTorch fp32 vectors, with our min/max reference quantizer (below;
+// llama.cpp's searched one loses less):
+//
+// | model, what is K-quant | q4_k | q5_k | q6_k |
+// |---|---|---|---|
+// | tiny BERT 256 wide (tests/gguf.rs, 6 texts): every matrix, word and position tables | 0.9952 | 0.9990 | 0.9997 |
+// | all-MiniLM-L6-v2 (36 texts of tests/fixtures/minilm.json): the six `ffn_down` only | 0.973 / 0.992 | 0.995 / 0.998 | 0.9987 / 0.9995 |
+//
+// (MiniLM: `generate.py assets/models/all-MiniLM-L6-v2 OUT.gguf q4_k` with the model's tokenizer
+// and sentence-transformers files beside it.) So on MiniLM only q6_k keeps the 0.99 bar with
+// margin for the rest of a mix, and none reaches 0.999; q8_0 (0.9995 for every matrix) stays
+// wembed's choice for a model it quantizes itself. Relative RMS error on Gaussian weights: q4_k
+// 0.078, q5_k 0.038, q6_k 0.019.
+//
+// K-quants (llama.cpp's `block_q4_K`, `block_q5_K`, `block_q6_K`, ggml-common.h): super-blocks of
+// 256 weights with sub-block scales quantized against one or two f16 super-block scales. The
+// dequantizations below follow gguf-py's `gguf.quants` (Q4_K / Q5_K / Q6_K `dequantize_blocks`)
+// operation for operation in f32 (`(d·sc)·q − dmin·m`), so they are bit-exact against it
+// (tests/gguf.rs checks random blocks). gguf-py 0.19 cannot quantize these types
+// (`NotImplementedError`), so the quantizers here (and the generator's, in numpy) are simple
+// reference quantizers of our own: min/max per sub-block, no error search. They exist to make
+// valid blocks for tests; the files people publish come from llama.cpp's quantizer.
+
+/// Weights per K-quant super-block (ggml `QK_K`).
+pub const QK_K: usize = 256;
+
+/// ggml `block_q4_K` (144 bytes): eight sub-blocks of 32, each with a 6-bit scale and a 6-bit
+/// minimum packed into `scales` (see [`k_scale_min`]); `x ≈ (d·sc)·q − dmin·m`, `q` 4 bits.
+/// `qs` byte `32j + l` holds weight `64j + l` in its low nibble and `64j + 32 + l` in its high.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct BlockQ4K {
+    pub d: u16,
+    pub dmin: u16,
+    pub scales: [u8; 12],
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
+
+/// ggml `block_q5_K` (176 bytes): [`BlockQ4K`] with a fifth bit per weight, bit `i` of `qh[l]`
+/// for weight `32i + l`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct BlockQ5K {
+    pub d: u16,
+    pub dmin: u16,
+    pub scales: [u8; 12],
+    pub qh: [u8; QK_K / 8],
+    pub qs: [u8; QK_K / 2],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ5K>() == 176);
+
+/// ggml `block_q6_K` (210 bytes): sixteen sub-blocks of 16 with int8 scales, `x ≈ (d·sc)·(q − 32)`,
+/// `q` 6 bits: low four in `ql`, high two in `qh`. In each half `h` of 128 weights, weight
+/// `128h + r` has its low bits in nibble `r / 64` of `ql[64h + r % 64]` and its high bits at bit
+/// `2·(r / 32)` of `qh[32h + r % 32]`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Pod, Zeroable)]
+pub struct BlockQ6K {
+    pub ql: [u8; QK_K / 2],
+    pub qh: [u8; QK_K / 4],
+    pub scales: [i8; QK_K / 16],
+    pub d: u16,
+}
+const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
+
+/// Scale and minimum of sub-block `j` (0..8) of a Q4_K / Q5_K block (ggml `get_scale_min_k4`):
+/// bytes 0-3 hold the low six bits of scales 0-3, bytes 4-7 those of minimums 0-3, and bytes
+/// 8-11 the low nibbles of scales / minimums 4-7, whose top two bits sit in the top bits of
+/// bytes 0-3 / 4-7.
+pub fn k_scale_min(s: &[u8; 12], j: usize) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        ((s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+    }
+}
+
+/// The inverse of [`k_scale_min`]: eight 6-bit scales and minimums into 12 bytes.
+fn pack_scale_min(sc: &[u8; 8], m: &[u8; 8]) -> [u8; 12] {
+    let mut s = [0u8; 12];
+    for j in 0..4 {
+        s[j] = sc[j] | ((sc[j + 4] >> 4) << 6);
+        s[j + 4] = m[j] | ((m[j + 4] >> 4) << 6);
+        s[j + 8] = (sc[j + 4] & 0x0f) | ((m[j + 4] & 0x0f) << 4);
+    }
+    s
+}
+
+/// Weight `e` (0..256) of a Q4_K / Q5_K block: its low four bits.
+#[inline(always)]
+fn k_nibble(qs: &[u8; 128], e: usize) -> u8 {
+    (qs[(e / 64) * 32 + e % 32] >> (4 * ((e / 32) % 2))) & 0x0f
+}
+
+pub fn dequantize_q4_k(blocks: &[BlockQ4K], out: &mut [f32]) {
+    for (b, out) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let (d, dmin) = (f16_value(b.d), f16_value(b.dmin));
+        for (j, out) in out.chunks_exact_mut(32).enumerate() {
+            let (sc, m) = k_scale_min(&b.scales, j);
+            let (ds, dm) = (d * sc as f32, dmin * m as f32);
+            for (l, o) in out.iter_mut().enumerate() {
+                *o = ds * k_nibble(&b.qs, 32 * j + l) as f32 - dm;
+            }
+        }
+    }
+}
+
+pub fn dequantize_q5_k(blocks: &[BlockQ5K], out: &mut [f32]) {
+    for (b, out) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let (d, dmin) = (f16_value(b.d), f16_value(b.dmin));
+        for (j, out) in out.chunks_exact_mut(32).enumerate() {
+            let (sc, m) = k_scale_min(&b.scales, j);
+            let (ds, dm) = (d * sc as f32, dmin * m as f32);
+            for (l, o) in out.iter_mut().enumerate() {
+                let q = k_nibble(&b.qs, 32 * j + l) | (((b.qh[l] >> j) & 1) << 4);
+                *o = ds * q as f32 - dm;
+            }
+        }
+    }
+}
+
+/// Level `e` (0..256, 0..=63) of a Q6_K block.
+#[inline(always)]
+fn q6_level(b: &BlockQ6K, e: usize) -> u8 {
+    let (h, r) = (e / 128, e % 128);
+    let lo = (b.ql[64 * h + r % 64] >> (4 * (r / 64))) & 0x0f;
+    let hi = (b.qh[32 * h + r % 32] >> (2 * (r / 32))) & 3;
+    lo | (hi << 4)
+}
+
+pub fn dequantize_q6_k(blocks: &[BlockQ6K], out: &mut [f32]) {
+    for (b, out) in blocks.iter().zip(out.chunks_exact_mut(QK_K)) {
+        let d = f16_value(b.d);
+        for (j, out) in out.chunks_exact_mut(16).enumerate() {
+            let ds = d * b.scales[j] as f32;
+            for (l, o) in out.iter_mut().enumerate() {
+                *o = ds * (q6_level(b, 16 * j + l) as i32 - 32) as f32;
+            }
+        }
+    }
+}
+
+/// Quantizes `v` against `scale` to 0..=max (round to nearest).
+fn level(v: f32, scale: f32, max: u8) -> u8 {
+    if scale == 0.0 { 0 } else { (v / scale).round().clamp(0.0, max as f32) as u8 }
+}
+
+/// Q4_K / Q5_K's shared part: per sub-block of 32 a range `[min(0, lo), hi]`, its step at
+/// `max_q` levels, and the 6-bit scales / minimums against the f16 super-block scales; returns
+/// (d, dmin, packed scales, every weight's level).
+fn quantize_k_scale_min(x: &[f32], max_q: u8) -> (u16, u16, [u8; 12], [u8; QK_K]) {
+    let (mut step, mut mins) = ([0f32; 8], [0f32; 8]);
+    for j in 0..8 {
+        let sub = &x[32 * j..32 * (j + 1)];
+        let lo = sub.iter().fold(0f32, |m, &v| m.min(v));
+        let hi = sub.iter().fold(f32::MIN, |m, &v| m.max(v));
+        step[j] = (hi - lo) / max_q as f32;
+        mins[j] = -lo;
+    }
+    let d = f16_value(f16_bits(step.iter().fold(0f32, |m, &v| m.max(v)) / 63.0));
+    let dmin = f16_value(f16_bits(mins.iter().fold(0f32, |m, &v| m.max(v)) / 63.0));
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    let mut q = [0u8; QK_K];
+    for j in 0..8 {
+        // The scale rounded up, so the sub-block's top still fits in max_q levels.
+        sc[j] = if d == 0.0 { 0 } else { (step[j] / d).ceil().min(63.0) as u8 };
+        m[j] = level(mins[j], dmin, 63);
+        let (ds, dm) = (d * sc[j] as f32, dmin * m[j] as f32);
+        for l in 0..32 {
+            q[32 * j + l] = level(x[32 * j + l] + dm, ds, max_q);
+        }
+    }
+    (f16_bits(d), f16_bits(dmin), pack_scale_min(&sc, &m), q)
+}
+
+/// A reference Q4_K quantizer (min/max per sub-block; see the section's opening comment).
+pub fn quantize_q4_k(row: &[f32]) -> Vec<BlockQ4K> {
+    row.chunks_exact(QK_K)
+        .map(|x| {
+            let (d, dmin, scales, q) = quantize_k_scale_min(x, 15);
+            let mut qs = [0u8; QK_K / 2];
+            for (i, byte) in qs.iter_mut().enumerate() {
+                let (j, l) = (i / 32, i % 32);
+                *byte = q[64 * j + l] | (q[64 * j + 32 + l] << 4);
+            }
+            BlockQ4K { d, dmin, scales, qs }
+        })
+        .collect()
+}
+
+/// A reference Q5_K quantizer (as [`quantize_q4_k`], 31 levels).
+pub fn quantize_q5_k(row: &[f32]) -> Vec<BlockQ5K> {
+    row.chunks_exact(QK_K)
+        .map(|x| {
+            let (d, dmin, scales, q) = quantize_k_scale_min(x, 31);
+            let (mut qs, mut qh) = ([0u8; QK_K / 2], [0u8; QK_K / 8]);
+            for (i, byte) in qs.iter_mut().enumerate() {
+                let (j, l) = (i / 32, i % 32);
+                *byte = (q[64 * j + l] & 15) | ((q[64 * j + 32 + l] & 15) << 4);
+            }
+            for (e, &q) in q.iter().enumerate() {
+                qh[e % 32] |= (q >> 4) << (e / 32);
+            }
+            BlockQ5K { d, dmin, scales, qh, qs }
+        })
+        .collect()
+}
+
+/// A reference Q6_K quantizer: per sub-block of 16 the step `max|x| / 31`, as an int8 multiple
+/// of the f16 super-block scale `d = max step / 127`, levels `q − 32` in −32..=31.
+pub fn quantize_q6_k(row: &[f32]) -> Vec<BlockQ6K> {
+    row.chunks_exact(QK_K)
+        .map(|x| {
+            let steps: Vec<f32> =
+                x.chunks_exact(16).map(|s| s.iter().fold(0f32, |m, v| m.max(v.abs())) / 31.0).collect();
+            let d = f16_value(f16_bits(steps.iter().fold(0f32, |m, &v| m.max(v)) / 127.0));
+            let mut b = BlockQ6K { ql: [0; QK_K / 2], qh: [0; QK_K / 4], scales: [0; QK_K / 16], d: f16_bits(d) };
+            for (j, s) in steps.iter().enumerate() {
+                b.scales[j] = if d == 0.0 { 0 } else { (s / d).ceil().min(127.0) as i8 };
+                let ds = d * b.scales[j] as f32;
+                for l in 0..16 {
+                    let e = 16 * j + l;
+                    let q = level(x[e] + 32.0 * ds, ds, 63);
+                    let (h, r) = (e / 128, e % 128);
+                    b.ql[64 * h + r % 64] |= (q & 15) << (4 * (r / 64));
+                    b.qh[32 * h + r % 32] |= (q >> 4) << (2 * (r / 32));
+                }
+            }
+            b
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -704,5 +1005,55 @@ mod tests {
         let b = quantize_q4_0(&row)[0];
         assert_eq!(f16_value(b.d), 1.0);
         assert!(b.qs.iter().all(|&q| q == 0x0f << 4), "{:?}", b.qs);
+    }
+
+    #[test]
+    fn k_scales_pack_and_unpack() {
+        let sc = [0, 63, 17, 40, 1, 62, 33, 48];
+        let m = [63, 0, 5, 31, 32, 16, 9, 63];
+        let s = pack_scale_min(&sc, &m);
+        for j in 0..8 {
+            assert_eq!(k_scale_min(&s, j), (sc[j], m[j]), "sub-block {j}");
+        }
+    }
+
+    #[test]
+    fn k_quants_round_trip_within_their_steps() {
+        // Budgets from the quantizers: a sub-block's step is its range over the levels, its
+        // 6-bit (8-bit for Q6_K) scale rounded up by at most one unit of d, and the minimum is
+        // off by up to half a unit of dmin; every weight within a step plus that.
+        let mut s = 11u32;
+        let row: Vec<f32> = (0..1024)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let v = (s as f32 / u32::MAX as f32 - 0.5) * 0.2;
+                if i == 300 { 2.0 } else { v }
+            })
+            .collect();
+        let err = |deq: &[f32]| row.iter().zip(deq).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let rms = |deq: &[f32]| (sq_err(&row, deq) / row.len() as f64).sqrt();
+        for format in [QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
+            let q = QuantMatrix::quantize(format, 4, 256, &row);
+            assert_eq!(q.bytes().len(), 4 * format.block_bytes());
+            let mut deq = vec![0.0; 1024];
+            q.dequantize_rows(0, 4, &mut deq);
+            let back = QuantMatrix::from_bytes(format, 4, 256, q.bytes()).unwrap();
+            assert_eq!(back, q);
+            // The block with the outlier has the coarsest steps: 2.1 / 15 for Q4_K.
+            let levels = match format {
+                QuantFormat::Q4K => 15.0,
+                QuantFormat::Q5K => 31.0,
+                _ => 31.0,
+            };
+            let worst = err(&deq);
+            assert!(worst <= 2.1 / levels, "{format:?}: off by {worst}");
+            eprintln!("{format:?}: max error {worst:.5}, rms {:.5}", rms(&deq));
+        }
+        let err = QuantMatrix::from_bytes(QuantFormat::Q4K, 1, 384, &[0; 144]).unwrap_err();
+        assert!(err.contains("multiple of 256"), "{err}");
+        let err = QuantMatrix::from_bytes(QuantFormat::Q6K, 2, 256, &[0; 210]).unwrap_err();
+        assert!(err.contains("a [2, 256] matrix takes 420"), "{err}");
     }
 }

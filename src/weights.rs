@@ -149,7 +149,16 @@ impl<'a> Weights<'a> {
                     })?;
                 (format, data)
             }
-            Some(Found::Gguf(dtype @ (GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1), shape, data)) => {
+            Some(Found::Gguf(
+                dtype @ (GgmlType::Q8_0
+                | GgmlType::Q4_0
+                | GgmlType::Q4_1
+                | GgmlType::Q4K
+                | GgmlType::Q5K
+                | GgmlType::Q6K),
+                shape,
+                data,
+            )) => {
                 if shape != [rows, cols] {
                     return Err(self.shape_error(&full, &shape, &[rows, cols]));
                 }
@@ -157,7 +166,14 @@ impl<'a> Weights<'a> {
                     let blocks: Vec<BlockQ4_0> = data.chunks_exact(18).map(bytemuck::pod_read_unaligned).collect();
                     return Ok(Some(QuantMatrix::from_q4_0(rows, cols, &blocks)));
                 }
-                (if dtype == GgmlType::Q8_0 { QuantFormat::Q8_0 } else { QuantFormat::Q4_1 }, data)
+                let format = match dtype {
+                    GgmlType::Q8_0 => QuantFormat::Q8_0,
+                    GgmlType::Q4K => QuantFormat::Q4K,
+                    GgmlType::Q5K => QuantFormat::Q5K,
+                    GgmlType::Q6K => QuantFormat::Q6K,
+                    _ => QuantFormat::Q4_1,
+                };
+                (format, data)
             }
             _ => return Ok(None),
         };
@@ -208,7 +224,12 @@ impl<'a> Weights<'a> {
                     GgmlType::F32 => Encoding::F32,
                     GgmlType::F16 => Encoding::F16,
                     GgmlType::BF16 => Encoding::BF16,
-                    GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => Encoding::Blocks,
+                    GgmlType::Q8_0
+                    | GgmlType::Q4_0
+                    | GgmlType::Q4_1
+                    | GgmlType::Q4K
+                    | GgmlType::Q5K
+                    | GgmlType::Q6K => Encoding::Blocks,
                 };
                 (e, got, raw)
             }

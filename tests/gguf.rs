@@ -1,7 +1,8 @@
 //! GGUF files written by the `gguf` PyPI package (tests/fixtures/gguf/generate.py) for a tiny
 //! random-weight BERT: every tensor type loads, tokenizes like the Hugging Face tokenizer from
 //! the GGUF vocabulary alone, dequantizes exactly as gguf-py does, and embeds like PyTorch
-//! within each type's budget. Damaged files give named errors.
+//! within each type's budget. Damaged files give named errors. The K-quants (Q4_K, Q5_K, Q6_K)
+//! on random blocks (bit for bit against gguf-py) and on a 256-wide tiny BERT.
 
 mod common;
 
@@ -137,13 +138,13 @@ fn damaged_files_give_named_errors() {
     arch[at..at + 4].copy_from_slice(b"gpt2");
     check("architecture", arch, "UNSUPPORTED", &["architecture `gpt2`"]);
     // The first tensor's type id (after its name, dimension count and two dimensions) set to
-    // a type wembed does not read (ggml Q5_K = 13).
+    // a type wembed does not read (ggml Q2_K = 10).
     let name = b"token_embd.weight";
     let table = find(&good[good.len() / 100..], name) + good.len() / 100;
     let mut ty = good.clone();
     let at = table + name.len() + 4 + 16;
-    ty[at..at + 4].copy_from_slice(&13u32.to_le_bytes());
-    check("tensor type", ty, "UNSUPPORTED", &["token_embd.weight", "ggml type 13"]);
+    ty[at..at + 4].copy_from_slice(&10u32.to_le_bytes());
+    check("tensor type", ty, "UNSUPPORTED", &["token_embd.weight", "ggml type 10"]);
     // Its offset moved past the end.
     let mut offset = good.clone();
     let at = table + name.len() + 4 + 16 + 4;
@@ -171,6 +172,117 @@ fn damaged_files_give_named_errors() {
     tokens[at..at + 8].copy_from_slice(&(u32::MAX as u64).to_le_bytes());
     check("array count", tokens, "BAD_FILE", &["tokenizer.ggml.tokens", "more than the file holds"]);
     // A block scale set to NaN (f16 0x7e00) in the word table's first block.
+    let start = wembed::gguf::Gguf::parse(&good, "x").unwrap().tensors["token_embd.weight"].start;
+    let mut nan = good.clone();
+    nan[start..start + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
+    check("NaN scale", nan, "BAD_WEIGHTS", &["embeddings.word_embeddings.weight", "non-finite scale in block 0"]);
+}
+
+// ---- K-quants (Q4_K, Q5_K, Q6_K) ----
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+}
+
+const K_FORMATS: [(&str, wembed::quant::QuantFormat); 3] = [
+    ("q4_k", wembed::quant::QuantFormat::Q4K),
+    ("q5_k", wembed::quant::QuantFormat::Q5K),
+    ("q6_k", wembed::quant::QuantFormat::Q6K),
+];
+
+#[test]
+fn k_quant_blocks_dequantize_bit_for_bit_as_gguf_py_does() {
+    // Four super-blocks of random bytes per type (every level, scale and minimum pattern,
+    // finite f16 scales, one subnormal), dequantized by gguf-py in the generator.
+    #[derive(Deserialize)]
+    struct Case {
+        hex: String,
+        values: Vec<f64>,
+    }
+    #[derive(Deserialize)]
+    struct Blocks {
+        blocks: std::collections::HashMap<String, Case>,
+    }
+    let fixture: Blocks = serde_json::from_slice(&std::fs::read(dir().join("kquant-blocks.json")).unwrap()).unwrap();
+    for (name, format) in K_FORMATS {
+        let case = &fixture.blocks[name];
+        let bytes = unhex(&case.hex);
+        assert_eq!(bytes.len(), 4 * format.block_bytes());
+        let q = wembed::quant::QuantMatrix::from_bytes(format, 2, 512, &bytes).unwrap();
+        let mut got = vec![0.0f32; 1024];
+        q.dequantize_rows(0, 2, &mut got);
+        assert_eq!(case.values.len(), 1024);
+        for (i, (g, w)) in got.iter().zip(&case.values).enumerate() {
+            assert_eq!(g.to_bits(), (*w as f32).to_bits(), "{name} value {i}: {g} vs gguf-py {w}");
+        }
+    }
+}
+
+fn reference_256() -> Reference {
+    serde_json::from_slice(&std::fs::read(dir().join("reference-256.json")).unwrap()).unwrap()
+}
+
+fn k_path(ty: &str) -> PathBuf {
+    dir().join(format!("tiny-bert-256-{ty}.gguf"))
+}
+
+/// (type, worst cosine allowed to PyTorch's fp32 vectors) for the 256-wide tiny BERT with every
+/// matrix, the word and the position table in the K-quant (our min/max reference quantizer;
+/// llama.cpp's searched one does better). Measured on the CPU: q4_k 0.995201, q5_k 0.999014,
+/// q6_k 0.999734.
+const K_TYPES: [(&str, f64); 3] = [("q4_k", 0.99), ("q5_k", 0.998), ("q6_k", 0.999)];
+
+#[test]
+fn k_quant_files_load_and_embed_like_pytorch_within_their_bars() {
+    let reference = reference_256();
+    let texts: Vec<&str> = reference.texts.iter().map(|t| t.text.as_str()).collect();
+    for (ty, bar) in K_TYPES {
+        let bytes = std::fs::read(k_path(ty)).unwrap();
+        // The file's blocks, as read, equal gguf-py's dequantization of them (to the bit).
+        let file = WeightFile::parse_gguf(&bytes, ty).unwrap();
+        let q = file.root().get_quant("encoder.layer.0.intermediate.dense.weight", 256, 256).unwrap().unwrap();
+        assert_eq!(q.format().name(), ty);
+        let mut rows = vec![0.0f32; 2 * 256];
+        q.dequantize_rows(0, 2, &mut rows);
+        for (i, (g, w)) in rows.iter().zip(&reference.probe_rows[ty]).enumerate() {
+            assert_eq!(g.to_bits(), (*w as f32).to_bits(), "{ty} value {i}: {g} vs gguf-py {w}");
+        }
+        let files = ModelFiles::from_path(k_path(ty)).unwrap();
+        let embedder = Embedder::load(Cpu::new(), &files).unwrap_or_else(|e| panic!("{ty}: {e}"));
+        for (t, enc) in reference.texts.iter().zip(embedder.tokenize(&texts).unwrap()) {
+            assert_eq!(enc.ids, t.ids, "{ty}: ids of {:?}", t.text);
+        }
+        let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+        let worst = reference.texts.iter().zip(&vectors).map(|(t, v)| cosine(v, &t.embedding)).fold(1.0, f64::min);
+        eprintln!("{ty}: worst cosine {worst:.6}");
+        assert!(worst >= bar, "{ty}: worst cosine {worst:.6} (budget {bar})");
+    }
+}
+
+#[test]
+fn damaged_k_quant_files_give_named_errors() {
+    let good = std::fs::read(k_path("q4_k")).unwrap();
+    let check = |name: &str, bytes: Vec<u8>, code: &str, words: &[&str]| {
+        let err = load_err(bytes);
+        let msg = err.to_string();
+        assert_eq!(err.code(), code, "{name}: {msg}");
+        for w in words {
+            assert!(msg.contains(w), "{name}: {msg:?} lacks {w:?}");
+        }
+    };
+    // Short tensor data: the file cut inside the last tensors.
+    for cut in [good.len() - 100, good.len() * 2 / 3] {
+        check(&format!("cut at {cut}"), good[..cut].to_vec(), "BAD_FILE", &["truncated"]);
+    }
+    // token_embd.weight's row length (its first GGUF dimension) 256 -> 128: no whole super-blocks.
+    let name = b"token_embd.weight";
+    let table = find(&good[good.len() / 100..], name) + good.len() / 100;
+    let mut rows = good.clone();
+    let at = table + name.len() + 4;
+    assert_eq!(u64::from_le_bytes(rows[at..at + 8].try_into().unwrap()), 256);
+    rows[at..at + 8].copy_from_slice(&128u64.to_le_bytes());
+    check("row length", rows, "BAD_FILE", &["token_embd.weight", "rows of 128", "blocks of 256"]);
+    // A NaN super-block scale (f16 0x7e00) in the word table's first block (d: its first bytes).
     let start = wembed::gguf::Gguf::parse(&good, "x").unwrap().tensors["token_embd.weight"].start;
     let mut nan = good.clone();
     nan[start..start + 2].copy_from_slice(&0x7e00u16.to_le_bytes());

@@ -762,6 +762,76 @@ fn gguf_block_files_give_the_cpu_vectors_on_the_gpu() {
     }
 }
 
+/// K-quants (linear_kquant.wgsl + kquant.wgsl) against the CPU's f32 matmul on the same blocks
+/// dequantized by crate::quant (the reference, bit-exact against gguf-py): one row and few rows
+/// (the gemv kernel), 33 and 70 rows (the tiled one), odd output counts, rows of 256 and 512.
+#[test]
+fn k_quant_matmuls_match_cpu_in_both_kernels() {
+    let cpu = Cpu::new();
+    let mut g = gpu();
+    assert!(g.enable_profiling(), "lavapipe has timestamp queries");
+    let mut rng = Rng(14);
+    for format in [QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
+        for (m, n, k) in [(1, 1, 256), (1, 67, 512), (5, 9, 256), (33, 70, 256), (70, 5, 512)] {
+            let x = rng.vec(m * k, 1.0);
+            let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
+            let b = rng.vec(n, 1.0);
+            let mut dequantized = vec![0.0; n * k];
+            q.dequantize_rows(0, n, &mut dequantized);
+            let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
+            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
+            // The CPU backend on the blocks themselves (its dequantizing tile path).
+            let on_blocks =
+                cpu.linear(&CpuTensor::new(m, k, x.clone()), &cpu.quantized_matrix(q.clone()).unwrap(), &b, None);
+            check(&format!("cpu {format:?} {m}x{n}x{k}"), &on_blocks.unwrap().data, &want.data, n, TOL_LINEAR);
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            let wg = g.quantized_matrix(q).unwrap();
+            g.take_kernel_times();
+            let got = read(&g, &g.linear(&xg, &wg, &bg, None).unwrap());
+            let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
+            let what = format!("gpu {format:?} {m}x{n}x{k} on {ran:?}");
+            check(&what, &got, &want.data, n, TOL_LINEAR);
+            assert_eq!(ran, [if m <= 32 { "gemv_k" } else { "linear_k" }], "{what}");
+        }
+    }
+}
+
+#[test]
+fn k_quant_word_tables_gather_the_cpu_values() {
+    // embed.wgsl decodes K-quant rows itself (kquant.wgsl appended); the CPU dequantizes rows.
+    let mut rng = Rng(15);
+    let meta = SeqMeta::new(vec![4, 1, 9], vec![2, 0, 3]);
+    let ids: Vec<u32> = (0..meta.tokens as u32).map(|i| (i * 7) % 50).collect();
+    let types: Vec<u32> = (0..meta.tokens as u32).map(|i| i % 3).collect();
+    let g = shared();
+    let cpu = Cpu::new();
+    for (format, dim) in [(QuantFormat::Q4K, 256), (QuantFormat::Q5K, 512), (QuantFormat::Q6K, 256)] {
+        let q = QuantMatrix::quantize(format, 50, dim, &rng.vec(50 * dim, 1.0));
+        let (pos, types_table) = (rng.vec(16 * dim, 1.0), rng.vec(3 * dim, 1.0));
+        let (pc, pg) = both_table(16, dim, pos);
+        let (tc, tg) = both_table(3, dim, types_table);
+        let want = cpu.embed(&ids, &types, &meta, &cpu.quantized_matrix(q.clone()).unwrap(), Some(&pc), Some(&tc));
+        let got = g.embed(&ids, &types, &meta, &g.quantized_matrix(q).unwrap(), Some(&pg), Some(&tg)).unwrap();
+        check(&format!("embed {format:?} dim {dim}"), &read(g, &got), &want.unwrap().data, dim, 1e-6);
+    }
+}
+
+#[test]
+fn k_quant_gguf_files_give_the_cpu_vectors_on_the_gpu() {
+    let texts = ["hello world", "the quick brown fox", "a b c d e f g h i j k l m n o p", ""];
+    for ty in ["q4_k", "q5_k", "q6_k"] {
+        let path = root().join(format!("tests/fixtures/gguf/tiny-bert-256-{ty}.gguf"));
+        let files = ModelFiles::from_path(path).unwrap();
+        let want = Embedder::load(Cpu::new(), &files).unwrap().embed(&texts, &EmbedOptions::default()).unwrap();
+        let got = Embedder::load(gpu(), &files).unwrap().embed(&texts, &EmbedOptions::default()).unwrap();
+        for ((w, g), t) in want.iter().zip(&got).zip(texts) {
+            let cos = cosine(w, g);
+            assert!(cos >= 1.0 - 1e-5, "{ty}: {t:?} cosine {cos}");
+        }
+    }
+}
+
 #[test]
 fn a_lost_device_is_reported_not_panicked() {
     let dir = root().join("tests/fixtures/tiny/mean-erf-norm");

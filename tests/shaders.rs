@@ -17,12 +17,18 @@ fn shaders() -> Vec<(String, String)> {
     // The modules pipelines are built from, as src/backend/gpu/kernels.rs composes them.
     let common = out.iter().find(|(n, _)| n == "linear.wgsl").expect("linear.wgsl").1.clone();
     let gemv = out.iter().find(|(n, _)| n == "linear_gemv.wgsl").expect("linear_gemv.wgsl").1.clone();
-    out.retain(|(n, _)| n != "linear.wgsl" && n != "linear_gemv.wgsl");
+    // kquant.wgsl is the K-quant decoder appended to embed.wgsl and linear_kquant.wgsl (as
+    // backend::gpu::kernels composes them), not a kernel of its own.
+    let kquant = out.iter().find(|(n, _)| n == "kquant.wgsl").expect("kquant.wgsl").1.clone();
+    out.retain(|(n, _)| n != "linear.wgsl" && n != "linear_gemv.wgsl" && n != "kquant.wgsl");
     // The f16 peak probe, as kernels::peak_fma_f16 builds it from the f32 one.
     let peak = out.iter().find(|(n, _)| n == "peak_fma.wgsl").expect("peak_fma.wgsl").1.clone();
     assert!(peak.contains("alias F = f32;"), "peak_fma.wgsl: its number type is the alias F");
     out.push(("peak_fma_f16".into(), format!("enable f16;\n{}", peak.replacen("alias F = f32;", "alias F = f16;", 1))));
     for (name, source) in &mut out {
+        if name == "embed.wgsl" || name == "linear_kquant.wgsl" {
+            *source = format!("{source}\n{kquant}");
+        }
         if name.starts_with("linear_") {
             *source = format!("{common}\n{source}\n{gemv}");
         }
@@ -75,6 +81,7 @@ fn params_structs_have_the_sizes_rust_expects() {
         ("linear_f16.wgsl", 32),
         ("linear_q8.wgsl", 32),
         ("linear_q4.wgsl", 32),
+        ("linear_kquant.wgsl", 32),
         ("layer_norm.wgsl", 16),
         ("attention.wgsl", 48),
         ("pool.wgsl", 32),

@@ -93,6 +93,15 @@ impl<B: Backend> Gemma3TextModel<B> {
                         times(&mut b.d);
                         times(&mut b.m);
                     }),
+                    Blocks::Q4K(blocks) => blocks.iter_mut().for_each(|b| {
+                        times(&mut b.d);
+                        times(&mut b.dmin);
+                    }),
+                    Blocks::Q5K(blocks) => blocks.iter_mut().for_each(|b| {
+                        times(&mut b.d);
+                        times(&mut b.dmin);
+                    }),
+                    Blocks::Q6K(blocks) => blocks.iter_mut().for_each(|b| times(&mut b.d)),
                 }
                 b.quantized_matrix(q)?
             }

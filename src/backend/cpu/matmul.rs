@@ -126,8 +126,14 @@ const ROWS_PER_TILE: usize = 64;
 /// so tasks compute into a private `[m, tile]` buffer and copy it out.
 /// Quantized weights go to [`super::qmatmul::linear`], which tiles the same way.
 pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32], out: &mut [f32]) {
-    let w = match w {
-        WeightRows::F32(w) => w,
+    // K-quants: each task dequantizes its tile of 64 weight rows into f32 (64·k floats, 96 KB at
+    // k = 384: it stays in cache while the f32 kernels pass over it) and multiplies that. The
+    // integer kernels' trick (one scale per block of 32 outside the dot product) does not carry
+    // over as is: a K-quant's sub-block scale is an integer times an f16, and a Q4_K/Q5_K
+    // minimum needs per-sub-block sums of the activations; an integer path is future work.
+    let (dense, kquant) = match w {
+        WeightRows::F32(w) => (w, None),
+        WeightRows::Quant(q) if q.format().is_k() => (&[][..], Some(q)),
         WeightRows::Quant(q) => return super::qmatmul::linear(m, n, k, x, q, bias, out),
     };
     let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TILE))
@@ -135,7 +141,16 @@ pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32
         .map(|t| {
             let j0 = t * ROWS_PER_TILE;
             let j1 = (j0 + ROWS_PER_TILE).min(n);
-            let rows = &w[j0 * k..j1 * k];
+            let tile;
+            let rows = match kquant {
+                None => &dense[j0 * k..j1 * k],
+                Some(q) => {
+                    let mut buf = vec![0.0f32; (j1 - j0) * k];
+                    q.dequantize_rows(j0, j1, &mut buf);
+                    tile = buf;
+                    &tile[..]
+                }
+            };
             let mut acc = vec![0.0f32; m * (j1 - j0)];
             let nb = j1 - j0;
             if m <= SKINNY_MAX_ROWS {
@@ -439,6 +454,25 @@ mod tests {
                 linear(m, n, k, &x, WeightRows::Quant(&q), &b, &mut got);
                 super::super::qmatmul::linear(m, n, k, &x, &q, &b, &mut want);
                 assert_eq!(got, want, "{format:?} ({m},{n},{k})");
+            }
+        }
+    }
+
+    #[test]
+    fn k_quants_multiply_as_their_dequantized_rows() {
+        // The oracle: f64 products over the reference dequantization (crate::quant), for one
+        // row (the skinny kernel), many rows (gemm / the row-blocked kernel), odd row counts.
+        for format in [QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
+            for (m, n, k) in [(1, 3, 256), (5, 67, 512), (70, 65, 256)] {
+                let (x, w, b) = (data(m * k, 1), data(n * k, 2), data(n, 3));
+                let q = QuantMatrix::quantize(format, n, k, &w);
+                let mut deq = vec![0.0; n * k];
+                q.dequantize_rows(0, n, &mut deq);
+                let want = naive(m, n, k, &x, &deq, &b);
+                let mut got = vec![0.0; m * n];
+                linear(m, n, k, &x, WeightRows::Quant(&q), &b, &mut got);
+                let worst = got.iter().zip(&want).map(|(g, e)| (*g as f64 - e).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-4, "{format:?} ({m},{n},{k}): off by {worst}");
             }
         }
     }

@@ -150,6 +150,9 @@ impl<'a> Panel<'a> {
                 let min = Some(b.iter().map(|b| f16_to_f32_finite(b.m)).collect());
                 Panel { rows, per, qs, stride: BLOCK, offset: 0, d, min, wsum: Vec::new() }
             }
+            Blocks::Q4K(_) | Blocks::Q5K(_) | Blocks::Q6K(_) => {
+                unreachable!("K-quants go to matmul::tiled's dequantizing path, never to these kernels")
+            }
         }
     }
 
@@ -849,7 +852,7 @@ mod tests {
         // so its f32 rounding scales with `Σ (|w| + 2|m|)·|x|`.
         let min = |j: usize, b: usize| match &q.blocks {
             Blocks::Q4_1(blocks) => blocks[j * per + b].min().abs() as f64,
-            Blocks::Q8_0(_) => 0.0,
+            _ => 0.0,
         };
         let mut worst_ratio = 0.0f64;
         for i in 0..m {

@@ -16,11 +16,14 @@ pub enum Kernel {
     LinearF16,
     LinearQ8,
     LinearQ4,
+    /// The K-quants (Q4_K, Q5_K, Q6_K: one module, the format a Params field).
+    LinearK,
     /// The few-row matmuls (linear_gemv.wgsl's `gemv`), one per weight format.
     GemvF32,
     GemvF16,
     GemvQ8,
     GemvQ4,
+    GemvK,
     LayerNorm,
     Attention,
     Pool,
@@ -35,16 +38,18 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
         Kernel::LinearQ8,
         Kernel::LinearQ4,
+        Kernel::LinearK,
         Kernel::GemvF32,
         Kernel::GemvF16,
         Kernel::GemvQ8,
         Kernel::GemvQ4,
+        Kernel::GemvK,
         Kernel::LayerNorm,
         Kernel::Attention,
         Kernel::Pool,
@@ -64,10 +69,12 @@ impl Kernel {
             Kernel::LinearF16 => "linear_f16",
             Kernel::LinearQ8 => "linear_q8",
             Kernel::LinearQ4 => "linear_q4",
+            Kernel::LinearK => "linear_k",
             Kernel::GemvF32 => "gemv",
             Kernel::GemvF16 => "gemv_f16",
             Kernel::GemvQ8 => "gemv_q8",
             Kernel::GemvQ4 => "gemv_q4",
+            Kernel::GemvK => "gemv_k",
             Kernel::LayerNorm => "layer_norm",
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
@@ -94,10 +101,12 @@ impl Kernel {
             | Kernel::LinearF16
             | Kernel::LinearQ8
             | Kernel::LinearQ4
+            | Kernel::LinearK
             | Kernel::GemvF32
             | Kernel::GemvF16
             | Kernel::GemvQ8
-            | Kernel::GemvQ4 => &[R, R, R, W, R, R],
+            | Kernel::GemvQ4
+            | Kernel::GemvK => &[R, R, R, W, R, R],
             // x (in place), residual, gamma, beta
             Kernel::LayerNorm => &[W, R, R, R],
             // qkv, query tiles, seqs, ctx, relative-position bias (a placeholder without one)
@@ -121,7 +130,7 @@ impl Kernel {
     /// tiled ones; `main` for the rest.
     pub fn entry_point(self) -> &'static str {
         match self {
-            Kernel::GemvF32 | Kernel::GemvF16 | Kernel::GemvQ8 | Kernel::GemvQ4 => "gemv",
+            Kernel::GemvF32 | Kernel::GemvF16 | Kernel::GemvQ8 | Kernel::GemvQ4 | Kernel::GemvK => "gemv",
             _ => "main",
         }
     }
@@ -136,13 +145,17 @@ impl Kernel {
         const F16: &str = include_str!("../../../shaders/linear_f16.wgsl");
         const Q8: &str = include_str!("../../../shaders/linear_q8.wgsl");
         const Q4: &str = include_str!("../../../shaders/linear_q4.wgsl");
+        // The K-quant decoder is shared with embed.wgsl; each includer defines `kq_word`.
+        const KQUANT: &str = include_str!("../../../shaders/kquant.wgsl");
+        const K: &str = include_str!("../../../shaders/linear_kquant.wgsl");
         let linear = |format: &str| format!("{LINEAR}\n{format}\n{GEMV}").into();
         match self {
-            Kernel::Embed => include_str!("../../../shaders/embed.wgsl").into(),
+            Kernel::Embed => format!("{}\n{KQUANT}", include_str!("../../../shaders/embed.wgsl")).into(),
             Kernel::Linear | Kernel::GemvF32 => linear(F32),
             Kernel::LinearF16 | Kernel::GemvF16 => linear(F16),
             Kernel::LinearQ8 | Kernel::GemvQ8 => linear(Q8),
             Kernel::LinearQ4 | Kernel::GemvQ4 => linear(Q4),
+            Kernel::LinearK | Kernel::GemvK => linear(&format!("{K}\n{KQUANT}")),
             Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl").into(),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
@@ -186,7 +199,7 @@ params!(
 );
 params!(
     /// `shaders/linear.wgsl` Params (all weight formats).
-    LinearParams { m: u32, n: u32, k: u32, act: u32, vec4: u32, scale_offset: u32, _pad: [u32; 2] } = 32
+    LinearParams { m: u32, n: u32, k: u32, act: u32, vec4: u32, scale_offset: u32, format: u32, _pad: u32 } = 32
 );
 params!(
     /// `shaders/layer_norm.wgsl` Params.

@@ -77,6 +77,11 @@ pub enum GpuFormat {
     /// 4-bit levels eight per u32, in order (rows padded to a multiple of 32), then every
     /// block's f32 (scale, min) pair.
     Q4_1,
+    /// llama.cpp's K-quant super-blocks exactly as the file stores them, back to back (the
+    /// bytes padded to a whole u32), decoded by shaders/kquant.wgsl.
+    Q4K,
+    Q5K,
+    Q6K,
 }
 
 impl GpuFormat {
@@ -87,6 +92,9 @@ impl GpuFormat {
             GpuFormat::F16 => 1,
             GpuFormat::Q8_0 => 2,
             GpuFormat::Q4_1 => 3,
+            GpuFormat::Q4K => 4,
+            GpuFormat::Q5K => 5,
+            GpuFormat::Q6K => 6,
         }
     }
 }
@@ -601,10 +609,13 @@ impl Gpu {
     /// of every row (each padded to a multiple of 32 weights), then the f32 block scales (and
     /// minimums). Quantized with `crate::quant`, so the values equal the CPU backend's.
     fn upload_blocks(&self, w: QuantMatrix) -> Result<GpuTensor> {
+        if w.format().is_k() {
+            return self.upload_k(w);
+        }
         // Levels plus an f32 scale (and min) per block of 32.
         let per_block = match w.format() {
             QuantFormat::Q8_0 => 32 + 4,
-            QuantFormat::Q4_1 => 16 + 8,
+            _ => 16 + 8,
         };
         if (w.rows * w.cols.div_ceil(BLOCK) * per_block) as u64 > self.max_binding() {
             // Only a word table gets this large; `linear` refuses a host-side matrix.
@@ -634,12 +645,30 @@ impl Gpu {
                 }
                 GpuFormat::Q4_1
             }
+            Blocks::Q4K(_) | Blocks::Q5K(_) | Blocks::Q6K(_) => unreachable!("upload_k takes the K-quants"),
         };
         let scale_offset = (levels.len() / 4) as u32;
         levels.extend_from_slice(bytemuck::cast_slice(&scales));
         let mut t = self.weight_buffer(w.rows, w.cols, &levels, format)?;
         t.scale_offset = scale_offset;
         Ok(t)
+    }
+
+    /// K-quant blocks as the file has them (shaders/kquant.wgsl reads their bytes). Rows whose
+    /// length is not a multiple of 256 cannot reach here: `QuantMatrix::from_bytes` refuses them.
+    fn upload_k(&self, w: QuantMatrix) -> Result<GpuTensor> {
+        let format = match w.format() {
+            QuantFormat::Q4K => GpuFormat::Q4K,
+            QuantFormat::Q5K => GpuFormat::Q5K,
+            _ => GpuFormat::Q6K,
+        };
+        if w.bytes().len() as u64 > self.max_binding() {
+            // Only a word table gets this large; `linear` refuses a host-side matrix.
+            return Ok(self.host_table(w.rows, w.cols, HostTable::Blocks(w)));
+        }
+        let mut bytes = w.bytes().to_vec();
+        bytes.resize(bytes.len().next_multiple_of(4).max(4), 0);
+        self.weight_buffer(w.rows, w.cols, &bytes, format)
     }
 
     /// A word table kept on the host (see [`HostTable`]), with a placeholder buffer.
@@ -665,6 +694,9 @@ impl Gpu {
             Some(GpuFormat::F16) => self.upload_f16(w),
             Some(GpuFormat::Q8_0) => quant(QuantFormat::Q8_0),
             Some(GpuFormat::Q4_1) => quant(QuantFormat::Q4_1),
+            Some(GpuFormat::Q4K) => quant(QuantFormat::Q4K),
+            Some(GpuFormat::Q5K) => quant(QuantFormat::Q5K),
+            Some(GpuFormat::Q6K) => quant(QuantFormat::Q6K),
         }
     }
 }
@@ -743,12 +775,14 @@ impl Backend for Gpu {
             GpuFormat::F16 => 2.0,
             GpuFormat::Q8_0 => 34.0 / 32.0,
             GpuFormat::Q4_1 => 20.0 / 32.0,
+            // Not reached: float checkpoints are never stored as K-quants.
+            GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K => 1.0,
         };
         if (rows * cols) as f64 * bytes_per > self.max_binding() as f64 {
             let host = match format {
                 GpuFormat::F32 | GpuFormat::F16 => HostTable::F32(w.data),
                 GpuFormat::Q8_0 => HostTable::Blocks(QuantMatrix::quantize(QuantFormat::Q8_0, rows, cols, &w.data)),
-                GpuFormat::Q4_1 => HostTable::Blocks(QuantMatrix::quantize(QuantFormat::Q4_1, rows, cols, &w.data)),
+                _ => HostTable::Blocks(QuantMatrix::quantize(QuantFormat::Q4_1, rows, cols, &w.data)),
             };
             return Ok(self.host_table(rows, cols, host));
         }
@@ -781,6 +815,9 @@ impl Backend for Gpu {
             GpuFormat::F16 => "f16",
             GpuFormat::Q8_0 => "q8_0",
             GpuFormat::Q4_1 => "q4_1",
+            GpuFormat::Q4K => "q4_k",
+            GpuFormat::Q5K => "q5_k",
+            GpuFormat::Q6K => "q6_k",
         }
     }
 
@@ -878,6 +915,9 @@ impl Backend for Gpu {
             (GpuFormat::F16, true) => (Kernel::GemvF16, true),
             (GpuFormat::Q8_0, true) => (Kernel::GemvQ8, true),
             (GpuFormat::Q4_1, true) => (Kernel::GemvQ4, true),
+            // vec4: x's staging (k is a multiple of 256); the K-quant stage_w has one path.
+            (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, false) => (Kernel::LinearK, true),
+            (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, true) => (Kernel::GemvK, true),
         };
         let grid = if gemv {
             // linear_gemv.wgsl's GEMV_NR weight rows per workgroup.
@@ -893,7 +933,8 @@ impl Backend for Gpu {
             act: act_code(act),
             vec4: vec4 as u32,
             scale_offset: w.scale_offset,
-            _pad: [0; 2],
+            format: w.format.code(),
+            _pad: 0,
         };
         let mut state = self.state()?;
         // x and w bound twice: as scalars and as vec4s (the shader uses one or the other).
