@@ -20,7 +20,9 @@ fn shaders() -> Vec<(String, String)> {
     // kquant.wgsl is the K-quant decoder appended to embed.wgsl and linear_kquant.wgsl (as
     // backend::gpu::kernels composes them), not a kernel of its own.
     let kquant = out.iter().find(|(n, _)| n == "kquant.wgsl").expect("kquant.wgsl").1.clone();
-    out.retain(|(n, _)| n != "linear.wgsl" && n != "linear_gemv.wgsl" && n != "kquant.wgsl");
+    // activate.wgsl, the fused activations, is appended to the matmuls and to glu.wgsl.
+    let activate = out.iter().find(|(n, _)| n == "activate.wgsl").expect("activate.wgsl").1.clone();
+    out.retain(|(n, _)| !["linear.wgsl", "linear_gemv.wgsl", "kquant.wgsl", "activate.wgsl"].contains(&n.as_str()));
     // The f16 peak probe, as kernels::peak_fma_f16 builds it from the f32 one.
     let peak = out.iter().find(|(n, _)| n == "peak_fma.wgsl").expect("peak_fma.wgsl").1.clone();
     assert!(peak.contains("alias F = f32;"), "peak_fma.wgsl: its number type is the alias F");
@@ -30,7 +32,10 @@ fn shaders() -> Vec<(String, String)> {
             *source = format!("{source}\n{kquant}");
         }
         if name.starts_with("linear_") {
-            *source = format!("{common}\n{source}\n{gemv}");
+            *source = format!("{common}\n{activate}\n{source}\n{gemv}");
+        }
+        if name == "glu.wgsl" {
+            *source = format!("{source}\n{activate}");
         }
     }
     out

@@ -13,8 +13,7 @@
 // 16-token query over 30 calls, the worst cosine to the fp32 vectors (onnxruntime-web fp32 in
 // Node, which equals PyTorch), and the threads or workers used. Rows run one after another
 // in one process; the machine should be otherwise idle.
-import { readFile, readdir, mkdir, symlink, mkdtemp, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { readFile, readdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { Embedder } from '../src/index.js';
 import { cosine, launchChromium } from '../test/util.mjs';
 import { appServer, hubServer, close, url } from '../test/server.mjs';
+import { onnxGraphs, transformersJsFolder } from './peers.mjs';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -152,10 +152,7 @@ function ortEmbedder(session) {
   };
 }
 
-const onnxDir = join(root, 'assets/onnx');
-const fp32Graph = (await readdir(onnxDir)).find((f) => f.endsWith('-ir9.onnx'));
-if (!fp32Graph) throw new Error('no ONNX graph in assets/onnx: scripts/bench-cpu.sh writes it');
-const graphs = { fp32: join(onnxDir, fp32Graph), int8: join(onnxDir, fp32Graph.replace(/\.onnx$/, '.int8.onnx')) };
+const graphs = await onnxGraphs(join(root, 'assets/onnx'));
 
 async function ortRows(corpus, dtype, threads) {
   ort.env.wasm.numThreads = threads;
@@ -190,20 +187,6 @@ for (const corpus of corpora) {
 }
 
 // --- Chromium: transformers.js and wembed on the same page, isolated or not ---
-async function modelFolderForTransformersJs() {
-  // transformers.js' local layout: the model's files plus onnx/model.onnx (fp32) and
-  // onnx/model_quantized.onnx (its q8: onnxruntime's dynamic int8, as its hub files are).
-  const dir = await mkdtemp(join(tmpdir(), 'wembed-bench-models-'));
-  const m = join(dir, 'all-MiniLM-L6-v2');
-  await mkdir(join(m, 'onnx'), { recursive: true });
-  for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt']) {
-    if (existsSync(join(MODEL, f))) await symlink(join(MODEL, f), join(m, f));
-  }
-  await symlink(graphs.fp32, join(m, 'onnx/model.onnx'));
-  await symlink(graphs.int8, join(m, 'onnx/model_quantized.onnx'));
-  return dir;
-}
-
 const PAGE = `<!doctype html><meta charset="utf-8"><title>wembed cpu bench</title>
 <script type="module">
   window.wembed = await import('/src/index.js');
@@ -213,7 +196,7 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>wembed cpu bench</titl
 </script>`;
 
 async function browserRows() {
-  const models = await modelFolderForTransformersJs();
+  const models = await transformersJsFolder(MODEL, 'all-MiniLM-L6-v2', graphs);
   const hub = await hubServer({ 'all-MiniLM-L6-v2': MODEL });
   const html = join(await mkdtemp(join(tmpdir(), 'wembed-bench-page-')), 'bench.html');
   await writeFile(html, PAGE);

@@ -9,8 +9,7 @@
 // 16 (length-sorted, as every peer is fastest), the p50 of one 16-token query over 5 calls
 // (after one warm-up), and the worst cosine to wembed's CPU f32 vectors (which equal
 // sentence-transformers on PyTorch, see tests/reference.rs).
-import { readFile, readdir, mkdtemp, writeFile, mkdir, symlink } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { readFile, mkdtemp, writeFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 
 import { cosine, launchChromium } from '../test/util.mjs';
 import { appServer, hubServer, close, url } from '../test/server.mjs';
+import { onnxGraphs, transformersJsFolder } from './peers.mjs';
 
 const args = process.argv.slice(2);
 const N = args.includes('--texts') ? Number(args[args.indexOf('--texts') + 1]) : 32;
@@ -37,18 +37,9 @@ for (const line of tsv.split('\n')) {
 }
 const texts = [...seen];
 
-// transformers.js' local layout: the model's files plus onnx/model.onnx (the fp32 graph that
-// scripts/bench.sh exports, as its hub files are).
-const models = await mkdtemp(join(tmpdir(), 'wembed-webgpu-models-'));
-const m = join(models, 'all-MiniLM-L6-v2');
-await mkdir(join(m, 'onnx'), { recursive: true });
-for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt']) {
-  if (existsSync(join(MODEL, f))) await symlink(join(MODEL, f), join(m, f));
-}
-const onnxDir = join(root, 'assets/onnx');
-const fp32Graph = (await readdir(onnxDir)).find((f) => f.endsWith('-ir9.onnx'));
-if (!fp32Graph) throw new Error('no ONNX graph in assets/onnx: scripts/bench.sh writes it');
-await symlink(join(onnxDir, fp32Graph), join(m, 'onnx/model.onnx'));
+// transformers.js' local layout, with the fp32 graph scripts/bench.sh exports.
+const { fp32 } = await onnxGraphs(join(root, 'assets/onnx'));
+const models = await transformersJsFolder(MODEL, 'all-MiniLM-L6-v2', { fp32 });
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>wembed webgpu bench</title>
 <script type="module">

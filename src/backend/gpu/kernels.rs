@@ -137,7 +137,8 @@ impl Kernel {
 
     /// The shader source, embedded at build time. The matmuls are linear.wgsl followed by their
     /// weight format's file and linear_gemv.wgsl (WGSL has no includes): one module with the
-    /// tiled entry point `main` and the few-row one `gemv`.
+    /// tiled entry point `main` and the few-row one `gemv`. activate.wgsl (the fused
+    /// activations) is appended to the matmuls and to glu.wgsl.
     pub fn source(self) -> std::borrow::Cow<'static, str> {
         const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
         const GEMV: &str = include_str!("../../../shaders/linear_gemv.wgsl");
@@ -148,7 +149,8 @@ impl Kernel {
         // The K-quant decoder is shared with embed.wgsl; each includer defines `kq_word`.
         const KQUANT: &str = include_str!("../../../shaders/kquant.wgsl");
         const K: &str = include_str!("../../../shaders/linear_kquant.wgsl");
-        let linear = |format: &str| format!("{LINEAR}\n{format}\n{GEMV}").into();
+        const ACTIVATE: &str = include_str!("../../../shaders/activate.wgsl");
+        let linear = |format: &str| format!("{LINEAR}\n{ACTIVATE}\n{format}\n{GEMV}").into();
         match self {
             Kernel::Embed => format!("{}\n{KQUANT}", include_str!("../../../shaders/embed.wgsl")).into(),
             Kernel::Linear | Kernel::GemvF32 => linear(F32),
@@ -161,7 +163,7 @@ impl Kernel {
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
             Kernel::Rotary => include_str!("../../../shaders/rotary.wgsl").into(),
-            Kernel::Glu => include_str!("../../../shaders/glu.wgsl").into(),
+            Kernel::Glu => format!("{}\n{ACTIVATE}", include_str!("../../../shaders/glu.wgsl")).into(),
             Kernel::Add => include_str!("../../../shaders/add.wgsl").into(),
             Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl").into(),
             Kernel::PeakFma => PEAK_FMA.into(),
