@@ -149,12 +149,13 @@ impl<B: Backend> Embedder<B> {
         }
     }
 
-    /// Tokenizes and checks texts; returns the encodings and how many leading tokens pooling skips.
-    fn prepare(&self, texts: &[&str], opts: &EmbedOptions) -> Result<(Vec<Encoded>, u32)> {
+    /// Tokenizes and checks texts; returns the encodings, how many leading tokens pooling skips,
+    /// and the length of the vectors `opts` ask for ([`Self::dim_for`]).
+    fn prepare(&self, texts: &[&str], opts: &EmbedOptions) -> Result<(Vec<Encoded>, u32, usize)> {
         if opts.batch_size == Some(0) || opts.batch_tokens == Some(0) {
             return Err(Error::Input("batch_size and batch_tokens must be at least 1".into()));
         }
-        self.dim_for(opts)?;
+        let keep = self.dim_for(opts)?;
         let prompt = self.resolve_prompt(opts)?;
         let encoded = match &prompt {
             Some(p) => {
@@ -180,7 +181,7 @@ impl<B: Backend> Embedder<B> {
             Some(p) if !self.sentence.pooling.include_prompt => self.tokenizer.prompt_length(p)?,
             _ => 0,
         };
-        Ok((encoded, pool_start))
+        Ok((encoded, pool_start, keep))
     }
 
     /// `encoded` in batches: at most `batch_size` texts and `batch_tokens` tokens each (the
@@ -236,8 +237,7 @@ impl<B: Backend> Embedder<B> {
         opts: &EmbedOptions,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<Vec<Vec<f32>>> {
-        let (encoded, pool_start) = self.prepare(texts, opts)?;
-        let keep = self.dim_for(opts)?;
+        let (encoded, pool_start, keep) = self.prepare(texts, opts)?;
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
         let mut out = vec![Vec::new(); texts.len()];
         let mut done = 0;
@@ -288,8 +288,7 @@ impl<B: Backend> Embedder<B> {
         if self.backend.concurrent_batches() <= 1 {
             return pollster::block_on(self.embed_async(texts, opts, progress));
         }
-        let (encoded, pool_start) = self.prepare(texts, opts)?;
-        let keep = self.dim_for(opts)?;
+        let (encoded, pool_start, keep) = self.prepare(texts, opts)?;
         let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
         let groups = self.batches(&encoded, opts);
         let progress = std::sync::Mutex::new((0usize, progress));
