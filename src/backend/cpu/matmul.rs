@@ -12,6 +12,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::qmatmul::{self, PackedMatrix};
 use crate::quant::QuantMatrix;
 
 /// Up to this many input rows, `linear` uses the skinny kernel. Measured with
@@ -80,6 +81,8 @@ pub fn gemm_strided(
 pub enum WeightRows<'a> {
     F32(&'a [f32]),
     Quant(&'a QuantMatrix),
+    /// Blocks interleaved once for the wasm integer kernels.
+    Packed(&'a PackedMatrix),
 }
 
 impl WeightRows<'_> {
@@ -87,6 +90,7 @@ impl WeightRows<'_> {
         match *self {
             WeightRows::F32(w) => w.len() == n * k,
             WeightRows::Quant(q) => q.rows == n && q.cols == k,
+            WeightRows::Packed(q) => q.rows == n && q.cols == k,
         }
     }
 }
@@ -101,6 +105,7 @@ pub fn linear(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f3
     assert!(x.len() == m * k && w.fits(n, k) && bias.len() == n && out.len() == m * n);
     match w {
         WeightRows::F32(w) if m > SKINNY_MAX_ROWS && USE_GEMM => gemm_linear(m, n, k, x, w, bias, out),
+        WeightRows::Packed(q) => qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, out),
         // Blocks go to the integer kernels in both regimes (one query or a batch).
         _ => tiled(m, n, k, x, w, bias, out),
     }
@@ -135,6 +140,9 @@ pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32
         WeightRows::F32(w) => (w, None),
         WeightRows::Quant(q) if q.format().is_k() => (&[][..], Some(q)),
         WeightRows::Quant(q) => return super::qmatmul::linear(m, n, k, x, q, bias, out),
+        WeightRows::Packed(q) => {
+            return super::qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, out);
+        }
     };
     let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TILE))
         .into_par_iter()

@@ -6,6 +6,7 @@
 
 pub mod kernels;
 pub mod matmul;
+pub mod qcols;
 pub mod qmatmul;
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use kernels::{
     activate, add_layer_norm_row, attend, glu_row, l2_normalize, pool_sequence, rms_norm_row, rotate_half_row,
 };
 use matmul::WeightRows;
+use qmatmul::PackedMatrix;
 
 /// Row-major `[rows, cols]` f32 matrix: activations, and weights in their checkpoint layout
 /// (`[out, in]`, or `[rows, dim]` for embedding tables).
@@ -72,6 +74,9 @@ pub enum CpuMatrix {
     /// Blocks, multiplied in integer arithmetic by the matmul ([`qmatmul`]) and dequantized a
     /// row at a time by `embed`.
     Quant(QuantMatrix),
+    /// q8_0 or q4_1 blocks interleaved by column for the wasm integer kernels
+    /// ([`qcols`](qcols)), once at load in place of the blocks.
+    Packed(PackedMatrix),
 }
 
 impl CpuMatrix {
@@ -79,6 +84,7 @@ impl CpuMatrix {
         match self {
             CpuMatrix::F32(t) => (t.rows, t.cols),
             CpuMatrix::Quant(q) => (q.rows, q.cols),
+            CpuMatrix::Packed(q) => (q.rows, q.cols),
         }
     }
 
@@ -86,6 +92,7 @@ impl CpuMatrix {
         match self {
             CpuMatrix::F32(t) => WeightRows::F32(&t.data),
             CpuMatrix::Quant(q) => WeightRows::Quant(q),
+            CpuMatrix::Packed(q) => WeightRows::Packed(q),
         }
     }
 
@@ -95,6 +102,10 @@ impl CpuMatrix {
             CpuMatrix::F32(t) => &t.data[r * t.cols..(r + 1) * t.cols],
             CpuMatrix::Quant(q) => {
                 q.dequantize_rows(r, r + 1, scratch);
+                scratch
+            }
+            CpuMatrix::Packed(q) => {
+                q.dequantize_row(r, scratch);
                 scratch
             }
         };
@@ -124,6 +135,15 @@ impl Cpu {
     /// `(rows, cols)` of a weight matrix.
     pub fn matrix_shape(&self, m: &CpuMatrix) -> (usize, usize) {
         m.shape()
+    }
+}
+
+/// A linear layer's blocks as the integer kernel [`qmatmul::linear`] runs reads them: interleaved
+/// once here where it interleaves (wasm), else as they are.
+fn linear_weights(q: QuantMatrix) -> CpuMatrix {
+    match PackedMatrix::for_best_kernel(&q) {
+        Some(p) => CpuMatrix::Packed(p),
+        None => CpuMatrix::Quant(q),
     }
 }
 
@@ -158,12 +178,12 @@ impl Backend for Cpu {
         let t = two_d(w)?;
         Ok(match self.weights.formats().0 {
             None => CpuMatrix::F32(t),
-            Some(f) => CpuMatrix::Quant(QuantMatrix::quantize(f, t.rows, t.cols, &t.data)),
+            Some(f) => linear_weights(QuantMatrix::quantize(f, t.rows, t.cols, &t.data)),
         })
     }
 
     fn quantized_matrix(&self, w: QuantMatrix) -> Result<CpuMatrix> {
-        Ok(CpuMatrix::Quant(w))
+        Ok(linear_weights(w))
     }
 
     fn table(&self, w: HostTensor) -> Result<CpuMatrix> {
@@ -186,6 +206,7 @@ impl Backend for Cpu {
         match m {
             CpuMatrix::F32(_) => "f32",
             CpuMatrix::Quant(q) => q.format().name(),
+            CpuMatrix::Packed(q) => q.format.name(),
         }
     }
 
@@ -272,7 +293,9 @@ impl Backend for Cpu {
         let bias = match a.bias {
             None => None,
             Some(CpuMatrix::F32(t)) => Some(t),
-            Some(CpuMatrix::Quant(_)) => return Err(Error::Backend("attention: a bias table in blocks".into())),
+            Some(CpuMatrix::Quant(_) | CpuMatrix::Packed(_)) => {
+                return Err(Error::Backend("attention: a bias table in blocks".into()));
+            }
         };
         let span = a.check(qkv.rows, qkv.cols, meta, bias.map(|t| (t.rows, t.cols)))?;
         let (heads, hd) = (a.heads, a.head_dim);

@@ -21,14 +21,16 @@
 //!
 //! Kernels, detected at run time ([`Kernel::available`]; [`Kernel::best`] says which one runs
 //! and why): AVX-512 VNNI (`vpdpwssd` on zmm, one block per register), AVX-VNNI (`vpdpwssd`
-//! on ymm), AVX2 (`vpmaddwd`), wasm SIMD128 (`i32x4.dot_i16x8_s`, weights widened with
-//! `i16x8.extend_*_i8x16`), and a portable one that is also their reference.
+//! on ymm), AVX2 (`vpmaddwd`), and a portable one that is also their reference. The wasm
+//! kernels (SIMD128's `i32x4.dot_i16x8_s`, relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add`)
+//! read the weights interleaved by output column instead: [`qcols`].
 
 use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use crate::quant::{BLOCK, Blocks, QuantMatrix, f16_to_f32_finite, quantize_act_row};
+use super::qcols::{self, Interleaved, Order};
+use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix, f16_to_f32_finite, quantize_act_row};
 
 /// Activation rows `[rows, k]` as i16, `per = k.div_ceil(32)` blocks per row.
 #[derive(Debug, Clone)]
@@ -108,32 +110,10 @@ pub struct Panel<'a> {
     pub d: Vec<f32>,
     /// q4_1's minimums `[rows, per]`.
     pub min: Option<Vec<f32>>,
-    /// For the relaxed-SIMD kernel (empty otherwise): `-8192 · Σ w` over each of a block's four
-    /// relaxed-dot lanes (lane `l`: elements `4l..4l+4` and `16+4l..16+4l+4`), `[rows, per]`.
-    /// Per lane, so that each lane sums to its own share of `Σ w·q`: one correction for the
-    /// whole block left lanes of ±8192·Σ|w| that cancel only in the final f32 sum (measured:
-    /// vectors off by 1e-3 of their q8 error; the outlier test catches it).
-    wsum: Vec<[i32; 4]>,
 }
 
 impl<'a> Panel<'a> {
-    /// `sums`: also fill [`Panel::wsum`] (the relaxed kernel reads it).
-    pub fn new(w: &'a QuantMatrix, j0: usize, j1: usize, sums: bool) -> Panel<'a> {
-        let mut p = Panel::values(w, j0, j1);
-        if sums {
-            p.wsum = (0..p.rows * p.per)
-                .map(|jb| {
-                    let q = p.block(jb / p.per, jb % p.per);
-                    std::array::from_fn(|l| {
-                        -8192 * (0..4).map(|t| q[4 * l + t] as i32 + q[16 + 4 * l + t] as i32).sum::<i32>()
-                    })
-                })
-                .collect();
-        }
-        p
-    }
-
-    fn values(w: &'a QuantMatrix, j0: usize, j1: usize) -> Panel<'a> {
+    pub fn new(w: &'a QuantMatrix, j0: usize, j1: usize) -> Panel<'a> {
         let per = w.per_row();
         let rows = j1 - j0;
         match &w.blocks {
@@ -141,14 +121,14 @@ impl<'a> Panel<'a> {
                 let b = &b[j0 * per..j1 * per];
                 let d = b.iter().map(|b| f16_to_f32_finite(b.d)).collect();
                 let qs = Cow::Borrowed(bytemuck::cast_slice(b));
-                Panel { rows, per, qs, stride: std::mem::size_of_val(&b[0]), offset: 2, d, min: None, wsum: Vec::new() }
+                Panel { rows, per, qs, stride: std::mem::size_of_val(&b[0]), offset: 2, d, min: None }
             }
             Blocks::Q4_1(b) => {
                 let b = &b[j0 * per..j1 * per];
                 let qs = Cow::Owned(b.iter().flat_map(|b| b.levels()).collect());
                 let d = b.iter().map(|b| f16_to_f32_finite(b.d)).collect();
                 let min = Some(b.iter().map(|b| f16_to_f32_finite(b.m)).collect());
-                Panel { rows, per, qs, stride: BLOCK, offset: 0, d, min, wsum: Vec::new() }
+                Panel { rows, per, qs, stride: BLOCK, offset: 0, d, min }
             }
             Blocks::Q4K(_) | Blocks::Q5K(_) | Blocks::Q6K(_) => {
                 unreachable!("K-quants go to matmul::tiled's dequantizing path, never to these kernels")
@@ -160,12 +140,6 @@ impl<'a> Panel<'a> {
     #[inline(always)]
     pub fn block(&self, j: usize, b: usize) -> &[i8] {
         &self.qs[(j * self.per + b) * self.stride + self.offset..][..BLOCK]
-    }
-
-    /// `-8192 · Σ w` per relaxed-dot lane of block `b` of row `j` (a panel made with `sums`).
-    #[inline(always)]
-    pub fn wsum(&self, j: usize, b: usize) -> &[i32; 4] {
-        &self.wsum[j * self.per + b]
     }
 
     /// Pointer to the values of block `b` of row `j`, for the SIMD kernels. Safety: `j < rows`
@@ -192,10 +166,11 @@ pub enum Kernel {
     AvxVnni,
     /// `_mm512_dpwssd_epi32`, one per block (a block of i16 is one zmm).
     Avx512Vnni,
-    /// wasm SIMD128: weights widened to i16, then `i32x4_dot_i16x8`.
+    /// wasm SIMD128: weights interleaved by column and widened to i16, `i32x4_dot_i16x8`
+    /// ([`qcols`]).
     Simd128,
-    /// wasm relaxed SIMD: `i32x4_relaxed_dot_i8x16_i7x16_add` on the weights and the
-    /// activations' 7-bit digits (only in the `+relaxed-simd` build).
+    /// wasm relaxed SIMD: `i32x4_relaxed_dot_i8x16_i7x16_add` on the interleaved weights and the
+    /// activations' 7-bit digits (only in the `+relaxed-simd` build; [`qcols`]).
     Relaxed,
 }
 
@@ -224,9 +199,18 @@ impl Kernel {
         ks
     }
 
-    /// Whether the kernel reads [`ActRows::digits`] and [`Panel::wsum`].
+    /// Whether the kernel reads [`ActRows::digits`].
     fn digits(self) -> bool {
         self == Kernel::Relaxed
+    }
+
+    /// The column-interleaved layout the kernel reads its weights in ([`qcols`]), if any.
+    fn order(self) -> Option<Order> {
+        match self {
+            Kernel::Simd128 => Some(Order::Pairs),
+            Kernel::Relaxed => Some(Order::Quads),
+            _ => None,
+        }
     }
 
     /// The kernel [`linear`] uses (detected once): AVX2 where the CPU has it; in wasm, relaxed
@@ -250,7 +234,7 @@ impl Kernel {
     }
 
     /// `acc[i, j]` (`acc` is `[a.rows, p.rows]`) for activation rows `i0..i1` and every row of
-    /// `p`.
+    /// `p`, for the kernels that read a [`Panel`] (the others take the portable path here).
     fn dot_panel(self, p: &Panel, a: &ActRows, i0: usize, i1: usize, acc: &mut [f32]) {
         assert!(a.per == p.per && i0 <= i1 && i1 <= a.rows && acc.len() >= a.rows * p.rows);
         assert!(p.rows == 0 || p.per == 0 || p.qs.len() >= ((p.rows * p.per - 1) * p.stride + p.offset + BLOCK));
@@ -263,17 +247,24 @@ impl Kernel {
             Kernel::AvxVnni => unsafe { avxvnni::dot_panel(p, a, i0, i1, acc) },
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512Vnni => unsafe { avx512vnni::dot_panel(p, a, i0, i1, acc) },
+            _ => portable_dot_panel(p, a, i0, i1, acc),
+        }
+    }
+
+    /// [`Kernel::dot_panel`] for the interleaving kernels, on a tile in their order.
+    fn dot_interleaved(self, x: &Interleaved, a: &ActRows, i0: usize, i1: usize, acc: &mut [f32]) {
+        match self {
             #[cfg(target_arch = "wasm32")]
-            Kernel::Simd128 => dot_panel_2x2::<simd128::Simd128>(p, a, i0, i1, acc),
+            Kernel::Simd128 => qcols::dot_panel::<qcols::simd128::Simd128>(x, a, i0, i1, acc),
             // Natively, Simd128 runs its loop on the scalar twin of its lanes (for the tests).
             #[cfg(not(target_arch = "wasm32"))]
-            Kernel::Simd128 => dot_panel_2x2::<ScalarLanes>(p, a, i0, i1, acc),
+            Kernel::Simd128 => qcols::dot_panel::<qcols::ScalarPairs>(x, a, i0, i1, acc),
             #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-            Kernel::Relaxed => dot_panel_2x2::<relaxed::Relaxed>(p, a, i0, i1, acc),
+            Kernel::Relaxed => qcols::dot_panel::<qcols::relaxed::Relaxed>(x, a, i0, i1, acc),
             // Elsewhere Relaxed runs its loop on the scalar twin of its lanes (for the tests).
             #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
-            Kernel::Relaxed => dot_panel_2x2::<ScalarRelaxed>(p, a, i0, i1, acc),
-            _ => portable_dot_panel(p, a, i0, i1, acc),
+            Kernel::Relaxed => qcols::dot_panel::<qcols::ScalarQuads>(x, a, i0, i1, acc),
+            _ => unreachable!("{self:?} reads a Panel, not interleaved weights"),
         }
     }
 }
@@ -289,7 +280,9 @@ pub fn linear(m: usize, n: usize, k: usize, x: &[f32], w: &QuantMatrix, bias: &[
     linear_with(Kernel::best(), m, n, k, x, w, bias, out)
 }
 
-/// [`linear`] with a given kernel (tests call each one the CPU has).
+/// [`linear`] with a given kernel (tests call each one the CPU has). The interleaving kernels
+/// get `w` interleaved here, per call; the CPU backend keeps such weights as a
+/// [`PackedMatrix`] instead ([`linear_packed`]).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_with(
     kernel: Kernel,
@@ -302,38 +295,128 @@ pub fn linear_with(
     out: &mut [f32],
 ) {
     assert!(x.len() == m * k && w.rows == n && w.cols == k && bias.len() == n && out.len() == m * n);
+    if let Some(order) = kernel.order() {
+        return linear_packed(kernel, m, n, k, x, &PackedMatrix::new(w, order), bias, out);
+    }
     let acts = ActRows::quantize(m, k, x, kernel.digits());
-    let per = acts.per;
     let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TILE))
         .into_par_iter()
         .map(|t| {
             let j0 = t * ROWS_PER_TILE;
-            let j1 = (j0 + ROWS_PER_TILE).min(n);
-            let panel = Panel::new(w, j0, j1, kernel.digits());
-            let nb = j1 - j0;
-            let mut acc = vec![0.0f32; m * nb];
-            for i0 in (0..m).step_by(ROWS_PER_CHUNK) {
-                kernel.dot_panel(&panel, &acts, i0, (i0 + ROWS_PER_CHUNK).min(m), &mut acc);
-            }
-            for i in 0..m {
-                let row = &mut acc[i * nb..(i + 1) * nb];
-                if let Some(mins) = &panel.min {
-                    // q4_1: `Σ (d·l + m)·a = d·Σ l·a + m·Σa`, the second term per block from the
-                    // activation block's sum: per/32 of the product's work.
-                    let sums = &acts.isum[i * per..(i + 1) * per];
-                    for (j, v) in row.iter_mut().enumerate() {
-                        let mins = &mins[j * per..(j + 1) * per];
-                        *v += mins.iter().zip(sums).map(|(m, &s)| m * s as f32).sum::<f32>();
-                    }
-                }
-                let scale = acts.scale[i];
-                for v in row.iter_mut() {
-                    *v *= scale;
-                }
-            }
-            (j0, acc)
+            let panel = Panel::new(w, j0, (j0 + ROWS_PER_TILE).min(n));
+            (
+                j0,
+                tile_product(&acts, panel.rows, panel.min.as_deref(), |i0, i1, acc| {
+                    kernel.dot_panel(&panel, &acts, i0, i1, acc)
+                }),
+            )
         })
         .collect();
+    scatter(m, n, tiles, bias, out);
+}
+
+/// A quantized matrix (q8_0 or q4_1) in the column-interleaved layout of an interleaving
+/// kernel ([`qcols`]), tile by tile: what the CPU backend keeps in wasm, interleaved once at
+/// load in place of the blocks (the same bytes, one f32 scale per block instead of one f16).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub format: QuantFormat,
+    order: Order,
+    /// Tiles of [`ROWS_PER_TILE`] rows, with q4_1's minimums `[rows, per]`.
+    tiles: Vec<(Interleaved, Option<Vec<f32>>)>,
+}
+
+impl PackedMatrix {
+    pub fn new(w: &QuantMatrix, order: Order) -> PackedMatrix {
+        let tiles = (0..w.rows.div_ceil(ROWS_PER_TILE))
+            .into_par_iter()
+            .map(|t| {
+                let j0 = t * ROWS_PER_TILE;
+                let panel = Panel::new(w, j0, (j0 + ROWS_PER_TILE).min(w.rows));
+                (Interleaved::new(&panel, order), panel.min)
+            })
+            .collect();
+        PackedMatrix { rows: w.rows, cols: w.cols, format: w.format(), order, tiles }
+    }
+
+    /// Row `r` dequantized into `out` (`cols` long).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let ((x, min), j) = (&self.tiles[r / ROWS_PER_TILE], r % ROWS_PER_TILE);
+        for (t, o) in out[..self.cols].iter_mut().enumerate() {
+            let (level, d) = x.level(j, t);
+            *o = d * level as f32 + min.as_ref().map_or(0.0, |m| m[j * x.per + t / BLOCK]);
+        }
+    }
+
+    /// `w` interleaved for the kernel [`linear`] runs, if it interleaves and takes `w`'s format.
+    pub fn for_best_kernel(w: &QuantMatrix) -> Option<PackedMatrix> {
+        let order = Kernel::best().order()?;
+        matches!(w.blocks, Blocks::Q8_0(_) | Blocks::Q4_1(_)).then(|| PackedMatrix::new(w, order))
+    }
+}
+
+/// `out[m, n] = bias + x[m, k] · w[n, k]ᵀ` on weights interleaved for `kernel`.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_packed(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    w: &PackedMatrix,
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    assert!(x.len() == m * k && w.rows == n && w.cols == k && bias.len() == n && out.len() == m * n);
+    assert!(kernel.order() == Some(w.order), "{kernel:?} does not read weights interleaved as {:?}", w.order);
+    let acts = ActRows::quantize(m, k, x, kernel.digits());
+    let tiles: Vec<(usize, Vec<f32>)> = w
+        .tiles
+        .par_iter()
+        .enumerate()
+        .map(|(t, (cols, min))| {
+            (
+                t * ROWS_PER_TILE,
+                tile_product(&acts, cols.rows, min.as_deref(), |i0, i1, acc| {
+                    kernel.dot_interleaved(cols, &acts, i0, i1, acc)
+                }),
+            )
+        })
+        .collect();
+    scatter(m, n, tiles, bias, out);
+}
+
+/// One tile's `[m, nb]` products: `dot(i0, i1, acc)` over chunks of input rows, then q4_1's
+/// minimum term and each row's activation scale.
+fn tile_product(acts: &ActRows, nb: usize, min: Option<&[f32]>, dot: impl Fn(usize, usize, &mut [f32])) -> Vec<f32> {
+    let (m, per) = (acts.rows, acts.per);
+    let mut acc = vec![0.0f32; m * nb];
+    for i0 in (0..m).step_by(ROWS_PER_CHUNK) {
+        dot(i0, (i0 + ROWS_PER_CHUNK).min(m), &mut acc);
+    }
+    for i in 0..m {
+        let row = &mut acc[i * nb..(i + 1) * nb];
+        if let Some(mins) = min {
+            // q4_1: `Σ (d·l + m)·a = d·Σ l·a + m·Σa`, the second term per block from the
+            // activation block's sum: per/32 of the product's work.
+            let sums = &acts.isum[i * per..(i + 1) * per];
+            for (j, v) in row.iter_mut().enumerate() {
+                let mins = &mins[j * per..(j + 1) * per];
+                *v += mins.iter().zip(sums).map(|(m, &s)| m * s as f32).sum::<f32>();
+            }
+        }
+        let scale = acts.scale[i];
+        for v in row.iter_mut() {
+            *v *= scale;
+        }
+    }
+    acc
+}
+
+/// The tiles' columns into `out [m, n]`, plus the bias.
+fn scatter(m: usize, n: usize, tiles: Vec<(usize, Vec<f32>)>, bias: &[f32], out: &mut [f32]) {
     for (j0, acc) in tiles {
         let width = acc.len() / m.max(1);
         for i in 0..m {
@@ -539,281 +622,6 @@ mod avx512vnni {
     }
 }
 
-/// The wasm kernels, written once over the lane operations of [`Lanes`]: tiles of 2 weight
-/// rows x 2 input rows in four named accumulators (arrays of v128 would live in linear
-/// memory). Each weight block is loaded once per tile row (`L::weights`) and shared by the
-/// tile's two input rows. Two instances:
-/// - [`Simd128`](simd128::Simd128): a weight block is two i8x16 widened to four i16x8, then
-///   four `i32x4_dot_i16x8` per pair;
-/// - [`Relaxed`](relaxed::Relaxed) (the second wasm build, `+relaxed-simd`): the weights stay
-///   i8x16 and meet the activations' two 7-bit digits in four
-///   `i32x4_relaxed_dot_i8x16_i7x16_add` (one `vpdpbusd` each where the CPU has AVX-VNNI,
-///   `sdot` on Arm), see [`ActRows::digits`].
-///
-/// [`ScalarLanes`] and [`ScalarRelaxed`] are their twins on plain arrays, so the tests run these
-/// very loops natively; only the lane operations differ in wasm. All of them form the same
-/// integer sum per block.
-pub fn dot_panel_2x2<L: Lanes>(p: &Panel, a: &ActRows, i0: usize, i1: usize, acc: &mut [f32]) {
-    let (per, nb) = (p.per, p.rows);
-    let one = |j: usize, i: usize, acc: &mut [f32]| {
-        let mut s = L::zero();
-        for b in 0..per {
-            s = L::fold(s, L::dot(&L::weights(p, j, b), &L::acts(a, i, b)), p.d[j * per + b]);
-        }
-        acc[i * nb + j] = L::hsum(s);
-    };
-    let mut j = 0;
-    while j + 2 <= nb {
-        let mut i = i0;
-        while i + 2 <= i1 {
-            let (mut s00, mut s01, mut s10, mut s11) = (L::zero(), L::zero(), L::zero(), L::zero());
-            for b in 0..per {
-                let (w0, w1) = (L::weights(p, j, b), L::weights(p, j + 1, b));
-                let (a0, a1) = (L::acts(a, i, b), L::acts(a, i + 1, b));
-                let (d0, d1) = (p.d[j * per + b], p.d[(j + 1) * per + b]);
-                s00 = L::fold(s00, L::dot(&w0, &a0), d0);
-                s01 = L::fold(s01, L::dot(&w0, &a1), d0);
-                s10 = L::fold(s10, L::dot(&w1, &a0), d1);
-                s11 = L::fold(s11, L::dot(&w1, &a1), d1);
-            }
-            acc[i * nb + j] = L::hsum(s00);
-            acc[(i + 1) * nb + j] = L::hsum(s01);
-            acc[i * nb + j + 1] = L::hsum(s10);
-            acc[(i + 1) * nb + j + 1] = L::hsum(s11);
-            i += 2;
-        }
-        if i < i1 {
-            one(j, i, acc);
-            one(j + 1, i, acc);
-        }
-        j += 2;
-    }
-    if j < nb {
-        for i in i0..i1 {
-            one(j, i, acc);
-        }
-    }
-}
-
-/// The lane operations of [`dot_panel_2x2`]: `W` is one weight block as the kernel holds it,
-/// `A` one activation block, `I` integer lanes whose sum is the block's dot, `F` four f32.
-pub trait Lanes {
-    type W;
-    type A;
-    type I: Copy;
-    type F: Copy;
-    /// Block `b` of weight row `j`.
-    fn weights(p: &Panel, j: usize, b: usize) -> Self::W;
-    /// Block `b` of activation row `i`.
-    fn acts(a: &ActRows, i: usize, b: usize) -> Self::A;
-    /// Integer lanes summing to `Σ w·q` over the block.
-    fn dot(w: &Self::W, a: &Self::A) -> Self::I;
-    /// `sum + f32(dot) · scale`, lane-wise.
-    fn fold(sum: Self::F, dot: Self::I, scale: f32) -> Self::F;
-    fn zero() -> Self::F;
-    fn hsum(v: Self::F) -> f32;
-}
-
-/// The f32 half of the scalar twins' [`Lanes`]: four plain lanes, `sum + f32(dot) · scale`,
-/// and their sum.
-macro_rules! scalar_f32_lanes {
-    () => {
-        fn fold(sum: [f32; 4], dot: [i32; 4], scale: f32) -> [f32; 4] {
-            std::array::from_fn(|l| sum[l] + dot[l] as f32 * scale)
-        }
-        fn zero() -> [f32; 4] {
-            [0.0; 4]
-        }
-        fn hsum(v: [f32; 4]) -> f32 {
-            v[0] + v[1] + v[2] + v[3]
-        }
-    };
-}
-
-/// [`Simd128`](simd128::Simd128)'s lanes on plain arrays, lane for lane what SIMD128 does.
-pub struct ScalarLanes;
-
-impl Lanes for ScalarLanes {
-    type W = [i32; 32];
-    type A = [i32; 32];
-    type I = [i32; 4];
-    type F = [f32; 4];
-    fn weights(p: &Panel, j: usize, b: usize) -> [i32; 32] {
-        let q = p.block(j, b);
-        std::array::from_fn(|t| q[t] as i32)
-    }
-    fn acts(a: &ActRows, i: usize, b: usize) -> [i32; 32] {
-        let q = a.block(i, b);
-        std::array::from_fn(|t| q[t] as i32)
-    }
-    fn dot(w: &[i32; 32], a: &[i32; 32]) -> [i32; 4] {
-        // Four i32x4_dot_i16x8 over the block's quarters, added: lane l of quarter v holds
-        // elements 8v + 2l and 8v + 2l + 1.
-        let mut out = [0i32; 4];
-        for v in 0..4 {
-            for (l, o) in out.iter_mut().enumerate() {
-                let t = v * 8 + 2 * l;
-                *o += w[t] * a[t] + w[t + 1] * a[t + 1];
-            }
-        }
-        out
-    }
-    scalar_f32_lanes!();
-}
-
-/// [`Relaxed`](relaxed::Relaxed)'s lanes on plain arrays: lane l of a relaxed dot of two
-/// halves of 16 holds elements 4l..4l+4 of each half.
-pub struct ScalarRelaxed;
-
-impl Lanes for ScalarRelaxed {
-    /// The 32 weights and the block's correction per lane (see [`Relaxed`](relaxed::Relaxed)).
-    type W = ([i32; 32], [i32; 4]);
-    /// The high and the low digits.
-    type A = ([i32; 32], [i32; 32]);
-    type I = [i32; 4];
-    type F = [f32; 4];
-    fn weights(p: &Panel, j: usize, b: usize) -> ([i32; 32], [i32; 4]) {
-        let q = p.block(j, b);
-        (std::array::from_fn(|t| q[t] as i32), *p.wsum(j, b))
-    }
-    fn acts(a: &ActRows, i: usize, b: usize) -> ([i32; 32], [i32; 32]) {
-        let (hi, lo) = a.digit_block(i, b);
-        (std::array::from_fn(|t| hi[t] as i32), std::array::from_fn(|t| lo[t] as i32))
-    }
-    fn dot((w, corr): &([i32; 32], [i32; 4]), (hi, lo): &([i32; 32], [i32; 32])) -> [i32; 4] {
-        let lanes = |d: &[i32; 32], init: [i32; 4]| -> [i32; 4] {
-            std::array::from_fn(|l| {
-                init[l]
-                    + (0..2)
-                        .map(|h| (0..4).map(|t| w[h * 16 + 4 * l + t] * d[h * 16 + 4 * l + t]).sum::<i32>())
-                        .sum::<i32>()
-            })
-        };
-        let (h, l) = (lanes(hi, [0; 4]), lanes(lo, *corr));
-        std::array::from_fn(|k| (h[k] << 7) + l[k])
-    }
-    scalar_f32_lanes!();
-}
-
-#[cfg(target_arch = "wasm32")]
-mod simd128 {
-    use super::{ActRows, Panel};
-    use std::arch::wasm32::*;
-
-    /// [`super::Lanes`] in wasm SIMD128 (the crate is built with `+simd128`, see
-    /// .cargo/config.toml).
-    pub struct Simd128;
-
-    /// 32 bytes at `q` as two v128.
-    #[inline(always)]
-    pub(super) fn load2<T>(q: &[T]) -> [v128; 2] {
-        assert!(std::mem::size_of_val(q) >= 32);
-        let p = q.as_ptr() as *const v128;
-        // SAFETY: 32 bytes are readable (asserted); v128_load has no alignment requirement.
-        unsafe { [v128_load(p), v128_load(p.add(1))] }
-    }
-
-    impl super::Lanes for Simd128 {
-        type W = [v128; 4];
-        type A = [v128; 4];
-        type I = v128;
-        type F = v128;
-        #[inline(always)]
-        fn weights(p: &Panel, j: usize, b: usize) -> [v128; 4] {
-            let [lo, hi] = load2(p.block(j, b));
-            [
-                i16x8_extend_low_i8x16(lo),
-                i16x8_extend_high_i8x16(lo),
-                i16x8_extend_low_i8x16(hi),
-                i16x8_extend_high_i8x16(hi),
-            ]
-        }
-        #[inline(always)]
-        fn acts(a: &ActRows, i: usize, b: usize) -> [v128; 4] {
-            let q = a.block(i, b);
-            let ([v0, v1], [v2, v3]) = (load2(&q[..16]), load2(&q[16..]));
-            [v0, v1, v2, v3]
-        }
-        #[inline(always)]
-        fn dot(w: &[v128; 4], a: &[v128; 4]) -> v128 {
-            let s01 = i32x4_add(i32x4_dot_i16x8(w[0], a[0]), i32x4_dot_i16x8(w[1], a[1]));
-            let s23 = i32x4_add(i32x4_dot_i16x8(w[2], a[2]), i32x4_dot_i16x8(w[3], a[3]));
-            i32x4_add(s01, s23)
-        }
-        #[inline(always)]
-        fn fold(sum: v128, dot: v128, scale: f32) -> v128 {
-            f32x4_add(sum, f32x4_mul(f32x4_convert_i32x4(dot), f32x4_splat(scale)))
-        }
-        #[inline(always)]
-        fn zero() -> v128 {
-            f32x4_splat(0.0)
-        }
-        #[inline(always)]
-        fn hsum(v: v128) -> f32 {
-            crate::backend::cpu::matmul::simd128::hsum(v)
-        }
-    }
-}
-
-#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-mod relaxed {
-    use super::simd128::{Simd128, load2};
-    use super::{ActRows, Panel};
-    use std::arch::wasm32::*;
-
-    /// [`super::Lanes`] in wasm relaxed SIMD (the second wasm build, scripts/build-wasm.sh).
-    /// A weight block comes with its correction `-8192 · Σ w` per lane (lane `l` holds
-    /// elements `4l..4l+4` and `16+4l..16+4l+4`), [`Panel::wsum`], computed per tile. (Formed in
-    /// registers from the weights instead, by relaxed dots against ones or by pairwise widening
-    /// adds, the sums came out wrong and different from run to run in Node 20's flagged V8,
-    /// though the native twin of each was exact: not understood yet, so the kernel reads them
-    /// from memory.)
-    pub struct Relaxed;
-
-    impl super::Lanes for Relaxed {
-        type W = ([v128; 2], v128);
-        type A = ([v128; 2], [v128; 2]);
-        type I = v128;
-        type F = v128;
-        #[inline(always)]
-        fn weights(p: &Panel, j: usize, b: usize) -> ([v128; 2], v128) {
-            // SAFETY: an [i32; 4] is 16 readable bytes; v128_load has no alignment requirement.
-            let corr = unsafe { v128_load(p.wsum(j, b).as_ptr() as *const v128) };
-            (load2(p.block(j, b)), corr)
-        }
-        #[inline(always)]
-        fn acts(a: &ActRows, i: usize, b: usize) -> ([v128; 2], [v128; 2]) {
-            let (hi, lo) = a.digit_block(i, b);
-            (load2(hi), load2(lo))
-        }
-        #[inline(always)]
-        fn dot((w, corr): &([v128; 2], v128), (hi, lo): &([v128; 2], [v128; 2])) -> v128 {
-            // The correction is added at the end, not passed as a dot's accumulator (a weight
-            // block serves two input rows). This did not mend Node 20's flagged V8, whose batch
-            // results stay wrong (www/test/int8.test.mjs tests this build in Chromium).
-            let zero = i32x4_splat(0);
-            let h =
-                i32x4_relaxed_dot_i8x16_i7x16_add(w[1], hi[1], i32x4_relaxed_dot_i8x16_i7x16_add(w[0], hi[0], zero));
-            let l =
-                i32x4_relaxed_dot_i8x16_i7x16_add(w[1], lo[1], i32x4_relaxed_dot_i8x16_i7x16_add(w[0], lo[0], zero));
-            i32x4_add(i32x4_add(i32x4_shl(h, 7), l), *corr)
-        }
-        // The f32 half is SIMD128's.
-        #[inline(always)]
-        fn fold(sum: v128, dot: v128, scale: f32) -> v128 {
-            <Simd128 as super::Lanes>::fold(sum, dot, scale)
-        }
-        #[inline(always)]
-        fn zero() -> v128 {
-            <Simd128 as super::Lanes>::zero()
-        }
-        #[inline(always)]
-        fn hsum(v: v128) -> f32 {
-            <Simd128 as super::Lanes>::hsum(v)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -916,6 +724,37 @@ mod tests {
             }
         }
         eprintln!("worst error: {worst:.2} of the bound (activation quantization + f32 rounding)");
+    }
+
+    /// The column-interleaved kernels (here their loops on scalar lanes; in wasm, the same loops
+    /// on v128: www/test/int8.test.mjs) form each block's exact integer sum and add them in
+    /// block order, as the portable kernel does: equal to it bit for bit, on shapes that leave
+    /// partial groups of columns and partial tiles of rows.
+    #[test]
+    fn interleaved_kernels_equal_the_portable_one_bit_for_bit() {
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+            for (m, n, k) in SHAPES.into_iter().chain([(7, 6, 1536), (9, 131, 96)]) {
+                let (x, w, b) = (data(m * k, 11, 1.0), data(n * k, 12, 0.05), data(n, 13, 0.1));
+                let q = QuantMatrix::quantize(format, n, k, &w);
+                let mut want = vec![f32::NAN; m * n];
+                linear_with(Kernel::Portable, m, n, k, &x, &q, &b, &mut want);
+                for kernel in [Kernel::Simd128, Kernel::Relaxed] {
+                    // What the backend keeps: each row dequantizes to the blocks' values.
+                    let packed = PackedMatrix::new(&q, kernel.order().unwrap());
+                    let (mut want_row, mut got_row) = (vec![0.0; k], vec![f32::NAN; k]);
+                    for r in [0, n / 2, n - 1] {
+                        q.dequantize_rows(r, r + 1, &mut want_row);
+                        packed.dequantize_row(r, &mut got_row);
+                        assert_eq!(got_row, want_row, "{format:?} {kernel:?} row {r} of {n}");
+                    }
+                    let mut got = vec![f32::NAN; m * n];
+                    linear_with(kernel, m, n, k, &x, &q, &b, &mut got);
+                    for (at, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(g.to_bits() == w.to_bits(), "{format:?} {kernel:?} ({m},{n},{k}) at {at}: {g} vs {w}");
+                    }
+                }
+            }
+        }
     }
 
     /// Rows with one activation 1000x the others (BERT's hidden states have such dimensions)
