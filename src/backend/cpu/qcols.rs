@@ -119,12 +119,18 @@ pub trait ColLanes {
     type W: Copy;
     type I: Copy;
     type F: Copy;
+    /// # Safety
+    /// The indices exist (see the trait's doc).
     unsafe fn weights(x: &Interleaved, g: usize, b: usize, q: usize) -> Self::W;
     fn zero_i() -> Self::I;
     fn zero_f() -> Self::F;
     /// `acc` plus quad `q` of block `b`: weights `w` against activation row `i`.
+    /// # Safety
+    /// The indices exist (see the trait's doc).
     unsafe fn dot(acc: Self::I, w: &Self::W, a: &ActRows, i: usize, b: usize, q: usize) -> Self::I;
     /// `sum + f32(block sums) · d`, lane-wise, for block `b` of group `g`.
+    /// # Safety
+    /// The indices exist (see the trait's doc).
     unsafe fn fold(sum: Self::F, acc: Self::I, x: &Interleaved, g: usize, b: usize) -> Self::F;
     fn lanes(v: Self::F) -> [f32; COLS];
 }
