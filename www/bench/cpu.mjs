@@ -223,7 +223,7 @@ async function browserRows() {
         : [
             { kind: 'wembed', dtype: 'auto', workers: 'auto' },
             { kind: 'wembed', dtype: 'q8', workers: 'auto' },
-            { kind: 'wembed', dtype: 'q8', workers: 'auto', simd: 'relaxed' },
+            { kind: 'wembed', dtype: 'q8', workers: 'auto', simd: 'simd128' },
             { kind: 'wembed', dtype: 'q8', workers: 1 },
             { kind: 'tjs', dtype: 'q8', threads: null },
           ];

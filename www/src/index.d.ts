@@ -56,13 +56,12 @@ export interface LoadOptions {
    */
   wasm?: string | URL | BufferSource;
   /**
-   * Which of the package's two wasm builds runs the CPU path: 'simd128' (default; every
-   * engine with wasm SIMD) or 'relaxed' (relaxed SIMD's integer dot products; engines without
-   * it get 'simd128'). Neither measured faster on both of the bench's corpora in Chromium (see
-   * README). The first load on
-   * a thread decides; `info.wasm` says which runs.
+   * Which of the package's two wasm builds runs the CPU path: 'auto' (default: relaxed SIMD
+   * where the engine runs it right, Chromium; else SIMD128), 'simd128' (every engine with wasm
+   * SIMD) or 'relaxed' (engines without it get 'simd128'). The first load on a thread decides;
+   * `info.wasm` says which runs.
    */
-  simd?: 'simd128' | 'relaxed';
+  simd?: 'auto' | 'simd128' | 'relaxed';
   /**
    * Where the CPU path runs (device 'cpu', or 'auto' when it finds no GPU; WebGPU always runs
    * on the calling thread). 'auto' (default): module Web Workers (Node: worker_threads), as
@@ -114,8 +113,8 @@ export interface EmbedderInfo {
   /** With workers: that each holds its own copy of the model, and how large the files are; else null. */
   workerMemoryNote: string | null;
   /**
-   * Which wasm build runs the CPU path: 'simd128', 'relaxed-simd' (asked with `simd:
-   * 'relaxed'` on an engine that has it), or 'custom' when the `wasm` option named the module.
+   * Which wasm build runs the CPU path: 'relaxed-simd' (the default where the engine runs
+   * relaxed SIMD right), 'simd128', or 'custom' when the `wasm` option named the module.
    */
   wasm: 'relaxed-simd' | 'simd128' | 'custom';
 }

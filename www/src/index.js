@@ -127,7 +127,8 @@ export class Embedder {
    * bytes of wembed_bg.wasm, for bundlers that do not copy it), workers ('auto' default: the
    * CPU path runs in that many workers, each with its own copy of the weights; 0: on the
    * calling thread), workerUrl (where worker.js is, for bundlers that do not bundle it), simd
-   * ('simd128' default, or 'relaxed': which of the package's wasm builds runs).
+   * ('auto' default: relaxed SIMD where the engine runs it right, else SIMD128; or 'simd128',
+   * or 'relaxed': which of the package's wasm builds runs).
    */
   static async load(source, options) {
     const opts = readOptions(options, LOAD_OPTIONS, 'load');
@@ -141,8 +142,8 @@ export class Embedder {
     if (opts.workerUrl !== undefined && typeof opts.workerUrl !== 'string' && !(opts.workerUrl instanceof URL)) {
       throw new WembedError('INPUT', 'workerUrl must be a string or a URL');
     }
-    if (opts.simd !== undefined && opts.simd !== 'simd128' && opts.simd !== 'relaxed') {
-      throw new WembedError('INPUT', `simd "${String(opts.simd)}": choose simd128 or relaxed`);
+    if (opts.simd !== undefined && !['auto', 'simd128', 'relaxed'].includes(opts.simd)) {
+      throw new WembedError('INPUT', `simd "${String(opts.simd)}": choose auto, simd128 or relaxed`);
     }
     await ensureWasm(opts.wasm, opts.simd);
     const gathered = await gatherFiles(src, opts);

@@ -20,36 +20,51 @@ function reportPanic(message) {
 }
 
 /**
- * A 40-byte module whose one function uses `i32x4.relaxed_dot_i8x16_i7x16_add_s`, the relaxed
- * SIMD instruction wembed's integer kernels use: `(func (result v128) (i32x4.relaxed_dot...
- * (i8x16.splat 1) (i8x16.splat 2) (i32x4.splat 3)))`. Engines without relaxed SIMD reject it.
+ * A 51-byte module whose one function computes with `i32x4.relaxed_dot_i8x16_i7x16_add_s`, the
+ * relaxed SIMD instruction wembed's integer kernels use, with the operands as they use them (a
+ * signed first side, a 7-bit second): `(func (result i32) (i32x4.extract_lane 0
+ * (i32x4.relaxed_dot... (i8x16.splat -3) (i8x16.splat 5) (i32x4.splat 7))))`, 4 · (-3 · 5) + 7
+ * = -53. Engines without relaxed SIMD reject it. Node 20's V8 behind
+ * --experimental-wasm-relaxed-simd runs it and returns -120: its relaxed dot is wrong for a
+ * negative first side, and the relaxed build's q8 vectors came out at cosine 0 there. Chromium
+ * returns -53.
  */
 const RELAXED_PROBE = new Uint8Array([
-  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 19, 1, 17, 0, 65, 1, 253, 15, 65, 2,
-  253, 15, 65, 3, 253, 17, 253, 147, 2, 11,
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 127, 3, 2, 1, 0, 7, 5, 1, 1, 102, 0, 0, 10, 22, 1, 20, 0,
+  65, 125, 253, 15, 65, 5, 253, 15, 65, 7, 253, 17, 253, 147, 2, 253, 27, 0, 11,
 ]);
+
+let relaxedChecked = null;
+
+/** Whether the engine has relaxed SIMD and computes the probe's dot product right (once). */
+export function relaxedSimdWorks() {
+  if (relaxedChecked === null) {
+    try {
+      relaxedChecked =
+        WebAssembly.validate(RELAXED_PROBE) &&
+        new WebAssembly.Instance(new WebAssembly.Module(RELAXED_PROBE)).exports.f() === -53;
+    } catch {
+      // an engine that cannot even parse the probe has no relaxed SIMD
+      relaxedChecked = false;
+    }
+  }
+  return relaxedChecked;
+}
 
 /**
  * Which of the package's wasm builds to run: 'relaxed-simd' (pkg/wembed_relaxed_bg.wasm) when
- * `simd` is 'relaxed' and the engine validates relaxed SIMD (Chromium; Node 20 with
- * --experimental-wasm-relaxed-simd), else 'simd128' (pkg/wembed_bg.wasm). SIMD128 is the
- * default: in headless Chromium 156 on this project's x86 machine (AVX-VNNI), all-MiniLM-L6-v2
- * q8 on two workers, relaxed SIMD led on short sentences (192.5 against 133.1 sentences/s at
- * batch 32) and trailed on paragraphs (9.3 against 10.4), www/bench/cpu.mjs, 2026-12-01. The
- * relaxed build's integer products need two 7-bit digits per 14-bit activation (see
- * src/backend/cpu/qmatmul.rs), so it does as many dot instructions as SIMD128's i16 ones.
- * Node 20 with the flag gave wrong vectors for batches from the relaxed build: keep it off
- * there. Both URLs are written out for bundlers (Vite copies both); with esbuild, serve one
- * and pass its URL as the `wasm` option.
+ * `simd` is 'auto' (the default) or 'relaxed' and the engine runs relaxed SIMD right
+ * ([`relaxedSimdWorks`]: Chromium; not Node 20, flag or not), else 'simd128'
+ * (pkg/wembed_bg.wasm). Relaxed SIMD is the default where it works: it has a fused f32
+ * multiply-add (`f32x4.relaxed_madd`) for the f32 matmuls and a dot of 16 int8 products for the
+ * integer ones. In headless Chromium 156 on this project's x86 machine, all-MiniLM-L6-v2 on one
+ * worker, 128 STS-B sentences at batch 32 (www/bench/quick-kernels.mjs --browser, 2026-12-01):
+ * q8 215.6 sentences/s against SIMD128's 173.8, f32 143.7 against 84.5-128.3 (noisy). Both
+ * URLs are written out for bundlers (Vite copies both); with esbuild, serve one and pass its
+ * URL as the `wasm` option.
  */
-export function packagedWasm(simd = 'simd128') {
-  let relaxed = false;
-  try {
-    relaxed = simd === 'relaxed' && WebAssembly.validate(RELAXED_PROBE);
-  } catch {
-    // an engine that cannot even parse the probe has no relaxed SIMD
-  }
-  return relaxed
+export function packagedWasm(simd = 'auto') {
+  return (simd === 'auto' || simd === 'relaxed') && relaxedSimdWorks()
     ? { build: 'relaxed-simd', url: new URL('../pkg/wembed_relaxed_bg.wasm', import.meta.url) }
     : { build: 'simd128', url: new URL('../pkg/wembed_bg.wasm', import.meta.url) };
 }

@@ -219,6 +219,17 @@ pub(super) mod simd128 {
             + f32x4_extract_lane::<3>(v)
     }
 
+    /// `acc + a·b` lane-wise. In the relaxed-SIMD build `f32x4.relaxed_madd`, one `vfmadd` where
+    /// the CPU has FMA (every x86-64 since 2013, all 64-bit Arm): half the instructions of
+    /// SIMD128's multiply and add, one rounding instead of two.
+    #[inline(always)]
+    fn madd(a: v128, b: v128, acc: v128) -> v128 {
+        #[cfg(target_feature = "relaxed-simd")]
+        return f32x4_relaxed_madd(a, b, acc);
+        #[cfg(not(target_feature = "relaxed-simd"))]
+        f32x4_add(acc, f32x4_mul(a, b))
+    }
+
     /// Unaligned load of 4 floats at `p`. Safety: `p..p+4` is readable.
     #[inline(always)]
     unsafe fn ld(p: *const f32) -> v128 {
@@ -249,17 +260,17 @@ pub(super) mod simd128 {
             unsafe {
                 let (a0, a1) = (ld(x0.add(kk)), ld(x1.add(kk)));
                 let b = ld(w0.add(kk));
-                s00 = f32x4_add(s00, f32x4_mul(b, a0));
-                s01 = f32x4_add(s01, f32x4_mul(b, a1));
+                s00 = madd(b, a0, s00);
+                s01 = madd(b, a1, s01);
                 let b = ld(w1.add(kk));
-                s10 = f32x4_add(s10, f32x4_mul(b, a0));
-                s11 = f32x4_add(s11, f32x4_mul(b, a1));
+                s10 = madd(b, a0, s10);
+                s11 = madd(b, a1, s11);
                 let b = ld(w2.add(kk));
-                s20 = f32x4_add(s20, f32x4_mul(b, a0));
-                s21 = f32x4_add(s21, f32x4_mul(b, a1));
+                s20 = madd(b, a0, s20);
+                s21 = madd(b, a1, s21);
                 let b = ld(w3.add(kk));
-                s30 = f32x4_add(s30, f32x4_mul(b, a0));
-                s31 = f32x4_add(s31, f32x4_mul(b, a1));
+                s30 = madd(b, a0, s30);
+                s31 = madd(b, a1, s31);
             }
             kk += 4;
         }
@@ -279,7 +290,7 @@ pub(super) mod simd128 {
         let mut kk = 0;
         while kk < k4 {
             // SAFETY: kk + 4 <= k <= both lengths (asserted by the caller's slicing).
-            unsafe { s = f32x4_add(s, f32x4_mul(ld(a.as_ptr().add(kk)), ld(b.as_ptr().add(kk)))) };
+            unsafe { s = madd(ld(a.as_ptr().add(kk)), ld(b.as_ptr().add(kk)), s) };
             kk += 4;
         }
         finish(s, k, k4, a, b)
