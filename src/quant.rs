@@ -293,7 +293,7 @@ fn blocks(row: &[f32]) -> impl Iterator<Item = [f32; BLOCK]> + '_ {
 pub fn quantize_q8_0(row: &[f32]) -> Vec<BlockQ8_0> {
     blocks(row)
         .map(|x| {
-            let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let amax = abs_max(&x);
             let d = amax / 127.0;
             let id = if d != 0.0 { 1.0 / d } else { 0.0 };
             let mut qs = [0i8; BLOCK];

@@ -234,6 +234,17 @@ pub fn attend(
     out: &mut [f32],
 ) {
     simd!({
+        // Keys transposed once per (text, head), `kt[d · len + j]`, so that a query's scores are
+        // `hd` multiply-adds over contiguous keys, vectorized across keys. A dot product per key
+        // paid a horizontal sum of its lanes for each one (at head size 32, four vectors of
+        // work), which took 18% of a q8 forward pass on 146-token texts in wasm, for 6% of
+        // its FLOPs.
+        let mut kt = vec![0.0f32; hd * len];
+        for j in 0..len {
+            for (d, &kv) in k[j * stride..j * stride + hd].iter().enumerate() {
+                kt[d * len + j] = kv;
+            }
+        }
         for i in 0..len {
             let end = if causal { i + 1 } else { len };
             let keys = match window {
@@ -242,8 +253,15 @@ pub fn attend(
             };
             let scores = &mut scores[..keys.len()];
             let qi = &q[i * stride..i * stride + hd];
-            for (j, s) in keys.clone().zip(scores.iter_mut()) {
-                *s = scale * dot8(qi, &k[j * stride..j * stride + hd]);
+            scores.fill(0.0);
+            for (d, &qd) in qi.iter().enumerate() {
+                let row = &kt[d * len + keys.start..d * len + keys.end];
+                for (s, &kv) in scores.iter_mut().zip(row) {
+                    *s += qd * kv;
+                }
+            }
+            for s in scores.iter_mut() {
+                *s *= scale;
             }
             // As MPNetSelfAttention: the bias is added after scaling.
             if let Some((row, span)) = bias {
