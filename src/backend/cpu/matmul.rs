@@ -186,8 +186,8 @@ pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32
 }
 
 /// `acc[i, j] = x[i, :] · w[j, :]` for a block of weight rows: `x [m, k]`, `w [nb, k]`,
-/// `acc [m, nb]`.
-fn dot_block(m: usize, k: usize, x: &[f32], w: &[f32], acc: &mut [f32]) {
+/// `acc [m, nb]` (also the CPU attention's two products, `kernels::attend`).
+pub(super) fn dot_block(m: usize, k: usize, x: &[f32], w: &[f32], acc: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has AVX2 and FMA (checked just above).

@@ -319,7 +319,6 @@ impl Backend for Cpu {
         let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
         blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, |scores, (b, h, out)| {
             let rows = meta.rows(b);
-            scores.resize(rows.len(), 0.0);
             let base = &qkv.data[rows.start * stride..rows.end * stride];
             let kv = (h / group) * hd;
             let (q, k, v) = (&base[h * hd..], &base[dim + kv..], &base[dim + kv_dim + kv..]);
