@@ -263,9 +263,13 @@ pub fn attend(
             let i1 = (i0 + QUERY_BLOCK).min(len);
             let (m, a) = (i1 - i0, keys(i0).start);
             let n = keys(i1 - 1).end - a;
-            scratch.clear();
-            scratch.resize(m * hd + 2 * n * hd + m * n, 0.0);
-            let (qb, rest) = scratch.split_at_mut(m * hd);
+            // Every element is written below (the copies, then the first product), so the
+            // buffer only grows and is never cleared.
+            let need = m * hd + 2 * n * hd + m * n;
+            if scratch.len() < need {
+                scratch.resize(need, 0.0);
+            }
+            let (qb, rest) = scratch[..need].split_at_mut(m * hd);
             let (kb, rest) = rest.split_at_mut(n * hd);
             let (vt, s) = rest.split_at_mut(n * hd);
             for (r, dst) in qb.chunks_exact_mut(hd).enumerate() {
