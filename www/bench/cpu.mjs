@@ -14,7 +14,6 @@
 // Node, which equals PyTorch), and the threads or workers used. Rows run one after another
 // in one process; the machine should be otherwise idle.
 import { readFile, readdir, mkdtemp, writeFile } from 'node:fs/promises';
-import { gunzipSync } from 'node:zlib';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { Embedder } from '../src/index.js';
 import { cosine, launchChromium } from '../test/util.mjs';
 import { appServer, hubServer, close, url } from '../test/server.mjs';
-import { onnxGraphs, transformersJsFolder } from './peers.mjs';
+import { bertFeeds, onnxGraphs, stsbSentences, transformersJsFolder } from './peers.mjs';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -42,17 +41,6 @@ env.localModelPath = join(root, 'assets/models');
 const tokenizer = await AutoTokenizer.from_pretrained('all-MiniLM-L6-v2');
 const tokens = (t) => tokenizer.encode(t).length;
 
-async function shortCorpus() {
-  const tsv = gunzipSync(await readFile(join(root, 'assets/data/stsbenchmark.tsv.gz'))).toString('utf8');
-  const seen = new Set();
-  for (const line of tsv.split('\n')) {
-    const f = line.split('\t');
-    if (f[0] !== 'test') continue;
-    for (const s of [f[6], f[7]]) if (s && seen.size < N) seen.add(s);
-  }
-  return [...seen];
-}
-
 async function longCorpus() {
   const dir = join(peers, 'spdx-license-list/licenses');
   const seen = new Set();
@@ -70,7 +58,7 @@ async function longCorpus() {
 }
 
 const corpora = [
-  { name: 'short', texts: await shortCorpus(), b1: QUICK ? 32 : 128 },
+  { name: 'short', texts: await stsbSentences(root, N), b1: QUICK ? 32 : 128 },
   { name: 'long', texts: await longCorpus(), b1: QUICK ? 8 : 32 },
 ];
 for (const c of corpora) {
@@ -128,21 +116,8 @@ function ortEmbedder(session) {
       if (!ortIds.has(t)) ortIds.set(t, tokenizer.encode(t));
       return ortIds.get(t);
     });
-    const n = ids.length;
-    const len = Math.max(...ids.map((x) => x.length));
-    const input = new BigInt64Array(n * len);
-    const mask = new BigInt64Array(n * len);
-    ids.forEach((row, r) => row.forEach((id, c) => {
-      input[r * len + c] = BigInt(id);
-      mask[r * len + c] = 1n;
-    }));
-    const feeds = {
-      input_ids: new ort.Tensor('int64', input, [n, len]),
-      attention_mask: new ort.Tensor('int64', mask, [n, len]),
-      token_type_ids: new ort.Tensor('int64', new BigInt64Array(n * len), [n, len]),
-    };
-    const { last_hidden_state: h } = await session.run(feeds);
-    const dim = h.dims[2];
+    const { last_hidden_state: h } = await session.run(bertFeeds(ort, ids));
+    const [, len, dim] = h.dims;
     return ids.map((row, r) => {
       const v = new Float64Array(dim);
       for (let c = 0; c < row.length; c++) for (let d = 0; d < dim; d++) v[d] += h.data[(r * len + c) * dim + d];

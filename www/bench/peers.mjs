@@ -1,5 +1,6 @@
-// What the benches need to drive transformers.js on wembed's model files, written once.
-import { readdir, mkdir, symlink, mkdtemp } from 'node:fs/promises';
+// What the benches need to drive the peers on wembed's model files and corpora, written once.
+import { readdir, readFile, mkdir, symlink, mkdtemp } from 'node:fs/promises';
+import { gunzipSync } from 'node:zlib';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,4 +30,36 @@ export async function transformersJsFolder(model, name, graphs) {
   await symlink(graphs.fp32, join(m, 'onnx/model.onnx'));
   if (graphs.int8) await symlink(graphs.int8, join(m, 'onnx/model_quantized.onnx'));
   return dir;
+}
+
+/** The first `n` distinct sentences of the STS-B test split (assets/data/stsbenchmark.tsv.gz). */
+export async function stsbSentences(root, n) {
+  const tsv = gunzipSync(await readFile(join(root, 'assets/data/stsbenchmark.tsv.gz'))).toString('utf8');
+  const seen = new Set();
+  for (const line of tsv.split('\n')) {
+    const f = line.split('\t');
+    if (f[0] !== 'test') continue;
+    for (const s of [f[6], f[7]]) if (s && seen.size < n) seen.add(s);
+  }
+  return [...seen];
+}
+
+/**
+ * onnxruntime's feeds for a BERT graph: the token-id rows `ids` padded into `[rows, longest]`
+ * int64 tensors with their attention mask and zero token types.
+ */
+export function bertFeeds(ort, ids) {
+  const n = ids.length;
+  const len = Math.max(...ids.map((x) => x.length));
+  const input = new BigInt64Array(n * len);
+  const mask = new BigInt64Array(n * len);
+  ids.forEach((row, r) => row.forEach((id, c) => {
+    input[r * len + c] = BigInt(id);
+    mask[r * len + c] = 1n;
+  }));
+  return {
+    input_ids: new ort.Tensor('int64', input, [n, len]),
+    attention_mask: new ort.Tensor('int64', mask, [n, len]),
+    token_type_ids: new ort.Tensor('int64', new BigInt64Array(n * len), [n, len]),
+  };
 }

@@ -2,12 +2,10 @@
 // Node beside onnxruntime-web int8 on one thread, 128 short STS-B sentences at batch 32 and a
 // 16-token query, alternating rounds. Usage: node [--experimental-wasm-relaxed-simd]
 // www/bench/quick-kernels.mjs [f32|q8 ...] [--simd relaxed]
-import { readFile } from 'node:fs/promises';
-import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Embedder } from '../src/index.js';
-import { onnxGraphs } from './peers.mjs';
+import { bertFeeds, onnxGraphs, stsbSentences } from './peers.mjs';
 
 const args = process.argv.slice(2);
 const simd = args.includes('--simd') ? args[args.indexOf('--simd') + 1] : undefined;
@@ -19,13 +17,7 @@ const { AutoTokenizer, env } = await import(join(peers, '@huggingface/transforme
 env.allowRemoteModels = false;
 env.localModelPath = join(root, 'assets/models');
 const tokenizer = await AutoTokenizer.from_pretrained('all-MiniLM-L6-v2');
-const tsv = gunzipSync(await readFile(join(root, 'assets/data/stsbenchmark.tsv.gz'))).toString('utf8');
-const seen = new Set();
-for (const line of tsv.split('\n')) {
-  const f = line.split('\t');
-  if (f[0] === 'test') for (const s of [f[6], f[7]]) if (s && seen.size < 128) seen.add(s);
-}
-const texts = [...seen].sort((a, b) => tokenizer.encode(a).length - tokenizer.encode(b).length);
+const texts = (await stsbSentences(root, 128)).sort((a, b) => tokenizer.encode(a).length - tokenizer.encode(b).length);
 const QUERY = 'How do I keep the tomatoes in my garden healthy in hot summers?';
 
 // Both sides run on this thread: CPU time (user + system) leaves out the time a shared
@@ -51,17 +43,7 @@ async function measure(embed) {
 const graphs = await onnxGraphs(join(root, 'assets/onnx'));
 ort.env.wasm.numThreads = 1;
 const session = await ort.InferenceSession.create(graphs.int8, { executionProviders: ['wasm'] });
-const ortEmbed = async (batch) => {
-  const ids = batch.map((t) => tokenizer.encode(t));
-  const n = ids.length, len = Math.max(...ids.map((x) => x.length));
-  const input = new BigInt64Array(n * len), mask = new BigInt64Array(n * len);
-  ids.forEach((row, r) => row.forEach((id, c) => { input[r * len + c] = BigInt(id); mask[r * len + c] = 1n; }));
-  await session.run({
-    input_ids: new ort.Tensor('int64', input, [n, len]),
-    attention_mask: new ort.Tensor('int64', mask, [n, len]),
-    token_type_ids: new ort.Tensor('int64', new BigInt64Array(n * len), [n, len]),
-  });
-};
+const ortEmbed = (batch) => session.run(bertFeeds(ort, batch.map((t) => tokenizer.encode(t))));
 for (const dtype of args.includes('--browser') ? [] : dtypes.length ? dtypes : ['q8']) {
   const e = await Embedder.load(join(root, 'assets/models/all-MiniLM-L6-v2'), { device: 'cpu', dtype, workers: 0, simd });
   console.log(`wembed ${dtype} ${simd ?? 'simd128'} main thread: ${await measure((b) => e.embed(b, { batchSize: 32 }))}`);
