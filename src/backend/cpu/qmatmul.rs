@@ -20,16 +20,17 @@
 //! lengths), and layer norm, softmax and GELU are not products and need f32's range.
 //!
 //! Kernels, detected at run time ([`Kernel::available`]; [`Kernel::best`] says which one runs
-//! and why): AVX-512 VNNI (`vpdpwssd` on zmm, one block per register), AVX-VNNI (`vpdpwssd`
-//! on ymm), AVX2 (`vpmaddwd`), and a portable one that is also their reference. The wasm
-//! kernels (SIMD128's `i32x4.dot_i16x8_s`, relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add`)
-//! read the weights interleaved by output column instead: [`qcols`].
+//! and why): AVX-512 VNNI (`vpdpwssd` on zmm), AVX-VNNI (`vpdpwssd` on ymm), AVX2
+//! (`vpmaddwd`), wasm SIMD128 (`i32x4.dot_i16x8_s`) and relaxed SIMD
+//! (`i32x4.relaxed_dot_i8x16_i7x16_add`), all on weights interleaved by output column, one
+//! output per lane ([`qcols`]), and a portable one on the blocks as stored that is also their
+//! reference.
 
 use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use super::qcols::{self, Interleaved, Order};
+use super::qcols::{self, Interleaved, Layout};
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix, f16_to_f32_finite, quantize_act_row};
 
 /// Activation rows `[rows, k]` as i16, `per = k.div_ceil(32)` blocks per row.
@@ -141,15 +142,6 @@ impl<'a> Panel<'a> {
     pub fn block(&self, j: usize, b: usize) -> &[i8] {
         &self.qs[(j * self.per + b) * self.stride + self.offset..][..BLOCK]
     }
-
-    /// Pointer to the values of block `b` of row `j`, for the SIMD kernels. Safety: `j < rows`
-    /// and `b < per` (then 32 bytes are readable there; checked once by `check`).
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    unsafe fn ptr(&self, j: usize, b: usize) -> *const i8 {
-        // SAFETY: the caller's guarantee.
-        unsafe { self.qs.as_ptr().add((j * self.per + b) * self.stride + self.offset) }
-    }
 }
 
 /// An integer dot-product kernel. Each computes `acc[i, j] = Σ_b d_jb · Σ(w·a)` over the blocks
@@ -158,13 +150,13 @@ impl<'a> Panel<'a> {
 /// additions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
-    /// Plain Rust (LLVM vectorizes it to what the baseline target has).
+    /// Plain Rust on the blocks as stored (LLVM vectorizes it to what the baseline target has).
     Portable,
-    /// `_mm256_madd_epi16` on the weights sign-extended to i16.
+    /// `vpmaddwd` on 8 interleaved columns sign-extended to i16 ([`qcols::x86::Avx2`]).
     Avx2,
-    /// `_mm256_dpwssd_avx_epi32`, two per block.
+    /// `vpdpwssd` on ymm, 8 columns ([`qcols::x86::AvxVnni`]).
     AvxVnni,
-    /// `_mm512_dpwssd_epi32`, one per block (a block of i16 is one zmm).
+    /// `vpdpwssd` on zmm, 16 columns ([`qcols::x86::Avx512Vnni`]).
     Avx512Vnni,
     /// wasm SIMD128: weights interleaved by column and widened to i16, `i32x4_dot_i16x8`
     /// ([`qcols`]).
@@ -199,72 +191,81 @@ impl Kernel {
         ks
     }
 
+    /// Whether this CPU can run the kernel: one of [`Kernel::available`], or a wasm kernel (off
+    /// wasm, its loop runs on scalar lanes).
+    fn runs_here(self) -> bool {
+        static AVAILABLE: std::sync::OnceLock<Vec<Kernel>> = std::sync::OnceLock::new();
+        matches!(self, Kernel::Simd128 | Kernel::Relaxed) || AVAILABLE.get_or_init(Kernel::available).contains(&self)
+    }
+
     /// Whether the kernel reads [`ActRows::digits`].
     fn digits(self) -> bool {
         self == Kernel::Relaxed
     }
 
-    /// The column-interleaved layout the kernel reads its weights in ([`qcols`]), if any.
-    fn order(self) -> Option<Order> {
+    /// The column-interleaved layout the kernel reads its weights in ([`qcols`]); the portable
+    /// kernel reads the blocks as stored.
+    pub fn layout(self) -> Option<Layout> {
+        use qcols::ColLanes;
         match self {
-            Kernel::Simd128 => Some(Order::Pairs),
-            Kernel::Relaxed => Some(Order::Quads),
-            _ => None,
+            Kernel::Portable => None,
+            Kernel::Simd128 => Some(qcols::ScalarPairs::LAYOUT),
+            Kernel::Relaxed => Some(qcols::ScalarQuads::LAYOUT),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => Some(qcols::x86::Avx2::LAYOUT),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => Some(qcols::x86::AvxVnni::LAYOUT),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512Vnni => Some(qcols::x86::Avx512Vnni::LAYOUT),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::AvxVnni | Kernel::Avx512Vnni => None,
         }
     }
 
-    /// The kernel [`linear`] uses (detected once): AVX2 where the CPU has it; in wasm, relaxed
-    /// SIMD in the build that has it, else SIMD128.
-    /// The VNNI kernels are exact and tested but measured slower on this project's machine (a
-    /// 2-core Xeon with AVX-512 VNNI and AVX-VNNI; all-MiniLM-L6-v2 q8, `wembed bench`, 512
-    /// STS-B sentences, sentences/s at batch 1 / batch 32): AVX2 277 / 442, AVX-512 VNNI 221 /
-    /// 452; the micro-benchmark of the four model shapes agreed (10 rows: 68 vs 70 GOP/s, 333
-    /// rows: 84 vs 75, AVX-VNNI 62 and 68). With i16 activations `vpdpwssd` does the 16
-    /// products per 256 bits that `vpmaddwd` does, saving only the add, and zmm code lowers the
-    /// core's clock for the f32 work around it.
+    /// The kernel [`linear`] uses (detected once): the widest x86 one the CPU has; in wasm,
+    /// relaxed SIMD in the build that has it, else SIMD128. Measured on this project's machine
+    /// (a 2-core Xeon with AVX-512 VNNI and AVX-VNNI), one thread, all-MiniLM-L6-v2's three
+    /// shapes at 10 and 480 rows (`cargo run --release --example qkernels`): AVX-512 VNNI
+    /// 87-127 GOP/s, AVX-VNNI 53-71, AVX2 43-53, portable 10-14; end to end (`wembed bench
+    /// --dtype q8`, 2 threads, batch 32) AVX-512 VNNI ~1,050 sentences/s against AVX2's ~690.
+    /// The zmm kernel wins despite the clock it may cost the f32 work around it: one
+    /// `vpdpwssd` with its broadcast folded in does 32 products.
     pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
             let ks = Kernel::available();
-            [Kernel::Avx2, Kernel::Relaxed, Kernel::Simd128]
+            [Kernel::Avx512Vnni, Kernel::AvxVnni, Kernel::Avx2, Kernel::Relaxed, Kernel::Simd128]
                 .into_iter()
                 .find(|k| ks.contains(k))
                 .unwrap_or(Kernel::Portable)
         })
     }
 
-    /// `acc[i, j]` (`acc` is `[a.rows, p.rows]`) for activation rows `i0..i1` and every row of
-    /// `p`, for the kernels that read a [`Panel`] (the others take the portable path here).
-    fn dot_panel(self, p: &Panel, a: &ActRows, i0: usize, i1: usize, acc: &mut [f32]) {
-        assert!(a.per == p.per && i0 <= i1 && i1 <= a.rows && acc.len() >= a.rows * p.rows);
-        assert!(p.rows == 0 || p.per == 0 || p.qs.len() >= ((p.rows * p.per - 1) * p.stride + p.offset + BLOCK));
-        assert!(p.d.len() >= p.rows * p.per && a.qs.len() >= a.rows * a.per * BLOCK);
-        match self {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY (all three): `available` saw the features, and the shapes were asserted.
-            Kernel::Avx2 => unsafe { avx2::dot_panel(p, a, i0, i1, acc) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => unsafe { avxvnni::dot_panel(p, a, i0, i1, acc) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx512Vnni => unsafe { avx512vnni::dot_panel(p, a, i0, i1, acc) },
-            _ => portable_dot_panel(p, a, i0, i1, acc),
-        }
-    }
-
-    /// [`Kernel::dot_panel`] for the interleaving kernels, on a tile in their order.
+    /// `acc[i, j]` (`acc` is `[a.rows, x.rows]`) for activation rows `i0..i1` and every row of
+    /// a tile interleaved in the kernel's layout (`qcols::dot_panel` asserts it).
     fn dot_interleaved(self, x: &Interleaved, a: &ActRows, i0: usize, i1: usize, acc: &mut [f32]) {
-        match self {
-            #[cfg(target_arch = "wasm32")]
-            Kernel::Simd128 => qcols::dot_panel::<qcols::simd128::Simd128>(x, a, i0, i1, acc),
-            // Natively, Simd128 runs its loop on the scalar twin of its lanes (for the tests).
-            #[cfg(not(target_arch = "wasm32"))]
-            Kernel::Simd128 => qcols::dot_panel::<qcols::ScalarPairs>(x, a, i0, i1, acc),
-            #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-            Kernel::Relaxed => qcols::dot_panel::<qcols::relaxed::Relaxed>(x, a, i0, i1, acc),
-            // Elsewhere Relaxed runs its loop on the scalar twin of its lanes (for the tests).
-            #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
-            Kernel::Relaxed => qcols::dot_panel::<qcols::ScalarQuads>(x, a, i0, i1, acc),
-            _ => unreachable!("{self:?} reads a Panel, not interleaved weights"),
+        // SAFETY (every arm): the x86 kernels are only in `available()` where the CPU has their
+        // features (and `linear_packed` takes no other); the others need none beyond the build's.
+        unsafe {
+            match self {
+                #[cfg(target_arch = "wasm32")]
+                Kernel::Simd128 => qcols::dot_panel::<qcols::simd128::Simd128>(x, a, i0, i1, acc),
+                // Natively, Simd128 runs its loop on the scalar twin of its lanes (for the tests).
+                #[cfg(not(target_arch = "wasm32"))]
+                Kernel::Simd128 => qcols::dot_panel::<qcols::ScalarPairs>(x, a, i0, i1, acc),
+                #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+                Kernel::Relaxed => qcols::dot_panel::<qcols::relaxed::Relaxed>(x, a, i0, i1, acc),
+                // Elsewhere Relaxed runs its loop on the scalar twin of its lanes (for the tests).
+                #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+                Kernel::Relaxed => qcols::dot_panel::<qcols::ScalarQuads>(x, a, i0, i1, acc),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx2 => qcols::x86::avx2(x, a, i0, i1, acc),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::AvxVnni => qcols::x86::avxvnni(x, a, i0, i1, acc),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Avx512Vnni => qcols::x86::avx512vnni(x, a, i0, i1, acc),
+                _ => unreachable!("{self:?} reads the blocks as stored, not interleaved weights"),
+            }
         }
     }
 }
@@ -295,24 +296,18 @@ pub fn linear_with(
     out: &mut [f32],
 ) {
     assert!(x.len() == m * k && w.rows == n && w.cols == k && bias.len() == n && out.len() == m * n);
-    if let Some(order) = kernel.order() {
-        return linear_packed(kernel, m, n, k, x, &PackedMatrix::new(w, order), bias, out);
+    if let Some(layout) = kernel.layout() {
+        return linear_packed(kernel, m, n, k, x, &PackedMatrix::new(w, layout), bias, out);
     }
     let acts = ActRows::quantize(m, k, x, kernel.digits());
-    let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TILE))
-        .into_par_iter()
-        .map(|t| {
-            let j0 = t * ROWS_PER_TILE;
-            let panel = Panel::new(w, j0, (j0 + ROWS_PER_TILE).min(n));
-            (
-                j0,
-                tile_product(&acts, panel.rows, panel.min.as_deref(), |i0, i1, acc| {
-                    kernel.dot_panel(&panel, &acts, i0, i1, acc)
-                }),
-            )
-        })
-        .collect();
-    scatter(m, n, tiles, bias, out);
+    let out = Columns::new(out, m, n);
+    (0..n.div_ceil(ROWS_PER_TILE)).into_par_iter().for_each(|t| {
+        let j0 = t * ROWS_PER_TILE;
+        let panel = Panel::new(w, j0, (j0 + ROWS_PER_TILE).min(n));
+        tile_product(&acts, j0, panel.rows, panel.min.as_deref(), bias, &out, |i0, i1, acc| {
+            portable_dot_panel(&panel, &acts, i0, i1, acc)
+        });
+    });
 }
 
 /// A quantized matrix (q8_0 or q4_1) in the column-interleaved layout of an interleaving
@@ -323,22 +318,22 @@ pub struct PackedMatrix {
     pub rows: usize,
     pub cols: usize,
     pub format: QuantFormat,
-    order: Order,
+    layout: Layout,
     /// Tiles of [`ROWS_PER_TILE`] rows, with q4_1's minimums `[rows, per]`.
     tiles: Vec<(Interleaved, Option<Vec<f32>>)>,
 }
 
 impl PackedMatrix {
-    pub fn new(w: &QuantMatrix, order: Order) -> PackedMatrix {
+    pub fn new(w: &QuantMatrix, layout: Layout) -> PackedMatrix {
         let tiles = (0..w.rows.div_ceil(ROWS_PER_TILE))
             .into_par_iter()
             .map(|t| {
                 let j0 = t * ROWS_PER_TILE;
                 let panel = Panel::new(w, j0, (j0 + ROWS_PER_TILE).min(w.rows));
-                (Interleaved::new(&panel, order), panel.min)
+                (Interleaved::new(&panel, layout), panel.min)
             })
             .collect();
-        PackedMatrix { rows: w.rows, cols: w.cols, format: w.format(), order, tiles }
+        PackedMatrix { rows: w.rows, cols: w.cols, format: w.format(), layout, tiles }
     }
 
     /// Row `r` dequantized into `out` (`cols` long).
@@ -352,8 +347,8 @@ impl PackedMatrix {
 
     /// `w` interleaved for the kernel [`linear`] runs, if it interleaves and takes `w`'s format.
     pub fn for_best_kernel(w: &QuantMatrix) -> Option<PackedMatrix> {
-        let order = Kernel::best().order()?;
-        matches!(w.blocks, Blocks::Q8_0(_) | Blocks::Q4_1(_)).then(|| PackedMatrix::new(w, order))
+        let layout = Kernel::best().layout()?;
+        matches!(w.blocks, Blocks::Q8_0(_) | Blocks::Q4_1(_)).then(|| PackedMatrix::new(w, layout))
     }
 }
 
@@ -370,62 +365,96 @@ pub fn linear_packed(
     out: &mut [f32],
 ) {
     assert!(x.len() == m * k && w.rows == n && w.cols == k && bias.len() == n && out.len() == m * n);
-    assert!(kernel.order() == Some(w.order), "{kernel:?} does not read weights interleaved as {:?}", w.order);
+    assert!(kernel.layout() == Some(w.layout), "{kernel:?} does not read weights interleaved as {:?}", w.layout);
+    assert!(kernel.runs_here(), "{kernel:?} does not run on this CPU");
     let acts = ActRows::quantize(m, k, x, kernel.digits());
-    let tiles: Vec<(usize, Vec<f32>)> = w
-        .tiles
-        .par_iter()
-        .enumerate()
-        .map(|(t, (cols, min))| {
-            (
-                t * ROWS_PER_TILE,
-                tile_product(&acts, cols.rows, min.as_deref(), |i0, i1, acc| {
-                    kernel.dot_interleaved(cols, &acts, i0, i1, acc)
-                }),
-            )
-        })
-        .collect();
-    scatter(m, n, tiles, bias, out);
+    let out = Columns::new(out, m, n);
+    w.tiles.par_iter().enumerate().for_each(|(t, (cols, min))| {
+        tile_product(&acts, t * ROWS_PER_TILE, cols.rows, min.as_deref(), bias, &out, |i0, i1, acc| {
+            kernel.dot_interleaved(cols, &acts, i0, i1, acc)
+        });
+    });
 }
 
-/// One tile's `[m, nb]` products: `dot(i0, i1, acc)` over chunks of input rows, then q4_1's
-/// minimum term and each row's activation scale.
-fn tile_product(acts: &ActRows, nb: usize, min: Option<&[f32]>, dot: impl Fn(usize, usize, &mut [f32])) -> Vec<f32> {
+/// The output `[m, n]` of one product, shared by its tasks: each writes only the columns of its
+/// own tile ([`Columns::rows_of`]), so the tasks' writes never overlap.
+struct Columns {
+    ptr: *mut f32,
+    m: usize,
+    n: usize,
+}
+
+// SAFETY: the tasks reach the buffer only through `rows_of`, on disjoint column ranges, while
+// `Columns::new`'s borrow of it lasts (the product's scope).
+unsafe impl Sync for Columns {}
+
+impl Columns {
+    fn new(out: &mut [f32], m: usize, n: usize) -> Columns {
+        assert!(out.len() == m * n);
+        Columns { ptr: out.as_mut_ptr(), m, n }
+    }
+
+    /// Row `i`'s columns `j0..j0 + width`.
+    /// # Safety
+    /// No other task holds these columns of this row (each tile's task has its own columns).
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn row_of(&self, i: usize, j0: usize, width: usize) -> &mut [f32] {
+        assert!(i < self.m && j0 + width <= self.n);
+        // SAFETY: in bounds (asserted); exclusive by the caller's guarantee.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.n + j0), width) }
+    }
+}
+
+thread_local! {
+    /// Each task's `[m, nb]` products before they go out: reused, so a product does not map
+    /// and fault in fresh pages per tile (a batch's tile is ~400 KB, past malloc's mmap
+    /// threshold).
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One tile's products: `dot(i0, i1, acc)` over chunks of input rows, then, on the way into
+/// `out`'s columns `j0..j0 + nb`, q4_1's minimum term, each row's activation scale and the
+/// bias. Every task writes its own columns, in parallel.
+#[allow(clippy::too_many_arguments)]
+fn tile_product(
+    acts: &ActRows,
+    j0: usize,
+    nb: usize,
+    min: Option<&[f32]>,
+    bias: &[f32],
+    out: &Columns,
+    dot: impl Fn(usize, usize, &mut [f32]),
+) {
     let (m, per) = (acts.rows, acts.per);
-    let mut acc = vec![0.0f32; m * nb];
-    for i0 in (0..m).step_by(ROWS_PER_CHUNK) {
-        dot(i0, (i0 + ROWS_PER_CHUNK).min(m), &mut acc);
-    }
-    for i in 0..m {
-        let row = &mut acc[i * nb..(i + 1) * nb];
-        if let Some(mins) = min {
-            // q4_1: `Σ (d·l + m)·a = d·Σ l·a + m·Σa`, the second term per block from the
-            // activation block's sum: per/32 of the product's work.
-            let sums = &acts.isum[i * per..(i + 1) * per];
-            for (j, v) in row.iter_mut().enumerate() {
-                let mins = &mins[j * per..(j + 1) * per];
-                *v += mins.iter().zip(sums).map(|(m, &s)| m * s as f32).sum::<f32>();
-            }
+    TILE.with_borrow_mut(|acc| {
+        // The kernels write every element of `[m, nb]`: the buffer is not cleared.
+        if acc.len() < m * nb {
+            acc.resize(m * nb, 0.0);
         }
-        let scale = acts.scale[i];
-        for v in row.iter_mut() {
-            *v *= scale;
+        let acc = &mut acc[..m * nb];
+        for i0 in (0..m).step_by(ROWS_PER_CHUNK) {
+            dot(i0, (i0 + ROWS_PER_CHUNK).min(m), acc);
         }
-    }
-    acc
-}
-
-/// The tiles' columns into `out [m, n]`, plus the bias.
-fn scatter(m: usize, n: usize, tiles: Vec<(usize, Vec<f32>)>, bias: &[f32], out: &mut [f32]) {
-    for (j0, acc) in tiles {
-        let width = acc.len() / m.max(1);
+        let bias = &bias[j0..j0 + nb];
         for i in 0..m {
-            let dst = &mut out[i * n + j0..i * n + j0 + width];
-            for ((d, a), b) in dst.iter_mut().zip(&acc[i * width..(i + 1) * width]).zip(&bias[j0..j0 + width]) {
-                *d = a + b;
+            let row = &mut acc[i * nb..(i + 1) * nb];
+            if let Some(mins) = min {
+                // q4_1: `Σ (d·l + m)·a = d·Σ l·a + m·Σa`, the second term per block from the
+                // activation block's sum: per/32 of the product's work.
+                let sums = &acts.isum[i * per..(i + 1) * per];
+                for (j, v) in row.iter_mut().enumerate() {
+                    let mins = &mins[j * per..(j + 1) * per];
+                    *v += mins.iter().zip(sums).map(|(m, &s)| m * s as f32).sum::<f32>();
+                }
+            }
+            let scale = acts.scale[i];
+            // SAFETY: columns j0..j0 + nb are this tile's alone.
+            let dst = unsafe { out.row_of(i, j0, nb) };
+            for ((d, v), b) in dst.iter_mut().zip(row.iter()).zip(bias) {
+                *d = v * scale + b;
             }
         }
-    }
+    });
 }
 
 /// The reference kernel: the integer sum of each block pair times the weight block's scale,
@@ -447,179 +476,6 @@ pub fn portable_dot_panel(p: &Panel, a: &ActRows, i0: usize, i1: usize, acc: &mu
 #[inline(always)]
 pub fn block_dot(w: &[i8], a: &[i16]) -> i32 {
     w.iter().zip(a).map(|(&w, &a)| w as i32 * a as i32).sum()
-}
-
-/// The loops over a panel shared by the x86 kernels: `$tile::<JR, IR>` computes weight rows
-/// `j..j+JR` against input rows `i..i+IR`; whole tiles, then the edges.
-#[cfg(target_arch = "x86_64")]
-macro_rules! panel_loops {
-    ($tile:ident, $jr:literal, $ir:literal, $p:expr, $a:expr, $i0:expr, $i1:expr, $acc:expr) => {{
-        let (p, a, i0, i1, acc) = ($p, $a, $i0, $i1, $acc);
-        let nb = p.rows;
-        // SAFETY (every tile call): the loops keep j + JR <= nb and i + IR <= i1 <= a.rows, and
-        // the caller asserted the lengths of every buffer for those rows.
-        let mut j = 0;
-        while j + $jr <= nb {
-            let mut i = i0;
-            while i + $ir <= i1 {
-                unsafe { $tile::<$jr, $ir>(p, a, j, i, acc) };
-                i += $ir;
-            }
-            while i < i1 {
-                unsafe { $tile::<$jr, 1>(p, a, j, i, acc) };
-                i += 1;
-            }
-            j += $jr;
-        }
-        while j < nb {
-            for i in i0..i1 {
-                unsafe { $tile::<1, 1>(p, a, j, i, acc) };
-            }
-            j += 1;
-        }
-    }};
-}
-
-/// The 256-bit x86 kernels: one body, the block product `$dot` differing. A block is a pair of
-/// i16x16 vectors each side (weights sign-extended once per tile row, shared by the input
-/// rows); its i32x8 partial sums are converted and scaled into f32x8 accumulators, summed
-/// across lanes at the end. Tiles of 4 weight rows x 2 input rows (eight accumulators: AVX2
-/// has 16 registers).
-#[cfg(target_arch = "x86_64")]
-macro_rules! ymm_kernel {
-    ($name:ident, $features:literal, $dot:ident) => {
-        mod $name {
-            use super::x86::*;
-            use super::{ActRows, BLOCK, Panel};
-            use std::arch::x86_64::*;
-
-            #[target_feature(enable = $features)]
-            unsafe fn tile<const JR: usize, const IR: usize>(
-                p: &Panel,
-                a: &ActRows,
-                j: usize,
-                i: usize,
-                acc: &mut [f32],
-            ) {
-                let per = p.per;
-                let (aq, wd) = (a.qs.as_ptr(), p.d.as_ptr());
-                let mut sum = [[_mm256_setzero_ps(); IR]; JR];
-                for b in 0..per {
-                    let mut av = [[_mm256_setzero_si256(); 2]; IR];
-                    for r in 0..IR {
-                        // SAFETY: row i + r < a.rows, block b < per (the caller's guarantee).
-                        let at = unsafe { aq.add(((i + r) * per + b) * BLOCK) } as *const __m256i;
-                        av[r] = unsafe { [_mm256_loadu_si256(at), _mm256_loadu_si256(at.add(1))] };
-                    }
-                    for c in 0..JR {
-                        // SAFETY: row j + c < p.rows, block b < per.
-                        let (wv, d) = unsafe { (widen(p.ptr(j + c, b)), _mm256_set1_ps(*wd.add((j + c) * per + b))) };
-                        for r in 0..IR {
-                            let dot = $dot(&wv, &av[r]);
-                            sum[c][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), d, sum[c][r]);
-                        }
-                    }
-                }
-                for c in 0..JR {
-                    for r in 0..IR {
-                        acc[(i + r) * p.rows + j + c] = hsum(sum[c][r]);
-                    }
-                }
-            }
-
-            #[target_feature(enable = $features)]
-            pub unsafe fn dot_panel(p: &Panel, a: &ActRows, i0: usize, i1: usize, acc: &mut [f32]) {
-                panel_loops!(tile, 4, 2, p, a, i0, i1, acc)
-            }
-        }
-    };
-}
-
-/// The pieces the 256-bit x86 kernels are built from.
-#[cfg(target_arch = "x86_64")]
-mod x86 {
-    use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-        _mm_cvtss_f32(s)
-    }
-
-    /// 32 int8 weights as two i16x16. Safety: 32 bytes at `p` are readable.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub unsafe fn widen(p: *const i8) -> [__m256i; 2] {
-        // SAFETY: the caller's guarantee.
-        let (lo, hi) = unsafe { (_mm_loadu_si128(p as *const __m128i), _mm_loadu_si128(p.add(16) as *const __m128i)) };
-        [_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi)]
-    }
-
-    /// `vpmaddwd`: i16 pairs multiplied and summed to i32 (exact: |w| <= 128), twice, added.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub fn madd_dot(w: &[__m256i; 2], a: &[__m256i; 2]) -> __m256i {
-        _mm256_add_epi32(_mm256_madd_epi16(w[0], a[0]), _mm256_madd_epi16(w[1], a[1]))
-    }
-
-    /// `vpdpwssd` (AVX-VNNI): the same pairs, accumulated in the instruction.
-    #[target_feature(enable = "avx2,fma,avxvnni")]
-    #[inline]
-    pub fn dpwssd_dot(w: &[__m256i; 2], a: &[__m256i; 2]) -> __m256i {
-        _mm256_dpwssd_avx_epi32(_mm256_dpwssd_avx_epi32(_mm256_setzero_si256(), w[0], a[0]), w[1], a[1])
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-ymm_kernel!(avx2, "avx2,fma", madd_dot);
-#[cfg(target_arch = "x86_64")]
-ymm_kernel!(avxvnni, "avx2,fma,avxvnni", dpwssd_dot);
-
-/// AVX-512 VNNI: a block of 32 i16 is one zmm, so one `vpdpwssd` per block pair; weights
-/// sign-extended with `vpmovsxbw`. Tiles of 4 weight rows x 4 input rows (16 accumulators of
-/// the 32 registers).
-#[cfg(target_arch = "x86_64")]
-mod avx512vnni {
-    use super::{ActRows, BLOCK, Panel};
-    use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-    unsafe fn tile<const JR: usize, const IR: usize>(p: &Panel, a: &ActRows, j: usize, i: usize, acc: &mut [f32]) {
-        let per = p.per;
-        let (aq, wd) = (a.qs.as_ptr(), p.d.as_ptr());
-        let mut sum = [[_mm512_setzero_ps(); IR]; JR];
-        for b in 0..per {
-            let mut av = [_mm512_setzero_si512(); IR];
-            for (r, v) in av.iter_mut().enumerate() {
-                // SAFETY: row i + r < a.rows, block b < per (the caller's guarantee).
-                *v = unsafe { _mm512_loadu_si512(aq.add(((i + r) * per + b) * BLOCK) as *const _) };
-            }
-            for (c, sums) in sum.iter_mut().enumerate() {
-                // SAFETY: row j + c < p.rows, block b < per.
-                let (wv, d) = unsafe {
-                    let w = _mm256_loadu_si256(p.ptr(j + c, b) as *const __m256i);
-                    (_mm512_cvtepi8_epi16(w), _mm512_set1_ps(*wd.add((j + c) * per + b)))
-                };
-                for (s, &a) in sums.iter_mut().zip(&av) {
-                    let dot = _mm512_dpwssd_epi32(_mm512_setzero_si512(), wv, a);
-                    *s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), d, *s);
-                }
-            }
-        }
-        for c in 0..JR {
-            for r in 0..IR {
-                acc[(i + r) * p.rows + j + c] = _mm512_reduce_add_ps(sum[c][r]);
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn dot_panel(p: &Panel, a: &ActRows, i0: usize, i1: usize, acc: &mut [f32]) {
-        panel_loops!(tile, 4, 4, p, a, i0, i1, acc)
-    }
 }
 
 #[cfg(test)]
@@ -726,21 +582,29 @@ mod tests {
         eprintln!("worst error: {worst:.2} of the bound (activation quantization + f32 rounding)");
     }
 
-    /// The column-interleaved kernels (here their loops on scalar lanes; in wasm, the same loops
-    /// on v128: www/test/int8.test.mjs) form each block's exact integer sum and add them in
-    /// block order, as the portable kernel does: equal to it bit for bit, on shapes that leave
-    /// partial groups of columns and partial tiles of rows.
+    /// The column-interleaved kernels (the x86 ones this CPU has; the wasm ones' loops on scalar
+    /// lanes, and in wasm on v128: www/test/int8.test.mjs) form each block's exact integer sum
+    /// and add them in block order, as the portable kernel does: equal to it bit for bit, on
+    /// shapes that leave partial groups of columns and tiles of rows of every height (1 to 12 rows at a time: 1,
+    /// 5, 7, 9, 13, 25, 33 and 70 rows, the last past a chunk of 64).
     #[test]
     fn interleaved_kernels_equal_the_portable_one_bit_for_bit() {
+        let mut kernels: Vec<Kernel> = Kernel::available().into_iter().filter(|k| k.layout().is_some()).collect();
+        for wasm in [Kernel::Simd128, Kernel::Relaxed] {
+            if !kernels.contains(&wasm) {
+                kernels.push(wasm);
+            }
+        }
+        eprintln!("interleaving kernels checked bit for bit: {kernels:?}");
         for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
-            for (m, n, k) in SHAPES.into_iter().chain([(7, 6, 1536), (9, 131, 96)]) {
+            for (m, n, k) in SHAPES.into_iter().chain([(7, 6, 1536), (9, 131, 96), (13, 17, 64), (25, 40, 96)]) {
                 let (x, w, b) = (data(m * k, 11, 1.0), data(n * k, 12, 0.05), data(n, 13, 0.1));
                 let q = QuantMatrix::quantize(format, n, k, &w);
                 let mut want = vec![f32::NAN; m * n];
                 linear_with(Kernel::Portable, m, n, k, &x, &q, &b, &mut want);
-                for kernel in [Kernel::Simd128, Kernel::Relaxed] {
+                for &kernel in &kernels {
                     // What the backend keeps: each row dequantizes to the blocks' values.
-                    let packed = PackedMatrix::new(&q, kernel.order().unwrap());
+                    let packed = PackedMatrix::new(&q, kernel.layout().unwrap());
                     let (mut want_row, mut got_row) = (vec![0.0; k], vec![f32::NAN; k]);
                     for r in [0, n / 2, n - 1] {
                         q.dequantize_rows(r, r + 1, &mut want_row);
