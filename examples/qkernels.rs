@@ -26,7 +26,7 @@ fn main() {
                     let start = Instant::now();
                     for _ in 0..reps {
                         match &packed[t] {
-                            Some(p) => linear_packed(kr, m, n, k, &x, p, &bias, &mut out),
+                            Some(p) => linear_packed(kr, m, n, k, &x, p, &bias, None, &mut out),
                             None => linear_with(kr, m, n, k, &x, &q, &bias, &mut out),
                         }
                     }

@@ -322,6 +322,7 @@ pub fn dequantize_q8_0(blocks: &[BlockQ8_0], out: &mut [f32]) {
 pub const ACT_MAX: i16 = 8191;
 
 /// `max |v|` over `row` (0 for an empty row) in eight lanes of compares, which vectorize.
+#[inline(always)]
 pub fn abs_max(row: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = row.chunks_exact(8);
@@ -349,6 +350,7 @@ pub fn abs_max(row: &[f32]) -> f32 {
 /// weights alone) to 0.99864, under the 0.999 bar; blocks of 16 gave 0.99888 and of 8
 /// 0.99912. Row-scaled i16 gives 0.99948, the same as f32 activations, and keeps the scale
 /// out of the inner loop. Measured by fake-quantizing the activations of every linear layer.
+#[inline(always)]
 pub fn quantize_act_row(row: &[f32], qs: &mut [i16], sums: &mut [i32]) -> f32 {
     // Round to nearest (ties to even) by the 1.5·2^23 trick, exact for |v| < 2^22: after the
     // add, the sum's low mantissa bits are the rounded integer (offset by MAGIC's bits), read

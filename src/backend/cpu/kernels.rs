@@ -1,27 +1,8 @@
 //! Element-wise and row-wise numerics of the CPU backend: activations, layer norm, softmax,
 //! pooling, normalization. Written as plain loops LLVM vectorizes; on x86-64 the hot ones are
-//! compiled a second time with AVX2 and picked at run time (see [`simd!`]).
+//! compiled a second time with AVX2 and picked at run time (see `simd!` in the backend's module).
 
 use crate::config::{Activation, PoolMode};
-
-/// Runs `$body` in a copy of the function compiled with AVX2+FMA when the CPU has them, else in
-/// the baseline build (SSE2 on x86-64, simd128 where the wasm build enables it).
-macro_rules! simd {
-    ($body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx2,fma")]
-            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
-                f()
-            }
-            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                return unsafe { wide(|| $body) };
-            }
-        }
-        $body
-    }};
-}
 
 // erf for f32 without a libm call, so the GELU loop vectorizes (and so the WGSL kernel, which has
 // no erf builtin, can use the very same formula). A rational approximation on [-4, 4] (outside it

@@ -12,7 +12,9 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::kernels::activate;
 use super::qmatmul::{self, PackedMatrix};
+use crate::config::Activation;
 use crate::quant::QuantMatrix;
 
 /// Up to this many input rows, `linear` uses the skinny kernel. Measured with
@@ -102,12 +104,74 @@ const USE_GEMM: bool = !cfg!(target_arch = "wasm32");
 
 /// `out[m, n] = bias + x[m, k] · w[n, k]ᵀ`, picking the kernel by the number of rows.
 pub fn linear(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32], out: &mut [f32]) {
+    linear_act(m, n, k, x, w, bias, None, out)
+}
+
+/// [`linear`], then `act` on every output: in the tiled and integer products by the task that
+/// writes the output's columns, while they are in cache (a batch's FFN output is ~3 MB, and a
+/// separate pass read it back from memory).
+#[allow(clippy::too_many_arguments)]
+pub fn linear_act(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    w: WeightRows,
+    bias: &[f32],
+    act: Option<Activation>,
+    out: &mut [f32],
+) {
     assert!(x.len() == m * k && w.fits(n, k) && bias.len() == n && out.len() == m * n);
     match w {
-        WeightRows::F32(w) if m > SKINNY_MAX_ROWS && USE_GEMM => gemm_linear(m, n, k, x, w, bias, out),
-        WeightRows::Packed(q) => qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, out),
+        WeightRows::F32(w) if m > SKINNY_MAX_ROWS && USE_GEMM => {
+            gemm_linear(m, n, k, x, w, bias, out);
+            if let Some(act) = act {
+                out.par_chunks_mut(n * 16).for_each(|c| activate(act, c));
+            }
+        }
+        WeightRows::Packed(q) => qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, act, out),
         // Blocks go to the integer kernels in both regimes (one query or a batch).
-        _ => tiled(m, n, k, x, w, bias, out),
+        _ => tiled(m, n, k, x, w, bias, act, out),
+    }
+}
+
+/// The output `[m, n]` of one product, shared by its tasks: each writes only the columns of its
+/// own tile ([`Columns::row_of`]), so the tasks' writes never overlap.
+pub(super) struct Columns {
+    ptr: *mut f32,
+    m: usize,
+    n: usize,
+}
+
+// SAFETY: the tasks reach the buffer only through `row_of`, on disjoint column ranges, while
+// `Columns::new`'s borrow of it lasts (the product's scope).
+unsafe impl Sync for Columns {}
+
+impl Columns {
+    pub(super) fn new(out: &mut [f32], m: usize, n: usize) -> Columns {
+        assert!(out.len() == m * n);
+        Columns { ptr: out.as_mut_ptr(), m, n }
+    }
+
+    /// Row `i`'s columns `j0..j0 + width`.
+    /// # Safety
+    /// No other task holds these columns of this row (each tile's task has its own columns).
+    #[allow(clippy::mut_from_ref)]
+    pub(super) unsafe fn row_of(&self, i: usize, j0: usize, width: usize) -> &mut [f32] {
+        assert!(i < self.m && j0 + width <= self.n);
+        // SAFETY: in bounds (asserted); exclusive by the caller's guarantee.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.n + j0), width) }
+    }
+}
+
+/// `dst = act(acc · scale + bias)`, a tile's row of products on its way out (`scale` is the
+/// activation row's for the integer products, 1 for f32 ones: `a · 1 + b` is `a + b` exactly).
+pub(super) fn finish_row(dst: &mut [f32], acc: &[f32], scale: f32, bias: &[f32], act: Option<Activation>) {
+    for ((d, v), b) in dst.iter_mut().zip(acc).zip(bias) {
+        *d = v * scale + b;
+    }
+    if let Some(act) = act {
+        activate(act, dst);
     }
 }
 
@@ -130,7 +194,17 @@ const ROWS_PER_TILE: usize = 64;
 /// small enough to stay in cache while the tile passes). Each tile is a column strip of `out`,
 /// so tasks compute into a private `[m, tile]` buffer and copy it out.
 /// Quantized weights go to [`super::qmatmul::linear`], which tiles the same way.
-pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32], out: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+pub fn tiled(
+    m: usize,
+    n: usize,
+    k: usize,
+    x: &[f32],
+    w: WeightRows,
+    bias: &[f32],
+    act: Option<Activation>,
+    out: &mut [f32],
+) {
     // K-quants: each task dequantizes its tile of 64 weight rows into f32 (64·k floats, 96 KB at
     // k = 384: it stays in cache while the f32 kernels pass over it) and multiplies that. The
     // integer kernels' trick (one scale per block of 32 outside the dot product) does not carry
@@ -139,50 +213,43 @@ pub fn tiled(m: usize, n: usize, k: usize, x: &[f32], w: WeightRows, bias: &[f32
     let (dense, kquant) = match w {
         WeightRows::F32(w) => (w, None),
         WeightRows::Quant(q) if q.format().is_k() => (&[][..], Some(q)),
-        WeightRows::Quant(q) => return super::qmatmul::linear(m, n, k, x, q, bias, out),
+        WeightRows::Quant(q) => return qmatmul::linear_act(qmatmul::Kernel::best(), m, n, k, x, q, bias, act, out),
         WeightRows::Packed(q) => {
-            return super::qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, out);
+            return qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, act, out);
         }
     };
-    let tiles: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(ROWS_PER_TILE))
-        .into_par_iter()
-        .map(|t| {
-            let j0 = t * ROWS_PER_TILE;
-            let j1 = (j0 + ROWS_PER_TILE).min(n);
-            let tile;
-            let rows = match kquant {
-                None => &dense[j0 * k..j1 * k],
-                Some(q) => {
-                    let mut buf = vec![0.0f32; (j1 - j0) * k];
-                    q.dequantize_rows(j0, j1, &mut buf);
-                    tile = buf;
-                    &tile[..]
-                }
-            };
-            let mut acc = vec![0.0f32; m * (j1 - j0)];
-            let nb = j1 - j0;
-            if m <= SKINNY_MAX_ROWS {
-                dot_block(m, k, x, rows, &mut acc);
-            } else if USE_GEMM {
-                gemm_strided(m, nb, k, &mut acc, nb, false, x, k, 1, rows, 1, k, 1.0, Parallelism::None);
-            } else {
-                // Blocks of input rows small enough to stay in cache while the tile passes.
-                for (xs, accs) in x.chunks(SKINNY_MAX_ROWS * k).zip(acc.chunks_mut(SKINNY_MAX_ROWS * nb)) {
-                    dot_block(xs.len() / k, k, xs, rows, accs);
-                }
+    let out = Columns::new(out, m, n);
+    (0..n.div_ceil(ROWS_PER_TILE)).into_par_iter().for_each(|t| {
+        let j0 = t * ROWS_PER_TILE;
+        let j1 = (j0 + ROWS_PER_TILE).min(n);
+        let tile;
+        let rows = match kquant {
+            None => &dense[j0 * k..j1 * k],
+            Some(q) => {
+                let mut buf = vec![0.0f32; (j1 - j0) * k];
+                q.dequantize_rows(j0, j1, &mut buf);
+                tile = buf;
+                &tile[..]
             }
-            (j0, acc)
-        })
-        .collect();
-    for (j0, acc) in tiles {
-        let width = acc.len() / m.max(1);
-        for i in 0..m {
-            let dst = &mut out[i * n + j0..i * n + j0 + width];
-            for ((d, a), b) in dst.iter_mut().zip(&acc[i * width..(i + 1) * width]).zip(&bias[j0..j0 + width]) {
-                *d = a + b;
+        };
+        let mut acc = vec![0.0f32; m * (j1 - j0)];
+        let nb = j1 - j0;
+        if m <= SKINNY_MAX_ROWS {
+            dot_block(m, k, x, rows, &mut acc);
+        } else if USE_GEMM {
+            gemm_strided(m, nb, k, &mut acc, nb, false, x, k, 1, rows, 1, k, 1.0, Parallelism::None);
+        } else {
+            // Blocks of input rows small enough to stay in cache while the tile passes.
+            for (xs, accs) in x.chunks(SKINNY_MAX_ROWS * k).zip(acc.chunks_mut(SKINNY_MAX_ROWS * nb)) {
+                dot_block(xs.len() / k, k, xs, rows, accs);
             }
         }
-    }
+        for i in 0..m {
+            // SAFETY: columns j0..j1 are this tile's alone.
+            let dst = unsafe { out.row_of(i, j0, nb) };
+            finish_row(dst, &acc[i * nb..(i + 1) * nb], 1.0, &bias[j0..j1], act);
+        }
+    });
 }
 
 /// `acc[i, j] = x[i, :] · w[j, :]` for a block of weight rows: `x [m, k]`, `w [nb, k]`,
@@ -492,6 +559,35 @@ mod tests {
                 linear(m, n, k, &x, WeightRows::Quant(&q), &b, &mut got);
                 let worst = got.iter().zip(&want).map(|(g, e)| (*g as f64 - e).abs()).fold(0.0, f64::max);
                 assert!(worst < 1e-4, "{format:?} ({m},{n},{k}): off by {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fused_activation_equals_a_separate_pass_in_every_path() {
+        // f32 one query (tiled), f32 batch (gemm natively), blocks as stored (the integer
+        // kernels), interleaved blocks (what the backend keeps), a K-quant (tiled, dequantized);
+        // tiles of 64 columns and a partial one.
+        let (n, k) = (130, 256);
+        let (w, b) = (data(n * k, 2), data(n, 3));
+        let q8 = QuantMatrix::quantize(QuantFormat::Q8_0, n, k, &w);
+        let k4 = QuantMatrix::quantize(QuantFormat::Q4K, n, k, &w);
+        let packed = PackedMatrix::for_best_kernel(&q8);
+        for m in [3, 70] {
+            let x = data(m * k, 1);
+            let mut paths =
+                vec![("f32", WeightRows::F32(&w)), ("q8", WeightRows::Quant(&q8)), ("q4k", WeightRows::Quant(&k4))];
+            if let Some(p) = &packed {
+                paths.push(("packed", WeightRows::Packed(p)));
+            }
+            for (name, rows) in paths {
+                for act in [Activation::GeluErf, Activation::Tanh] {
+                    let (mut fused, mut separate) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                    linear_act(m, n, k, &x, rows, &b, Some(act), &mut fused);
+                    linear(m, n, k, &x, rows, &b, &mut separate);
+                    activate(act, &mut separate);
+                    assert_eq!(fused, separate, "{name} {act:?} m={m}");
+                }
             }
         }
     }

@@ -4,6 +4,25 @@
 //! (only the linear layers: attention, layer norm, softmax and GELU stay f32, see there why);
 //! work is spread over rayon's pool.
 
+/// Runs `$body` in a copy of the function compiled with AVX2+FMA when the CPU has them, else in
+/// the baseline build (SSE2 on x86-64, simd128 where the wasm build enables it).
+macro_rules! simd {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA (checked just above).
+                return unsafe { wide(|| $body) };
+            }
+        }
+        $body
+    }};
+}
+
 pub mod kernels;
 pub mod matmul;
 pub mod qcols;
@@ -18,9 +37,7 @@ use crate::config::{Activation, PoolMode};
 use crate::error::{Error, Result};
 use crate::quant::{QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
-use kernels::{
-    activate, add_layer_norm_row, attend, glu_row, l2_normalize, pool_sequence, rms_norm_row, rotate_half_row,
-};
+use kernels::{add_layer_norm_row, attend, glu_row, l2_normalize, pool_sequence, rms_norm_row, rotate_half_row};
 use matmul::WeightRows;
 use qmatmul::PackedMatrix;
 
@@ -258,10 +275,7 @@ impl Backend for Cpu {
             )));
         }
         let mut out = CpuTensor::zeros(x.rows, n);
-        matmul::linear(x.rows, n, k, &x.data, w.rows_view(), b, &mut out.data);
-        if let Some(act) = act {
-            out.data.par_chunks_mut(n * ROWS_PER_TASK).for_each(|c| activate(act, c));
-        }
+        matmul::linear_act(x.rows, n, k, &x.data, w.rows_view(), b, act, &mut out.data);
         Ok(out)
     }
 
