@@ -171,8 +171,14 @@ pub trait ColLanes {
 }
 
 /// Input rows `r0..r0+R` against group `g`, written to `acc[(r0 + r) · x.rows + column]`.
+/// Natively inlined into the function of [`x86`] that enables its instructions. In wasm each
+/// height is its own function: V8 first runs wasm in its baseline compiler and optimizes hot
+/// functions in the background, and one function holding every height (twice the code of
+/// three heights) took long enough to optimize that a fresh worker ran its first batches at a
+/// third of the speed (44.8 against 165.1 sentences/s later in the same process, Node 20).
 /// Safety: as [`ColLanes`], for rows `r0..r0+R`.
-#[inline(always)]
+#[cfg_attr(target_arch = "wasm32", inline(never))]
+#[cfg_attr(not(target_arch = "wasm32"), inline(always))]
 unsafe fn tile<L: ColLanes, const R: usize>(x: &Interleaved, a: &ActRows, g: usize, r0: usize, acc: &mut [f32]) {
     // SAFETY (every lane call): the caller's guarantee.
     let mut sum = [unsafe { L::zero_f() }; R];
