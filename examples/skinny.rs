@@ -22,8 +22,9 @@ fn main() {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
         let mut out = vec![0.0; m * n];
         let out = std::cell::RefCell::new(&mut out);
-        let skinny =
-            time(|r| matmul::tiled(m, n, k, &x, matmul::WeightRows::F32(&ws[r % sets]), &b, &mut out.borrow_mut()));
+        let skinny = time(|r| {
+            matmul::tiled(m, n, k, &x, matmul::WeightRows::F32(&ws[r % sets]), &b, None, &mut out.borrow_mut())
+        });
         let gemm = time(|r| matmul::gemm_linear(m, n, k, &x, &ws[r % sets], &b, &mut out.borrow_mut()));
         let gf = |s: f64| 2.0 * (m * n * k) as f64 / s / 1e9;
         println!(
