@@ -77,7 +77,11 @@ async function measure(embed, corpus) {
   const now = () => performance.now();
   const { texts, order, b1 } = corpus;
   const out = new Array(texts.length);
-  await embed(texts.slice(0, 8)); // warm-up
+  // Warm-up: one whole unmeasured pass, so every row is timed on optimized code. A wasm
+  // engine first runs a module in its baseline compiler and optimizes hot functions in the
+  // background; after a few texts only, a fresh worker ran its batches at a third of its later
+  // speed, and the row measured V8 more than the system (2026-12-02).
+  for (let c = 0; c < order.length; c += 32) await embed(order.slice(c, c + 32).map((i) => texts[i]));
   let t = now();
   for (let c = 0; c < order.length; c += 32) {
     const idx = order.slice(c, c + 32);
