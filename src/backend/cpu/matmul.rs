@@ -126,7 +126,7 @@ pub fn linear_act(
         WeightRows::F32(w) if m > SKINNY_MAX_ROWS && USE_GEMM => {
             gemm_linear(m, n, k, x, w, bias, out);
             if let Some(act) = act {
-                out.par_chunks_mut(n * 16).for_each(|c| activate(act, c));
+                out.par_chunks_mut(n * super::ROWS_PER_TASK).for_each(|c| activate(act, c));
             }
         }
         WeightRows::Packed(q) => qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, act, out),
@@ -164,6 +164,25 @@ impl Columns {
     }
 }
 
+thread_local! {
+    /// Each tile task's `[m, nb]` products before they go out ([`with_tile`]).
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f` on this thread's tile buffer, `len` long: reused, so a product does not map and fault in
+/// fresh pages per tile (a batch's tile is ~400 KB, past malloc's mmap threshold). It only
+/// grows and is not cleared: `f` must write every element before reading it (the f32 and
+/// integer kernels all do), and must not start rayon work that could take another tile task
+/// on this thread.
+pub(super) fn with_tile<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    TILE.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
 /// `dst = act(acc · scale + bias)`, a tile's row of products on its way out (`scale` is the
 /// activation row's for the integer products, 1 for f32 ones: `a · 1 + b` is `a + b` exactly).
 pub(super) fn finish_row(dst: &mut [f32], acc: &[f32], scale: f32, bias: &[f32], act: Option<Activation>) {
@@ -191,9 +210,10 @@ const ROWS_PER_TILE: usize = 64;
 
 /// The product one tile of weight rows at a time, tiles in parallel: the skinny kernel, which
 /// reads each weight row once (and, in wasm, where there is no gemm, blocks of input rows
-/// small enough to stay in cache while the tile passes). Each tile is a column strip of `out`,
-/// so tasks compute into a private `[m, tile]` buffer and copy it out.
-/// Quantized weights go to [`super::qmatmul::linear`], which tiles the same way.
+/// small enough to stay in cache while the tile passes). Each tile is a column strip of `out`:
+/// its task computes into its thread's reused `[m, tile]` buffer ([`with_tile`]) and writes
+/// its columns out itself, bias and activation on the way ([`finish_row`]).
+/// Quantized weights go to [`super::qmatmul::linear_act`], which tiles the same way.
 #[allow(clippy::too_many_arguments)]
 pub fn tiled(
     m: usize,
@@ -232,23 +252,25 @@ pub fn tiled(
                 &tile[..]
             }
         };
-        let mut acc = vec![0.0f32; m * (j1 - j0)];
         let nb = j1 - j0;
-        if m <= SKINNY_MAX_ROWS {
-            dot_block(m, k, x, rows, &mut acc);
-        } else if USE_GEMM {
-            gemm_strided(m, nb, k, &mut acc, nb, false, x, k, 1, rows, 1, k, 1.0, Parallelism::None);
-        } else {
-            // Blocks of input rows small enough to stay in cache while the tile passes.
-            for (xs, accs) in x.chunks(SKINNY_MAX_ROWS * k).zip(acc.chunks_mut(SKINNY_MAX_ROWS * nb)) {
-                dot_block(xs.len() / k, k, xs, rows, accs);
+        // Every path below writes all of `acc` (gemm without accumulating).
+        with_tile(m * nb, |acc| {
+            if m <= SKINNY_MAX_ROWS {
+                dot_block(m, k, x, rows, acc);
+            } else if USE_GEMM {
+                gemm_strided(m, nb, k, acc, nb, false, x, k, 1, rows, 1, k, 1.0, Parallelism::None);
+            } else {
+                // Blocks of input rows small enough to stay in cache while the tile passes.
+                for (xs, accs) in x.chunks(SKINNY_MAX_ROWS * k).zip(acc.chunks_mut(SKINNY_MAX_ROWS * nb)) {
+                    dot_block(xs.len() / k, k, xs, rows, accs);
+                }
             }
-        }
-        for i in 0..m {
-            // SAFETY: columns j0..j1 are this tile's alone.
-            let dst = unsafe { out.row_of(i, j0, nb) };
-            finish_row(dst, &acc[i * nb..(i + 1) * nb], 1.0, &bias[j0..j1], act);
-        }
+            for i in 0..m {
+                // SAFETY: columns j0..j1 are this tile's alone.
+                let dst = unsafe { out.row_of(i, j0, nb) };
+                finish_row(dst, &acc[i * nb..(i + 1) * nb], 1.0, &bias[j0..j1], act);
+            }
+        });
     });
 }
 

@@ -30,7 +30,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use super::matmul::{Columns, finish_row};
+use super::matmul::{Columns, finish_row, with_tile};
 use super::qcols::{self, Interleaved, Layout};
 use crate::config::Activation;
 use crate::quant::{BLOCK, Blocks, QuantFormat, QuantMatrix, f16_to_f32_finite, quantize_act_row};
@@ -401,13 +401,6 @@ pub fn linear_packed(
     });
 }
 
-thread_local! {
-    /// Each task's `[m, nb]` products before they go out: reused, so a product does not map
-    /// and fault in fresh pages per tile (a batch's tile is ~400 KB, past malloc's mmap
-    /// threshold).
-    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// One tile's products: `dot(i0, i1, acc)` over chunks of input rows, then, on the way into
 /// `out`'s columns `j0..j0 + nb`, q4_1's minimum term, each row's activation scale, the bias
 /// and `act`. Every task writes its own columns, in parallel.
@@ -423,12 +416,8 @@ fn tile_product(
     dot: impl Fn(usize, usize, &mut [f32]),
 ) {
     let (m, per) = (acts.rows, acts.per);
-    TILE.with_borrow_mut(|acc| {
-        // The kernels write every element of `[m, nb]`: the buffer is not cleared.
-        if acc.len() < m * nb {
-            acc.resize(m * nb, 0.0);
-        }
-        let acc = &mut acc[..m * nb];
+    // The kernels write every element of `[m, nb]`.
+    with_tile(m * nb, |acc| {
         for i0 in (0..m).step_by(ROWS_PER_CHUNK) {
             dot(i0, (i0 + ROWS_PER_CHUNK).min(m), acc);
         }
