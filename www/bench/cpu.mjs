@@ -11,8 +11,13 @@
 // Each row: sentences/s at batch 32 (length-sorted, as every peer is fastest), sentences/s at
 // batch 1 (the first 128 short / 32 long texts, one call each), the p50 latency of one
 // 16-token query over 30 calls, the worst cosine to the fp32 vectors (onnxruntime-web fp32 in
-// Node, which equals PyTorch), and the threads or workers used. Rows run one after another
-// in one process; the machine should be otherwise idle.
+// Node, which equals PyTorch), and the threads or workers used. Rows run one after another;
+// the machine should be otherwise idle. Each onnxruntime-web row runs in a child process of
+// its own (`--ort-row`) that exits when the row is done: a released onnxruntime-web session
+// leaves its thread pool spinning (1,228 ms of CPU in 2 s of idle, measured 2026-12-02), and
+// the thread count of its first session holds for the process, so in one process its rows
+// slowed every later row and its "1 thread" rows ran on the first row's thread count.
+import { spawn } from 'node:child_process';
 import { readFile, readdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,6 +31,8 @@ import { bertFeeds, onnxGraphs, stsbSentences, transformersJsFolder } from './pe
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const ONLY = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
+// `--ort-row CORPUS DTYPE THREADS`: this process is a child that measures one onnxruntime-web row.
+const ORT_ROW = args.includes('--ort-row') ? args.slice(args.indexOf('--ort-row') + 1, args.indexOf('--ort-row') + 4) : null;
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const www = join(root, 'www');
 const peers = join(root, 'assets/bench-js/node_modules');
@@ -34,7 +41,6 @@ const CORES = availableParallelism();
 const N = QUICK ? 128 : 512;
 const QUERY = 'How do I keep the tomatoes in my garden healthy in hot summers?';
 
-const ort = await import(join(peers, 'onnxruntime-web/dist/ort.node.min.mjs'));
 const { AutoTokenizer, env } = await import(join(peers, '@huggingface/transformers/dist/transformers.node.mjs'));
 env.allowRemoteModels = false;
 env.localModelPath = join(root, 'assets/models');
@@ -114,7 +120,7 @@ function record(corpus, system, dtype, parallel, r) {
 
 // --- Node: onnxruntime-web (padded batches, mean pooling over the mask, L2) and wembed ---
 const ortIds = new Map();
-function ortEmbedder(session) {
+function ortEmbedder(ort, session) {
   return async (texts) => {
     const ids = texts.map((t) => {
       if (!ortIds.has(t)) ortIds.set(t, tokenizer.encode(t));
@@ -133,12 +139,32 @@ function ortEmbedder(session) {
 
 const graphs = await onnxGraphs(join(root, 'assets/onnx'));
 
-async function ortRows(corpus, dtype, threads) {
+/** The child's side of `ortRows`: one row, printed as JSON on stdout, then exit. */
+async function ortRowHere(corpusName, dtype, threads) {
+  const ort = await import(join(peers, 'onnxruntime-web/dist/ort.node.min.mjs'));
   ort.env.wasm.numThreads = threads;
+  const corpus = corpora.find((c) => c.name === corpusName);
+  corpus.query = QUERY;
   const session = await ort.InferenceSession.create(graphs[dtype], { executionProviders: ['wasm'] });
-  const r = await measure(ortEmbedder(session), corpus);
-  await session.release();
-  return r;
+  const r = await measure(ortEmbedder(ort, session), corpus);
+  const json = JSON.stringify({ ...r, version: ort.env.versions.web });
+  // Exit only once the pipe has taken everything: a plain process.exit truncated it.
+  process.stdout.write(json, () => process.exit(0));
+}
+
+/** One onnxruntime-web row, measured in a child process that exits afterwards. */
+async function ortRows(corpus, dtype, threads) {
+  const argv = [fileURLToPath(import.meta.url), '--ort-row', corpus.name, dtype, String(threads)];
+  if (QUICK) argv.push('--quick');
+  const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  const chunks = [];
+  child.stdout.on('data', (c) => chunks.push(c));
+  const code = await new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`onnxruntime-web row ${corpus.name} ${dtype} ${threads} threads: child exited with ${code}`);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
 }
 
 async function wembedRow(corpus, dtype, workers) {
@@ -148,13 +174,18 @@ async function wembedRow(corpus, dtype, workers) {
   return r;
 }
 
+if (ORT_ROW) {
+  await ortRowHere(ORT_ROW[0], ORT_ROW[1], Number(ORT_ROW[2]));
+  await new Promise(() => {}); // ortRowHere exits
+}
+
 for (const corpus of corpora) {
   corpus.query = QUERY;
   // The reference first: fp32 on all cores (its own row, with a cosine of 1 by definition).
   const fp32 = await ortRows(corpus, 'fp32', CORES);
   reference[corpus.name] = fp32.vectors;
   if (ONLY === 'browser') continue;
-  const ortName = `onnxruntime-web ${ort.env.versions.web} (Node, wasm)`;
+  const ortName = `onnxruntime-web ${fp32.version} (Node, wasm)`;
   record(corpus, ortName, 'fp32', `${CORES} threads`, fp32);
   record(corpus, ortName, 'fp32', '1 thread', await ortRows(corpus, 'fp32', 1));
   record(corpus, ortName, 'int8 (= transformers.js q8)', '1 thread', await ortRows(corpus, 'int8', 1));
