@@ -30,6 +30,7 @@ export interface CacheStorageLike {
 
 export interface LoadOptions {
   device?: Device;
+  /** 'auto' (default): q8 on the CPU (wasm), f16 on WebGPU (f32 without shader f16); 'f32' is exact. */
   dtype?: Dtype;
   /** Download progress, and warnings ({ file, warning }) such as a cache that is full. */
   onProgress?: (event: ProgressEvent | LoadWarning) => void;

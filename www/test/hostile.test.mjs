@@ -737,7 +737,7 @@ test('the hostile corpus: every case settles with the right code or a defined re
   console.log(`hostile corpus: ${chosen.length} cases in ${seconds} s, ${wrong.length} wrong`);
 
   // After all of it, a valid model still loads and gives the reference vectors.
-  const e = await Embedder.load(minilm, { device: 'cpu' });
+  const e = await Embedder.load(minilm, { device: 'cpu', dtype: 'f32' });
   const samples = reference.sentences.slice(0, 4);
   const vs = await e.embed(samples.map((s) => s.text));
   samples.forEach((s, i) => {

@@ -20,7 +20,7 @@ after(() => close(hub));
 
 /** Embeds the reference texts with `source` and checks each pooled vector against PyTorch's. */
 async function matches(source, reference, opts) {
-  const e = await Embedder.load(source, { device: 'cpu', workers: 0, cache: false, ...opts });
+  const e = await Embedder.load(source, { device: 'cpu', dtype: 'f32', workers: 0, cache: false, ...opts });
   try {
     const texts = reference.sentences.map((s) => s.text);
     const vectors = await e.embed(texts, { promptName: reference.prompt_name ?? undefined, batchSize: 3 });
@@ -56,7 +56,7 @@ test('a Dense module whose weights the hub lacks is a named error, not a silent 
 
 test('all-mpnet-base-v2 in the npm package matches PyTorch', async () => {
   const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/mpnet.json'), 'utf8'));
-  const e = await Embedder.load(join(root, 'assets/models/all-mpnet-base-v2'), { device: 'cpu', workers: 0 });
+  const e = await Embedder.load(join(root, 'assets/models/all-mpnet-base-v2'), { device: 'cpu', dtype: 'f32', workers: 0 });
   try {
     assert.equal(e.info.dim, 768);
     const sentences = reference.sentences.slice(0, 12);

@@ -18,8 +18,9 @@ const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/minilm.js
 
 test('all-MiniLM-L6-v2 on the wasm CPU path matches PyTorch', async () => {
   const events = [];
-  const embedder = await Embedder.load(minilm, { device: 'cpu', onProgress: (e) => events.push(e) });
+  const embedder = await Embedder.load(minilm, { device: 'cpu', dtype: 'f32', onProgress: (e) => events.push(e) });
   assert.equal(embedder.info.device, 'cpu');
+  assert.equal(embedder.info.dtype, 'f32');
   assert.equal(embedder.info.dim, 384);
   assert.equal(embedder.info.maxTokens, 256);
   assert.ok(events.some((e) => e.file === 'model.safetensors' && e.loaded === e.total && e.total > 1e7));
@@ -38,6 +39,16 @@ test('all-MiniLM-L6-v2 on the wasm CPU path matches PyTorch', async () => {
   const diff = Math.max(...Array.from(matrix.data.subarray(0, 384), (v, i) => Math.abs(v - vectors[0][i])));
   assert.ok(diff <= 1e-5, `matrix row 0 differs from the array form by ${diff}`);
   console.log(`wasm CPU: worst cosine ${worst.toFixed(8)} over ${texts.length} texts`);
+  embedder.dispose();
+});
+
+test('the wasm CPU path defaults to q8, within 0.999 of PyTorch', async () => {
+  const embedder = await Embedder.load(minilm, { device: 'cpu', workers: 0 });
+  assert.equal(embedder.info.dtype, 'q8');
+  const vectors = await embedder.embed(reference.sentences.map((s) => s.text));
+  const worst = Math.min(...reference.sentences.map((s, i) => cosine(vectors[i], s.embedding)));
+  assert.ok(worst >= 0.999, `default (q8): worst cosine ${worst}`);
+  assert.ok(worst < 0.99999999, `default (q8) equals f32 to ${worst}: was it quantized?`);
   embedder.dispose();
 });
 

@@ -37,7 +37,7 @@ test('a fresh Node project imports the installed package and embeds as sentence-
     join(dir, 'main.js'),
     `import { Embedder } from 'wembed';
 const [dir, ...texts] = process.argv.slice(2);
-const e = await Embedder.load(dir, { device: 'cpu' });
+const e = await Embedder.load(dir, { device: 'cpu', dtype: 'f32' });
 const vectors = await e.embed(texts);
 console.log(JSON.stringify({ workers: e.info.workers, vectors: vectors.map((v) => Array.from(v)) }));
 e.dispose();

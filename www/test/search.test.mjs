@@ -76,7 +76,7 @@ const QUERIES = [
   ['when did machine translation start', 'history'],
 ];
 
-const embedder = await Embedder.load(minilm, { device: 'cpu' });
+const embedder = await Embedder.load(minilm, { device: 'cpu', dtype: 'f32' });
 
 
 async function built(storage) {

@@ -100,10 +100,10 @@ test("Node: workers 'auto' takes one per core (1 to 4), or the calling thread wh
 test('Node: all-MiniLM-L6-v2 on 2 workers matches PyTorch and the calling thread', async () => {
   const reference = JSON.parse(await readFile(join(root, 'tests/fixtures/minilm.json'), 'utf8'));
   const texts = reference.sentences.map((s) => s.text);
-  const here = await Embedder.load(MINILM, { device: 'cpu', workers: 0 });
+  const here = await Embedder.load(MINILM, { device: 'cpu', dtype: 'f32', workers: 0 });
   const want = await here.embed(texts);
   here.dispose();
-  const e = await Embedder.load(MINILM, { device: 'cpu', workers: 2 });
+  const e = await Embedder.load(MINILM, { device: 'cpu', dtype: 'f32', workers: 2 });
   assert.equal(e.info.workers, 2);
   const got = await e.embed(texts);
   e.dispose();
