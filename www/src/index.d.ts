@@ -89,13 +89,35 @@ export interface EmbedOptions {
   onProgress?: (done: number, total: number) => void;
   /** Aborts the call (code 'ABORTED') between batches; the embedder stays usable. */
   signal?: AbortSignal;
+  /**
+   * sentence-transformers' `precision` (its quantize_embeddings), applied after normalization
+   * and truncateDim: 'float32' (default); 'int8' / 'uint8' per dimension over `ranges` (or this
+   * call's own vectors); 'binary' / 'ubinary' one bit per value (v > 0), 8 to a byte.
+   */
+  precision?: Precision;
+  /** Calibration of 'int8' / 'uint8': [min, max] per dimension, e.g. quantizeRanges() of a corpus. */
+  ranges?: Ranges;
 }
 
-export interface Matrix {
-  data: Float32Array;
+export type Precision = 'float32' | 'int8' | 'uint8' | 'binary' | 'ubinary';
+export type Ranges = [ArrayLike<number>, ArrayLike<number>] | { min: ArrayLike<number>; max: ArrayLike<number> };
+
+/** The row type of a precision. */
+export type PrecisionArray<P extends Precision> = P extends 'int8' | 'binary' ? Int8Array : P extends 'uint8' | 'ubinary' ? Uint8Array : Float32Array;
+
+export interface Matrix<A = Float32Array> {
+  data: A;
+  /** Values per row of `data` (for 'binary' / 'ubinary': the model's dim / 8, rounded up). */
   dim: number;
   count: number;
 }
+
+/** Per-dimension { min, max } of `count` row-major vectors of `dim` values: `ranges` for int8 / uint8. */
+export function quantizeRanges(data: ArrayLike<number>, dim: number, count?: number): { min: Float32Array; max: Float32Array };
+/** sentence-transformers' quantize_embeddings on vectors you already have (row-major, `count` rows of `dim`). */
+export function quantizeEmbeddings<P extends Precision>(
+  data: ArrayLike<number>, dim: number, count: number, precision: P, ranges?: Ranges,
+): { data: PrecisionArray<P>; dim: number };
 
 export interface EmbedderInfo {
   device: 'webgpu' | 'cpu';
@@ -138,8 +160,10 @@ export class WembedError extends Error {
 export class Embedder {
   static load(source: ModelSource, options?: LoadOptions): Promise<Embedder>;
   readonly info: EmbedderInfo;
-  embed(texts: string | string[], options?: EmbedOptions & { output?: 'arrays' }): Promise<Float32Array[]>;
-  embed(texts: string | string[], options: EmbedOptions & { output: 'matrix' }): Promise<Matrix>;
+  embed(texts: string | string[], options?: EmbedOptions & { output?: 'arrays'; precision?: 'float32' }): Promise<Float32Array[]>;
+  embed(texts: string | string[], options: EmbedOptions & { output: 'matrix'; precision?: 'float32' }): Promise<Matrix>;
+  embed<P extends Precision>(texts: string | string[], options: EmbedOptions & { output?: 'arrays'; precision: P }): Promise<PrecisionArray<P>[]>;
+  embed<P extends Precision>(texts: string | string[], options: EmbedOptions & { output: 'matrix'; precision: P }): Promise<Matrix<PrecisionArray<P>>>;
   /** `text` cut into pieces of at most `maxTokens` tokens (capped at the model's limit) overlapping by `overlap`. */
   chunks(text: string, maxTokens?: number, overlap?: number): string[];
   memoryUsage(): MemoryUsage;

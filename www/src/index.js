@@ -8,16 +8,21 @@ import { WembedError, isNode, abortedError, checkSignal } from './common.js';
 import { resolveSource, gatherFiles } from './files.js';
 import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes, wasmBuild, packagedWasm } from './runtime.js';
 import { WorkerPool, workerCount, wasmForWorker } from './pool.js';
+import { precisionFor } from './precision.js';
 
 export { WembedError } from './common.js';
 export { SemanticIndex } from './search.js';
 export { isCached, clearCache } from './files.js';
+export { quantizeEmbeddings, quantizeRanges } from './precision.js';
 
 const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
   'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd',
 ];
-const EMBED_OPTIONS = ['normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'truncateDim', 'output', 'onProgress', 'signal'];
+const EMBED_OPTIONS = [
+  'normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'truncateDim', 'output', 'onProgress', 'signal',
+  'precision', 'ranges',
+];
 
 /**
  * The known keys of a caller's options object, copied now into a plain object (`null` and
@@ -246,13 +251,16 @@ export class Embedder {
    * Options: normalize, batchSize, batchTokens, prompt, promptName, truncate (default true),
    * truncateDim (keep the first n values: Matryoshka models; 1 to info.dim), signal
    * (AbortSignal: the call rejects with ABORTED, between batches; the embedder stays usable), output,
-   * onProgress(done, total).
+   * onProgress(done, total), precision ('float32' default; 'int8' | 'uint8' over `ranges` or the
+   * call's own vectors, 'binary' | 'ubinary': sentence-transformers' quantize_embeddings, after
+   * normalization and truncateDim; Int8Array / Uint8Array rows), ranges ([min, max] per dimension).
    * `texts` and `options` are read before this returns. Calls are queued: concurrent calls
    * run one after another, never interleaved; a call made before dispose() still runs.
    */
   embed(texts, options) {
     let list;
     let opts;
+    let quantized;
     try {
       this.#live();
       list = readTexts(texts);
@@ -268,10 +276,11 @@ export class Embedder {
       if (t !== undefined && !(Number.isInteger(t) && t >= 1 && t <= this.#info.dim)) {
         throw new WembedError('INPUT', `truncateDim ${String(t)}: a whole number from 1 to ${this.#info.dim} (info.dim)`);
       }
+      quantized = precisionFor(opts.precision, opts.ranges, t ?? this.#info.dim);
     } catch (e) {
       return Promise.reject(e);
     }
-    const { output, onProgress, signal, ...rest } = opts;
+    const { output, onProgress, signal, precision, ranges, ...rest } = opts;
     const inner = this.#inner;
     const pool = this.#pool;
     const dim = rest.truncateDim ?? this.#info.dim;
@@ -285,8 +294,9 @@ export class Embedder {
         if (this.#generation !== currentGeneration()) throw crashedError();
         flat = await runTask((wake) => inner.embed(list, rest, onProgress, wake), signal);
       }
-      if (output === 'matrix') return { data: flat, dim, count: list.length };
-      return Array.from({ length: list.length }, (_, i) => flat.subarray(i * dim, (i + 1) * dim));
+      const q = quantized(flat, list.length);
+      if (output === 'matrix') return { data: q.data, dim: q.dim, count: list.length };
+      return Array.from({ length: list.length }, (_, i) => q.data.subarray(i * q.dim, (i + 1) * q.dim));
     };
     const result = this.#queue.then(run, run);
     this.#queue = result.catch(() => {});

@@ -7,6 +7,8 @@ import {
   WembedError,
   isCached,
   clearCache,
+  quantizeEmbeddings,
+  quantizeRanges,
   type EmbedderInfo,
   type LoadOptions,
   type EmbedOptions,
@@ -56,7 +58,7 @@ export async function everything(): Promise<void> {
   // @ts-expect-error info.dtype is what the weights are stored as, never 'auto'
   if (info.dtype === 'auto') throw new Error('unreachable');
 
-  const embedOptions: EmbedOptions = {
+  const embedOptions = {
     normalize: true,
     batchSize: 16,
     batchTokens: 2048,
@@ -66,7 +68,7 @@ export async function everything(): Promise<void> {
     truncateDim: 128,
     signal: AbortSignal.timeout(10_000),
     onProgress: (done: number, total: number) => console.log(done, total),
-  };
+  } satisfies EmbedOptions;
   const arrays: Float32Array[] = await e.embed(['a', 'b'], embedOptions);
   const one: Float32Array[] = await e.embed('a single text');
   const matrix: Matrix = await e.embed(['a'], { ...embedOptions, output: 'matrix' });
@@ -76,6 +78,15 @@ export async function everything(): Promise<void> {
   console.log(wrong);
   // @ts-expect-error batchSize is a number
   await e.embed(['a'], { batchSize: '16' });
+  // sentence-transformers' output precisions, typed by precision.
+  const bits: Int8Array[] = await e.embed(['a'], { precision: 'binary' });
+  const ranges = quantizeRanges(matrix.data, matrix.dim, matrix.count);
+  const u8: Matrix<Uint8Array> = await e.embed(['a'], { output: 'matrix', precision: 'uint8', ranges });
+  const i8: Int8Array = quantizeEmbeddings(matrix.data, matrix.dim, matrix.count, 'int8', [ranges.min, ranges.max]).data;
+  console.log(bits[0].length, u8.dim, i8.length);
+  // @ts-expect-error binary rows are bytes, not floats
+  const floats: Float32Array[] = await e.embed(['a'], { precision: 'ubinary' });
+  console.log(floats);
   const pieces: string[] = e.chunks('a long text', 64, 16);
   const memory: MemoryUsage = e.memoryUsage();
   console.log(pieces, memory.wasmBytes, memory.gpuBufferBytes, memory.workerWasmBytes);
