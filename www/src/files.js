@@ -4,6 +4,7 @@
 // and time, and a cache that fails is a warning, never a failed or half-cached load.
 
 import { WembedError, isNode, nodeModule, checkSignal } from './common.js';
+import { diskCacheDir, diskCacheStorage } from './diskcache.js';
 
 // v2: one manifest per model names the set of files that belong together (v1 kept loose files).
 const CACHE_NAME = 'wembed-models-v2';
@@ -216,12 +217,26 @@ function loadControl(opts, label) {
 // ---- the cache ---------------------------------------------------------------------------
 
 /**
- * The Cache to use: `option` false (none), true/absent (the Cache API, when there is one), a
- * CacheStorage (`open(name)`, like `globalThis.caches`), or a Cache (match/put/delete).
+ * The CacheStorage of a load without a `cache` object: the Cache API where there is one; in
+ * Node, a folder when `cacheDir` (or WEMBED_CACHE_DIR) names one; else none.
  */
-async function openCache(option) {
+async function defaultStorage(cacheDir) {
+  if (globalThis.caches) return globalThis.caches;
+  const dir = isNode ? diskCacheDir(cacheDir) : null;
+  return dir ? diskCacheStorage(dir) : null;
+}
+
+/**
+ * The Cache to use: `option` false (none), true/absent (the Cache API, when there is one; a
+ * folder on disk in Node with `cacheDir`), a CacheStorage (`open(name)`, like
+ * `globalThis.caches`), or a Cache (match/put/delete).
+ */
+async function openCache(option, cacheDir) {
   if (option === false) return null;
-  let storage = globalThis.caches;
+  if (cacheDir !== undefined && cacheDir !== null && (typeof cacheDir !== 'string' || cacheDir === '')) {
+    throw new WembedError('INPUT', 'option `cacheDir` must be a folder path (a non-empty string)');
+  }
+  let storage = await defaultStorage(cacheDir);
   if (option && typeof option === 'object') {
     if (typeof option.open === 'function') storage = option;
     else if (['match', 'put', 'delete'].every((f) => typeof option[f] === 'function')) return option;
@@ -511,7 +526,7 @@ async function gather(src, opts, control, warn) {
     return files;
   }
 
-  const cache = await openCache(opts.cache);
+  const cache = await openCache(opts.cache, opts.cacheDir);
   const keys = cacheKeys(src);
   if (cache) {
     let hit = null;
@@ -571,7 +586,7 @@ export async function isCached(source, options) {
   options = options ?? {};
   const src = resolveSource(source, options);
   if (src.kind !== 'url') return src.kind === 'bytes';
-  const cache = await openCache(options.cache);
+  const cache = await openCache(options.cache, options.cacheDir);
   if (!cache) return false;
   const keys = cacheKeys(src);
   try {
@@ -588,10 +603,13 @@ export async function isCached(source, options) {
   }
 }
 
-/** Deletes every cached model file (in `options.cache`, a CacheStorage, when given). */
+/**
+ * Deletes every cached model file (in `options.cache`, a CacheStorage, when given; in Node, in
+ * `options.cacheDir` or WEMBED_CACHE_DIR).
+ */
 export async function clearCache(options) {
   const given = options?.cache;
-  const storage = given && typeof given.open === 'function' && typeof given.delete === 'function' ? given : globalThis.caches;
+  const storage = given && typeof given.open === 'function' && typeof given.delete === 'function' ? given : await defaultStorage(options?.cacheDir);
   if (!storage) return false;
   const [now, ...old] = await Promise.all([CACHE_NAME, ...OLD_CACHES].map((n) => storage.delete(n)));
   return now || old.some(Boolean);

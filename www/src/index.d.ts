@@ -42,6 +42,12 @@ export interface LoadOptions {
    * a CacheStorage / Cache of your own. A model's files are cached as one set or not at all.
    */
   cache?: boolean | CacheStorageLike | CacheLike;
+  /**
+   * Node: a folder to cache downloaded model files in (Node has no Cache API), like
+   * transformers.js' env.cacheDir; the WEMBED_CACHE_DIR variable sets a default. Without either,
+   * Node caches nothing.
+   */
+  cacheDir?: string;
   fetch?: typeof fetch;
   /** Stops the load; it rejects with code 'ABORTED'. */
   signal?: AbortSignal;
@@ -232,5 +238,5 @@ export class SemanticIndex {
 }
 
 /** Whether the whole file set of `source` is cached (so it loads offline). */
-export function isCached(source: ModelSource, options?: Pick<LoadOptions, 'hubBase' | 'revision' | 'cache'>): Promise<boolean>;
-export function clearCache(options?: { cache?: CacheStorageLike }): Promise<boolean>;
+export function isCached(source: ModelSource, options?: Pick<LoadOptions, 'hubBase' | 'revision' | 'cache' | 'cacheDir'>): Promise<boolean>;
+export function clearCache(options?: { cache?: CacheStorageLike; cacheDir?: string }): Promise<boolean>;

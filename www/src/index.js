@@ -17,7 +17,7 @@ export { quantizeEmbeddings, quantizeRanges } from './precision.js';
 
 const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
-  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd',
+  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd', 'cacheDir',
 ];
 const EMBED_OPTIONS = [
   'normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'truncateDim', 'output', 'onProgress', 'signal',
