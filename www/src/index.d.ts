@@ -230,6 +230,11 @@ export class SemanticIndex {
   readonly info: Required<IndexOptions> & { model: string; dtype: string; digest: string | null; documents: number; chunks: number };
   has(id: string): boolean;
   add(docs: string | IndexDocument | Array<string | IndexDocument>, options?: { onProgress?: (done: number, total: number) => void }): Promise<string[]>;
+  /**
+   * Documents with vectors computed elsewhere (sentence-transformers on a server, same model):
+   * one vector each, not chunked; row-major Float32Array of docs.length * info.dim, or one array per document.
+   */
+  addVectors(docs: string | IndexDocument | Array<string | IndexDocument>, vectors: Float32Array | ArrayLike<number>[]): string[];
   remove(id: string): boolean;
   search(query: string, options?: SearchOptions): Promise<SearchResults>;
   serialize(): Uint8Array;

@@ -230,6 +230,45 @@ export class SemanticIndex {
   async add(docs, options) {
     this.#live();
     const { onProgress } = options ?? {};
+    const { prepared, named } = this.#readDocs(docs, 'add()', (text) =>
+      this.#embedder.chunks(text, Math.min(this.#options.chunkTokens, MAX_U31), Math.min(this.#options.chunkOverlap, MAX_U31 - 1)),
+    );
+    const texts = prepared.flatMap((p) => p.pieces);
+    this.#checkLabels(texts.length);
+    // Embed everything first: a failure leaves the index as it was.
+    const { data } = await this.#embedder.embed(texts, { output: 'matrix', onProgress });
+    this.#live(); // disposed while embedding
+    return this.#insert(prepared, named, data);
+  }
+
+  /**
+   * Adds documents with vectors computed elsewhere, e.g. by sentence-transformers on a server
+   * with the same model (wembed's vectors equal its own, so queries embedded here search them):
+   * `docs` as for add(), one vector each, not chunked; `vectors` row-major (a Float32Array of
+   * docs.length · info.dim values, or one array per document). Returns the ids added.
+   */
+  addVectors(docs, vectors) {
+    this.#live();
+    const { prepared, named } = this.#readDocs(docs, 'addVectors()', (text) => [text]);
+    const dim = this.#inner.dim();
+    let data;
+    try {
+      const rows = ArrayBuffer.isView(vectors) ? null : Array.from(vectors ?? [], (v) => Array.from(v));
+      data = rows ? Float32Array.from(rows.flat()) : Float32Array.from(vectors);
+      if (rows && rows.some((r) => r.length !== dim)) throw new Error(`each vector must have ${dim} values (info.dim)`);
+    } catch (e) {
+      throw new WembedError('INPUT', `vectors: ${e?.message ?? e}`, { cause: e });
+    }
+    if (data.length !== prepared.length * dim) {
+      throw new WembedError('INPUT', `vectors: ${prepared.length} documents need ${prepared.length * dim} values (${dim} each), not ${data.length}`);
+    }
+    if (!data.every(Number.isFinite)) throw new WembedError('INPUT', 'vectors: every value must be a finite number');
+    this.#checkLabels(prepared.length);
+    return this.#insert(prepared, named, data);
+  }
+
+  /** Reads `docs` (as add() takes them) into { id, metadata, pieces } with `split(text)`. */
+  #readDocs(docs, call, split) {
     const prepared = [];
     const named = new Set();
     try {
@@ -245,14 +284,14 @@ export class SemanticIndex {
         }
         const id = given === null ? null : String(given);
         if (id !== null) {
-          if (named.has(id)) throw new WembedError('INPUT', `document id "${id}" appears twice in one add()`);
+          if (named.has(id)) throw new WembedError('INPUT', `document id "${id}" appears twice in one ${call}`);
           named.add(id);
         }
         const what = `document ${id === null ? i : JSON.stringify(id)} metadata`;
         const metadata = doc.metadata == null ? {} : plainCopy(doc.metadata, what);
         let pieces;
         try {
-          pieces = this.#embedder.chunks(text, Math.min(this.#options.chunkTokens, MAX_U31), Math.min(this.#options.chunkOverlap, MAX_U31 - 1));
+          pieces = split(text);
         } catch (e) {
           throw wrap(e);
         }
@@ -263,13 +302,18 @@ export class SemanticIndex {
       if (e instanceof WembedError) throw e;
       throw new WembedError('INPUT', `the documents could not be read: ${e?.message ?? e}`, { cause: e });
     }
-    const texts = prepared.flatMap((p) => p.pieces);
-    if (this.#nextLabel + texts.length > MAX_LABEL + 1) {
+    return { prepared, named };
+  }
+
+  #checkLabels(n) {
+    if (this.#nextLabel + n > MAX_LABEL + 1) {
       throw new WembedError('INPUT', `this index has used all ${MAX_LABEL + 1} labels; build a new one`);
     }
-    // Embed everything first: a failure leaves the index as it was.
-    const { data } = await this.#embedder.embed(texts, { output: 'matrix', onProgress });
-    this.#live(); // disposed while embedding
+  }
+
+  /** Puts the prepared documents' chunks, with their vectors (`data`, row-major), in the index. */
+  #insert(prepared, named, data) {
+    const texts = prepared.flatMap((p) => p.pieces);
     const labels = new Uint32Array(texts.length);
     for (let i = 0; i < labels.length; i++) labels[i] = this.#nextLabel + i;
     try {

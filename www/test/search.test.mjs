@@ -348,3 +348,29 @@ test('disposing during add() or search() is DISPOSED, not a wasm error', async (
   other.dispose();
   await rejectsWith(searching, 'DISPOSED');
 });
+
+test("server-side vectors: sentence-transformers' own vectors, searched with queries embedded here", async () => {
+  // The fixture's vectors are sentence-transformers' on PyTorch: what a server would have
+  // written. Each sentence, embedded here as a query, finds its own vector first.
+  const index = SemanticIndex.create(embedder, { storage: 'f32' });
+  const docs = reference.sentences.map((s, i) => ({ id: `s${i}`, text: s.text, metadata: { i } }));
+  const flat = Float32Array.from(reference.sentences.flatMap((s) => s.embedding));
+  assert.deepEqual(index.addVectors(docs, flat), docs.map((d) => d.id));
+  assert.equal(index.size, docs.length);
+  let found = 0;
+  for (const [i, s] of reference.sentences.entries()) {
+    if (reference.sentences.findIndex((o) => o.text === s.text) !== i) continue; // a repeated text
+    const [best] = await index.search(s.text, { k: 1 });
+    assert.equal(best.text, s.text, `query ${JSON.stringify(s.text)} found ${JSON.stringify(best.text)}`);
+    assert.ok(best.score > 0.99999, `${JSON.stringify(s.text)}: score ${best.score}`);
+    found++;
+  }
+  assert.ok(found > 20, `only ${found} distinct sentences`);
+  // One array per document works too; wrong shapes and values are INPUT, and change nothing.
+  const again = SemanticIndex.create(embedder, { storage: 'int8' });
+  again.addVectors([{ id: 'a', text: 'a' }], [reference.sentences[0].embedding]);
+  assert.throws(() => again.addVectors(['x', 'y'], flat.subarray(0, 384)), (e) => e.code === 'INPUT' && /2 documents need 768/.test(e.message));
+  assert.throws(() => again.addVectors(['x'], [[1, 2, 3]]), (e) => e.code === 'INPUT' && /384 values/.test(e.message));
+  assert.throws(() => again.addVectors(['x'], [new Array(384).fill(NaN)]), (e) => e.code === 'INPUT' && /finite/.test(e.message));
+  assert.equal(again.size, 1);
+});

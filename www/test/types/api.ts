@@ -95,6 +95,9 @@ export async function everything(): Promise<void> {
   const ids: string[] = await index.add(['a text', { id: 'doc', text: 'another', metadata: { lang: 'en' } }], {
     onProgress: (done, total) => console.log(done, total),
   });
+  const served: string[] = index.addVectors([{ id: 'server-1', text: 'from the server' }], new Float32Array(e.info.dim));
+  index.addVectors(['two', 'rows'], [new Float32Array(e.info.dim), Array.from({ length: e.info.dim }, () => 0.5)]);
+  console.log(served);
   const results: SearchResults = await index.search('query', { k: 5, filter: { lang: 'en' } });
   const byFunction = await index.search('query', { k: Infinity, filter: (metadata, id) => id !== 'doc' && !!metadata });
   for (const r of [...results, ...byFunction]) console.log(r.id, r.chunk, r.score, r.text, r.metadata);
