@@ -46,10 +46,11 @@ async function start() {
       // The q8 / q4 files keep their blocks whatever this says; 'f32' keeps the f32 file exact
       // (auto would store it as f16 on a GPU).
       dtype: settings.dtype === 'f32' ? 'f32' : 'auto',
-      onProgress: ({ file, loaded, total, cached, warning }) => {
+      onProgress: ({ phase: step, file, loaded, total, cached, warning }) => {
         // A warning (the cache is full, say) is not progress: the model still loads.
         if (warning) console.warn(`wembed: ${file}: ${warning}`);
-        else phase(`${cached ? 'Reading' : 'Downloading'} ${file}: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, loaded, total);
+        else if (step === 'compile') phase('Preparing the model…', 1, 1);
+        else if (step === 'download') phase(`${cached ? 'Reading' : 'Downloading'} ${file}: ${(loaded / 1e6).toFixed(1)} of ${(total / 1e6).toFixed(1)} MB`, loaded, total);
       },
     });
   } catch (e) {

@@ -1,7 +1,11 @@
 export type Device = 'auto' | 'webgpu' | 'cpu';
 export type Dtype = 'auto' | 'f32' | 'f16' | 'q8' | 'q4';
 
+/** A load's progress: file events while downloading, then 'compile' (building the model), then 'ready'. */
+export type LoadProgress = ProgressEvent | { phase: 'compile' | 'ready' };
+
 export interface ProgressEvent {
+  phase: 'download';
   /** File name inside the model folder, e.g. "model.safetensors". */
   file: string;
   loaded: number;
@@ -33,7 +37,7 @@ export interface LoadOptions {
   /** 'auto' (default): q8 on the CPU (wasm), f16 on WebGPU (f32 without shader f16); 'f32' is exact. */
   dtype?: Dtype;
   /** Download progress, and warnings ({ file, warning }) such as a cache that is full. */
-  onProgress?: (event: ProgressEvent | LoadWarning) => void;
+  onProgress?: (event: LoadProgress | LoadWarning) => void;
   /** Base URL of a Hugging Face-style hub: files at {hubBase}/{id}/resolve/{revision}/{file}. */
   hubBase?: string;
   revision?: string;

@@ -137,6 +137,30 @@ export class Embedder {
    */
   static async load(source, options) {
     const opts = readOptions(options, LOAD_OPTIONS, 'load');
+    // Progress in phases: 'download' on every file event ({ file, loaded, total, cached }, from
+    // the network or the cache), 'compile' once the files are here and the model is being built
+    // (quantized at load, uploaded to the GPU, copied into workers), then 'ready'.
+    const user = typeof opts.onProgress === 'function' ? opts.onProgress : null;
+    const phase = (name) => {
+      if (!user) return;
+      try {
+        user({ phase: name });
+      } catch (e) {
+        throw new WembedError('INPUT', `onProgress threw: ${e?.message ?? e}`, { cause: e });
+      }
+    };
+    if (user) opts.onProgress = (e) => user(e && typeof e === 'object' && 'loaded' in e ? { phase: 'download', ...e } : e);
+    const embedder = await Embedder.#load(source, opts, phase);
+    try {
+      phase('ready');
+    } catch (e) {
+      embedder.dispose();
+      throw e;
+    }
+    return embedder;
+  }
+
+  static async #load(source, opts, phase) {
     const src = resolveSource(source, opts);
     const device = opts.device ?? 'auto';
     if (!['auto', 'webgpu', 'cpu'].includes(device)) {
@@ -154,6 +178,7 @@ export class Embedder {
     const gathered = await gatherFiles(src, opts);
     const files = gathered.files ?? gathered;
     const warnings = gathered.warnings ?? [];
+    phase('compile');
     const dtype = opts.dtype ?? 'auto';
     const count = device === 'webgpu' ? 0 : await workerCount(workers, totalBytes(files));
     // 'auto' with an adapter tries the GPU here first (WebGPU stays on the calling thread).

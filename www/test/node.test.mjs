@@ -24,6 +24,11 @@ test('all-MiniLM-L6-v2 on the wasm CPU path matches PyTorch', async () => {
   assert.equal(embedder.info.dim, 384);
   assert.equal(embedder.info.maxTokens, 256);
   assert.ok(events.some((e) => e.file === 'model.safetensors' && e.loaded === e.total && e.total > 1e7));
+  // Phases: every file event is 'download'; then 'compile' once, then 'ready', last.
+  const phases = events.map((e) => e.phase);
+  assert.ok(events.filter((e) => e.file).every((e) => e.phase === 'download'), JSON.stringify(events.slice(0, 3)));
+  assert.deepEqual(phases.slice(-2), ['compile', 'ready']);
+  assert.equal(phases.filter((p) => p !== 'download').length, 2);
   const texts = reference.sentences.map((s) => s.text);
   const vectors = await embedder.embed(texts);
   assert.equal(vectors.length, texts.length);

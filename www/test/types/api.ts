@@ -15,6 +15,7 @@ import {
   type Matrix,
   type SearchResults,
   type ProgressEvent,
+  type LoadProgress,
   type LoadWarning,
   type ModelSource,
   type MemoryUsage,
@@ -36,9 +37,10 @@ export async function everything(): Promise<void> {
     workers: 'auto',
     workerUrl: new URL('./worker.js', 'http://127.0.0.1/'),
     wasm: new URL('http://127.0.0.1/pkg/wembed_bg.wasm'),
-    onProgress: (e: ProgressEvent | LoadWarning) => {
+    onProgress: (e: LoadProgress | LoadWarning) => {
       if ('warning' in e) console.warn(e.file, e.warning);
-      else console.log(e.file, e.loaded, e.total, e.cached);
+      else if (e.phase === 'download') console.log(e.file, e.loaded, e.total, e.cached);
+      else console.log(e.phase);
     },
   };
   const sources: ModelSource[] = [
