@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Float32Array, Float64Array, Object, Reflect, Uint8Array};
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::ModelFiles;
@@ -37,22 +38,73 @@ fn input_error(message: impl Into<String>) -> JsValue {
     js_error("INPUT", &message.into())
 }
 
-fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
-    Reflect::get(obj, &key.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
+/// Options from JS, read by serde-wasm-bindgen into `T`: `undefined`/`null` fields are absent,
+/// unknown fields are ignored (the JS layer has already refused unknown keys), and a field of
+/// the wrong type is an INPUT error naming `what`.
+fn read_options<T: Default + for<'de> Deserialize<'de>>(options: JsValue, what: &str) -> Result<T, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(options).map_err(|e| input_error(format!("{what} options: {e}")))
 }
 
-fn get_string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
-    match get(obj, key) {
+/// A whole number from `min` to `max` in option `name` (JS numbers arrive as f64).
+fn whole(v: Option<f64>, name: &str, min: f64, max: f64, range: &str) -> Result<Option<usize>, JsValue> {
+    match v {
         None => Ok(None),
-        Some(v) => v.as_string().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a string"))),
+        Some(n) if n >= min && n <= max && n.fract() == 0.0 => Ok(Some(n as usize)),
+        Some(_) => Err(input_error(format!("{name} must be a whole number from {range}"))),
     }
 }
 
-fn get_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
-    match get(obj, key) {
-        None => Ok(None),
-        Some(v) => v.as_bool().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a boolean"))),
+/// `WasmEmbedder::load`'s options.
+#[derive(Deserialize, Default)]
+struct JsLoadOptions {
+    device: Option<String>,
+    dtype: Option<String>,
+    origin: Option<String>,
+}
+
+/// `WasmEmbedder::embed`'s options (JS names), checked into an [`EmbedOptions`].
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct JsEmbedOptions {
+    batch_size: Option<f64>,
+    batch_tokens: Option<f64>,
+    truncate_dim: Option<f64>,
+    normalize: Option<bool>,
+    prompt: Option<String>,
+    prompt_name: Option<String>,
+    truncate: Option<bool>,
+}
+
+impl JsEmbedOptions {
+    fn checked(self) -> Result<EmbedOptions, JsValue> {
+        let defaults = EmbedOptions::default();
+        Ok(EmbedOptions {
+            batch_size: whole(self.batch_size, "batchSize", 1.0, 1e6, "1 to 1000000")?,
+            batch_tokens: whole(self.batch_tokens, "batchTokens", 1.0, 1e9, "1 to 1000000000")?,
+            truncate_dim: whole(self.truncate_dim, "truncateDim", 1.0, 1e6, "1 to the model's dim")?,
+            normalize: self.normalize,
+            prompt: self.prompt,
+            prompt_name: self.prompt_name,
+            truncate: self.truncate.unwrap_or(defaults.truncate),
+        })
     }
+}
+
+/// `WasmEmbedder::info`'s value.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsInfo {
+    device: &'static str,
+    adapter: String,
+    device_reason: String,
+    /// What the weights are stored as: auto resolved for this device, a quantized file's own.
+    dtype: String,
+    digest: String,
+    dim: usize,
+    max_tokens: usize,
 }
 
 /// An object of file name -> `Uint8Array`, copied.
@@ -87,10 +139,10 @@ impl WasmEmbedder {
     /// dtype: 'auto'|'f32'|'f16'|'q8'|'q4', origin }`. The task's value is the `WasmEmbedder`.
     pub fn load(files: JsValue, options: JsValue, wake: js_sys::Function) -> Result<WasmTask, JsValue> {
         let map = read_files(&files)?;
-        let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
-        let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
-        let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
-        let files = ModelFiles::from_map(origin, map);
+        let options: JsLoadOptions = read_options(options, "load")?;
+        let device: Device = options.device.as_deref().unwrap_or("auto").parse()?;
+        let dtype: Dtype = options.dtype.as_deref().unwrap_or("auto").parse()?;
+        let files = ModelFiles::from_map(options.origin.unwrap_or_else(|| "model".into()), map);
         Ok(WasmTask::new(
             async move {
                 let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
@@ -117,29 +169,7 @@ impl WasmEmbedder {
             let t = Reflect::get_u32(&texts, i).map_err(|_| input_error(format!("text {i} cannot be read")))?;
             owned.push(t.as_string().ok_or_else(|| input_error(format!("text {i} is not a string")))?);
         }
-        let mut opts = EmbedOptions::default();
-        if let Some(v) = get(&options, "batchSize") {
-            let n = v.as_f64().filter(|n| *n >= 1.0 && *n <= 1e6 && n.fract() == 0.0);
-            opts.batch_size =
-                Some(n.ok_or_else(|| input_error("batchSize must be a whole number from 1 to 1000000"))? as usize);
-        }
-        if let Some(v) = get(&options, "truncateDim") {
-            let n = v.as_f64().filter(|n| *n >= 1.0 && *n <= 1e6 && n.fract() == 0.0);
-            opts.truncate_dim =
-                Some(n.ok_or_else(|| input_error("truncateDim must be a whole number from 1 to the model's dim"))?
-                    as usize);
-        }
-        if let Some(v) = get(&options, "batchTokens") {
-            let n = v.as_f64().filter(|n| *n >= 1.0 && *n <= 1e9 && n.fract() == 0.0);
-            opts.batch_tokens =
-                Some(n.ok_or_else(|| input_error("batchTokens must be a whole number from 1 to 1000000000"))? as usize);
-        }
-        opts.normalize = get_bool(&options, "normalize")?;
-        opts.prompt = get_string(&options, "prompt")?;
-        opts.prompt_name = get_string(&options, "promptName")?;
-        if let Some(t) = get_bool(&options, "truncate")? {
-            opts.truncate = t;
-        }
+        let opts = read_options::<JsEmbedOptions>(options, "embed")?.checked()?;
         let inner = self.inner.clone();
         Ok(WasmTask::new(
             async move {
@@ -174,20 +204,19 @@ impl WasmEmbedder {
 
     /// `{ device, adapter, deviceReason, dtype, digest, dim, maxTokens }`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
-        let o = Object::new();
-        let device = match *self.inner {
-            AnyEmbedder::Cpu(_) => "cpu",
-            AnyEmbedder::Gpu(_) => "webgpu",
+        let info = JsInfo {
+            device: match *self.inner {
+                AnyEmbedder::Cpu(_) => "cpu",
+                AnyEmbedder::Gpu(_) => "webgpu",
+            },
+            adapter: self.inner.device_name(),
+            device_reason: self.why.clone(),
+            dtype: self.inner.dtype_name(),
+            digest: self.digest.clone(),
+            dim: self.inner.dim(),
+            max_tokens: self.inner.max_tokens(),
         };
-        Reflect::set(&o, &"device".into(), &device.into())?;
-        Reflect::set(&o, &"adapter".into(), &self.inner.device_name().into())?;
-        Reflect::set(&o, &"deviceReason".into(), &self.why.clone().into())?;
-        // What the weights are stored as: auto resolved for this device, a quantized file's own.
-        Reflect::set(&o, &"dtype".into(), &self.inner.dtype_name().into())?;
-        Reflect::set(&o, &"digest".into(), &self.digest.clone().into())?;
-        Reflect::set(&o, &"dim".into(), &(self.inner.dim() as f64).into())?;
-        Reflect::set(&o, &"maxTokens".into(), &(self.inner.max_tokens() as f64).into())?;
-        Ok(o.into())
+        serde_wasm_bindgen::to_value(&info).map_err(|e| js_error("INTERNAL", &format!("info: {e}")))
     }
 }
 
