@@ -1,5 +1,5 @@
 // The package, installed from its npm tarball, imports as is into browser builds: esbuild bundles it, Vite bundles it and emits
-// the wasm file and the worker script as assets. Each bundled page then runs in headless
+// the wasm file and the worker script as assets, Vite's dev server serves it, webpack 5 bundles it. Each bundled page then runs in headless
 // Chromium: it starts its workers and embeds, equal to the calling thread bit for bit.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -29,18 +29,21 @@ after(async () => {
  * Opens the bundled page served from `dir` (its index.html) and embeds there with 2 workers
  * and with none; `extra` are load options the bundle needs (esbuild: wasm and workerUrl).
  */
-async function runBundled(dir, extra) {
+async function runBundled(dir, extra, origin = null) {
   hub ??= await hubServer({ [TINY_ID]: join(root, 'tests/fixtures/tiny/mean-erf-norm') });
   browser ??= await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic', '--no-first-run'],
   });
-  const app = await appServer(dir, {});
-  servers.push(app);
+  if (!origin) {
+    const app = await appServer(dir, {});
+    servers.push(app);
+    origin = url(app);
+  }
   const page = await browser.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${url(app)}/index.html`);
+  await page.goto(`${origin}/index.html`);
   await page.waitForFunction(() => typeof window.Embedder === 'function', null, { timeout: 20000 });
   const r = await page.evaluate(
     async ({ id, hubBase, extra }) => {
@@ -104,6 +107,21 @@ test('Vite builds the package with its worker and wasm; the page starts workers 
   assert.ok(assets.some((f) => /^worker-.*\.js$/.test(f)), `no worker script among ${assets}`);
   // No options: Vite resolved both the worker and the wasm.
   await runBundled(join(dir, 'dist'), {});
+});
+
+test("Vite's dev server serves the package as it is, no options; the page starts workers and embeds", { timeout: 120_000 }, async () => {
+  // Nothing configured, as a user would start it: no optimizeDeps.exclude. The dev server
+  // pre-bundles dependencies with esbuild; the worker and the wasm must still resolve.
+  const { createServer } = await import('vite');
+  const dir = await project();
+  const server = await createServer({ root: dir, logLevel: 'silent', server: { host: '127.0.0.1', port: 0, strictPort: false } });
+  await server.listen();
+  try {
+    const { port } = server.httpServer.address();
+    await runBundled(dir, {}, `http://127.0.0.1:${port}`);
+  } finally {
+    await server.close();
+  }
 });
 
 test('webpack 5 builds the package with its worker and wasm; the page starts workers and embeds', { timeout: 120_000 }, async () => {
