@@ -86,6 +86,38 @@ fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
     map.values().try_for_each(check_templates)
 }
 
+/// transformers 5 builds some tokenizer classes from their own code, taking only the vocabulary,
+/// the post-processor and a SentencePiece charsmap from tokenizer.json
+/// (`TokenizersBackend.convert_to_native_format`), and sentence-transformers tokenizes with what
+/// it builds. Where published files differ from that build, the class decides the ids: an
+/// XLM-RoBERTa tokenizer.json puts Metaspace straight after its normalizer, so spaces around a
+/// text (or a text of spaces) become `▁` tokens that `XLMRobertaTokenizer`, splitting on
+/// whitespace first, never makes. Its class is the one transformers picks for `model_type:
+/// xlm-roberta` (multilingual-e5, bge-m3, paraphrase-multilingual-mpnet): rebuilt here as
+/// transformers/models/xlm_roberta/tokenization_xlm_roberta.py does, with the file's
+/// Precompiled charsmap as the only normalizer.
+fn as_transformers_builds(json: &mut serde_json::Value, model_type: Option<&str>) {
+    use serde_json::{Value, json};
+    if model_type != Some("xlm-roberta") || json.pointer("/model/type").and_then(Value::as_str) != Some("Unigram") {
+        return;
+    }
+    let precompiled = |n: &Value| n.get("type").and_then(Value::as_str) == Some("Precompiled");
+    let normalizer = match json.get("normalizer") {
+        Some(n) if precompiled(n) => n.clone(),
+        Some(n) => n
+            .get("normalizers")
+            .and_then(Value::as_array)
+            .and_then(|all| all.iter().find(|n| precompiled(n)).cloned())
+            .unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    json["normalizer"] = normalizer;
+    json["pre_tokenizer"] = json!({"type": "Sequence", "pretokenizers": [
+        {"type": "WhitespaceSplit"},
+        {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": "always", "split": true},
+    ]});
+}
+
 impl TextTokenizer {
     pub fn from_files(files: &ModelFiles, sentence: &SentenceConfig) -> Result<Self> {
         let name = "tokenizer.json";
@@ -93,7 +125,9 @@ impl TextTokenizer {
         let bad = |e: &dyn std::fmt::Display| Error::bad_file(format!("{}/{name}", files.origin()), e);
         // JSON first: the tokenizers crate panics on some malformed files (a truncated decoder
         // section) instead of returning its error.
-        let json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+        let mut json: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+        let config: Option<serde_json::Value> = files.json("config.json")?;
+        as_transformers_builds(&mut json, config.as_ref().and_then(|c| c.get("model_type")?.as_str()));
         if let Some(post) = json.get("post_processor") {
             check_templates(post).map_err(|e| bad(&e))?;
         }

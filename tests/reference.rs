@@ -518,3 +518,122 @@ fn decoder_checkpoints_load_with_the_causal_lm_prefix() {
         }
     }
 }
+
+#[test]
+fn encoder_local_windows_keep_transformers_bound() {
+    // ModernBERT's local layers see keys within local_attention / 2 positions, EmbeddingGemma's
+    // sliding layers within sliding_window / 2 (both 8 here: 4 either side). Every fixture text
+    // past 5 tokens is longer than that window, so the references hold only with this bound: a
+    // window one step narrower or wider on each side reads as another model.
+    for (name, key, window) in
+        [("modernbert-local", "local_attention", 8), ("gemma3-bidirectional", "sliding_window", 8)]
+    {
+        let dir = root().join("tests/fixtures/tiny").join(name);
+        let reference = tiny_ref(&dir);
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+        let longest = embedder.tokenize(&texts).unwrap().iter().map(|t| t.ids.len()).max().unwrap();
+        assert!(longest > window, "{name}: the longest text ({longest} tokens) must pass the window");
+        for other in [window - 2, window + 2] {
+            let tmp = tempfile::tempdir().unwrap();
+            copy_dir(&dir, tmp.path());
+            edit_json(&tmp.path().join("config.json"), |c| c[key] = other.into());
+            let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(tmp.path()).unwrap()).unwrap();
+            let worst = embedder
+                .token_states(&texts)
+                .unwrap()
+                .iter()
+                .zip(&reference.sentences)
+                .map(|(st, s)| max_abs_diff(&st.hidden, &s.hidden).0)
+                .fold(0.0f32, f32::max);
+            assert!(worst > 1e-2, "{name} with {key} {other}: within {worst:e} of the reference");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- tokenizers as published
+
+#[derive(serde::Deserialize)]
+struct TokenizerFixture {
+    tokenizer: String,
+    max_seq_length: usize,
+    texts: Vec<TokenizerText>,
+}
+
+#[derive(serde::Deserialize)]
+struct TokenizerText {
+    text: String,
+    ids: Vec<u32>,
+    /// tokenizer.json read alone gives other ids: transformers 5's class rebuilds the tokenizer.
+    #[serde(default)]
+    file_differs: bool,
+}
+
+#[test]
+fn tokenizers_as_published_give_hugging_faces_ids() {
+    // tests/fixtures/tokenizers/generate.py: bge-zh's WordPiece with Chinese characters split,
+    // XLM-RoBERTa's Unigram with a Precompiled charsmap, Gemma's BPE with byte fallback, each
+    // against the ids transformers' tokenizer class gives 28 texts (CJK, fullwidth and
+    // half-width forms, rare ideographs, emoji, zero-width and no-break spaces, spaces around a
+    // text, a word over WordPiece's 100 characters, a text past the limit).
+    use wembed::config::{PoolingConfig, SentenceConfig};
+    use wembed::tokenizer::TextTokenizer;
+    let mut rebuilt = 0;
+    for name in ["wordpiece-zh", "unigram-precompiled", "bpe-bytefallback"] {
+        let dir = root().join("tests/fixtures/tokenizers").join(name);
+        let fixture: TokenizerFixture =
+            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let sentence = SentenceConfig {
+            max_seq_length: fixture.max_seq_length,
+            do_lower_case: false,
+            pooling: PoolingConfig { modes: vec![wembed::PoolMode::Mean], include_prompt: true },
+            normalize: false,
+            prompts: Default::default(),
+            default_prompt_name: None,
+            truncate_dim: None,
+            dense: vec![],
+        };
+        let tokenizer = TextTokenizer::from_files(&ModelFiles::from_dir(&dir).unwrap(), &sentence).unwrap();
+        let texts: Vec<&str> = fixture.texts.iter().map(|t| t.text.as_str()).collect();
+        let ours = tokenizer.encode(&texts).unwrap();
+        for (t, e) in fixture.texts.iter().zip(&ours) {
+            assert_eq!(e.ids, t.ids, "{name} ({}): ids of {:?}", fixture.tokenizer, t.text);
+            rebuilt += usize::from(t.file_differs);
+        }
+        assert!(ours.iter().any(|e| e.truncated), "{name}: one text is cut at {}", fixture.max_seq_length);
+    }
+    assert!(rebuilt > 0, "a text where tokenizer.json alone is not what transformers builds");
+}
+
+#[test]
+fn sts_evaluation_runs_on_every_architecture() {
+    // What `wembed eval stsb` and `eval stsb-zh` do with a model (src/bin/wembed/main.rs): read the
+    // pairs, load through AnyEmbedder, embed both sides, cosine, Spearman against the gold scores;
+    // here on the first pairs of each set with every tiny architecture. Random weights make the
+    // figure meaningless; that it is a correlation of finite cosines from vectors of the model's
+    // width is what is checked (the real models' figures are tests/cli.rs's).
+    use wembed::eval::{cosine, read_stsb_chinese, read_stsb_english, spearman};
+    use wembed::{AnyEmbedder, Device, LoadOptions};
+    let en = read_stsb_english(&root().join("assets/data/stsbenchmark.tsv.gz"), "test").unwrap();
+    let zh = read_stsb_chinese(&root().join("assets/data/STS-B.test.data")).unwrap();
+    assert_eq!((en.len(), zh.len()), (1379, 1361), "STS-B test pairs, English and Chinese");
+    for dir in tiny_dirs() {
+        let opts = LoadOptions { device: Device::Cpu, ..Default::default() };
+        let (embedder, _) = pollster::block_on(AnyEmbedder::load(&ModelFiles::from_dir(&dir).unwrap(), &opts)).unwrap();
+        for (set, pairs) in [("stsb", &en[..16]), ("stsb-zh", &zh[..16])] {
+            let texts: Vec<&str> = pairs.iter().flat_map(|p| [p.s1.as_str(), p.s2.as_str()]).collect();
+            let v = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+            assert!(v.iter().all(|x| x.len() == embedder.dim() && x.iter().all(|f| f.is_finite())), "{dir:?} {set}");
+            let sims: Vec<f64> = v.chunks_exact(2).map(|p| cosine(&p[0], &p[1])).collect();
+            let gold: Vec<f64> = pairs.iter().map(|p| p.score).collect();
+            assert!(sims.iter().all(|c| c.is_finite() && c.abs() <= 1.0 + 1e-6), "{dir:?} {set}: {sims:?}");
+            let sp = spearman(&sims, &gold) * 100.0;
+            // A tiny vocabulary can make every pair one text (EmbeddingGemma's tiny BPE turns each
+            // Chinese sentence into a single <unk>): equal cosines have no ranking, and Spearman is
+            // NaN as scipy's is.
+            let constant = sims.iter().all(|c| (c - sims[0]).abs() < 1e-9);
+            assert!(constant || (sp.is_finite() && sp.abs() <= 100.0), "{dir:?} {set}: Spearman x100 {sp}");
+            eprintln!("{} {set}: {} pairs, Spearman x100 {sp:.2}", model_type(&dir), pairs.len());
+        }
+    }
+}
