@@ -69,13 +69,18 @@ fn invalid_utf8_in_a_file_names_the_line() {
 
 #[test]
 fn usage_errors_are_reported_not_panicked() {
+    // clap's wording (exit status 2) for the usage errors, ours for the rest.
     for (args, needle) in [
-        (vec!["frobnicate"], "unknown command `frobnicate`"),
-        (vec!["embed", "--model"], "--model needs a value"),
-        (vec!["embed", "--bogus"], "unknown option --bogus"),
+        (vec![], "Usage: wembed"),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        (vec!["embed", "--model"], "a value is required for '--model <PATH>'"),
+        (vec!["embed", "--bogus"], "unexpected argument '--bogus'"),
         (vec!["embed", "--model", "/no/such/dir", "x"], "/no/such/dir"),
-        (vec!["embed", "--batch-size", "many", "x"], "--batch-size wants a whole number"),
-        (vec!["eval", "nothing"], "eval wants `stsb`"),
+        (vec!["embed", "--batch-size", "many", "x"], "invalid value 'many' for '--batch-size <N>'"),
+        (vec!["embed", "--device", "tpu", "x"], "device `tpu`: choose auto, cpu or gpu"),
+        (vec!["embed", "--format", "csv", "x"], "[possible values: json, npy]"),
+        (vec!["eval", "nothing"], "unrecognized subcommand 'nothing'"),
+        (vec!["quantize", "--dtype", "q2", "a", "b"], "[possible values: q8, q4, f16]"),
     ] {
         let out = wembed(&args);
         assert!(!out.status.success(), "{args:?} should fail");
@@ -85,6 +90,38 @@ fn usage_errors_are_reported_not_panicked() {
     let tiny = tiny();
     let out = wembed(&["embed", "--model", &tiny]);
     assert!(stderr(&out).contains("nothing to embed"), "{}", stderr(&out));
+}
+
+#[test]
+fn mistyped_commands_and_options_get_a_suggestion() {
+    for (args, tip) in [
+        (vec!["embedd", "x"], "a similar subcommand exists: 'embed'"),
+        (vec!["embed", "--modle", "m", "x"], "a similar argument exists: '--model'"),
+        (vec!["eval", "stsb", "--refrence", "r"], "a similar argument exists: '--reference'"),
+    ] {
+        let out = wembed(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(tip), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn version_and_help_go_to_stdout() {
+    let out = wembed(&["--version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("wembed {}", env!("CARGO_PKG_VERSION")));
+    // Every subcommand has its own help, naming its own options.
+    for (args, option) in [
+        (vec!["embed", "--help"], "--prompt-name <NAME>"),
+        (vec!["eval", "stsb", "--help"], "--reference <FILE>"),
+        (vec!["quantize", "-h"], "--dtype <DTYPE>"),
+        (vec!["bench", "--help"], "--python <PATH>"),
+        (vec!["gpu-bench", "--help"], "--peak-size <N>"),
+    ] {
+        let out = wembed(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(option), "{args:?}");
+    }
 }
 
 /// Parses "<label> Spearman x100 = <number>" from the eval output.
@@ -118,4 +155,19 @@ fn eval_stsb_agrees_with_pytorch() {
 fn eval_stsb_of_mpnet_agrees_with_pytorch() {
     let (model, reference) = (mpnet_dir(), root().join("tests/fixtures/mpnet.json"));
     eval_stsb_agrees(&["--model", model.to_str().unwrap(), "--reference", reference.to_str().unwrap()], mpnet_ref());
+}
+
+#[test]
+fn quantize_keeps_the_dense_modules_weights() {
+    // A Dense module's own model.safetensors (2_Dense/) is the model's too: copied, not dropped.
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, q8) = (root().join("tests/fixtures/tiny/dense-tanh"), tmp.path().join("q8"));
+    let out = wembed(&["quantize", "--dtype", "q8", source.to_str().unwrap(), q8.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for dense in ["2_Dense", "3_Dense"] {
+        let weights = |d: &std::path::Path| std::fs::read(d.join(dense).join("model.safetensors")).unwrap();
+        assert_eq!(weights(&q8), weights(&source), "{dense}");
+    }
+    let out = wembed(&["embed", "--model", q8.to_str().unwrap(), "hello world!"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
