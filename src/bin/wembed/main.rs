@@ -1,8 +1,10 @@
-//! The `wembed` command line: embed texts, evaluate on STS-B, benchmark against onnxruntime.
+//! The `wembed` command line: embed texts, evaluate on STS-B, quantize and pack models,
+//! benchmark against onnxruntime.
 
 mod bench;
 mod gpubench;
 mod output;
+mod pack;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -85,6 +87,9 @@ enum Command {
     Eval(EvalCommand),
     /// Copy a model folder with smaller weights (q8, q4 or f16)
     Quantize(QuantizeArgs),
+    /// Write the folder a web page loads: weights in one dtype, the files the loader reads, and
+    /// manifest.json with their sizes and SHA-256
+    Pack(pack::PackArgs),
     /// sentences/s at batch 1 and 32, beside onnxruntime fp32 and int8
     Bench(bench::BenchArgs),
     /// GPU kernels, host overhead and peak throughput, per dtype
@@ -198,6 +203,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Bench(a) => bench::run(&a),
         Command::GpuBench(a) => gpubench::run(&a),
         Command::Quantize(a) => quantize(&a),
+        Command::Pack(a) => pack::run(&a),
     }
 }
 
