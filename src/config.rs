@@ -150,6 +150,13 @@ impl ModelFiles {
         &self.origin
     }
 
+    /// The names of the files read, sorted (`wembed pack` writes exactly these).
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.files.keys().map(|s| s.as_str()).collect();
+        names.sort();
+        names
+    }
+
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.files.get(name).map(|v| v.as_slice())
     }

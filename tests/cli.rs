@@ -69,13 +69,18 @@ fn invalid_utf8_in_a_file_names_the_line() {
 
 #[test]
 fn usage_errors_are_reported_not_panicked() {
+    // clap's wording (exit status 2) for the usage errors, ours for the rest.
     for (args, needle) in [
-        (vec!["frobnicate"], "unknown command `frobnicate`"),
-        (vec!["embed", "--model"], "--model needs a value"),
-        (vec!["embed", "--bogus"], "unknown option --bogus"),
+        (vec![], "Usage: wembed"),
+        (vec!["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        (vec!["embed", "--model"], "a value is required for '--model <PATH>'"),
+        (vec!["embed", "--bogus"], "unexpected argument '--bogus'"),
         (vec!["embed", "--model", "/no/such/dir", "x"], "/no/such/dir"),
-        (vec!["embed", "--batch-size", "many", "x"], "--batch-size wants a whole number"),
-        (vec!["eval", "nothing"], "eval wants `stsb`"),
+        (vec!["embed", "--batch-size", "many", "x"], "invalid value 'many' for '--batch-size <N>'"),
+        (vec!["embed", "--device", "tpu", "x"], "device `tpu`: choose auto, cpu or gpu"),
+        (vec!["embed", "--format", "csv", "x"], "[possible values: json, npy]"),
+        (vec!["eval", "nothing"], "unrecognized subcommand 'nothing'"),
+        (vec!["quantize", "--dtype", "q2", "a", "b"], "[possible values: q8, q4, f16]"),
     ] {
         let out = wembed(&args);
         assert!(!out.status.success(), "{args:?} should fail");
@@ -85,6 +90,38 @@ fn usage_errors_are_reported_not_panicked() {
     let tiny = tiny();
     let out = wembed(&["embed", "--model", &tiny]);
     assert!(stderr(&out).contains("nothing to embed"), "{}", stderr(&out));
+}
+
+#[test]
+fn mistyped_commands_and_options_get_a_suggestion() {
+    for (args, tip) in [
+        (vec!["embedd", "x"], "a similar subcommand exists: 'embed'"),
+        (vec!["embed", "--modle", "m", "x"], "a similar argument exists: '--model'"),
+        (vec!["eval", "stsb", "--refrence", "r"], "a similar argument exists: '--reference'"),
+    ] {
+        let out = wembed(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(tip), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn version_and_help_go_to_stdout() {
+    let out = wembed(&["--version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("wembed {}", env!("CARGO_PKG_VERSION")));
+    // Every subcommand has its own help, naming its own options.
+    for (args, option) in [
+        (vec!["embed", "--help"], "--prompt-name <NAME>"),
+        (vec!["eval", "stsb", "--help"], "--reference <FILE>"),
+        (vec!["quantize", "-h"], "--dtype <DTYPE>"),
+        (vec!["bench", "--help"], "--python <PATH>"),
+        (vec!["gpu-bench", "--help"], "--peak-size <N>"),
+    ] {
+        let out = wembed(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(option), "{args:?}");
+    }
 }
 
 /// Parses "<label> Spearman x100 = <number>" from the eval output.
@@ -118,4 +155,162 @@ fn eval_stsb_agrees_with_pytorch() {
 fn eval_stsb_of_mpnet_agrees_with_pytorch() {
     let (model, reference) = (mpnet_dir(), root().join("tests/fixtures/mpnet.json"));
     eval_stsb_agrees(&["--model", model.to_str().unwrap(), "--reference", reference.to_str().unwrap()], mpnet_ref());
+}
+
+#[test]
+fn quantize_keeps_the_dense_modules_weights() {
+    // A Dense module's own model.safetensors (2_Dense/) is the model's too: copied, not dropped.
+    let tmp = tempfile::tempdir().unwrap();
+    let (source, q8) = (root().join("tests/fixtures/tiny/dense-tanh"), tmp.path().join("q8"));
+    let out = wembed(&["quantize", "--dtype", "q8", source.to_str().unwrap(), q8.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for dense in ["2_Dense", "3_Dense"] {
+        let weights = |d: &std::path::Path| std::fs::read(d.join(dense).join("model.safetensors")).unwrap();
+        assert_eq!(weights(&q8), weights(&source), "{dense}");
+    }
+    let out = wembed(&["embed", "--model", q8.to_str().unwrap(), "hello world!"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// What `wembed pack` writes for tests/fixtures/tiny/dense-tanh: every file the loader reads
+/// (the Dense modules' weights too), nothing else (tokenizer_config.json, reference.json).
+const PACKED: &[&str] = &[
+    "1_Pooling/config.json",
+    "2_Dense/config.json",
+    "2_Dense/model.safetensors",
+    "3_Dense/config.json",
+    "3_Dense/model.safetensors",
+    "config.json",
+    "config_sentence_transformers.json",
+    "model.safetensors",
+    "modules.json",
+    "sentence_bert_config.json",
+    "tokenizer.json",
+];
+
+/// The SHA-256 of a file by coreutils' sha256sum, independent of the sha2 crate wembed uses.
+fn sha256sum(path: &std::path::Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().expect("sha256sum (coreutils) runs");
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// Every file under `dir`, as paths relative to it with `/`.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_under(&e.path()).into_iter().map(|f| format!("{name}/{f}")));
+        } else {
+            out.push(name);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A pack's manifest.json, checked against its folder: the shape, and each file's size and
+/// sha256sum. Returns (dtype, [(name, size)]).
+fn checked_manifest(dir: &std::path::Path) -> (String, Vec<(String, u64)>) {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["format"], "wembed-pack");
+    assert_eq!(m["version"], 1);
+    let files = m["files"].as_object().unwrap();
+    let names: Vec<&str> = files.keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, PACKED, "the manifest lists the files the loader reads, not itself");
+    let mut on_disk = files_under(dir);
+    on_disk.retain(|f| f != "manifest.json");
+    assert_eq!(on_disk, PACKED, "the folder holds the listed files and manifest.json");
+    let mut sizes = vec![];
+    for (name, entry) in files {
+        let path = dir.join(name);
+        let size = entry["size"].as_u64().unwrap();
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len(), "{name}");
+        assert_eq!(entry["sha256"].as_str().unwrap(), sha256sum(&path), "{name}");
+        assert_eq!(entry.as_object().unwrap().len(), 2, "{name}: size and sha256 only");
+        sizes.push((name.clone(), size));
+    }
+    (m["dtype"].as_str().unwrap().to_string(), sizes)
+}
+
+#[test]
+fn pack_writes_the_files_a_page_loads_with_their_sizes_and_sha256() {
+    let source = root().join("tests/fixtures/tiny/dense-tanh");
+    let texts: Vec<String> = tiny_ref(&source).sentences.iter().map(|s| s.text.clone()).collect();
+    let texts: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
+    let embed = |dir: &std::path::Path| {
+        let files = wembed::ModelFiles::from_dir(dir).unwrap();
+        wembed::Embedder::load(wembed::Cpu::new(), &files).unwrap().embed(&texts, &Default::default()).unwrap()
+    };
+    let original = embed(&source);
+    let tmp = tempfile::tempdir().unwrap();
+    // The bars are those of reference.rs for tiny models in smaller files; f32 is the checkpoint.
+    for (dtype, bar) in [(None, 0.999), (Some("q4"), 0.99), (Some("f16"), 0.9999), (Some("f32"), 1.0)] {
+        let out_dir = tmp.path().join(dtype.unwrap_or("default"));
+        let mut args = vec!["pack", source.to_str().unwrap(), out_dir.to_str().unwrap()];
+        if let Some(d) = dtype {
+            args.extend(["--dtype", d]);
+        }
+        let out = wembed(&args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("11 files"), "{stdout}");
+        let (written, _) = checked_manifest(&out_dir);
+        assert_eq!(written, dtype.unwrap_or("q8"), "q8 is the default");
+
+        let packed = embed(&out_dir);
+        let worst = original.iter().zip(&packed).map(|(a, b)| cosine(a, b)).fold(1.0f64, f64::min);
+        eprintln!("pack {written}: worst cosine {worst:.6} to the original folder");
+        if written == "f32" {
+            assert_eq!(packed, original, "f32 packs the checkpoint unchanged");
+        } else {
+            assert!(worst >= bar, "{written}: worst cosine {worst} < {bar}");
+        }
+    }
+}
+
+#[test]
+fn pack_refuses_what_it_cannot_pack_faithfully() {
+    let source = root().join("tests/fixtures/tiny/dense-tanh");
+    let tmp = tempfile::tempdir().unwrap();
+    let q8 = tmp.path().join("q8");
+    let again = tmp.path().join("again");
+    let (src, q8s, agains) = (source.to_str().unwrap(), q8.to_str().unwrap(), again.to_str().unwrap());
+    assert!(wembed(&["pack", src, q8s]).status.success());
+    for (args, needle) in [
+        (vec!["pack", src, q8s], "is not empty"),
+        (vec!["pack", "/no/such/model", agains], "/no/such/model"),
+        (vec!["pack", "--dtype", "q2", src, agains], "[possible values: q8, q4, f16, f32]"),
+        (vec!["pack", "--dtype", "f32", q8s, agains], "is a q8_0 file, not f32"),
+        (vec!["pack", src], "required arguments were not provided"),
+    ] {
+        let out = wembed(&args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    // A pack packed again in its own dtype is copied as it is, not quantized twice.
+    let out = wembed(&["pack", q8s, agains]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let weights = |d: &std::path::Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert_eq!(weights(&q8), weights(&again));
+}
+
+#[test]
+fn the_committed_pack_fixture_is_what_pack_writes_today() {
+    // www/test/files.test.mjs loads tests/fixtures/pack/dense-tanh-q8 and tampered copies of it.
+    // Quantized files are not byte-stable (their metadata is a hash map), so names, sizes and
+    // dtype are compared; the fixture's hashes are checked against its own files.
+    let fixture = root().join("tests/fixtures/pack/dense-tanh-q8");
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("pack");
+    let source = root().join("tests/fixtures/tiny/dense-tanh");
+    let out = wembed(&["pack", "--dtype", "q8", source.to_str().unwrap(), fresh.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        checked_manifest(&fixture),
+        checked_manifest(&fresh),
+        "regenerate with: wembed pack tests/fixtures/tiny/dense-tanh tests/fixtures/pack/dense-tanh-q8"
+    );
 }

@@ -18,6 +18,8 @@ const DEFAULT_TIMEOUT = Infinity;
 const DEFAULT_STALL = 30_000;
 // More than wasm32 can hold; a body without content-length stops here, not at out-of-memory.
 const DEFAULT_MAX_FILE = 4 * 1024 ** 3;
+// What `wembed pack` writes beside a model's files: each file's size and SHA-256.
+const PACK_MANIFEST = 'manifest.json';
 // sentence-transformers models have two to five modules; a forged list should not mean
 // thousands of requests.
 const MAX_MODULES = 64;
@@ -124,6 +126,64 @@ function moduleFiles(bytes) {
     [`${path}/config.json`, true],
     ...(dense ? [[`${path}/model.safetensors`, false]] : []),
   ]);
+}
+
+// ---- packs (wembed pack) -----------------------------------------------------------------
+
+/**
+ * The files of a `wembed pack` manifest as a Map name -> { size, sha256 }; null when there is
+ * none or it is some other manifest.json. One that says wembed-pack but cannot be read is
+ * BAD_FILE: a pack whose files could not be checked is not loaded unchecked.
+ */
+function packManifest(bytes) {
+  if (!bytes) return null;
+  const bad = (why) => new WembedError('BAD_FILE', `${PACK_MANIFEST}: ${why}; write the pack again with \`wembed pack\``);
+  let m;
+  try {
+    m = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw bad(`not valid JSON (${e.message})`);
+  }
+  if (!m || typeof m !== 'object' || m.format !== 'wembed-pack') return null;
+  if (m.version !== 1) throw bad(`wembed-pack version ${JSON.stringify(m.version)}, and this package reads version 1`);
+  if (!m.files || typeof m.files !== 'object' || Array.isArray(m.files)) throw bad('no "files" object');
+  const files = new Map();
+  for (const [name, e] of Object.entries(m.files)) {
+    if (!e || !Number.isSafeInteger(e.size) || e.size < 0 || typeof e.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.sha256)) {
+      throw bad(`the entry of ${JSON.stringify(name)} is not { size, sha256 (64 lowercase hex digits) }`);
+    }
+    files.set(name, e);
+  }
+  return files;
+}
+
+const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, '0')).join('');
+
+/**
+ * Checks the files of a pack (name on the server -> bytes, or null when absent) against its
+ * manifest; throws BAD_FILE naming the first one whose size or SHA-256 differs, that is not
+ * listed, or that is listed but missing. Without Web Crypto (a page served over plain http has
+ * no crypto.subtle) only the sizes are checked, and a warning says so.
+ */
+async function verifyPack(manifest, files, control, warn) {
+  const subtle = globalThis.crypto?.subtle;
+  if (!subtle) {
+    warn({ file: PACK_MANIFEST, warning: 'no Web Crypto here (not a secure context?): the sizes of the pack\'s files were checked, not their SHA-256' });
+  }
+  for (const [name, bytes] of Object.entries(files)) {
+    const want = manifest.get(name);
+    const bad = (why) => new WembedError('BAD_FILE', `${name} ${why}; the pack is damaged or was changed after \`wembed pack\``);
+    if (!bytes) {
+      if (want) throw bad(`is listed in ${PACK_MANIFEST} but missing`);
+      continue;
+    }
+    if (!want) throw bad(`is not listed in ${PACK_MANIFEST}`);
+    if (bytes.length !== want.size) throw bad(`is ${bytes.length} bytes where ${PACK_MANIFEST} says ${want.size}`);
+    if (subtle) {
+      const got = hex(await control.guard(subtle.digest('SHA-256', bytes), name));
+      if (got !== want.sha256) throw bad(`has SHA-256 ${got} where ${PACK_MANIFEST} says ${want.sha256}`);
+    }
+  }
 }
 
 // ---- options -----------------------------------------------------------------------------
@@ -472,7 +532,8 @@ async function inOrder(promises) {
  * full), each also reported through onProgress. Options: signal (AbortSignal: code ABORTED),
  * timeout (ms for the whole gathering, default none: code FETCH), stallTimeout (ms without
  * data, default 30 s: FETCH), maxFileBytes (default 4 GiB: FETCH), cache (false, a
- * CacheStorage or a Cache), fetch, onProgress.
+ * CacheStorage or a Cache), fetch, onProgress. A folder or URL prefix with a `wembed pack`
+ * manifest.json has every file checked against it (size and SHA-256: BAD_FILE naming the file).
  */
 export async function gatherFiles(src, opts) {
   opts = opts ?? {};
@@ -514,14 +575,17 @@ async function gather(src, opts, control, warn) {
     const get = (name, optional) => readLocal(src.dir, name, optional, control);
     // All at once, but failures reported in list order, so the same missing folder always
     // names the same file.
-    const values = await inOrder(all.map(([n, optional]) => get(n, optional)));
+    const [manifestBytes, ...values] = await inOrder([get(PACK_MANIFEST, true), ...all.map(([n, optional]) => get(n, optional))]);
+    const read = {}; // name in the folder -> bytes or null (absent)
+    all.forEach(([n], i) => (read[n] = values[i]));
+    if (read['modules.json']) {
+      for (const [name, optional] of moduleFiles(read['modules.json'])) read[name] = await get(name, optional);
+    }
+    const manifest = packManifest(manifestBytes);
+    if (manifest) await verifyPack(manifest, read, control, warn);
     const files = {};
-    all.forEach(([, , as], i) => values[i] && (files[as] = values[i]));
-    if (files['modules.json']) {
-      for (const [name, optional] of moduleFiles(files['modules.json'])) {
-        const bytes = await get(name, optional);
-        if (bytes) files[name] = bytes;
-      }
+    for (const [name, bytes] of Object.entries(read)) {
+      if (bytes) files[name === src.gguf ? 'model.gguf' : name] = bytes;
     }
     return files;
   }
@@ -559,7 +623,9 @@ async function gather(src, opts, control, warn) {
     fetched[name] = r.bytes;
     if (r.commit) commits.add(r.commit);
   };
-  const results = await inOrder(all.map(([n, optional]) => get(n, optional)));
+  // A pack's manifest comes with the files (a 404 is a folder that is not a pack).
+  const [manifestResult, ...results] = await inOrder([get(PACK_MANIFEST, true), ...all.map(([n, optional]) => get(n, optional))]);
+  if (manifestResult.commit) commits.add(manifestResult.commit);
   all.forEach(([n], i) => take(n, results[i]));
   if (fetched['modules.json']) {
     for (const [name, optional] of moduleFiles(fetched['modules.json'])) take(name, await get(name, optional));
@@ -570,6 +636,8 @@ async function gather(src, opts, control, warn) {
       `the model changed on the server while it downloaded (commits ${[...commits].join(', ')}); load it again, or pin a revision`,
     );
   }
+  const manifest = packManifest(manifestResult.bytes);
+  if (manifest) await verifyPack(manifest, fetched, control, warn);
   if (cache) {
     const w = await control.guard(storeSet(cache, keys, fetched, [...commits][0] ?? null), 'the cache');
     if (w) warn(w);

@@ -340,3 +340,95 @@ test('two GGUF files of one folder are cached as two models', async () => {
   assert.deepEqual(b['model.gguf'], q8);
   assert.deepEqual(Object.keys(a).sort(), ['model.gguf', 'tokenizer.json']);
 });
+
+// A folder written by `wembed pack --dtype q8 tests/fixtures/tiny/dense-tanh` (tests/cli.rs checks
+// that it still is what the command writes): its files and manifest.json.
+const PACK = join(root, 'tests/fixtures/pack/dense-tanh-q8');
+const PACK_FILES = [
+  '1_Pooling/config.json',
+  '2_Dense/config.json',
+  '2_Dense/model.safetensors',
+  '3_Dense/config.json',
+  '3_Dense/model.safetensors',
+  'config.json',
+  'config_sentence_transformers.json',
+  'model.safetensors',
+  'modules.json',
+  'sentence_bert_config.json',
+  'tokenizer.json',
+];
+
+async function readPack() {
+  const out = {};
+  for (const f of [...PACK_FILES, 'manifest.json']) out[f] = new Uint8Array(await readFile(join(PACK, f)));
+  return out;
+}
+
+/** A copy of `bytes` with the byte in the middle changed. */
+function flipped(bytes) {
+  const copy = bytes.slice();
+  copy[copy.length >> 1] ^= 0x01;
+  return copy;
+}
+
+async function writeFolder(files) {
+  const dir = await mkdtemp(join(tmpdir(), 'wembed-pack-'));
+  for (const [name, bytes] of Object.entries(files)) {
+    await mkdir(join(dir, name, '..'), { recursive: true });
+    await writeFile(join(dir, name), bytes);
+  }
+  return dir;
+}
+
+const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+test('a pack loads checked against its manifest, from a folder and a URL', async () => {
+  const pack = await readPack();
+  const manifest = JSON.parse(new TextDecoder().decode(pack['manifest.json']));
+  assert.equal(manifest.format, 'wembed-pack');
+  assert.deepEqual(Object.keys(manifest.files).sort(), PACK_FILES);
+  const base = 'https://cdn.example/packs/tiny';
+  const caches = memoryCaches();
+  const fetch = memoryFetch(base, pack);
+  const fromUrl = await gatherFiles(resolveSource(base), { fetch, cache: caches });
+  assert.ok(fetch.requests.includes(`${base}/manifest.json`));
+  const fromDir = await gatherFiles(resolveSource(PACK));
+  for (const files of [fromUrl, fromDir]) {
+    assert.deepEqual(Object.keys(files).sort(), PACK_FILES, 'manifest.json is not a model file');
+    for (const f of PACK_FILES) assert.deepEqual(files[f], pack[f], f);
+    assert.deepEqual(files.warnings, []);
+  }
+  assert.equal(await isCached(base, { cache: caches }), true);
+});
+
+test('a pack with one byte changed, a file cut, added or missing is BAD_FILE naming it', async () => {
+  const pack = await readPack();
+  const base = 'https://cdn.example/packs/tiny';
+  const both = async (files, pattern) => {
+    const caches = memoryCaches();
+    await fails(gatherFiles(resolveSource(base), { fetch: memoryFetch(base, files), cache: caches }), 'BAD_FILE', pattern);
+    assert.equal(caches.store.size, 0, 'nothing of a bad pack is cached');
+    await fails(gatherFiles(resolveSource(await writeFolder(files))), 'BAD_FILE', pattern);
+  };
+  for (const name of PACK_FILES) {
+    await both({ ...pack, [name]: flipped(pack[name]) }, new RegExp(`^${escapeRe(name)} has SHA-256 [0-9a-f]{64} where manifest\\.json says`));
+  }
+  await both({ ...pack, 'model.safetensors': pack['model.safetensors'].subarray(1) }, /^model\.safetensors is \d+ bytes where manifest\.json says \d+/);
+  const { 'sentence_bert_config.json': _dropped, ...missing } = pack;
+  await both(missing, /^sentence_bert_config\.json is listed in manifest\.json but missing/);
+  const manifest = JSON.parse(new TextDecoder().decode(pack['manifest.json']));
+  delete manifest.files['2_Dense/config.json'];
+  await both({ ...pack, 'manifest.json': new TextEncoder().encode(JSON.stringify(manifest)) }, /^2_Dense\/config\.json is not listed in manifest\.json/);
+  // A manifest that says wembed-pack but cannot be read stops the load; another kind of
+  // manifest.json is not ours, and the folder loads as one without.
+  for (const [text, pattern] of [
+    ['{"format": "wembed-pack", "version": 1, "files": {', /^manifest\.json: not valid JSON/],
+    ['{"format": "wembed-pack", "version": 2, "files": {}}', /^manifest\.json: wembed-pack version 2/],
+    ['{"format": "wembed-pack", "version": 1, "files": {"config.json": {"size": 1, "sha256": "AB"}}}', /"config\.json" is not \{ size, sha256/],
+  ]) {
+    await both({ ...pack, 'manifest.json': new TextEncoder().encode(text) }, pattern);
+  }
+  const other = { ...pack, 'manifest.json': new TextEncoder().encode('{"name": "a web app", "icons": []}'), 'model.safetensors': flipped(pack['model.safetensors']) };
+  const files = await gatherFiles(resolveSource(base), { fetch: memoryFetch(base, other), cache: false });
+  assert.deepEqual(files['model.safetensors'], other['model.safetensors']);
+});

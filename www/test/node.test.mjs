@@ -123,3 +123,25 @@ test('a GGUF file loads by path, alone or with a tokenizer.json beside it', asyn
   }
   await rejectsWith(Embedder.load(join(dir, 'missing.gguf'), { device: 'cpu' }), 'IO', /missing\.gguf/);
 });
+
+test('a `wembed pack` folder loads checked, and embeds as the model it was packed from', async () => {
+  // tests/fixtures/pack/dense-tanh-q8: `wembed pack` of the tiny dense-tanh model, in q8.
+  const pack = join(root, 'tests/fixtures/pack/dense-tanh-q8');
+  const source = join(root, 'tests/fixtures/tiny/dense-tanh');
+  const texts = JSON.parse(await readFile(join(source, 'reference.json'), 'utf8')).sentences.map((s) => s.text);
+  const original = await Embedder.load(source, { device: 'cpu', workers: 0 });
+  const packed = await Embedder.load(pack, { device: 'cpu', workers: 0 });
+  assert.equal(packed.info.dtype, 'q8');
+  const [want, got] = [await original.embed(texts), await packed.embed(texts)];
+  const worst = Math.min(...want.map((v, i) => cosine(v, got[i])));
+  assert.ok(worst >= 0.999, `worst cosine ${worst} to the original model`);
+  original.dispose();
+  packed.dispose();
+
+  const dir = await mkdtemp(join(tmpdir(), 'wembed-pack-'));
+  await cp(pack, dir, { recursive: true });
+  const dense = await readFile(join(dir, '2_Dense/model.safetensors'));
+  dense[dense.length - 1] ^= 0x80; // a weight's sign: the file still parses
+  await writeFile(join(dir, '2_Dense/model.safetensors'), dense);
+  await rejectsWith(Embedder.load(dir, { device: 'cpu', workers: 0 }), 'BAD_FILE', /^2_Dense\/model\.safetensors has SHA-256/);
+});

@@ -3,20 +3,40 @@
 //! model, machine and token ids in the same run, and each row's worst cosine to the fp32
 //! vectors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use super::{Args, DEFAULT_MODEL, DEFAULT_STSB, load, options};
+use super::{DEFAULT_MODEL, DEFAULT_STSB, LoadArgs, RunArgs, load, options};
 use wembed::EmbedOptions;
 use wembed::eval::{cosine, read_stsb_english};
 
 const DEFAULT_PYTHON: &str = "assets/venv-bench/bin/python";
 
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// STS-B file the sentences come from [default: assets/data/stsbenchmark.tsv.gz]
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// distinct sentences in the corpus
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    sentences: usize,
+    /// alternating rounds; each system's best is reported
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    repeats: usize,
+    /// Python with onnxruntime (scripts/bench.sh sets it up)
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_PYTHON)]
+    python: PathBuf,
+}
+
 /// The corpus: distinct sentences of the STS-Benchmark test split, in file order.
-pub(super) fn corpus(args: &Args, n: usize) -> Result<Vec<String>, String> {
-    let path = args.path("data", DEFAULT_STSB);
-    let pairs = read_stsb_english(&path, "test").map_err(|e| format!("{e} (run scripts/fetch-assets.sh)"))?;
+pub(super) fn corpus(data: Option<&Path>, n: usize) -> Result<Vec<String>, String> {
+    let path = data.unwrap_or(Path::new(DEFAULT_STSB));
+    let pairs = read_stsb_english(path, "test").map_err(|e| format!("{e} (run scripts/fetch-assets.sh)"))?;
     let mut seen = std::collections::HashSet::new();
     let sentences: Vec<String> =
         pairs.iter().flat_map(|p| [p.s1.clone(), p.s2.clone()]).filter(|s| seen.insert(s.clone())).take(n).collect();
@@ -47,8 +67,8 @@ fn read_npy(path: &std::path::Path) -> Option<Vec<f32>> {
 }
 
 /// Runs scripts/ort_bench.py on the same token ids; None (with the reason printed) if it can't.
-fn onnxruntime(args: &Args, ids: &[Vec<u32>], threads: usize, repeats: usize) -> Option<OrtResult> {
-    let python = PathBuf::from(args.get("python").unwrap_or(DEFAULT_PYTHON));
+fn onnxruntime(args: &BenchArgs, ids: &[Vec<u32>], threads: usize, repeats: usize) -> Option<OrtResult> {
+    let python = &args.python;
     if !python.exists() {
         eprintln!("onnxruntime row skipped: no Python at {} (scripts/bench.sh sets it up)", python.display());
         return None;
@@ -58,9 +78,11 @@ fn onnxruntime(args: &Args, ids: &[Vec<u32>], threads: usize, repeats: usize) ->
     let ids_path = dir.join("ids.json");
     let npy_path = dir.join("ort.npy");
     std::fs::write(&ids_path, serde_json::json!({ "ids": ids }).to_string()).ok()?;
-    let model = args.get("model").unwrap_or(DEFAULT_MODEL);
-    let out = Command::new(&python)
-        .args(["scripts/ort_bench.py", "--model", model, "--threads", &threads.to_string()])
+    let model = args.load.model.as_deref().unwrap_or(Path::new(DEFAULT_MODEL));
+    let out = Command::new(python)
+        .args(["scripts/ort_bench.py", "--model"])
+        .arg(model)
+        .args(["--threads", &threads.to_string()])
         .args(["--repeats", &repeats.to_string()])
         .arg("--ids")
         .arg(&ids_path)
@@ -96,20 +118,20 @@ fn onnxruntime(args: &Args, ids: &[Vec<u32>], threads: usize, repeats: usize) ->
     Some(result)
 }
 
-pub fn run(args: &Args) -> Result<(), String> {
-    let n = args.number("sentences", 512)?;
-    let rounds = args.number("repeats", 3)?.max(1);
-    let sentences = corpus(args, n)?;
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let n = args.sentences;
+    let rounds = args.repeats.max(1);
+    let sentences = corpus(args.data.as_deref(), n)?;
     let texts: Vec<&str> = sentences.iter().map(|s| s.as_str()).collect();
     let started = Instant::now();
-    let embedder = load(args)?;
+    let embedder = load(&args.load, true)?;
     let load_s = started.elapsed().as_secs_f64();
     let threads = rayon::current_num_threads();
     let tokens: Vec<Vec<u32>> =
         embedder.tokenize(&texts).map_err(|e| e.to_string())?.into_iter().map(|e| e.ids).collect();
     let mean_tokens = tokens.iter().map(|t| t.len()).sum::<usize>() as f64 / n as f64;
 
-    let opts32 = EmbedOptions { batch_size: Some(32), ..options(args)? };
+    let opts32 = EmbedOptions { batch_size: Some(32), ..options(&args.run) };
     let opts1 = EmbedOptions { batch_size: Some(1), ..opts32.clone() };
     embedder.embed(&texts[..8.min(n)], &opts32).map_err(|e| e.to_string())?; // warm-up
     let per_s = |f: &dyn Fn() -> wembed::Result<Vec<Vec<f32>>>| -> Result<(f64, Vec<Vec<f32>>), String> {
@@ -167,7 +189,7 @@ pub fn run(args: &Args) -> Result<(), String> {
     println!("|---|---|---|---|---|---|---|");
     let dim = embedder.dim();
     let version = env!("CARGO_PKG_VERSION");
-    let dtype = args.get("dtype").unwrap_or("auto");
+    let dtype = &args.load.dtype;
     let device = embedder.device_name();
     let (o1, o32) = (best(&ours1), best(&ours32));
     match &ort_info {

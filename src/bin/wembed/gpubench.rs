@@ -3,9 +3,10 @@
 //! in every weight format at batch 1 / 32 / 256 on the STS-B corpus, the per-kernel table
 //! (timestamp queries) with GFLOP/s and GB/s, and a peak probe (an FMA loop, a large matmul).
 
+use std::path::PathBuf;
 use std::time::Instant;
 
-use super::{Args, DEFAULT_MODEL, bench};
+use super::{DEFAULT_MODEL, bench};
 use wembed::backend::gpu::{GpuWeights, HostTimes, KernelTime};
 use wembed::backend::{Attention, Backend, SeqMeta};
 use wembed::config::Activation;
@@ -211,23 +212,45 @@ fn matmul_gflops(weights: GpuWeights, n: usize, seconds: f64) -> Result<f64, Str
     }
 }
 
-pub fn run(args: &Args) -> Result<(), String> {
-    let quick = args.has("quick");
-    let n = args.number("sentences", 512)?;
+#[derive(clap::Args, Debug)]
+pub struct GpuBenchArgs {
+    /// fewer sentences, rounds and layers, for a lent machine with little time
+    #[arg(long)]
+    quick: bool,
+    /// sentence-transformers model folder [default: assets/models/all-MiniLM-L6-v2]
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// STS-B file the sentences come from [default: assets/data/stsbenchmark.tsv.gz]
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// distinct sentences in the corpus
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    sentences: usize,
+    /// rounds; the best is reported [default: 3, 1 with --quick]
+    #[arg(long, value_name = "N")]
+    repeats: Option<usize>,
+    /// only this dtype's row [default: every dtype]
+    #[arg(long, value_parser = ["f32", "f16", "q8", "q4"])]
+    dtype: Option<String>,
+    /// matrix size of the matmul peak probe [default: 4096, 1024 with --quick]
+    #[arg(long, value_name = "N")]
+    peak_size: Option<usize>,
+}
+
+pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
+    let quick = args.quick;
+    let n = args.sentences;
     let n1 = if quick { n.min(32) } else { n };
-    let rounds = args.number("repeats", if quick { 1 } else { 3 })?.max(1);
-    let peak_n = args.number("peak-size", if quick { 1024 } else { 4096 })?;
-    let formats: Vec<_> = match args.get("dtype") {
+    let rounds = args.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
+    let peak_n = args.peak_size.unwrap_or(if quick { 1024 } else { 4096 });
+    let formats: Vec<_> = match &args.dtype {
         None => FORMATS.to_vec(),
-        Some(d) => FORMATS.iter().filter(|(name, _)| *name == d).copied().collect(),
+        Some(d) => FORMATS.iter().filter(|(name, _)| name == d).copied().collect(),
     };
-    if formats.is_empty() {
-        return Err(format!("--dtype wants f32, f16, q8 or q4 for gpu-bench, got {:?}", args.get("dtype")));
-    }
-    let dir = args.path("model", DEFAULT_MODEL);
+    let dir = args.model.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
     let files =
         ModelFiles::from_path(&dir).map_err(|e| format!("{e} (run scripts/fetch-assets.sh, or pass --model DIR)"))?;
-    let sentences = bench::corpus(args, n)?;
+    let sentences = bench::corpus(args.data.as_deref(), n)?;
     let texts: Vec<&str> = sentences.iter().map(|s| s.as_str()).collect();
 
     let gpu = pollster::block_on(Gpu::with_weights(GpuWeights::F32)).map_err(err)?;

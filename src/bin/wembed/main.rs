@@ -1,12 +1,15 @@
-//! The `wembed` command line: embed texts, evaluate on STS-B, benchmark against onnxruntime.
+//! The `wembed` command line: embed texts, evaluate on STS-B, quantize and pack models,
+//! benchmark against onnxruntime.
 
 mod bench;
 mod gpubench;
 mod output;
+mod pack;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
 
 use output::{Progress, npy_bytes, write_out};
 use wembed::eval::{StsPair, cosine, read_stsb_chinese, read_stsb_english, spearman};
@@ -18,45 +21,167 @@ const DEFAULT_STSB: &str = "assets/data/stsbenchmark.tsv.gz";
 const DEFAULT_STSB_ZH: &str = "assets/data/STS-B.test.data";
 const DEFAULT_REFERENCE: &str = "tests/fixtures/minilm.json";
 
-const USAGE: &str = "\
-wembed: sentence embeddings, equal to sentence-transformers, on the CPU or a GPU
+/// `--model`, `--device`, `--dtype`: the model to load and where.
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// sentence-transformers model folder, or a BERT .gguf file [default:
+    /// assets/models/all-MiniLM-L6-v2, fetched by scripts/fetch-assets.sh]
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// cpu, gpu (any adapter, software ones too) or auto (a hardware GPU if there is one, else
+    /// the CPU)
+    #[arg(long, value_name = "D", default_value = "cpu", value_parser = checked::<Device>)]
+    pub device: String,
+    /// weight precision: auto (f32 on the CPU, f16 on a GPU), f32, f16 (GPU backend only), q8
+    /// (8-bit blocks), q4 (4-bit word embeddings, 8-bit matrices)
+    #[arg(long, value_name = "D", default_value = "auto", value_parser = checked::<Dtype>)]
+    pub dtype: String,
+}
 
-USAGE:
-  wembed embed [--model PATH] [--file FILE] [--format json|npy] [--out PATH] [TEXT...]
-  wembed eval stsb [--model PATH] [--data FILE] [--reference FILE]
-  wembed eval stsb-zh [--model PATH] [--data FILE]
-  wembed quantize --dtype q8|q4|f16 IN_DIR OUT_DIR
-  wembed bench [--model PATH] [--data FILE] [--sentences N] [--repeats N] [--python PATH]
-               [--device cpu|gpu] [--dtype f32|f16|q8|q4]
-  wembed gpu-bench [--quick] [--model PATH] [--data FILE] [--sentences N] [--repeats N]
-                   [--dtype f32|f16|q8|q4] [--peak-size N]
+/// How texts are embedded (wembed::EmbedOptions).
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// texts per encoder run [default: 32 on the CPU; the GPU fills by tokens]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
+    /// tokens per encoder run [default: none on the CPU; on the GPU 4096, 512 on a software
+    /// adapter]
+    #[arg(long, value_name = "N")]
+    batch_tokens: Option<usize>,
+    /// keep the first N values of each vector (Matryoshka models)
+    #[arg(long, value_name = "N")]
+    truncate_dim: Option<usize>,
+    /// prepend the model's named prompt (config_sentence_transformers.json)
+    #[arg(long, value_name = "NAME")]
+    prompt_name: Option<String>,
+    /// skip L2 normalization even if the model has a Normalize module
+    #[arg(long)]
+    no_normalize: bool,
+    /// fail on texts longer than the model's limit instead of cutting them
+    #[arg(long)]
+    no_truncate: bool,
+}
 
-COMMON OPTIONS:
-  --model PATH        sentence-transformers model folder, or a BERT .gguf file (default:
-                      assets/models/all-MiniLM-L6-v2, fetched by scripts/fetch-assets.sh)
-  --threads N         CPU threads (default: one per core)
-  --batch-size N      texts per encoder run (default: 32 on the CPU; the GPU fills by tokens)
-  --truncate-dim N    keep the first N values of each vector (Matryoshka models)
-  --batch-tokens N    tokens per encoder run (default: none on the CPU; on the GPU 4096, 512
-                      on a software adapter)
-  --device D          cpu (default), gpu (any adapter, software ones too) or auto (a hardware
-                      GPU if there is one, else the CPU)
-  --dtype D           weight precision: auto (default: f32 on the CPU, f16 on a GPU), f32,
-                      f16 (GPU backend only), q8 (8-bit blocks), q4 (4-bit word embeddings,
-                      8-bit matrices)
+/// A value that `T::from_str` accepts, kept as written (for the tables that print it).
+fn checked<T: std::str::FromStr<Err = wembed::Error>>(s: &str) -> Result<String, String> {
+    T::from_str(s).map(|_| s.to_string()).map_err(|e| e.to_string())
+}
 
-EMBED OPTIONS:
-  --file FILE         read texts from FILE, one per line ('-' for stdin)
-  --format json|npy   output format (default: json; npy is a [count, dim] float32 matrix)
-  --out PATH          output file (default: stdout)
-  --prompt-name NAME  prepend the model's named prompt (config_sentence_transformers.json)
-  --no-normalize      skip L2 normalization even if the model has a Normalize module
-  --no-truncate       fail on texts longer than the model's limit instead of cutting them
-";
+/// wembed: sentence embeddings, equal to sentence-transformers, on the CPU or a GPU
+#[derive(Parser, Debug)]
+#[command(name = "wembed", version, arg_required_else_help = true)]
+struct Cli {
+    /// CPU threads [default: one per core]
+    #[arg(long, value_name = "N", global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Embed texts: vectors as JSON (or .npy) on stdout or in a file
+    Embed(EmbedArgs),
+    /// Spearman x100 on STS-Benchmark's test split, beside PyTorch's
+    #[command(subcommand)]
+    Eval(EvalCommand),
+    /// Copy a model folder with smaller weights (q8, q4 or f16)
+    Quantize(QuantizeArgs),
+    /// Write the folder a web page loads: weights in one dtype, the files the loader reads, and
+    /// manifest.json with their sizes and SHA-256
+    Pack(pack::PackArgs),
+    /// sentences/s at batch 1 and 32, beside onnxruntime fp32 and int8
+    Bench(bench::BenchArgs),
+    /// GPU kernels, host overhead and peak throughput, per dtype
+    GpuBench(gpubench::GpuBenchArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct EmbedArgs {
+    #[command(flatten)]
+    load: LoadArgs,
+    #[command(flatten)]
+    run: RunArgs,
+    /// read texts from FILE, one per line ('-' for stdin)
+    #[arg(long, value_name = "FILE")]
+    file: Option<String>,
+    /// json, or npy (a [count, dim] float32 matrix)
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// output file ('-' for stdout)
+    #[arg(long, value_name = "PATH", default_value = "-")]
+    out: String,
+    /// texts to embed (after those, the lines of --file)
+    #[arg(value_name = "TEXT")]
+    texts: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Json,
+    Npy,
+}
+
+#[derive(Subcommand, Debug)]
+enum EvalCommand {
+    /// English STS-B (the PyTorch figure comes from tests/fixtures/minilm.json)
+    Stsb {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// STS-B file [default: assets/data/stsbenchmark.tsv.gz]
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// PyTorch's figures, a fixture of tests/fixtures [default: tests/fixtures/minilm.json
+        /// for the default model]
+        #[arg(long, value_name = "FILE")]
+        reference: Option<PathBuf>,
+    },
+    /// Chinese STS-B (for Chinese models)
+    StsbZh {
+        #[command(flatten)]
+        load: LoadArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        /// STS-B file [default: assets/data/STS-B.test.data]
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct QuantizeArgs {
+    /// q8 (matrices and word table in q8_0), q4 (word table in q4_1, matrices in q8_0) or f16
+    #[arg(long, value_enum)]
+    dtype: QuantDtype,
+    /// a sentence-transformers folder with float weights
+    in_dir: PathBuf,
+    out_dir: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum QuantDtype {
+    #[value(alias = "q8_0")]
+    Q8,
+    Q4,
+    F16,
+}
+
+impl QuantDtype {
+    fn file_dtype(self) -> FileDtype {
+        match self {
+            QuantDtype::Q8 => FileDtype::Q8_0,
+            QuantDtype::Q4 => FileDtype::Q4,
+            QuantDtype::F16 => FileDtype::F16,
+        }
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
+    // Usage errors (exit 2), --help and --version end here, printed by clap.
+    let cli = Cli::parse();
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("error: {msg}");
@@ -65,121 +190,35 @@ fn main() -> ExitCode {
     }
 }
 
-/// Parsed command line: positional words, `--key value` options and `--switch`es.
-struct Args {
-    words: Vec<String>,
-    opts: HashMap<String, String>,
-    switches: Vec<String>,
-}
-
-const VALUE_OPTS: &[&str] = &[
-    "model",
-    "file",
-    "format",
-    "out",
-    "threads",
-    "batch-size",
-    "batch-tokens",
-    "truncate-dim",
-    "prompt-name",
-    "data",
-    "reference",
-    "sentences",
-    "python",
-    "repeats",
-    "device",
-    "dtype",
-    "peak-size",
-];
-const SWITCHES: &[&str] = &["no-normalize", "no-truncate", "help", "quick"];
-
-impl Args {
-    fn parse(raw: &[String]) -> Result<Args, String> {
-        let mut a = Args { words: vec![], opts: HashMap::new(), switches: vec![] };
-        let mut it = raw.iter();
-        while let Some(arg) = it.next() {
-            if arg == "--" {
-                a.words.extend(it.by_ref().cloned());
-            } else if let Some(name) = arg.strip_prefix("--") {
-                let (name, inline) = match name.split_once('=') {
-                    Some((n, v)) => (n, Some(v.to_string())),
-                    None => (name, None),
-                };
-                if VALUE_OPTS.contains(&name) {
-                    let value = match inline {
-                        Some(v) => v,
-                        None => it.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?,
-                    };
-                    a.opts.insert(name.to_string(), value);
-                } else if SWITCHES.contains(&name) {
-                    a.switches.push(name.to_string());
-                } else {
-                    return Err(format!("unknown option --{name}\n\n{USAGE}"));
-                }
-            } else if arg == "-h" {
-                a.switches.push("help".into());
-            } else {
-                a.words.push(arg.clone());
-            }
-        }
-        Ok(a)
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.opts.get(name).map(|s| s.as_str())
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.switches.iter().any(|s| s == name)
-    }
-
-    fn number(&self, name: &str, default: usize) -> Result<usize, String> {
-        match self.get(name) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| format!("--{name} wants a whole number, got `{v}`")),
-        }
-    }
-
-    fn path(&self, name: &str, default: &str) -> PathBuf {
-        PathBuf::from(self.get(name).unwrap_or(default))
-    }
-}
-
-fn run(raw: &[String]) -> Result<(), String> {
-    let args = Args::parse(raw)?;
-    if args.has("help") || args.words.is_empty() {
-        print!("{USAGE}");
-        return if args.words.is_empty() && !args.has("help") { Err("no command given".into()) } else { Ok(()) };
-    }
-    if let Some(threads) = args.get("threads") {
-        let n: usize = threads.parse().map_err(|_| format!("--threads wants a whole number, got `{threads}`"))?;
+fn run(cli: Cli) -> Result<(), String> {
+    if let Some(n) = cli.threads {
         rayon::ThreadPoolBuilder::new().num_threads(n).build_global().map_err(|e| e.to_string())?;
     }
-    match args.words[0].as_str() {
-        "embed" => embed(&args),
-        "eval" => match args.words.get(1).map(|s| s.as_str()) {
-            Some("stsb") => eval_stsb(&args, false),
-            Some("stsb-zh") => eval_stsb(&args, true),
-            other => Err(format!("eval wants `stsb` or `stsb-zh`, got {other:?}")),
-        },
-        "bench" => bench::run(&args),
-        "gpu-bench" => gpubench::run(&args),
-        "quantize" => quantize(&args),
-        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    match cli.command {
+        Command::Embed(a) => embed(&a),
+        Command::Eval(EvalCommand::Stsb { load, run, data, reference }) => {
+            eval_stsb(&load, &run, data, reference, false)
+        }
+        Command::Eval(EvalCommand::StsbZh { load, run, data }) => eval_stsb(&load, &run, data, None, true),
+        Command::Bench(a) => bench::run(&a),
+        Command::GpuBench(a) => gpubench::run(&a),
+        Command::Quantize(a) => quantize(&a),
+        Command::Pack(a) => pack::run(&a),
     }
 }
 
-fn load(args: &Args) -> Result<AnyEmbedder, String> {
-    let dir = args.path("model", DEFAULT_MODEL);
-    if args.get("model").is_none() && !dir.is_dir() {
+/// The model `args` name, loaded; `profile` times the GPU kernels (bench).
+fn load(args: &LoadArgs, profile: bool) -> Result<AnyEmbedder, String> {
+    let dir = args.model.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_MODEL));
+    if args.model.is_none() && !dir.is_dir() {
         return Err(format!(
             "the default model is not at {DEFAULT_MODEL}: run scripts/fetch-assets.sh, or pass --model DIR"
         ));
     }
     let parse_err = |e: wembed::Error| e.to_string();
-    let device: Device = args.get("device").unwrap_or("cpu").parse().map_err(parse_err)?;
-    let dtype: Dtype = args.get("dtype").unwrap_or("auto").parse().map_err(parse_err)?;
-    let opts = LoadOptions { device, dtype, profile: args.words[0] == "bench" };
+    let device: Device = args.device.parse().map_err(parse_err)?;
+    let dtype: Dtype = args.dtype.parse().map_err(parse_err)?;
+    let opts = LoadOptions { device, dtype, profile };
     let files = ModelFiles::from_path(&dir).map_err(|e| e.to_string())?;
     let (embedder, why) = pollster::block_on(AnyEmbedder::load(&files, &opts)).map_err(|e| e.to_string())?;
     if device == Device::Auto {
@@ -188,16 +227,16 @@ fn load(args: &Args) -> Result<AnyEmbedder, String> {
     Ok(embedder)
 }
 
-fn options(args: &Args) -> Result<EmbedOptions, String> {
-    Ok(EmbedOptions {
-        batch_size: args.get("batch-size").map(|_| args.number("batch-size", 0)).transpose()?,
-        batch_tokens: args.get("batch-tokens").map(|_| args.number("batch-tokens", 0)).transpose()?,
-        prompt_name: args.get("prompt-name").map(String::from),
+fn options(args: &RunArgs) -> EmbedOptions {
+    EmbedOptions {
+        batch_size: args.batch_size,
+        batch_tokens: args.batch_tokens,
+        prompt_name: args.prompt_name.clone(),
         prompt: None,
-        normalize: if args.has("no-normalize") { Some(false) } else { None },
-        truncate: !args.has("no-truncate"),
-        truncate_dim: args.get("truncate-dim").map(|_| args.number("truncate-dim", 0)).transpose()?,
-    })
+        normalize: if args.no_normalize { Some(false) } else { None },
+        truncate: !args.no_truncate,
+        truncate_dim: args.truncate_dim,
+    }
 }
 
 /// Texts from a file (or stdin), one per line; a line that is not UTF-8 is an error naming it.
@@ -221,33 +260,29 @@ fn read_lines(path: &str) -> Result<Vec<String>, String> {
     Ok(lines)
 }
 
-fn embed(args: &Args) -> Result<(), String> {
-    let mut texts: Vec<String> = args.words[1..].to_vec();
-    if let Some(file) = args.get("file") {
+fn embed(args: &EmbedArgs) -> Result<(), String> {
+    let mut texts: Vec<String> = args.texts.clone();
+    if let Some(file) = &args.file {
         texts.extend(read_lines(file)?);
     }
     if texts.is_empty() {
         return Err("nothing to embed: give texts as arguments or --file FILE".into());
     }
-    let format = args.get("format").unwrap_or("json");
-    if format != "json" && format != "npy" {
-        return Err(format!("--format wants json or npy, got `{format}`"));
-    }
-    let out = args.get("out").unwrap_or("-");
-    if format == "npy" && out == "-" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+    let out = args.out.as_str();
+    if args.format == Format::Npy && out == "-" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         return Err("refusing to write binary .npy to a terminal: add --out FILE".into());
     }
-    let embedder = load(args)?;
-    let opts = options(args)?;
+    let embedder = load(&args.load, false)?;
+    let opts = options(&args.run);
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let mut bar = Progress::new("embedding");
     let vectors = embedder.embed_with_progress(&refs, &opts, |d, t| bar.update(d, t)).map_err(|e| e.to_string())?;
-    let bytes = match format {
-        "npy" => {
+    let bytes = match args.format {
+        Format::Npy => {
             let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
             npy_bytes(vectors.len(), embedder.dim(), &flat)
         }
-        _ => {
+        Format::Json => {
             let mut s = serde_json::to_string(&vectors).map_err(|e| e.to_string())?;
             s.push('\n');
             s.into_bytes()
@@ -279,25 +314,31 @@ fn reference_spearman(path: &Path) -> Option<(f64, String)> {
     Some((sp, versions))
 }
 
-fn eval_stsb(args: &Args, chinese: bool) -> Result<(), String> {
-    let data = args.path("data", if chinese { DEFAULT_STSB_ZH } else { DEFAULT_STSB });
+fn eval_stsb(
+    load_args: &LoadArgs,
+    run: &RunArgs,
+    data: Option<PathBuf>,
+    reference: Option<PathBuf>,
+    chinese: bool,
+) -> Result<(), String> {
+    let data = data.unwrap_or_else(|| PathBuf::from(if chinese { DEFAULT_STSB_ZH } else { DEFAULT_STSB }));
     if !data.is_file() {
         return Err(format!("{} not found: run scripts/fetch-assets.sh, or pass --data FILE", data.display()));
     }
     let pairs =
         if chinese { read_stsb_chinese(&data) } else { read_stsb_english(&data, "test") }.map_err(|e| e.to_string())?;
-    let embedder = load(args)?;
+    let embedder = load(load_args, false)?;
     let started = std::time::Instant::now();
-    let ours = sts_spearman(&embedder, &pairs, &options(args)?, "STS-B")?;
+    let ours = sts_spearman(&embedder, &pairs, &options(run), "STS-B")?;
     let name = if chinese { "Chinese STS-B test" } else { "STS-Benchmark test" };
     println!("{name}: {} pairs, {:.1}s on {}", pairs.len(), started.elapsed().as_secs_f64(), embedder.device_name());
     println!("wembed      Spearman x100 = {ours:.4}");
     if !chinese {
         // The PyTorch figure only applies to the model the fixtures were made with.
-        let default_model = args.get("model").is_none_or(|m| Path::new(m) == Path::new(DEFAULT_MODEL));
-        let ref_path = args.path("reference", DEFAULT_REFERENCE);
+        let default_model = load_args.model.as_ref().is_none_or(|m| m == Path::new(DEFAULT_MODEL));
+        let ref_path = reference.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_REFERENCE));
         match reference_spearman(&ref_path) {
-            Some((sp, versions)) if default_model || args.get("reference").is_some() => {
+            Some((sp, versions)) if default_model || reference.is_some() => {
                 println!("PyTorch     Spearman x100 = {sp:.4}   (sentence-transformers, {versions})");
                 println!("difference  {:+.4}", ours - sp);
             }
@@ -309,17 +350,9 @@ fn eval_stsb(args: &Args, chinese: bool) -> Result<(), String> {
 }
 
 /// Copies a model folder with a smaller model.safetensors (see wembed::weights::quantize_file).
-fn quantize(args: &Args) -> Result<(), String> {
-    let (Some(input), Some(output)) = (args.words.get(1), args.words.get(2)) else {
-        return Err("quantize wants IN_DIR OUT_DIR".into());
-    };
-    let dtype = match args.get("dtype") {
-        Some("q8") | Some("q8_0") => FileDtype::Q8_0,
-        Some("q4") => FileDtype::Q4,
-        Some("f16") => FileDtype::F16,
-        other => return Err(format!("quantize wants --dtype q8, q4 or f16, got {other:?}")),
-    };
-    let (input, output) = (Path::new(input), Path::new(output));
+fn quantize(args: &QuantizeArgs) -> Result<(), String> {
+    let dtype = args.dtype.file_dtype();
+    let (input, output) = (args.in_dir.as_path(), args.out_dir.as_path());
     if input == output {
         return Err("OUT_DIR must differ from IN_DIR".into());
     }
@@ -340,15 +373,20 @@ fn quantize(args: &Args) -> Result<(), String> {
     Ok(())
 }
 
-/// Copies every file of a model folder but model.safetensors (and module subfolders).
+/// Copies every file of a model folder but its own model.safetensors (a Dense module's, in a
+/// subfolder, is copied: the model needs it).
 fn copy_model_folder(from: &Path, to: &Path) -> Result<(), String> {
+    copy_folder(from, to, true)
+}
+
+fn copy_folder(from: &Path, to: &Path, top: bool) -> Result<(), String> {
     std::fs::create_dir_all(to).map_err(|e| format!("cannot create {}: {e}", to.display()))?;
     for entry in std::fs::read_dir(from).map_err(|e| format!("cannot read {}: {e}", from.display()))? {
         let entry = entry.map_err(|e| e.to_string())?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         if src.is_dir() {
-            copy_model_folder(&src, &dst)?;
-        } else if entry.file_name() != "model.safetensors" {
+            copy_folder(&src, &dst, false)?;
+        } else if !(top && entry.file_name() == "model.safetensors") {
             std::fs::copy(&src, &dst).map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
         }
     }
