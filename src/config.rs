@@ -16,7 +16,46 @@ use crate::error::{Error, Result};
 pub struct ModelFiles {
     origin: String,
     /// Shared, so that adding the files a GGUF file implies copies no weights.
-    files: HashMap<String, std::sync::Arc<Vec<u8>>>,
+    files: HashMap<String, std::sync::Arc<FileBytes>>,
+}
+
+/// One file's bytes: read into memory, or (natively, for the weights) mapped from the disk so
+/// that a load never holds a heap copy of the file beside the model it builds.
+enum FileBytes {
+    Owned(Vec<u8>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Mapped(memmap2::Mmap),
+}
+
+impl FileBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(v) => v,
+            #[cfg(not(target_arch = "wasm32"))]
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// Weight files are mapped, not read: their pages come in as each tensor is converted and
+/// [`ModelFiles::release`] lets them go after, so the peak of a load is the model being built
+/// plus a tensor or so (measured in tests/load_memory.rs), not the file plus the model.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_weights(path: &Path) -> Result<FileBytes> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    if file.metadata().map_err(|e| Error::io(path.display(), e))?.len() == 0 {
+        return Ok(FileBytes::Owned(Vec::new()));
+    }
+    // SAFETY: the map is read-only and lives as long as the bytes borrowed from it. As with
+    // every mapped model file (safetensors, llama.cpp), the file must not be truncated or
+    // rewritten while the model loads: we read what is on disk at the time.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path.display(), e))?;
+    Ok(FileBytes::Mapped(map))
+}
+
+#[cfg(target_arch = "wasm32")]
+fn read_weights(path: &Path) -> Result<FileBytes> {
+    std::fs::read(path).map(FileBytes::Owned).map_err(|e| Error::io(path.display(), e))
 }
 
 /// Files read from a model folder; the rest of a sentence-transformers folder is not needed.
@@ -40,8 +79,7 @@ impl ModelFiles {
             let mut out = Self::read_names(dir, &[])?;
             out.origin = path.display().to_string();
             out.files.retain(|name, _| name != "model.safetensors" && name != "config.json");
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-            out.insert(crate::gguf::GGUF_FILE, bytes);
+            out.files.insert(crate::gguf::GGUF_FILE.into(), std::sync::Arc::new(read_weights(path)?));
             return Ok(out);
         }
         Self::from_dir(path)
@@ -86,6 +124,10 @@ impl ModelFiles {
         }
         for name in names {
             let path: PathBuf = dir.join(&name);
+            if name == "model.safetensors" && path.is_file() {
+                out.files.insert(name, std::sync::Arc::new(read_weights(&path)?));
+                continue;
+            }
             match std::fs::read(&path) {
                 Ok(bytes) => {
                     out.insert(name, bytes);
@@ -99,12 +141,31 @@ impl ModelFiles {
 
     /// Builds the file set from bytes already in memory (fetched in a browser, bundled…).
     pub fn from_map(origin: impl Into<String>, files: HashMap<String, Vec<u8>>) -> Self {
-        let files = files.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v))).collect();
+        let files = files.into_iter().map(|(k, v)| (k, std::sync::Arc::new(FileBytes::Owned(v)))).collect();
         ModelFiles { origin: origin.into(), files }
     }
 
     pub fn insert(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
-        self.files.insert(name.into(), std::sync::Arc::new(bytes));
+        self.files.insert(name.into(), std::sync::Arc::new(FileBytes::Owned(bytes)));
+    }
+
+    /// Says that `part` of file `name` (a tensor's bytes) has been converted and is not needed
+    /// again soon: a mapped file gives those pages back to the kernel (they are read from the
+    /// disk again if anything touches them). Bytes in memory stay as they are.
+    pub fn release(&self, name: &str, part: &[u8]) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(FileBytes::Mapped(map)) = self.files.get(name).map(|f| &**f) {
+            let start = (part.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+            if start <= map.len() && part.len() <= map.len() - start && !part.is_empty() {
+                // SAFETY: DONTNEED on a read-only file mapping only drops the pages from this
+                // process; the next read of them faults the same file bytes back in, so the
+                // slices borrowed from the map keep their contents. Failing to advise only
+                // costs memory, so an error is ignored.
+                let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, part.len()) };
+            }
+        }
+        #[cfg(target_arch = "wasm32")]
+        let _ = (name, part);
     }
 
     /// These files plus the ones a GGUF file implies (see [`crate::gguf::companion_files`]);

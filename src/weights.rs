@@ -15,6 +15,10 @@ pub const DTYPE_KEY: &str = "wembed.dtype";
 /// Metadata key naming the file a quantized file was made from.
 pub const SOURCE_KEY: &str = "wembed.source";
 
+/// Bytes of a float tensor converted between page releases (see [`Weights::get`]): a multiple
+/// of every element width.
+const CONVERT_BYTES: usize = 1 << 20;
+
 /// A dense f32 tensor in host memory, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
@@ -43,12 +47,17 @@ impl HostTensor {
     }
 }
 
+/// What is told that some bytes of a file have been converted and may leave memory.
+pub type Release<'a> = dyn Fn(&[u8]) + 'a;
+
 /// One parsed weight file.
 pub struct WeightFile<'a> {
     source: Source<'a>,
     file: String,
     /// The `wembed.dtype` [`quantize_file`] recorded: its U8 tensors are blocks.
     quantized: Option<String>,
+    /// Told each tensor's bytes once they are converted (see [`WeightFile::releasing`]).
+    release: Option<&'a Release<'a>>,
 }
 
 enum Source<'a> {
@@ -72,20 +81,28 @@ impl<'a> WeightFile<'a> {
                 return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0, q4)")));
             }
         }
-        Ok(WeightFile { source: Source::Safetensors(st), file, quantized })
+        Ok(WeightFile { source: Source::Safetensors(st), file, quantized, release: None })
     }
 
     /// A GGUF file (see [`crate::gguf`]).
     pub fn parse_gguf(bytes: &'a [u8], file: impl Into<String>) -> Result<Self> {
         let file = file.into();
         let g = Gguf::parse(bytes, &file)?;
-        Ok(WeightFile { source: Source::Gguf(g, bytes), file, quantized: None })
+        Ok(WeightFile { source: Source::Gguf(g, bytes), file, quantized: None, release: None })
+    }
+
+    /// Calls `release` with each tensor's bytes once they have been converted to what the
+    /// model keeps, so that a mapped file's pages can go as the load walks through it
+    /// ([`crate::ModelFiles::release`]).
+    pub fn releasing(mut self, release: &'a Release<'a>) -> Self {
+        self.release = Some(release);
+        self
     }
 
     /// All tensors, by their full (Hugging Face) names.
     pub fn root(&self) -> Weights<'_> {
         let blocks = matches!(self.quantized.as_deref(), Some("q8_0" | "q4"));
-        Weights { source: &self.source, file: &self.file, blocks, prefix: String::new() }
+        Weights { source: &self.source, file: &self.file, blocks, prefix: String::new(), release: self.release }
     }
 }
 
@@ -102,13 +119,21 @@ pub struct Weights<'a> {
     /// U8 tensors hold blocks.
     blocks: bool,
     prefix: String,
+    release: Option<&'a Release<'a>>,
 }
 
 impl<'a> Weights<'a> {
     /// Weights under `prefix.` (e.g. `encoder.layer.3`).
     pub fn pp(&self, prefix: impl std::fmt::Display) -> Weights<'a> {
         let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
-        Weights { source: self.source, file: self.file, blocks: self.blocks, prefix }
+        Weights { source: self.source, file: self.file, blocks: self.blocks, prefix, release: self.release }
+    }
+
+    /// `raw` has been converted: its pages may go.
+    fn done(&self, raw: &[u8]) {
+        if let Some(release) = self.release {
+            release(raw);
+        }
     }
 
     fn find(&self, full: &str) -> Option<Found<'a>> {
@@ -164,6 +189,7 @@ impl<'a> Weights<'a> {
                 }
                 if dtype == GgmlType::Q4_0 {
                     let blocks: Vec<BlockQ4_0> = data.chunks_exact(18).map(bytemuck::pod_read_unaligned).collect();
+                    self.done(data);
                     return Ok(Some(QuantMatrix::from_q4_0(rows, cols, &blocks)));
                 }
                 let format = match dtype {
@@ -179,6 +205,7 @@ impl<'a> Weights<'a> {
         };
         let q = QuantMatrix::from_bytes(format, rows, cols, data)
             .map_err(|e| Error::weight(&full, format!("{e} in {}", self.file)))?;
+        self.done(data);
         Ok(Some(q))
     }
 
@@ -238,9 +265,26 @@ impl<'a> Weights<'a> {
             return Err(self.shape_error(&full, &got, shape));
         }
         let data: Vec<f32> = match encoding {
-            Encoding::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Encoding::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Encoding::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Encoding::F32 | Encoding::F16 | Encoding::BF16 => {
+                let width = if matches!(encoding, Encoding::F32) { 4 } else { 2 };
+                let mut out = Vec::with_capacity(raw.len() / width);
+                // A slice of the file at a time, its pages given back once converted: a large
+                // tensor (a word table can be half a model) is never resident twice, as file
+                // bytes and as floats.
+                for part in raw.chunks(CONVERT_BYTES) {
+                    match encoding {
+                        Encoding::F32 => {
+                            out.extend(part.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+                        }
+                        Encoding::F16 => {
+                            out.extend(part.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()))
+                        }
+                        _ => out.extend(part.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+                    }
+                    self.done(part);
+                }
+                out
+            }
             Encoding::Blocks => {
                 let (rows, cols) = (shape[..shape.len() - 1].iter().product(), shape[shape.len() - 1]);
                 let q = self
@@ -257,6 +301,7 @@ impl<'a> Weights<'a> {
                 ));
             }
         };
+        self.done(raw);
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             return Err(Error::weight(&full, format!("non-finite value at index {i} in {}", self.file)));
         }

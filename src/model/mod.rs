@@ -90,13 +90,16 @@ pub enum Encoder<B: Backend> {
 
 impl<B: Backend> Encoder<B> {
     pub fn load(backend: &B, config: &ModelConfig, files: &ModelFiles) -> Result<Self> {
-        let file = match files.get(crate::gguf::GGUF_FILE) {
-            Some(bytes) => WeightFile::parse_gguf(bytes, files.origin())?,
+        let (name, file) = match files.get(crate::gguf::GGUF_FILE) {
+            Some(bytes) => (crate::gguf::GGUF_FILE, WeightFile::parse_gguf(bytes, files.origin())?),
             None => {
                 let name = "model.safetensors";
-                WeightFile::parse(files.require(name)?, format!("{}/{name}", files.origin()))?
+                (name, WeightFile::parse(files.require(name)?, format!("{}/{name}", files.origin()))?)
             }
         };
+        // Tensor by tensor: each one's file pages go once it is in the backend's format.
+        let release = |part: &[u8]| files.release(name, part);
+        let file = file.releasing(&release);
         match config {
             ModelConfig::Bert(c) => Ok(Encoder::Bert(bert::BertModel::load(backend, c.clone(), &file)?)),
             ModelConfig::Nomic(c) => Ok(Encoder::Nomic(nomic::NomicBertModel::load(backend, c.clone(), &file)?)),
