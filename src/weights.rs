@@ -143,7 +143,7 @@ impl<'a> Weights<'a> {
                 Some(Found::St(v.dtype(), v.shape().to_vec(), v.data()))
             }
             Source::Gguf(g, bytes) => {
-                let t = g.tensors.get(&gguf_name(full)?)?;
+                let t = g.tensors.get(&gguf_name(g.architecture(), full)?)?;
                 Some(Found::Gguf(t.dtype, t.shape.clone(), &bytes[t.start..t.end]))
             }
         }
@@ -226,7 +226,15 @@ impl<'a> Weights<'a> {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
         let full = self.full(name);
         let found = self.find(&full).ok_or_else(|| {
-            Error::weight(&full, format!("missing from {}; is this the right model file?", self.file))
+            // A GGUF file names it as llama.cpp does: say that name too.
+            let gguf = match self.source {
+                Source::Gguf(g, _) => gguf_name(g.architecture(), &full).map(|n| format!(" (GGUF tensor `{n}`)")),
+                Source::Safetensors(_) => None,
+            };
+            Error::weight(
+                &full,
+                format!("missing from {}{}; is this the right model file?", self.file, gguf.unwrap_or_default()),
+            )
         })?;
         // What the bytes are, whichever file they came from.
         enum Encoding {
