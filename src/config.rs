@@ -1108,6 +1108,9 @@ struct RawSbertConfig {
     max_seq_length: Option<usize>,
     #[serde(default)]
     do_lower_case: bool,
+    /// sentence-transformers 5.x/6.x: the inputs the Transformer module takes and how
+    /// (`{"text": {...}, "message": {"method": "forward", ..., "format": "flat"}}`).
+    modality_config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1254,6 +1257,23 @@ impl SentenceConfig {
         // itself falls back to mean pooling, so do we.
         let pooling = pooling.unwrap_or(PoolingConfig { modes: vec![PoolMode::Mean], include_prompt: true });
         let sbert: RawSbertConfig = files.json("sentence_bert_config.json")?.unwrap_or_default();
+        // A string is the `text` modality to sentence-transformers; a model whose Transformer
+        // module does not take `text` but takes `message` gets every string as a chat message,
+        // through the tokenizer's chat template (base/modality.py, InputFormatter), which
+        // wembed does not run. Taking both, strings go the text path, as here.
+        if let Some(modalities) = &sbert.modality_config
+            && !modalities.contains_key("text")
+        {
+            let names: Vec<&str> = modalities.keys().map(String::as_str).collect();
+            let why = if modalities.contains_key("message") {
+                "texts become chat messages through the tokenizer's chat template, which wembed does not apply"
+            } else {
+                "wembed embeds text only"
+            };
+            return Err(Error::Unsupported(format!(
+                "input modalities {names:?} in {origin}/sentence_bert_config.json (modality_config has no `text`): {why}"
+            )));
+        }
         let max_positions = model.max_positions();
         let max_seq_length = sbert.max_seq_length.unwrap_or(max_positions).min(max_positions);
         if max_seq_length < 2 {
@@ -1326,6 +1346,43 @@ mod tests {
         let mut files = ModelFiles::from_map("test", HashMap::new());
         files.insert("config.json", json.as_bytes().to_vec());
         ModelConfig::from_files(&files)
+    }
+
+    /// sentence-transformers' `modality_config` in sentence_bert_config.json: text alone or
+    /// beside `message` loads; `message` without `text` (a chat template on every string) is
+    /// UNSUPPORTED by name.
+    #[test]
+    fn a_chat_message_modality_without_text_is_unsupported_by_name() {
+        let forward = r#"{"method": "forward", "method_output_name": "last_hidden_state"}"#;
+        let message = r#"{"method": "forward", "method_output_name": "last_hidden_state", "format": "flat"}"#;
+        let sbert = |modalities: &str| {
+            let mut files = ModelFiles::from_map("test", HashMap::new());
+            files.insert(
+                "config.json",
+                br#"{"model_type": "bert", "vocab_size": 10, "hidden_size": 8,
+                "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+                "max_position_embeddings": 16}"#
+                    .to_vec(),
+            );
+            let json = format!(
+                r#"{{"transformer_task": "feature-extraction", "modality_config": {modalities},
+                "module_output_name": "token_embeddings", "max_seq_length": 12}}"#
+            );
+            files.insert("sentence_bert_config.json", json.into_bytes());
+            let model = ModelConfig::from_files(&files).unwrap();
+            SentenceConfig::from_files(&files, &model)
+        };
+        for ok in [format!(r#"{{"text": {forward}}}"#), format!(r#"{{"text": {forward}, "message": {message}}}"#)] {
+            assert_eq!(sbert(&ok).unwrap().max_seq_length, 12, "{ok}");
+        }
+        let err = sbert(&format!(r#"{{"message": {message}}}"#)).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.code(), "UNSUPPORTED", "{msg}");
+        for w in ["\"message\"", "chat template", "sentence_bert_config.json"] {
+            assert!(msg.contains(w), "{msg:?} lacks {w:?}");
+        }
+        let err = sbert(&format!(r#"{{"image": {forward}}}"#)).unwrap_err().to_string();
+        assert!(err.contains("\"image\"") && err.contains("text only"), "{err}");
     }
 
     /// nomic-ai/nomic-embed-text-v1.5's config.json as published (GPT-2 style names, the
