@@ -48,9 +48,12 @@ fn read_weights(path: &Path) -> Result<FileBytes> {
     }
     // SAFETY: the map is read-only and lives as long as the bytes borrowed from it. As with
     // every mapped model file (safetensors, llama.cpp), the file must not be truncated or
-    // rewritten while the model loads: we read what is on disk at the time.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::io(path.display(), e))?;
-    Ok(FileBytes::Mapped(map))
+    // rewritten while this ModelFiles lives (a load reads it once; the model keeps copies).
+    match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => Ok(FileBytes::Mapped(map)),
+        // A file system that cannot map files: read it, as before.
+        Err(_) => std::fs::read(path).map(FileBytes::Owned).map_err(|e| Error::io(path.display(), e)),
+    }
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -153,7 +156,8 @@ impl ModelFiles {
     /// again soon: a mapped file gives those pages back to the kernel (they are read from the
     /// disk again if anything touches them). Bytes in memory stay as they are.
     pub fn release(&self, name: &str, part: &[u8]) {
-        #[cfg(not(target_arch = "wasm32"))]
+        // madvise is Unix's; elsewhere a mapped file's pages stay until the map is dropped.
+        #[cfg(unix)]
         if let Some(FileBytes::Mapped(map)) = self.files.get(name).map(|f| &**f) {
             let start = (part.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
             if start <= map.len() && part.len() <= map.len() - start && !part.is_empty() {
@@ -164,7 +168,7 @@ impl ModelFiles {
                 let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, part.len()) };
             }
         }
-        #[cfg(target_arch = "wasm32")]
+        #[cfg(not(unix))]
         let _ = (name, part);
     }
 
