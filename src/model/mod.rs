@@ -10,7 +10,7 @@ use crate::backend::{Backend, SeqMeta};
 use crate::config::{DenseConfig, ModelConfig, ModelFiles};
 use crate::error::Result;
 use crate::quant::QuantMatrix;
-use crate::weights::{HostTensor, WeightFile};
+use crate::weights::{HostTensor, WeightFile, Weights};
 use bert::Stored;
 
 /// A `[n]` vector of zeros: the bias of a layer that has none (`bias=False`). The linear and
@@ -40,6 +40,19 @@ fn stack<B: Backend, const N: usize>(b: &B, parts: [Stored; N]) -> Result<B::Mat
         })
         .collect();
     b.matrix(HostTensor::vstack(&floats))
+}
+
+/// The word-embedding table `weights.name` `[rows, cols]` as the backend stores it: blocks from
+/// the file as they are; floats quantized a slice of rows at a time where the backend keeps the
+/// table in blocks (its f32 copy, half of a small model, is never whole); else floats.
+fn word_table<B: Backend>(b: &B, weights: &Weights, name: &str, rows: usize, cols: usize) -> Result<B::Matrix> {
+    if let Some(q) = weights.get_quant(name, rows, cols)? {
+        return b.quantized_matrix(q);
+    }
+    match b.word_table_format() {
+        Some(format) => b.quantized_word_table(weights.get_quantized(name, rows, cols, format)?),
+        None => b.word_table(weights.get(name, &[rows, cols])?),
+    }
 }
 
 /// A block matrix as floats.
