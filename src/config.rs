@@ -16,7 +16,49 @@ use crate::error::{Error, Result};
 pub struct ModelFiles {
     origin: String,
     /// Shared, so that adding the files a GGUF file implies copies no weights.
-    files: HashMap<String, std::sync::Arc<Vec<u8>>>,
+    files: HashMap<String, std::sync::Arc<FileBytes>>,
+}
+
+/// One file's bytes: read into memory, or (natively, for the weights) mapped from the disk so
+/// that a load never holds a heap copy of the file beside the model it builds.
+enum FileBytes {
+    Owned(Vec<u8>),
+    #[cfg(not(target_arch = "wasm32"))]
+    Mapped(memmap2::Mmap),
+}
+
+impl FileBytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            FileBytes::Owned(v) => v,
+            #[cfg(not(target_arch = "wasm32"))]
+            FileBytes::Mapped(m) => m,
+        }
+    }
+}
+
+/// Weight files are mapped, not read: their pages come in as each tensor is converted and
+/// [`ModelFiles::release`] lets them go after, so the peak of a load is the model being built
+/// plus a tensor or so (measured in tests/load_memory.rs), not the file plus the model.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_weights(path: &Path) -> Result<FileBytes> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    if file.metadata().map_err(|e| Error::io(path.display(), e))?.len() == 0 {
+        return Ok(FileBytes::Owned(Vec::new()));
+    }
+    // SAFETY: the map is read-only and lives as long as the bytes borrowed from it. As with
+    // every mapped model file (safetensors, llama.cpp), the file must not be truncated or
+    // rewritten while this ModelFiles lives (a load reads it once; the model keeps copies).
+    match unsafe { memmap2::Mmap::map(&file) } {
+        Ok(map) => Ok(FileBytes::Mapped(map)),
+        // A file system that cannot map files: read it, as before.
+        Err(_) => std::fs::read(path).map(FileBytes::Owned).map_err(|e| Error::io(path.display(), e)),
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn read_weights(path: &Path) -> Result<FileBytes> {
+    std::fs::read(path).map(FileBytes::Owned).map_err(|e| Error::io(path.display(), e))
 }
 
 /// Files read from a model folder; the rest of a sentence-transformers folder is not needed.
@@ -40,8 +82,7 @@ impl ModelFiles {
             let mut out = Self::read_names(dir, &[])?;
             out.origin = path.display().to_string();
             out.files.retain(|name, _| name != "model.safetensors" && name != "config.json");
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-            out.insert(crate::gguf::GGUF_FILE, bytes);
+            out.files.insert(crate::gguf::GGUF_FILE.into(), std::sync::Arc::new(read_weights(path)?));
             return Ok(out);
         }
         Self::from_dir(path)
@@ -86,6 +127,10 @@ impl ModelFiles {
         }
         for name in names {
             let path: PathBuf = dir.join(&name);
+            if name == "model.safetensors" && path.is_file() {
+                out.files.insert(name, std::sync::Arc::new(read_weights(&path)?));
+                continue;
+            }
             match std::fs::read(&path) {
                 Ok(bytes) => {
                     out.insert(name, bytes);
@@ -99,12 +144,32 @@ impl ModelFiles {
 
     /// Builds the file set from bytes already in memory (fetched in a browser, bundled…).
     pub fn from_map(origin: impl Into<String>, files: HashMap<String, Vec<u8>>) -> Self {
-        let files = files.into_iter().map(|(k, v)| (k, std::sync::Arc::new(v))).collect();
+        let files = files.into_iter().map(|(k, v)| (k, std::sync::Arc::new(FileBytes::Owned(v)))).collect();
         ModelFiles { origin: origin.into(), files }
     }
 
     pub fn insert(&mut self, name: impl Into<String>, bytes: Vec<u8>) {
-        self.files.insert(name.into(), std::sync::Arc::new(bytes));
+        self.files.insert(name.into(), std::sync::Arc::new(FileBytes::Owned(bytes)));
+    }
+
+    /// Says that `part` of file `name` (a tensor's bytes) has been converted and is not needed
+    /// again soon: a mapped file gives those pages back to the kernel (they are read from the
+    /// disk again if anything touches them). Bytes in memory stay as they are.
+    pub fn release(&self, name: &str, part: &[u8]) {
+        // madvise is Unix's; elsewhere a mapped file's pages stay until the map is dropped.
+        #[cfg(unix)]
+        if let Some(FileBytes::Mapped(map)) = self.files.get(name).map(|f| &**f) {
+            let start = (part.as_ptr() as usize).wrapping_sub(map.as_ptr() as usize);
+            if start <= map.len() && part.len() <= map.len() - start && !part.is_empty() {
+                // SAFETY: DONTNEED on a read-only file mapping only drops the pages from this
+                // process; the next read of them faults the same file bytes back in, so the
+                // slices borrowed from the map keep their contents. Failing to advise only
+                // costs memory, so an error is ignored.
+                let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, part.len()) };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = (name, part);
     }
 
     /// These files plus the ones a GGUF file implies (see [`crate::gguf::companion_files`]);
@@ -1054,6 +1119,9 @@ struct RawSbertConfig {
     max_seq_length: Option<usize>,
     #[serde(default)]
     do_lower_case: bool,
+    /// sentence-transformers 5.x/6.x: the inputs the Transformer module takes and how
+    /// (`{"text": {...}, "message": {"method": "forward", ..., "format": "flat"}}`).
+    modality_config: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1200,6 +1268,23 @@ impl SentenceConfig {
         // itself falls back to mean pooling, so do we.
         let pooling = pooling.unwrap_or(PoolingConfig { modes: vec![PoolMode::Mean], include_prompt: true });
         let sbert: RawSbertConfig = files.json("sentence_bert_config.json")?.unwrap_or_default();
+        // A string is the `text` modality to sentence-transformers; a model whose Transformer
+        // module does not take `text` but takes `message` gets every string as a chat message,
+        // through the tokenizer's chat template (base/modality.py, InputFormatter), which
+        // wembed does not run. Taking both, strings go the text path, as here.
+        if let Some(modalities) = &sbert.modality_config
+            && !modalities.contains_key("text")
+        {
+            let names: Vec<&str> = modalities.keys().map(String::as_str).collect();
+            let why = if modalities.contains_key("message") {
+                "texts become chat messages through the tokenizer's chat template, which wembed does not apply"
+            } else {
+                "wembed embeds text only"
+            };
+            return Err(Error::Unsupported(format!(
+                "input modalities {names:?} in {origin}/sentence_bert_config.json (modality_config has no `text`): {why}"
+            )));
+        }
         let max_positions = model.max_positions();
         let max_seq_length = sbert.max_seq_length.unwrap_or(max_positions).min(max_positions);
         if max_seq_length < 2 {
@@ -1272,6 +1357,43 @@ mod tests {
         let mut files = ModelFiles::from_map("test", HashMap::new());
         files.insert("config.json", json.as_bytes().to_vec());
         ModelConfig::from_files(&files)
+    }
+
+    /// sentence-transformers' `modality_config` in sentence_bert_config.json: text alone or
+    /// beside `message` loads; `message` without `text` (a chat template on every string) is
+    /// UNSUPPORTED by name.
+    #[test]
+    fn a_chat_message_modality_without_text_is_unsupported_by_name() {
+        let forward = r#"{"method": "forward", "method_output_name": "last_hidden_state"}"#;
+        let message = r#"{"method": "forward", "method_output_name": "last_hidden_state", "format": "flat"}"#;
+        let sbert = |modalities: &str| {
+            let mut files = ModelFiles::from_map("test", HashMap::new());
+            files.insert(
+                "config.json",
+                br#"{"model_type": "bert", "vocab_size": 10, "hidden_size": 8,
+                "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16,
+                "max_position_embeddings": 16}"#
+                    .to_vec(),
+            );
+            let json = format!(
+                r#"{{"transformer_task": "feature-extraction", "modality_config": {modalities},
+                "module_output_name": "token_embeddings", "max_seq_length": 12}}"#
+            );
+            files.insert("sentence_bert_config.json", json.into_bytes());
+            let model = ModelConfig::from_files(&files).unwrap();
+            SentenceConfig::from_files(&files, &model)
+        };
+        for ok in [format!(r#"{{"text": {forward}}}"#), format!(r#"{{"text": {forward}, "message": {message}}}"#)] {
+            assert_eq!(sbert(&ok).unwrap().max_seq_length, 12, "{ok}");
+        }
+        let err = sbert(&format!(r#"{{"message": {message}}}"#)).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.code(), "UNSUPPORTED", "{msg}");
+        for w in ["\"message\"", "chat template", "sentence_bert_config.json"] {
+            assert!(msg.contains(w), "{msg:?} lacks {w:?}");
+        }
+        let err = sbert(&format!(r#"{{"image": {forward}}}"#)).unwrap_err().to_string();
+        assert!(err.contains("\"image\"") && err.contains("text only"), "{err}");
     }
 
     /// nomic-ai/nomic-embed-text-v1.5's config.json as published (GPT-2 style names, the

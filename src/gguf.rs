@@ -1,13 +1,17 @@
-//! GGUF files of BERT-family models as llama.cpp's `convert_hf_to_gguf.py` writes them
-//! (architecture `bert`): the header, metadata and tensor table parsed with every offset and
-//! length checked, tensors F32, F16, BF16, Q8_0, Q4_0, Q4_1 and the K-quants Q4_K, Q5_K, Q6_K.
+//! GGUF files as llama.cpp's `convert_hf_to_gguf.py` writes them, for the architectures
+//! `bert`, `nomic-bert` and `qwen3`: the header, metadata and tensor table parsed with every
+//! offset and length checked, tensors F32, F16, BF16, Q8_0, Q4_0, Q4_1 and the K-quants Q4_K,
+//! Q5_K, Q6_K.
 //!
 //! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
 //! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
-//! rebuilt from the WordPiece vocabulary), so the rest of wembed loads it like any folder;
-//! files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`) win.
-//! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel) and
-//! `gguf-py/gguf/constants.py` (tensor names, pooling types).
+//! rebuilt from the WordPiece or GPT-2 BPE vocabulary), so the rest of wembed loads it like any
+//! folder; files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`,
+//! `config_sentence_transformers.json` with its prompts) win.
+//! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel, NomicBertModel,
+//! Qwen3Model), `gguf-py/gguf/constants.py` (tensor names, metadata keys, pooling types),
+//! `gguf-py/gguf/tensor_mapping.py` (which checkpoint name becomes which tensor) and
+//! `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token).
 
 use std::collections::HashMap;
 
@@ -309,42 +313,106 @@ impl Gguf {
         }
     }
 
+    /// A number that may be missing (then `default`), but not malformed.
+    fn float_or(&self, key: &str, file: &str, default: f64) -> Result<f64> {
+        if self.metadata.contains_key(key) { self.float(key, file) } else { Ok(default) }
+    }
+
     fn string(&self, key: &str) -> Option<&str> {
         match self.metadata.get(key) {
             Some(MetaValue::Str(s)) => Some(s),
             _ => None,
         }
     }
+
+    /// `general.architecture` (empty when missing).
+    pub fn architecture(&self) -> &str {
+        self.string("general.architecture").unwrap_or("")
+    }
+
+    /// The rows of a 2-D tensor the architecture requires.
+    fn rows(&self, name: &str, file: &str) -> Result<usize> {
+        self.tensors
+            .get(name)
+            .map(|t| t.shape[0])
+            .ok_or_else(|| Error::weight(name, format!("missing from {file}; is this the right model file?")))
+    }
 }
 
-/// The GGUF tensor name of a Hugging Face BERT weight name (llama.cpp's tensor map for
-/// MODEL_ARCH.BERT), or None for names GGUF does not have.
-pub fn gguf_name(hf: &str) -> Option<String> {
+/// The GGUF tensor name of a Hugging Face weight name, as llama.cpp's tensor map names it for
+/// the file's architecture (`bert`, `nomic-bert`, `qwen3`), or None for names GGUF does not
+/// have. The weight names are the ones wembed's model code asks for (`model::bert`,
+/// `model::nomic`, `model::qwen3`).
+pub fn gguf_name(arch: &str, hf: &str) -> Option<String> {
     let (stem, leaf) = hf.rsplit_once('.')?;
-    let base = match stem {
-        "embeddings.word_embeddings" => "token_embd".to_string(),
-        "embeddings.position_embeddings" => "position_embd".to_string(),
-        "embeddings.token_type_embeddings" => "token_types".to_string(),
-        "embeddings.LayerNorm" => "token_embd_norm".to_string(),
-        _ => {
-            let rest = stem.strip_prefix("encoder.layer.")?;
-            let (i, part) = rest.split_once('.')?;
-            let i: usize = i.parse().ok()?;
-            let part = match part {
-                "attention.self.query" => "attn_q",
-                "attention.self.key" => "attn_k",
-                "attention.self.value" => "attn_v",
-                "attention.output.dense" => "attn_output",
-                "attention.output.LayerNorm" => "attn_output_norm",
-                "intermediate.dense" => "ffn_up",
-                "output.dense" => "ffn_down",
-                "output.LayerNorm" => "layer_output_norm",
-                _ => return None,
-            };
-            format!("blk.{i}.{part}")
-        }
+    if !matches!(leaf, "weight" | "bias") {
+        return None;
+    }
+    // (whole-model names, the layer prefix, per-layer names), each as (Hugging Face, GGUF).
+    type Names = &'static [(&'static str, &'static str)];
+    let (fixed, layers, parts): (Names, &str, Names) = match arch {
+        "bert" => (
+            &[
+                ("embeddings.word_embeddings", "token_embd"),
+                ("embeddings.position_embeddings", "position_embd"),
+                ("embeddings.token_type_embeddings", "token_types"),
+                ("embeddings.LayerNorm", "token_embd_norm"),
+            ],
+            "encoder.layer.",
+            &[
+                ("attention.self.query", "attn_q"),
+                ("attention.self.key", "attn_k"),
+                ("attention.self.value", "attn_v"),
+                ("attention.output.dense", "attn_output"),
+                ("attention.output.LayerNorm", "attn_output_norm"),
+                ("intermediate.dense", "ffn_up"),
+                ("output.dense", "ffn_down"),
+                ("output.LayerNorm", "layer_output_norm"),
+            ],
+        ),
+        "nomic-bert" => (
+            &[
+                ("embeddings.word_embeddings", "token_embd"),
+                ("embeddings.token_type_embeddings", "token_types"),
+                ("emb_ln", "token_embd_norm"),
+            ],
+            "encoder.layers.",
+            &[
+                ("attn.Wqkv", "attn_qkv"),
+                ("attn.out_proj", "attn_output"),
+                ("norm1", "attn_output_norm"),
+                ("mlp.fc11", "ffn_up"),
+                ("mlp.fc12", "ffn_gate"),
+                ("mlp.fc2", "ffn_down"),
+                ("norm2", "layer_output_norm"),
+            ],
+        ),
+        "qwen3" => (
+            &[("embed_tokens", "token_embd"), ("norm", "output_norm")],
+            "layers.",
+            &[
+                ("input_layernorm", "attn_norm"),
+                ("self_attn.q_proj", "attn_q"),
+                ("self_attn.k_proj", "attn_k"),
+                ("self_attn.v_proj", "attn_v"),
+                ("self_attn.o_proj", "attn_output"),
+                ("self_attn.q_norm", "attn_q_norm"),
+                ("self_attn.k_norm", "attn_k_norm"),
+                ("post_attention_layernorm", "ffn_norm"),
+                ("mlp.gate_proj", "ffn_gate"),
+                ("mlp.up_proj", "ffn_up"),
+                ("mlp.down_proj", "ffn_down"),
+            ],
+        ),
+        _ => return None,
     };
-    matches!(leaf, "weight" | "bias").then(|| format!("{base}.{leaf}"))
+    if let Some((_, base)) = fixed.iter().find(|(hf, _)| *hf == stem) {
+        return Some(format!("{base}.{leaf}"));
+    }
+    let (i, part) = stem.strip_prefix(layers)?.split_once('.')?;
+    let i: usize = i.parse().ok()?;
+    let (_, base) = parts.iter().find(|(hf, _)| *hf == part)?;
+    Some(format!("blk.{i}.{base}.{leaf}"))
 }
 
 /// The model-folder files a GGUF file implies, for those not already in `files`:
@@ -353,40 +421,31 @@ pub fn gguf_name(hf: &str) -> Option<String> {
 pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
     let file = format!("{}/{GGUF_FILE}", files.origin());
     let g = Gguf::parse(files.require(GGUF_FILE)?, &file)?;
-    let arch = g.string("general.architecture").unwrap_or("");
-    if arch != "bert" {
-        return Err(Error::Unsupported(format!(
-            "GGUF architecture `{arch}` in {file}; wembed reads BERT-family GGUF files (`bert`)"
-        )));
-    }
-    let tensor_rows = |name: &str| g.tensors.get(name).map(|t| t.shape[0]);
-    let hidden = g.int("bert.embedding_length", &file)?;
-    let vocab = tensor_rows("token_embd.weight")
-        .ok_or_else(|| Error::weight("token_embd.weight", format!("missing from {file}")))?;
-    let types = tensor_rows("token_types.weight").unwrap_or(1);
-    let config = json!({
-        "model_type": "bert",
-        "vocab_size": vocab,
-        "hidden_size": hidden,
-        "num_hidden_layers": g.int("bert.block_count", &file)?,
-        "num_attention_heads": g.int("bert.attention.head_count", &file)?,
-        "intermediate_size": g.int("bert.feed_forward_length", &file)?,
-        "hidden_act": "gelu",
-        "max_position_embeddings": g.int("bert.context_length", &file)?,
-        "type_vocab_size": types,
-        "layer_norm_eps": g.float("bert.attention.layer_norm_epsilon", &file)?,
-    });
+    let arch = g.architecture();
+    // llama.cpp's pooling types: 1 mean, 2 cls, 3 last. A file without one pools as the
+    // family's embedders do: BERT and NomicBERT by the mean, Qwen3-Embedding by the last token.
+    let (config, default_pooling) = match arch {
+        "bert" => (bert_config(&g, &file)?, 1),
+        "nomic-bert" => (nomic_config(&g, &file)?, 1),
+        "qwen3" => (qwen3_config(&g, &file)?, 3),
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "GGUF architecture `{arch}` in {file}; wembed reads `bert`, `nomic-bert` and `qwen3` GGUF files"
+            )));
+        }
+    };
+    let hidden = g.int(&format!("{arch}.embedding_length"), &file)?;
     let mut out = vec![("config.json".to_string(), config.to_string().into_bytes())];
     if files.get("modules.json").is_none() {
-        // llama.cpp's pooling types: 1 mean, 2 cls, 3 last; it normalizes embeddings by
-        // default, and so does a GGUF file here.
-        let pooling = match g.metadata.get("bert.pooling_type").and_then(MetaValue::as_int).unwrap_or(1) {
+        // llama.cpp normalizes embeddings by default, and so does a GGUF file here.
+        let key = format!("{arch}.pooling_type");
+        let pooling = match g.metadata.get(&key).and_then(MetaValue::as_int).unwrap_or(default_pooling) {
             1 => "pooling_mode_mean_tokens",
             2 => "pooling_mode_cls_token",
             3 => "pooling_mode_lasttoken",
             other => {
                 return Err(Error::Unsupported(format!(
-                    "bert.pooling_type {other} in {file} (wembed pools mean 1, cls 2, last 3)"
+                    "{key} {other} in {file} (wembed pools mean 1, cls 2, last 3; 0 is none, 4 rank)"
                 )));
             }
         };
@@ -402,9 +461,108 @@ pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
         ));
     }
     if files.get("tokenizer.json").is_none() {
-        out.push(("tokenizer.json".into(), wordpiece_tokenizer(&g, &file)?.to_string().into_bytes()));
+        let tokenizer = match g.string("tokenizer.ggml.model") {
+            Some("bert") => wordpiece_tokenizer(&g, &file)?,
+            Some("gpt2") => bpe_tokenizer(&g, &file)?,
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "tokenizer.ggml.model {other:?} in {file}; wembed rebuilds WordPiece (`bert`) and GPT-2 BPE \
+                     (`gpt2`) vocabularies — put the model's tokenizer.json beside the GGUF file"
+                )));
+            }
+        };
+        out.push(("tokenizer.json".into(), tokenizer.to_string().into_bytes()));
     }
     Ok(out)
+}
+
+/// `config.json` of a `bert` file (llama.cpp's BertModel keys).
+fn bert_config(g: &Gguf, file: &str) -> Result<Value> {
+    let types = g.tensors.get("token_types.weight").map_or(1, |t| t.shape[0]);
+    Ok(json!({
+        "model_type": "bert",
+        "vocab_size": g.rows("token_embd.weight", file)?,
+        "hidden_size": g.int("bert.embedding_length", file)?,
+        "num_hidden_layers": g.int("bert.block_count", file)?,
+        "num_attention_heads": g.int("bert.attention.head_count", file)?,
+        "intermediate_size": g.int("bert.feed_forward_length", file)?,
+        "hidden_act": "gelu",
+        "max_position_embeddings": g.int("bert.context_length", file)?,
+        "type_vocab_size": types,
+        "layer_norm_eps": g.float("bert.attention.layer_norm_epsilon", file)?,
+    }))
+}
+
+/// `config.json` of a `nomic-bert` file (llama.cpp's NomicBertModel: BertModel's keys and the
+/// rotary base; the converter asserts the SwiGLU, bias-free, post-norm layout wembed runs).
+fn nomic_config(g: &Gguf, file: &str) -> Result<Value> {
+    let a = "nomic-bert";
+    if g.metadata.contains_key(&format!("{a}.expert_count")) {
+        return Err(Error::Unsupported(format!("{a}.expert_count in {file}: mixture-of-experts NomicBERT (v2-moe)")));
+    }
+    Ok(json!({
+        "model_type": "nomic_bert",
+        "activation_function": "swiglu",
+        "vocab_size": g.rows("token_embd.weight", file)?,
+        "hidden_size": g.int(&format!("{a}.embedding_length"), file)?,
+        "num_hidden_layers": g.int(&format!("{a}.block_count"), file)?,
+        "num_attention_heads": g.int(&format!("{a}.attention.head_count"), file)?,
+        "intermediate_size": g.int(&format!("{a}.feed_forward_length"), file)?,
+        "max_position_embeddings": g.int(&format!("{a}.context_length"), file)?,
+        "type_vocab_size": g.rows("token_types.weight", file)?,
+        "layer_norm_eps": g.float(&format!("{a}.attention.layer_norm_epsilon"), file)?,
+        // llama.cpp's default when the key is missing.
+        "rotary_emb_base": g.float_or(&format!("{a}.rope.freq_base"), file, 10_000.0)?,
+    }))
+}
+
+/// `config.json` of a `qwen3` file (llama.cpp's Qwen3Model: the decoder keys, `key_length` the
+/// head width).
+fn qwen3_config(g: &Gguf, file: &str) -> Result<Value> {
+    let a = "qwen3";
+    if let Some(kind) = g.string(&format!("{a}.rope.scaling.type"))
+        && kind != "none"
+    {
+        return Err(Error::Unsupported(format!(
+            "{a}.rope.scaling.type `{kind}` in {file} (only unscaled rotary positions)"
+        )));
+    }
+    let hidden = g.int(&format!("{a}.embedding_length"), file)?;
+    let heads = g.int(&format!("{a}.attention.head_count"), file)?;
+    let kv_key = format!("{a}.attention.head_count_kv");
+    let kv_heads = if g.metadata.contains_key(&kv_key) { g.int(&kv_key, file)? } else { heads };
+    let head_dim = match g.metadata.get(&format!("{a}.attention.key_length")) {
+        Some(_) => g.int(&format!("{a}.attention.key_length"), file)?,
+        None if heads > 0 => hidden / heads,
+        None => 0,
+    };
+    if let Some(v) = g.metadata.get(&format!("{a}.attention.value_length")).and_then(MetaValue::as_int)
+        && v != head_dim
+    {
+        return Err(Error::Unsupported(format!(
+            "{a}.attention.value_length {v} in {file}, unlike key_length {head_dim} (wembed's heads are one width)"
+        )));
+    }
+    if matches!(g.metadata.get(&format!("{a}.attention.causal")), Some(MetaValue::Bool(false))) {
+        return Err(Error::Unsupported(format!(
+            "{a}.attention.causal false in {file} (wembed runs Qwen3 causally, as transformers does)"
+        )));
+    }
+    Ok(json!({
+        "model_type": "qwen3",
+        "hidden_act": "silu",
+        "vocab_size": g.rows("token_embd.weight", file)?,
+        "hidden_size": hidden,
+        "intermediate_size": g.int(&format!("{a}.feed_forward_length"), file)?,
+        "num_hidden_layers": g.int(&format!("{a}.block_count"), file)?,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "max_position_embeddings": g.int(&format!("{a}.context_length"), file)?,
+        "rms_norm_eps": g.float(&format!("{a}.attention.layer_norm_rms_epsilon"), file)?,
+        // llama.cpp's default when the key is missing.
+        "rope_theta": g.float_or(&format!("{a}.rope.freq_base"), file, 10_000.0)?,
+    }))
 }
 
 /// A `tokenizer.json` for the WordPiece vocabulary in the metadata. llama.cpp's converter
@@ -412,13 +570,6 @@ pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
 /// its prefix, control tokens stay); this undoes that. llama.cpp's WordPiece lowercases and
 /// strips accents, as uncased BERT does.
 fn wordpiece_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
-    if g.string("tokenizer.ggml.model") != Some("bert") {
-        return Err(Error::Unsupported(format!(
-            "tokenizer.ggml.model {:?} in {file}; wembed rebuilds WordPiece (`bert`) vocabularies — put the \
-             model's tokenizer.json beside the GGUF file",
-            g.string("tokenizer.ggml.model")
-        )));
-    }
     let Some(MetaValue::Array(tokens)) = g.metadata.get("tokenizer.ggml.tokens") else {
         return Err(Error::bad_file(file, "metadata `tokenizer.ggml.tokens` is missing"));
     };
@@ -495,6 +646,134 @@ fn wordpiece_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     }))
 }
 
+/// The strings of a metadata array.
+fn strings<'g>(g: &'g Gguf, key: &str, file: &str) -> Result<Vec<&'g str>> {
+    let Some(MetaValue::Array(items)) = g.metadata.get(key) else {
+        return Err(Error::bad_file(file, format!("metadata `{key}` is missing")));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            MetaValue::Str(s) => Ok(s.as_str()),
+            _ => Err(Error::bad_file(file, format!("metadata `{key}` item {i} is not a string"))),
+        })
+        .collect()
+}
+
+/// The pre-tokenizer split of each `tokenizer.ggml.pre` wembed rebuilds, as the Hugging Face
+/// tokenizer of that family spells it (llama.cpp's llama-vocab.cpp keeps the same regexes).
+fn bpe_pre_tokenizer(pre: &str) -> Option<(&'static str, Value)> {
+    match pre {
+        // Qwen2Tokenizer (Qwen2, Qwen2.5, Qwen3): NFC, then this split, then byte-level.
+        "qwen2" => Some((
+            r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+            json!({"type": "NFC"}),
+        )),
+        _ => None,
+    }
+}
+
+/// A `tokenizer.json` for the GPT-2 style byte-level BPE vocabulary in the metadata
+/// (`tokenizer.ggml.model` `gpt2`): tokens and merges as the Hugging Face file had them
+/// (gguf-py writes a merge as `a b`), control and user-defined tokens as added tokens, and the
+/// BOS / EOS the file says to add (`add_bos_token`, `add_eos_token`: Qwen3-Embedding appends
+/// `<|endoftext|>`, which gguf-py records as the EOS it adds).
+fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
+    let pre = g.string("tokenizer.ggml.pre").unwrap_or("default");
+    let Some((split, normalizer)) = bpe_pre_tokenizer(pre) else {
+        return Err(Error::Unsupported(format!(
+            "tokenizer.ggml.pre `{pre}` in {file}; wembed rebuilds the `qwen2` BPE pre-tokenizer — put the \
+             model's tokenizer.json beside the GGUF file"
+        )));
+    };
+    let tokens = strings(g, "tokenizer.ggml.tokens", file)?;
+    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
+        _ => vec![],
+    };
+    // gguf-py's TokenType: 3 control, 4 user-defined (added, not special).
+    const CONTROL: i64 = 3;
+    const USER_DEFINED: i64 = 4;
+    let mut vocab = serde_json::Map::new();
+    let mut added = vec![];
+    for (id, tok) in tokens.iter().enumerate() {
+        vocab.entry(tok.to_string()).or_insert(json!(id));
+        let kind = kinds.get(id).copied().unwrap_or(1);
+        if kind == CONTROL || kind == USER_DEFINED {
+            added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": kind != CONTROL, "special": kind == CONTROL}));
+        }
+    }
+    let merges = strings(g, "tokenizer.ggml.merges", file)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| match m.split_once(' ') {
+            Some((a, b)) => Ok(json!([a, b])),
+            None => Err(Error::bad_file(file, format!("merge {i} `{m}` is not two tokens"))),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The token a key names, checked against the vocabulary.
+    let token = |key: &str| -> Result<Option<(String, usize)>> {
+        let Some(id) = g.metadata.get(key).and_then(MetaValue::as_int) else { return Ok(None) };
+        match tokens.get(id as usize) {
+            Some(t) if id >= 0 => Ok(Some((t.to_string(), id as usize))),
+            _ => Err(Error::bad_file(file, format!("metadata `{key}` = {id} is outside the vocabulary"))),
+        }
+    };
+    let flag = |key: &str| matches!(g.metadata.get(key), Some(MetaValue::Bool(true)));
+    let mut ends = vec![];
+    for (add, id) in [
+        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id"),
+        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id"),
+    ] {
+        if flag(add) {
+            let t = token(id)?
+                .ok_or_else(|| Error::bad_file(file, format!("metadata `{add}` is true but `{id}` is missing")))?;
+            ends.push(Some(t));
+        } else {
+            ends.push(None);
+        }
+    }
+    let (bos, eos) = (ends[0].clone(), ends[1].clone());
+    let special_token = |t: &(String, usize), type_id: u32| json!({"SpecialToken": {"id": t.0, "type_id": type_id}});
+    let sequence = |s: &str, type_id: u32| json!({"Sequence": {"id": s, "type_id": type_id}});
+    let mut single = vec![];
+    let mut pair = vec![];
+    let mut special_tokens = serde_json::Map::new();
+    for (type_id, seq) in [(0, "A"), (1, "B")] {
+        let part = if type_id == 0 { &mut single } else { &mut pair };
+        if let Some(b) = &bos {
+            part.push(special_token(b, type_id));
+        }
+        part.push(sequence(seq, type_id));
+        if let Some(e) = &eos {
+            part.push(special_token(e, type_id));
+        }
+    }
+    let pair = [single.clone(), pair].concat();
+    for t in [&bos, &eos].into_iter().flatten() {
+        special_tokens.insert(t.0.clone(), json!({"id": t.0, "ids": [t.1], "tokens": [t.0]}));
+    }
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+        ]},
+        "post_processor": {"type": "TemplateProcessing", "single": single, "pair": pair,
+                           "special_tokens": special_tokens},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges},
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,7 +790,23 @@ mod tests {
             ("pooler.dense.weight", None),
         ];
         for (hf, want) in cases {
-            assert_eq!(gguf_name(hf).as_deref(), want, "{hf}");
+            assert_eq!(gguf_name("bert", hf).as_deref(), want, "{hf}");
+        }
+        // gguf-py's get_tensor_name_map(NOMIC_BERT / QWEN3) on the tiny fixtures' names.
+        for (arch, hf, want) in [
+            ("nomic-bert", "emb_ln.bias", Some("token_embd_norm.bias")),
+            ("nomic-bert", "encoder.layers.1.attn.Wqkv.weight", Some("blk.1.attn_qkv.weight")),
+            ("nomic-bert", "encoder.layers.0.mlp.fc11.weight", Some("blk.0.ffn_up.weight")),
+            ("nomic-bert", "encoder.layers.0.mlp.fc12.weight", Some("blk.0.ffn_gate.weight")),
+            ("nomic-bert", "encoder.layers.0.norm2.weight", Some("blk.0.layer_output_norm.weight")),
+            ("qwen3", "embed_tokens.weight", Some("token_embd.weight")),
+            ("qwen3", "norm.weight", Some("output_norm.weight")),
+            ("qwen3", "layers.2.self_attn.k_norm.weight", Some("blk.2.attn_k_norm.weight")),
+            ("qwen3", "layers.0.post_attention_layernorm.weight", Some("blk.0.ffn_norm.weight")),
+            ("qwen3", "model.embed_tokens.weight", None),
+            ("gpt2", "embed_tokens.weight", None),
+        ] {
+            assert_eq!(gguf_name(arch, hf).as_deref(), want, "{arch} {hf}");
         }
     }
 

@@ -15,6 +15,10 @@ pub const DTYPE_KEY: &str = "wembed.dtype";
 /// Metadata key naming the file a quantized file was made from.
 pub const SOURCE_KEY: &str = "wembed.source";
 
+/// Bytes of a float tensor converted between page releases (see [`Weights::get`]): a multiple
+/// of every element width.
+const CONVERT_BYTES: usize = 1 << 20;
+
 /// A dense f32 tensor in host memory, row-major.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
@@ -43,12 +47,17 @@ impl HostTensor {
     }
 }
 
+/// What is told that some bytes of a file have been converted and may leave memory.
+pub type Release<'a> = dyn Fn(&[u8]) + 'a;
+
 /// One parsed weight file.
 pub struct WeightFile<'a> {
     source: Source<'a>,
     file: String,
     /// The `wembed.dtype` [`quantize_file`] recorded: its U8 tensors are blocks.
     quantized: Option<String>,
+    /// Told each tensor's bytes once they are converted (see [`WeightFile::releasing`]).
+    release: Option<&'a Release<'a>>,
 }
 
 enum Source<'a> {
@@ -72,20 +81,28 @@ impl<'a> WeightFile<'a> {
                 return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0, q4)")));
             }
         }
-        Ok(WeightFile { source: Source::Safetensors(st), file, quantized })
+        Ok(WeightFile { source: Source::Safetensors(st), file, quantized, release: None })
     }
 
     /// A GGUF file (see [`crate::gguf`]).
     pub fn parse_gguf(bytes: &'a [u8], file: impl Into<String>) -> Result<Self> {
         let file = file.into();
         let g = Gguf::parse(bytes, &file)?;
-        Ok(WeightFile { source: Source::Gguf(g, bytes), file, quantized: None })
+        Ok(WeightFile { source: Source::Gguf(g, bytes), file, quantized: None, release: None })
+    }
+
+    /// Calls `release` with each tensor's bytes once they have been converted to what the
+    /// model keeps, so that a mapped file's pages can go as the load walks through it
+    /// ([`crate::ModelFiles::release`]).
+    pub fn releasing(mut self, release: &'a Release<'a>) -> Self {
+        self.release = Some(release);
+        self
     }
 
     /// All tensors, by their full (Hugging Face) names.
     pub fn root(&self) -> Weights<'_> {
         let blocks = matches!(self.quantized.as_deref(), Some("q8_0" | "q4"));
-        Weights { source: &self.source, file: &self.file, blocks, prefix: String::new() }
+        Weights { source: &self.source, file: &self.file, blocks, prefix: String::new(), release: self.release }
     }
 }
 
@@ -102,13 +119,21 @@ pub struct Weights<'a> {
     /// U8 tensors hold blocks.
     blocks: bool,
     prefix: String,
+    release: Option<&'a Release<'a>>,
 }
 
 impl<'a> Weights<'a> {
     /// Weights under `prefix.` (e.g. `encoder.layer.3`).
     pub fn pp(&self, prefix: impl std::fmt::Display) -> Weights<'a> {
         let prefix = if self.prefix.is_empty() { prefix.to_string() } else { format!("{}.{prefix}", self.prefix) };
-        Weights { source: self.source, file: self.file, blocks: self.blocks, prefix }
+        Weights { source: self.source, file: self.file, blocks: self.blocks, prefix, release: self.release }
+    }
+
+    /// `raw` has been converted: its pages may go.
+    fn done(&self, raw: &[u8]) {
+        if let Some(release) = self.release {
+            release(raw);
+        }
     }
 
     fn find(&self, full: &str) -> Option<Found<'a>> {
@@ -118,7 +143,7 @@ impl<'a> Weights<'a> {
                 Some(Found::St(v.dtype(), v.shape().to_vec(), v.data()))
             }
             Source::Gguf(g, bytes) => {
-                let t = g.tensors.get(&gguf_name(full)?)?;
+                let t = g.tensors.get(&gguf_name(g.architecture(), full)?)?;
                 Some(Found::Gguf(t.dtype, t.shape.clone(), &bytes[t.start..t.end]))
             }
         }
@@ -164,6 +189,7 @@ impl<'a> Weights<'a> {
                 }
                 if dtype == GgmlType::Q4_0 {
                     let blocks: Vec<BlockQ4_0> = data.chunks_exact(18).map(bytemuck::pod_read_unaligned).collect();
+                    self.done(data);
                     return Ok(Some(QuantMatrix::from_q4_0(rows, cols, &blocks)));
                 }
                 let format = match dtype {
@@ -179,6 +205,7 @@ impl<'a> Weights<'a> {
         };
         let q = QuantMatrix::from_bytes(format, rows, cols, data)
             .map_err(|e| Error::weight(&full, format!("{e} in {}", self.file)))?;
+        self.done(data);
         Ok(Some(q))
     }
 
@@ -194,21 +221,20 @@ impl<'a> Weights<'a> {
         Error::weight(full, format!("shape {got:?} in {}, the config implies {want:?}", self.file))
     }
 
-    /// The tensor `name`, checked against `shape` and converted to f32 (a GGUF block tensor is
-    /// dequantized: only small tables are read this way).
-    pub fn get(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+    /// The tensor `name`'s bytes and what they are, its shape checked against `shape`.
+    fn locate(&self, name: &str, shape: &[usize]) -> Result<(String, Encoding, &'a [u8])> {
         let full = self.full(name);
         let found = self.find(&full).ok_or_else(|| {
-            Error::weight(&full, format!("missing from {}; is this the right model file?", self.file))
+            // A GGUF file names it as llama.cpp does: say that name too.
+            let gguf = match self.source {
+                Source::Gguf(g, _) => gguf_name(g.architecture(), &full).map(|n| format!(" (GGUF tensor `{n}`)")),
+                Source::Safetensors(_) => None,
+            };
+            Error::weight(
+                &full,
+                format!("missing from {}{}; is this the right model file?", self.file, gguf.unwrap_or_default()),
+            )
         })?;
-        // What the bytes are, whichever file they came from.
-        enum Encoding {
-            F32,
-            F16,
-            BF16,
-            Blocks,
-            Other(String),
-        }
         let (encoding, got, raw) = match found {
             Found::St(dtype, got, raw) => {
                 let e = match dtype {
@@ -237,10 +263,44 @@ impl<'a> Weights<'a> {
         if got != shape {
             return Err(self.shape_error(&full, &got, shape));
         }
+        Ok((full, encoding, raw))
+    }
+
+    /// Float bytes of `full` converted and appended to `out`, a slice of the file at a time,
+    /// its pages given back once converted: a large tensor (a word table can be half a model)
+    /// is never resident twice, as file bytes and as floats. `start` is the index of the first
+    /// value, for the error that names a non-finite one.
+    fn convert(&self, full: &str, encoding: &Encoding, raw: &[u8], start: usize, out: &mut Vec<f32>) -> Result<()> {
+        let from = out.len();
+        for part in raw.chunks(CONVERT_BYTES) {
+            match encoding {
+                Encoding::F32 => out.extend(part.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+                Encoding::F16 => {
+                    out.extend(part.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()))
+                }
+                _ => out.extend(part.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+            }
+            self.done(part);
+        }
+        if let Some(i) = out[from..].iter().position(|v| !v.is_finite()) {
+            return Err(Error::weight(full, format!("non-finite value at index {} in {}", start + i, self.file)));
+        }
+        Ok(())
+    }
+
+    /// The tensor `name`, checked against `shape` and converted to f32 (a GGUF block tensor is
+    /// dequantized: only small tables are read this way).
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<HostTensor> {
+        let (full, encoding, raw) = self.locate(name, shape)?;
         let data: Vec<f32> = match encoding {
-            Encoding::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Encoding::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Encoding::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            Encoding::F32 | Encoding::F16 | Encoding::BF16 => {
+                let mut out = Vec::with_capacity(shape.iter().product());
+                self.convert(&full, &encoding, raw, 0, &mut out)?;
+                // Reading a page maps its cached neighbours too (fault-around), some of them in
+                // slices already given back: the whole tensor once more at the end.
+                self.done(raw);
+                out
+            }
             Encoding::Blocks => {
                 let (rows, cols) = (shape[..shape.len() - 1].iter().product(), shape[shape.len() - 1]);
                 let q = self
@@ -248,6 +308,9 @@ impl<'a> Weights<'a> {
                     .ok_or_else(|| Error::weight(&full, format!("unreadable blocks in {}", self.file)))?;
                 let mut out = vec![0.0; rows * cols];
                 q.dequantize_rows(0, rows, &mut out);
+                if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+                    return Err(Error::weight(&full, format!("non-finite value at index {i} in {}", self.file)));
+                }
                 out
             }
             Encoding::Other(what) => {
@@ -257,11 +320,39 @@ impl<'a> Weights<'a> {
                 ));
             }
         };
-        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::weight(&full, format!("non-finite value at index {i} in {}", self.file)));
-        }
         Ok(HostTensor::new(shape.to_vec(), data))
     }
+
+    /// The float matrix `name` `[rows, cols]` quantized to `format` a slice of rows at a time,
+    /// so that its f32 copy is never whole (blocks are per row: the result equals quantizing the
+    /// whole matrix). Other encodings go through [`Weights::get`].
+    pub fn get_quantized(&self, name: &str, rows: usize, cols: usize, format: QuantFormat) -> Result<QuantMatrix> {
+        let (full, encoding, raw) = self.locate(name, &[rows, cols])?;
+        let width = match encoding {
+            Encoding::F32 => 4,
+            Encoding::F16 | Encoding::BF16 => 2,
+            _ => return Ok(QuantMatrix::quantize(format, rows, cols, &self.get(name, &[rows, cols])?.data)),
+        };
+        let per_part = (CONVERT_BYTES / (cols * width).max(1)).max(1);
+        let mut parts = Vec::with_capacity(rows.div_ceil(per_part));
+        let mut floats = Vec::with_capacity(per_part * cols);
+        for (i, part) in raw.chunks(per_part * cols * width).enumerate() {
+            floats.clear();
+            self.convert(&full, &encoding, part, i * per_part * cols, &mut floats)?;
+            parts.push(QuantMatrix::quantize(format, floats.len() / cols.max(1), cols, &floats));
+        }
+        self.done(raw);
+        QuantMatrix::vstack(&parts).ok_or_else(|| Error::weight(&full, format!("no rows to quantize in {}", self.file)))
+    }
+}
+
+/// What a tensor's bytes are, whichever file they came from.
+enum Encoding {
+    F32,
+    F16,
+    BF16,
+    Blocks,
+    Other(String),
 }
 
 /// The format [`quantize_file`] writes.
@@ -347,4 +438,25 @@ pub fn quantize_file(bytes: &[u8], dtype: FileDtype, source: &str) -> Result<Vec
         (SOURCE_KEY.to_string(), source.to_string()),
     ]);
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Backend(format!("writing safetensors: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quantizing a slice of rows at a time gives the blocks quantizing the whole matrix gives,
+    /// across several slices and a short last one.
+    #[test]
+    fn a_matrix_quantized_in_slices_equals_it_quantized_whole() {
+        let (rows, cols) = (3001, 96); // 1.15 MB of f32: a slice of 2,730 rows, then 271
+        let data: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let view = TensorView::new(Dtype::F32, vec![rows, cols], &bytes).unwrap();
+        let file = safetensors::serialize([("w", view)], None).unwrap();
+        let weights = WeightFile::parse(&file, "test").unwrap();
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
+            let sliced = weights.root().get_quantized("w", rows, cols, format).unwrap();
+            assert_eq!(sliced.bytes(), QuantMatrix::quantize(format, rows, cols, &data).bytes(), "{format:?}");
+        }
+    }
 }

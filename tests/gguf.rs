@@ -296,3 +296,183 @@ fn damaged_k_quant_files_give_named_errors() {
     nan[start..start + 2].copy_from_slice(&0x7e00u16.to_le_bytes());
     check("NaN scale", nan, "BAD_WEIGHTS", &["embeddings.word_embeddings.weight", "non-finite scale in block 0"]);
 }
+
+// ---- NomicBERT and Qwen3 (`nomic-bert`, `qwen3`) ----
+
+/// (GGUF file stem, tiny fixture it was written from).
+const ARCHS: [(&str, &str); 2] = [("tiny-nomic", "nomic-swiglu"), ("tiny-qwen3", "qwen3-lasttoken")];
+
+/// (type, worst cosine allowed to the fixture's PyTorch vectors). The tiny models are 36 wide,
+/// so no matrix row splits into 32-weight blocks: llama.cpp's converter falls back to F16 for
+/// every matrix of a Q8_0 file, and so does the generator; q8_0 therefore has f16's bar.
+/// Measured worst: NomicBERT 1.0000000, 0.9999999, 0.9999999; Qwen3 1.0000000, 0.9999987,
+/// 0.9999987.
+const ARCH_TYPES: [(&str, f64); 3] = [("f32", 0.99999), ("f16", 0.9999), ("q8_0", 0.9999)];
+
+/// A folder holding the GGUF file and the fixture's sentence-transformers configs that GGUF
+/// has no keys for (`max_seq_length`; the query prompt), but no tokenizer.json: the vocabulary
+/// comes from the GGUF metadata, the pooling from `<arch>.pooling_type`.
+fn arch_folder(stem: &str, variant: &str, ty: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(dir().join(format!("{stem}-{ty}.gguf")), tmp.path().join("model.gguf")).unwrap();
+    let tiny = root().join("tests/fixtures/tiny").join(variant);
+    for name in ["sentence_bert_config.json", "config_sentence_transformers.json"] {
+        std::fs::copy(tiny.join(name), tmp.path().join(name)).unwrap();
+    }
+    tmp
+}
+
+/// Embeds the fixture's texts with and without its prompt; returns the worst cosine to PyTorch.
+fn worst_cosine<B>(embedder: &Embedder<B>, reference: &TinyRef, what: &str) -> f64
+where
+    B: wembed::Backend + Sync,
+    B::Tensor: Send,
+    B::Matrix: Sync,
+    B::Vector: Sync,
+{
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    for (s, enc) in reference.sentences.iter().zip(embedder.tokenize(&texts).unwrap()) {
+        assert_eq!(enc.ids, s.ids, "{what}: ids of {:?}", s.text);
+    }
+    let mut worst = 1.0f64;
+    for prompt in [reference.prompt_name.clone(), None] {
+        let opts = EmbedOptions { prompt_name: prompt.clone(), ..Default::default() };
+        let vectors = embedder.embed(&texts, &opts).unwrap();
+        for (s, v) in reference.sentences.iter().zip(&vectors) {
+            let want = if prompt.is_some() { Some(&s.pooled) } else { s.pooled_no_prompt.as_ref() };
+            if let Some(want) = want {
+                worst = worst.min(cosine(v, want));
+            }
+        }
+    }
+    worst
+}
+
+#[test]
+fn nomic_bert_and_qwen3_files_load_tokenize_and_embed_like_pytorch() {
+    for (stem, variant) in ARCHS {
+        let reference = tiny_ref(&root().join("tests/fixtures/tiny").join(variant));
+        for (ty, bar) in ARCH_TYPES {
+            let folder = arch_folder(stem, variant, ty);
+            let files = ModelFiles::from_dir(folder.path()).unwrap();
+            assert!(files.get("tokenizer.json").is_none());
+            let embedder = Embedder::load(Cpu::new(), &files).unwrap_or_else(|e| panic!("{stem}-{ty}: {e}"));
+            let worst = worst_cosine(&embedder, &reference, &format!("{stem}-{ty}"));
+            eprintln!("{stem}-{ty}: worst cosine {worst:.7}");
+            assert!(worst >= bar, "{stem}-{ty}: worst cosine {worst:.7} (bar {bar})");
+        }
+    }
+}
+
+#[test]
+fn nomic_bert_and_qwen3_files_embed_like_pytorch_on_the_gpu() {
+    let gpu = || {
+        pollster::block_on(wembed::Gpu::with_weights(wembed::backend::gpu::GpuWeights::F32))
+            .unwrap_or_else(|e| panic!("the GPU tests need an adapter: {e}"))
+    };
+    for (stem, variant) in ARCHS {
+        let reference = tiny_ref(&root().join("tests/fixtures/tiny").join(variant));
+        let folder = arch_folder(stem, variant, "f32");
+        let files = ModelFiles::from_dir(folder.path()).unwrap();
+        let embedder = Embedder::load(gpu(), &files).unwrap();
+        let worst = worst_cosine(&embedder, &reference, &format!("{stem}-f32 on the GPU"));
+        eprintln!("{stem}-f32 on the GPU: worst cosine {worst:.7}");
+        assert!(worst >= 0.99999, "{stem}-f32 on the GPU: worst cosine {worst:.7}");
+    }
+    // Q8_0 blocks in every matrix (the 64-wide files): the GPU's block kernels as the CPU's.
+    for arch in ["nomic", "qwen3"] {
+        let files = ModelFiles::from_path(dir().join(format!("wide-{arch}-q8_0.gguf"))).unwrap();
+        let texts = ["the quick brown fox", "", "a b c d e f g h"];
+        let cpu = Embedder::load(Cpu::new(), &files).unwrap().embed(&texts, &EmbedOptions::default()).unwrap();
+        let gpu = Embedder::load(gpu(), &files).unwrap();
+        assert_eq!(gpu.dtype_name(), "q8");
+        let worst = gpu
+            .embed(&texts, &EmbedOptions::default())
+            .unwrap()
+            .iter()
+            .zip(&cpu)
+            .map(|(g, c)| cosine(g, c))
+            .fold(1.0, f64::min);
+        eprintln!("wide-{arch}-q8_0 on the GPU: worst cosine to the CPU {worst:.7}");
+        assert!(worst >= 0.99999, "wide-{arch}-q8_0 on the GPU: worst cosine to the CPU {worst:.7}");
+    }
+}
+
+#[test]
+fn damaged_nomic_bert_and_qwen3_files_give_named_errors() {
+    // (file, a tensor to lose: its wembed and GGUF names, a matrix to misshape: the same).
+    for (stem, lost, lost_gguf, bent, bent_gguf) in [
+        (
+            "tiny-nomic",
+            "encoder.layers.1.mlp.fc12.weight",
+            "blk.1.ffn_gate.weight",
+            "encoder.layers.0.attn.Wqkv.weight",
+            "blk.0.attn_qkv.weight",
+        ),
+        (
+            "tiny-qwen3",
+            "layers.2.self_attn.k_norm.weight",
+            "blk.2.attn_k_norm.weight",
+            "layers.1.self_attn.k_proj.weight",
+            "blk.1.attn_k.weight",
+        ),
+    ] {
+        let good = std::fs::read(dir().join(format!("{stem}-f32.gguf"))).unwrap();
+        let check = |what: &str, bytes: Vec<u8>, words: &[&str]| {
+            let err = load_err(bytes);
+            let msg = err.to_string();
+            assert_eq!(err.code(), "BAD_WEIGHTS", "{stem} {what}: {msg}");
+            for w in words {
+                assert!(msg.contains(w), "{stem} {what}: {msg:?} lacks {w:?}");
+            }
+        };
+        // Renamed (same length) to a name the architecture does not have: missing.
+        let mut missing = good.clone();
+        let at = find(&missing, lost_gguf.as_bytes());
+        missing[at..at + 4].copy_from_slice(b"xxx.");
+        check("missing", missing, &[lost, lost_gguf, "missing"]);
+        // Half as wide and twice as many rows (the same bytes, so the table stays valid).
+        let mut bent_file = good.clone();
+        let dims = find(&good, bent_gguf.as_bytes()) + bent_gguf.len() + 4;
+        let read = |at: usize| u64::from_le_bytes(good[at..at + 8].try_into().unwrap());
+        let (cols, rows) = (read(dims), read(dims + 8));
+        bent_file[dims..dims + 8].copy_from_slice(&(cols / 2).to_le_bytes());
+        bent_file[dims + 8..dims + 16].copy_from_slice(&(rows * 2).to_le_bytes());
+        let want = format!("[{}, {}]", rows * 2, cols / 2);
+        check("misshapen", bent_file, &[bent, &want, "the config implies"]);
+    }
+}
+
+/// (arch, type, what wembed stores, worst cosine to the F32 file of the same weights) for the
+/// 64-wide random-weight `nomic-bert` and `qwen3` files, whose every matrix and word table is in
+/// real blocks (so the stacking of q/k/v and gate/up blocks is exercised; a misplaced block
+/// scores near 0). Q4_0 blocks are kept as q4_1 (an exact re-encoding). Measured: nomic-bert
+/// q8_0 0.999976, q4_0 0.996511; qwen3 q8_0 0.999313, q4_0 0.901273 — 4-bit matrices cost a
+/// random causal decoder pooled at one token far more, as they cost MiniLM (README).
+const WIDE_TYPES: [(&str, &str, &str, f64); 4] = [
+    ("nomic", "q8_0", "q8", 0.9999),
+    ("nomic", "q4_0", "q4_1 matrices, q4_1 word table", 0.99),
+    ("qwen3", "q8_0", "q8", 0.999),
+    ("qwen3", "q4_0", "q4_1 matrices, q4_1 word table", 0.85),
+];
+
+#[test]
+fn wide_nomic_bert_and_qwen3_block_files_stay_close_to_their_f32_file() {
+    for (arch, variant) in [("nomic", "nomic-swiglu"), ("qwen3", "qwen3-lasttoken")] {
+        let reference = tiny_ref(&root().join("tests/fixtures/tiny").join(variant));
+        let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+        let load = |ty: &str| {
+            let files = ModelFiles::from_path(dir().join(format!("wide-{arch}-{ty}.gguf"))).unwrap();
+            Embedder::load(Cpu::new(), &files).unwrap_or_else(|e| panic!("wide-{arch}-{ty}: {e}"))
+        };
+        let f32 = load("f32").embed(&texts, &EmbedOptions::default()).unwrap();
+        for (_, ty, stored, bar) in WIDE_TYPES.into_iter().filter(|t| t.0 == arch) {
+            let embedder = load(ty);
+            assert_eq!(embedder.dtype_name(), stored, "wide-{arch}-{ty}");
+            let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+            let worst = vectors.iter().zip(&f32).map(|(v, w)| cosine(v, w)).fold(1.0, f64::min);
+            eprintln!("wide-{arch}-{ty}: worst cosine to f32 {worst:.6}");
+            assert!(worst >= bar, "wide-{arch}-{ty}: worst cosine {worst:.6} to the f32 file (bar {bar})");
+        }
+    }
+}

@@ -13,7 +13,7 @@ use std::future::Future;
 
 use crate::config::{Activation, PoolMode};
 use crate::error::Result;
-use crate::quant::QuantMatrix;
+use crate::quant::{QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
 
 /// Where the sequences of a batch lie in a `[tokens, cols]` tensor: sequence `b` is rows
@@ -257,6 +257,17 @@ pub trait Backend {
     /// model, which a backend may store in blocks.
     fn word_table(&self, w: HostTensor) -> Result<Self::Matrix> {
         self.table(w)
+    }
+    /// The block format `word_table` stores the table in, if any: a loader then quantizes the
+    /// table a slice of rows at a time ([`crate::weights::Weights::get_quantized`]) and hands
+    /// over the blocks, so the table's f32 copy is never whole.
+    fn word_table_format(&self) -> Option<QuantFormat> {
+        None
+    }
+    /// The word table in blocks of [`Backend::word_table_format`], stored as `word_table`
+    /// would store it.
+    fn quantized_word_table(&self, w: QuantMatrix) -> Result<Self::Matrix> {
+        self.quantized_matrix(w)
     }
     fn vector(&self, v: HostTensor) -> Result<Self::Vector>;
     /// How a matrix is stored: "f32", "f16", "q8_0" or "q4_1" (what `info` reports).

@@ -178,10 +178,7 @@ impl<B: Backend> BertModel<B> {
             types
         };
         let embeddings = BertEmbeddings {
-            word_embeddings: match stored(&e, "word_embeddings.weight", config.vocab_size, h)? {
-                Stored::F32(t) => b.word_table(t)?,
-                Stored::Quant(q) => b.quantized_matrix(q)?,
-            },
+            word_embeddings: super::word_table(b, &e, "word_embeddings.weight", config.vocab_size, h)?,
             position_embeddings: b.table(positions)?,
             token_type_embeddings: b.table(types)?,
             layer_norm: LayerNorm::load(b, &e.pp("LayerNorm"), h)?,

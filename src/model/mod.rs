@@ -10,7 +10,7 @@ use crate::backend::{Backend, SeqMeta};
 use crate::config::{DenseConfig, ModelConfig, ModelFiles};
 use crate::error::Result;
 use crate::quant::QuantMatrix;
-use crate::weights::{HostTensor, WeightFile};
+use crate::weights::{HostTensor, WeightFile, Weights};
 use bert::Stored;
 
 /// A `[n]` vector of zeros: the bias of a layer that has none (`bias=False`). The linear and
@@ -40,6 +40,19 @@ fn stack<B: Backend, const N: usize>(b: &B, parts: [Stored; N]) -> Result<B::Mat
         })
         .collect();
     b.matrix(HostTensor::vstack(&floats))
+}
+
+/// The word-embedding table `weights.name` `[rows, cols]` as the backend stores it: blocks from
+/// the file as they are; floats quantized a slice of rows at a time where the backend keeps the
+/// table in blocks (its f32 copy, half of a small model, is never whole); else floats.
+fn word_table<B: Backend>(b: &B, weights: &Weights, name: &str, rows: usize, cols: usize) -> Result<B::Matrix> {
+    if let Some(q) = weights.get_quant(name, rows, cols)? {
+        return b.quantized_matrix(q);
+    }
+    match b.word_table_format() {
+        Some(format) => b.quantized_word_table(weights.get_quantized(name, rows, cols, format)?),
+        None => b.word_table(weights.get(name, &[rows, cols])?),
+    }
 }
 
 /// A block matrix as floats.
@@ -90,13 +103,16 @@ pub enum Encoder<B: Backend> {
 
 impl<B: Backend> Encoder<B> {
     pub fn load(backend: &B, config: &ModelConfig, files: &ModelFiles) -> Result<Self> {
-        let file = match files.get(crate::gguf::GGUF_FILE) {
-            Some(bytes) => WeightFile::parse_gguf(bytes, files.origin())?,
+        let (name, file) = match files.get(crate::gguf::GGUF_FILE) {
+            Some(bytes) => (crate::gguf::GGUF_FILE, WeightFile::parse_gguf(bytes, files.origin())?),
             None => {
                 let name = "model.safetensors";
-                WeightFile::parse(files.require(name)?, format!("{}/{name}", files.origin()))?
+                (name, WeightFile::parse(files.require(name)?, format!("{}/{name}", files.origin()))?)
             }
         };
+        // Tensor by tensor: each one's file pages go once it is in the backend's format.
+        let release = |part: &[u8]| files.release(name, part);
+        let file = file.releasing(&release);
         match config {
             ModelConfig::Bert(c) => Ok(Encoder::Bert(bert::BertModel::load(backend, c.clone(), &file)?)),
             ModelConfig::Nomic(c) => Ok(Encoder::Nomic(nomic::NomicBertModel::load(backend, c.clone(), &file)?)),

@@ -8,7 +8,7 @@
 //! ModernBertRotaryEmbedding, ModernBertAttention, ModernBertMLP, ModernBertEncoderLayer,
 //! ModernBertModel).
 
-use super::bert::{Stored, matrix, stored};
+use super::bert::{matrix, stored};
 use super::zeros;
 use crate::backend::{Attention, Backend, SeqMeta, rotary_table};
 use crate::config::{MAX_ROTARY_POSITIONS, ModernBertConfig};
@@ -60,10 +60,7 @@ impl<B: Backend> ModernBertModel<B> {
         let w = if root.contains("model.embeddings.tok_embeddings.weight") { root.pp("model") } else { root };
         let (h, inter) = (config.hidden_size, config.intermediate_size);
         let norm = |name: String| -> Result<B::Vector> { b.vector(w.get(&name, &[h])?) };
-        let tok_embeddings = match stored(&w, "embeddings.tok_embeddings.weight", config.vocab_size, h)? {
-            Stored::F32(t) => b.word_table(t)?,
-            Stored::Quant(q) => b.quantized_matrix(q)?,
-        };
+        let tok_embeddings = super::word_table(b, &w, "embeddings.tok_embeddings.weight", config.vocab_size, h)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         let mut next_norms = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {

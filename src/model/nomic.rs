@@ -7,7 +7,7 @@
 //! NomicBertRotaryEmbedding, NomicBertAttention, NomicBertMLP, NomicBertLayer); the key names:
 //! transformers/conversion_mapping.py (`nomic_bert`).
 
-use super::bert::{Stored, matrix, stored};
+use super::bert::{matrix, stored};
 use super::{stack, zeros};
 use crate::backend::{Attention, Backend, SeqMeta, rotary_table};
 use crate::config::{Activation, MAX_ROTARY_POSITIONS, NomicConfig};
@@ -61,10 +61,7 @@ impl<B: Backend> NomicBertModel<B> {
         let w = file.root();
         let (h, inter) = (config.hidden_size, config.intermediate_size);
         let e = w.pp("embeddings");
-        let word_embeddings = match stored(&e, "word_embeddings.weight", config.vocab_size, h)? {
-            Stored::F32(t) => b.word_table(t)?,
-            Stored::Quant(q) => b.quantized_matrix(q)?,
-        };
+        let word_embeddings = super::word_table(b, &e, "word_embeddings.weight", config.vocab_size, h)?;
         let token_type_embeddings = b.table(e.get("token_type_embeddings.weight", &[config.type_vocab_size, h])?)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {

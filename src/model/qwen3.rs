@@ -14,7 +14,7 @@
 //! transformers/models/mistral/modeling_mistral.py for the others; the causal and
 //! sliding-window masks: transformers/masking_utils.py.
 
-use super::bert::{Stored, matrix, stored};
+use super::bert::{matrix, stored};
 use super::{stack, zeros};
 use crate::backend::{Attention, Backend, SeqMeta, rotary_table};
 use crate::config::{Activation, DecoderConfig, MAX_ROTARY_POSITIONS};
@@ -63,10 +63,7 @@ impl<B: Backend> DecoderModel<B> {
         let c = &config;
         let (h, inter, hd) = (c.hidden_size, c.intermediate_size, c.head_dim);
         let (heads, kv) = (c.num_attention_heads, c.num_key_value_heads);
-        let embed_tokens = match stored(&w, "embed_tokens.weight", c.vocab_size, h)? {
-            Stored::F32(t) => b.word_table(t)?,
-            Stored::Quant(q) => b.quantized_matrix(q)?,
-        };
+        let embed_tokens = super::word_table(b, &w, "embed_tokens.weight", c.vocab_size, h)?;
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
             let l = w.pp(format!("layers.{i}"));

@@ -215,6 +215,14 @@ impl Backend for Cpu {
         })
     }
 
+    fn word_table_format(&self) -> Option<QuantFormat> {
+        self.weights.formats().1
+    }
+
+    fn quantized_word_table(&self, w: QuantMatrix) -> Result<CpuMatrix> {
+        Ok(CpuMatrix::Quant(w))
+    }
+
     fn batches_per_read(&self) -> usize {
         1
     }
