@@ -116,13 +116,15 @@ test('with the hub stopped, the model loads from the cache', { timeout: 300_000 
   const result = await page.evaluate(
     async ({ id, hubBase, texts }) => {
       const events = [];
-      const embedder = await window.wembed.Embedder.load(id, { device: 'cpu', hubBase, onProgress: (e) => events.push(e) });
+      const embedder = await window.wembed.Embedder.load(id, { device: 'cpu', dtype: 'f32', hubBase, onProgress: (e) => events.push(e) });
       const vectors = await embedder.embed(texts);
       return { vectors: vectors.map((v) => Array.from(v)), events };
     },
     { id: MODEL_ID, hubBase, texts: SAMPLES.map((s) => s.text) },
   );
-  assert.ok(result.events.length > 0 && result.events.every((e) => e.cached), 'every file from the cache');
+  const files = result.events.filter((e) => e.phase === 'download');
+  assert.ok(files.length > 0 && files.every((e) => e.cached), 'every file from the cache');
+  assert.deepEqual(result.events.slice(-2).map((e) => e.phase), ['compile', 'ready']);
   checkVectors(result, 'offline');
   const cleared = await page.evaluate(() => window.wembed.clearCache());
   assert.equal(cleared, true);
