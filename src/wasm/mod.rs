@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Array, Float32Array, Float64Array, Object, Reflect, Uint8Array};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::ModelFiles;
@@ -38,59 +38,51 @@ fn input_error(message: impl Into<String>) -> JsValue {
     js_error("INPUT", &message.into())
 }
 
-/// Options from JS, read by serde-wasm-bindgen into `T`: `undefined`/`null` fields are absent,
-/// unknown fields are ignored (the JS layer has already refused unknown keys), and a field of
-/// the wrong type is an INPUT error naming `what`.
-fn read_options<T: Default + for<'de> Deserialize<'de>>(options: JsValue, what: &str) -> Result<T, JsValue> {
-    if options.is_undefined() || options.is_null() {
-        return Ok(T::default());
-    }
-    serde_wasm_bindgen::from_value(options).map_err(|e| input_error(format!("{what} options: {e}")))
+// Options are read field by field, not through serde-wasm-bindgen: its errors name neither
+// the option nor the same value on both sides of a worker's structured clone (a function on
+// this thread arrives in a worker as {}), and the pool must give the calling thread's message
+// (www/test/workers.test.mjs checks that they are equal). `info` goes out through serde.
+fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
+    Reflect::get(obj, &key.into()).ok().filter(|v| !v.is_undefined() && !v.is_null())
 }
 
-/// A whole number from `min` to `max` in option `name` (JS numbers arrive as f64).
-fn whole(v: Option<f64>, name: &str, min: f64, max: f64, range: &str) -> Result<Option<usize>, JsValue> {
-    match v {
+fn get_string(obj: &JsValue, key: &str) -> Result<Option<String>, JsValue> {
+    match get(obj, key) {
         None => Ok(None),
-        Some(n) if n >= min && n <= max && n.fract() == 0.0 => Ok(Some(n as usize)),
-        Some(_) => Err(input_error(format!("{name} must be a whole number from {range}"))),
+        Some(v) => v.as_string().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a string"))),
     }
 }
 
-/// `WasmEmbedder::load`'s options.
-#[derive(Deserialize, Default)]
-struct JsLoadOptions {
-    device: Option<String>,
-    dtype: Option<String>,
-    origin: Option<String>,
-}
-
-/// `WasmEmbedder::embed`'s options (JS names), checked into an [`EmbedOptions`].
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct JsEmbedOptions {
-    batch_size: Option<f64>,
-    batch_tokens: Option<f64>,
-    truncate_dim: Option<f64>,
-    normalize: Option<bool>,
-    prompt: Option<String>,
-    prompt_name: Option<String>,
-    truncate: Option<bool>,
-}
-
-impl JsEmbedOptions {
-    fn checked(self) -> Result<EmbedOptions, JsValue> {
-        let defaults = EmbedOptions::default();
-        Ok(EmbedOptions {
-            batch_size: whole(self.batch_size, "batchSize", 1.0, 1e6, "1 to 1000000")?,
-            batch_tokens: whole(self.batch_tokens, "batchTokens", 1.0, 1e9, "1 to 1000000000")?,
-            truncate_dim: whole(self.truncate_dim, "truncateDim", 1.0, 1e6, "1 to the model's dim")?,
-            normalize: self.normalize,
-            prompt: self.prompt,
-            prompt_name: self.prompt_name,
-            truncate: self.truncate.unwrap_or(defaults.truncate),
-        })
+fn get_bool(obj: &JsValue, key: &str) -> Result<Option<bool>, JsValue> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(v) => v.as_bool().map(Some).ok_or_else(|| input_error(format!("option `{key}` must be a boolean"))),
     }
+}
+
+/// A whole number from `min` to `max` in option `key` (JS numbers arrive as f64).
+fn get_whole(obj: &JsValue, key: &str, min: f64, max: f64, range: &str) -> Result<Option<usize>, JsValue> {
+    match get(obj, key) {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(n) if n >= min && n <= max && n.fract() == 0.0 => Ok(Some(n as usize)),
+            _ => Err(input_error(format!("{key} must be a whole number from {range}"))),
+        },
+    }
+}
+
+/// `WasmEmbedder::embed`'s options (JS names) as [`EmbedOptions`].
+fn embed_options(options: &JsValue) -> Result<EmbedOptions, JsValue> {
+    let defaults = EmbedOptions::default();
+    Ok(EmbedOptions {
+        batch_size: get_whole(options, "batchSize", 1.0, 1e6, "1 to 1000000")?,
+        batch_tokens: get_whole(options, "batchTokens", 1.0, 1e9, "1 to 1000000000")?,
+        truncate_dim: get_whole(options, "truncateDim", 1.0, 1e6, "1 to the model's dim")?,
+        normalize: get_bool(options, "normalize")?,
+        prompt: get_string(options, "prompt")?,
+        prompt_name: get_string(options, "promptName")?,
+        truncate: get_bool(options, "truncate")?.unwrap_or(defaults.truncate),
+    })
 }
 
 /// `WasmEmbedder::info`'s value.
@@ -139,10 +131,10 @@ impl WasmEmbedder {
     /// dtype: 'auto'|'f32'|'f16'|'q8'|'q4', origin }`. The task's value is the `WasmEmbedder`.
     pub fn load(files: JsValue, options: JsValue, wake: js_sys::Function) -> Result<WasmTask, JsValue> {
         let map = read_files(&files)?;
-        let options: JsLoadOptions = read_options(options, "load")?;
-        let device: Device = options.device.as_deref().unwrap_or("auto").parse()?;
-        let dtype: Dtype = options.dtype.as_deref().unwrap_or("auto").parse()?;
-        let files = ModelFiles::from_map(options.origin.unwrap_or_else(|| "model".into()), map);
+        let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
+        let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
+        let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
+        let files = ModelFiles::from_map(origin, map);
         Ok(WasmTask::new(
             async move {
                 let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
@@ -169,7 +161,7 @@ impl WasmEmbedder {
             let t = Reflect::get_u32(&texts, i).map_err(|_| input_error(format!("text {i} cannot be read")))?;
             owned.push(t.as_string().ok_or_else(|| input_error(format!("text {i} is not a string")))?);
         }
-        let opts = read_options::<JsEmbedOptions>(options, "embed")?.checked()?;
+        let opts = embed_options(&options)?;
         let inner = self.inner.clone();
         Ok(WasmTask::new(
             async move {

@@ -63,12 +63,13 @@ test('cacheDir: a second load reads every file from disk, offline; clearCache em
 test('cacheDir: a damaged entry is not used; the files are downloaded again', async () => {
   const cacheDir = await mkdtemp(join(tmpdir(), 'wembed-cache-'));
   await gatherFiles(source(), { fetch: hubFetch(), cacheDir });
-  // Cut every body in half: the sizes no longer match the set's manifest.
+  // Cut the large bodies (the weights, the tokenizer) in half: their sizes no longer match
+  // the set's manifest, which stays readable (it is small).
   for (const d of await readdir(cacheDir)) {
     for (const f of (await readdir(join(cacheDir, d))).filter((n) => n.endsWith('.bin'))) {
       const p = join(cacheDir, d, f);
       const b = await readFile(p);
-      if (b.length > 64) await writeFile(p, b.subarray(0, b.length >> 1));
+      if (b.length > 4096) await writeFile(p, b.subarray(0, b.length >> 1));
     }
   }
   assert.equal(await isCached(ID, { hubBase: HUB, cacheDir }), true, 'every entry is there, if damaged');

@@ -359,7 +359,8 @@ test("server-side vectors: sentence-transformers' own vectors, searched with que
   assert.equal(index.size, docs.length);
   let found = 0;
   for (const [i, s] of reference.sentences.entries()) {
-    if (reference.sentences.findIndex((o) => o.text === s.text) !== i) continue; // a repeated text
+    // A repeated text finds its twin as well as itself; an empty text is no query.
+    if (s.text.trim() === '' || reference.sentences.findIndex((o) => o.text === s.text) !== i) continue;
     const [best] = await index.search(s.text, { k: 1 });
     assert.equal(best.text, s.text, `query ${JSON.stringify(s.text)} found ${JSON.stringify(best.text)}`);
     assert.ok(best.score > 0.99999, `${JSON.stringify(s.text)}: score ${best.score}`);
