@@ -2,7 +2,7 @@
 // the corpus come from this cache, so the demo works with the network off. Model files are
 // not cached here: the package keeps them in its own Cache API store ('wembed-models-v2').
 // App files go network-first (a rebuilt page shows at once), falling back to the cache.
-const CACHE = 'wembed-demo-v2';
+const CACHE = 'wembed-demo-v3';
 const SHELL = [
   './',
   './index.html',
@@ -15,6 +15,8 @@ const SHELL = [
   '../src/pool.js',
   '../src/worker.js',
   '../src/search.js',
+  '../src/precision.js',
+  '../src/diskcache.js',
   '../pkg/wembed.js',
   '../pkg/wembed_bg.wasm',
   '../pkg/wembed_relaxed_bg.wasm',

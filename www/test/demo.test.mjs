@@ -6,8 +6,9 @@
 import { launchChromium } from './util.mjs';
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
 import { serve } from '../demo/serve.mjs';
 import { close } from './server.mjs';
@@ -51,6 +52,13 @@ async function ask(query) {
   });
   return rows;
 }
+
+test("the demo's service worker keeps every module of the package for offline use", async () => {
+  // A module left out of SHELL loads online and breaks the page offline (it did: precision.js).
+  const sw = await readFile(join(www, 'demo/sw.js'), 'utf8');
+  const modules = (await readdir(join(www, 'src'))).filter((f) => f.endsWith('.js'));
+  for (const m of modules) assert.ok(sw.includes(`'../src/${m}'`), `sw.js does not cache src/${m}`);
+});
 
 test('the demo indexes, searches, and works again offline', async () => {
   const port = server.address().port;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { Embedder, SemanticIndex } from '../src/index.js';
-import { rejectsWith } from './util.mjs';
+import { cosine, rejectsWith } from './util.mjs';
 
 /** Asserts `fn()` throws a WembedError of `code` (message matching `pattern`). */
 function throwsWith(fn, code, pattern, label) {
@@ -358,12 +358,14 @@ test("server-side vectors: sentence-transformers' own vectors, searched with que
   assert.deepEqual(index.addVectors(docs, flat), docs.map((d) => d.id));
   assert.equal(index.size, docs.length);
   let found = 0;
-  for (const [i, s] of reference.sentences.entries()) {
-    // A repeated text finds its twin as well as itself; an empty text is no query.
-    if (s.text.trim() === '' || reference.sentences.findIndex((o) => o.text === s.text) !== i) continue;
+  for (const s of reference.sentences) {
+    if (s.text.trim() === '') continue; // no query
     const [best] = await index.search(s.text, { k: 1 });
-    assert.equal(best.text, s.text, `query ${JSON.stringify(s.text)} found ${JSON.stringify(best.text)}`);
-    assert.ok(best.score > 0.99999, `${JSON.stringify(s.text)}: score ${best.score}`);
+    // Its own vector, or one equal to it: a repeated text, or a text that shares its first
+    // 256 tokens (the model's limit) with another.
+    const twin = reference.sentences[best.metadata.i].embedding;
+    assert.ok(cosine(twin, s.embedding) > 0.99999, `query ${JSON.stringify(s.text.slice(0, 60))} found ${JSON.stringify(best.text.slice(0, 60))}`);
+    assert.ok(best.score > 0.99999, `${JSON.stringify(s.text.slice(0, 60))}: score ${best.score}`);
     found++;
   }
   assert.ok(found > 20, `only ${found} distinct sentences`);
