@@ -22,6 +22,16 @@ async function handle(port, msg) {
       await ensureWasm(msg.wasm);
       generation = currentGeneration();
       embedder = await runTask((wake) => WasmEmbedder.load(msg.files, msg.options, wake));
+      // One short text through the model before the first call: a wasm engine starts a module
+      // on its baseline compiler and optimizes the hot functions only once they have run, so
+      // without this a worker's first calls ran at a fraction of its later speed.
+      // A model that fails on this text fails the same way on the caller's first call, with
+      // the caller's text in the message: only a crash of the instance ends the load here.
+      try {
+        await runTask((wake) => embedder.embed(['wembed warms up its kernels here.'], {}, null, wake));
+      } catch (e) {
+        if (generation !== currentGeneration()) throw e;
+      }
       return embedder.info();
     }
     case 'embed': {
