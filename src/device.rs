@@ -38,9 +38,9 @@ impl std::str::FromStr for Device {
 pub enum Dtype {
     /// Chosen per device by measurement. On the CPU natively f32: exact, and the native
     /// integer kernels buy less there (q8 1.7x f32 on 2 AVX-512 VNNI cores). On the CPU in
-    /// wasm (browsers, Node) q8: its integer kernels ran 1.9x f32's sentences/s at batch 32 and
-    /// took a 16-token query from 21.8 to 9.9 ms in Chromium (README's wasm bench), at a worst
-    /// cosine of 0.9995 to PyTorch; `f32` stays one option away for exact vectors. On a GPU f16
+    /// wasm (browsers, Node) q8: its integer kernels ran 1.36x f32's sentences/s at batch 32 and
+    /// took a 16-token query from 16.6 to 10.4 ms (Node, 2 workers; README's wasm bench), at a
+    /// worst cosine of 0.9995 to PyTorch; `f32` stays one option away for exact vectors. On a GPU f16
     /// where the adapter unpacks f16 in shaders (1.9x f32's speed on an H200, cosine
     /// 0.9999997), else f32.
     #[default]

@@ -253,7 +253,8 @@ async function browserRows() {
                 const r = await window.measure(async (t) => (await e.embed(t, { batchSize: 32 })).map((v) => Array.from(v)), c);
                 const info = e.info;
                 e.dispose();
-                return { ...r, label: `${info.dtype}, ${info.wasm}`, parallel: `${info.workers} worker${info.workers === 1 ? '' : 's'}` };
+                const dtype = cfg.dtype === 'auto' ? `default (${info.dtype})` : info.dtype;
+                return { ...r, label: `${dtype}, ${info.wasm}`, parallel: `${info.workers} worker${info.workers === 1 ? '' : 's'}` };
               }
               const { pipeline, env } = window.transformers;
               env.allowRemoteModels = false;
