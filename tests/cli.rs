@@ -58,6 +58,55 @@ fn embed_reads_a_file_and_writes_npy() {
 }
 
 #[test]
+fn embed_writes_parquet_that_reads_back_as_the_json_vectors() {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::{ListAccessor, RowAccessor};
+    let tmp = tempfile::tempdir().unwrap();
+    let texts = ["hello world!", "the quick brown fox", "", "a man is playing a guitar."];
+    let json = wembed(&[&["embed", "--model", &tiny()][..], &texts[..]].concat());
+    assert!(json.status.success(), "{}", stderr(&json));
+    let want: Vec<Vec<f32>> = serde_json::from_slice(&json.stdout).unwrap();
+    let model = tiny();
+    for (truncate, dim) in [(None, 36), (Some("24"), 24)] {
+        let file = tmp.path().join(format!("out-{dim}.parquet"));
+        let mut args = vec!["embed", "--model", &model, "--format", "parquet", "--out", file.to_str().unwrap()];
+        if let Some(t) = truncate {
+            args.extend(["--truncate-dim", t]);
+        }
+        args.extend(texts);
+        let out = wembed(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        assert_eq!(reader.metadata().file_metadata().num_rows(), texts.len() as i64);
+        let rows: Vec<_> = reader.get_row_iter(None).unwrap().map(|r| r.unwrap()).collect();
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row.get_string(0).unwrap(), texts[i]);
+            let list = row.get_list(1).unwrap();
+            let got: Vec<f32> = (0..list.len()).map(|j| list.get_float(j).unwrap()).collect();
+            assert_eq!(got, want[i][..dim], "row {i}, dim {dim}");
+        }
+    }
+    // --truncate-dim shapes .npy too.
+    let npy = tmp.path().join("cut.npy");
+    let out = wembed(&[
+        "embed",
+        "--model",
+        &tiny(),
+        "--truncate-dim",
+        "24",
+        "--format",
+        "npy",
+        "--out",
+        npy.to_str().unwrap(),
+        "x",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bytes = std::fs::read(&npy).unwrap();
+    let header = String::from_utf8_lossy(&bytes[10..74]).into_owned();
+    assert!(header.contains("'shape': (1, 24)"), "{header}");
+}
+
+#[test]
 fn invalid_utf8_in_a_file_names_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("bad.txt");
@@ -78,7 +127,7 @@ fn usage_errors_are_reported_not_panicked() {
         (vec!["embed", "--model", "/no/such/dir", "x"], "/no/such/dir"),
         (vec!["embed", "--batch-size", "many", "x"], "invalid value 'many' for '--batch-size <N>'"),
         (vec!["embed", "--device", "tpu", "x"], "device `tpu`: choose auto, cpu or gpu"),
-        (vec!["embed", "--format", "csv", "x"], "[possible values: json, npy]"),
+        (vec!["embed", "--format", "csv", "x"], "[possible values: json, npy, parquet]"),
         (vec!["eval", "nothing"], "unrecognized subcommand 'nothing'"),
         (vec!["quantize", "--dtype", "q2", "a", "b"], "[possible values: q8, q4, f16]"),
     ] {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use output::{Progress, npy_bytes, write_out};
+use output::{Progress, npy_bytes, parquet_bytes, write_out};
 use wembed::eval::{StsPair, cosine, read_stsb_chinese, read_stsb_english, spearman};
 use wembed::weights::{FileDtype, quantize_file};
 use wembed::{AnyEmbedder, Device, Dtype, EmbedOptions, LoadOptions, ModelFiles};
@@ -105,7 +105,8 @@ struct EmbedArgs {
     /// read texts from FILE, one per line ('-' for stdin)
     #[arg(long, value_name = "FILE")]
     file: Option<String>,
-    /// json, or npy (a [count, dim] float32 matrix)
+    /// json, npy (a [count, dim] float32 matrix), or parquet (columns text and embedding, a list
+    /// of float32: for DuckDB, LanceDB, Qdrant imports, Spark)
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
     /// output file ('-' for stdout)
@@ -120,6 +121,7 @@ struct EmbedArgs {
 enum Format {
     Json,
     Npy,
+    Parquet,
 }
 
 #[derive(Subcommand, Debug)]
@@ -269,18 +271,24 @@ fn embed(args: &EmbedArgs) -> Result<(), String> {
         return Err("nothing to embed: give texts as arguments or --file FILE".into());
     }
     let out = args.out.as_str();
-    if args.format == Format::Npy && out == "-" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        return Err("refusing to write binary .npy to a terminal: add --out FILE".into());
+    if args.format != Format::Json && out == "-" && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err("refusing to write a binary format to a terminal: add --out FILE".into());
     }
     let embedder = load(&args.load, false)?;
     let opts = options(&args.run);
     let refs: Vec<&str> = texts.iter().map(|s| s.as_str()).collect();
     let mut bar = Progress::new("embedding");
     let vectors = embedder.embed_with_progress(&refs, &opts, |d, t| bar.update(d, t)).map_err(|e| e.to_string())?;
+    // The vectors' own length: --truncate-dim (or the model's truncate_dim) may cut them.
+    let dim = vectors.first().map_or(embedder.dim(), |v| v.len());
     let bytes = match args.format {
         Format::Npy => {
             let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
-            npy_bytes(vectors.len(), embedder.dim(), &flat)
+            npy_bytes(vectors.len(), dim, &flat)
+        }
+        Format::Parquet => {
+            let flat: Vec<f32> = vectors.iter().flatten().copied().collect();
+            parquet_bytes(&texts, dim, &flat)?
         }
         Format::Json => {
             let mut s = serde_json::to_string(&vectors).map_err(|e| e.to_string())?;

@@ -61,6 +61,46 @@ pub fn npy_bytes(rows: usize, cols: usize, data: &[f32]) -> Vec<u8> {
     out
 }
 
+/// Rows per Parquet row group: big enough for fast scans, small enough that a reader (DuckDB,
+/// Spark) can split a large file between threads.
+const PARQUET_ROW_GROUP: usize = 65_536;
+
+/// Apache Parquet of the texts and their vectors (`flat`: `[texts.len(), dim]` row-major): the
+/// columns `text` (UTF-8 string) and `embedding` (a list of float32, the standard LIST layout
+/// that pyarrow, DuckDB, LanceDB and Spark read as `list<float>` / `FLOAT[]`), Snappy-compressed.
+pub fn parquet_bytes(texts: &[String], dim: usize, flat: &[f32]) -> Result<Vec<u8>, String> {
+    use parquet::data_type::{ByteArray, ByteArrayType, FloatType};
+    use parquet::file::properties::WriterProperties;
+    use parquet::file::writer::SerializedFileWriter;
+    use parquet::schema::parser::parse_message_type;
+    use std::sync::Arc;
+
+    let err = |e: parquet::errors::ParquetError| format!("writing Parquet: {e}");
+    let schema = parse_message_type(
+        "message embeddings { required binary text (STRING);          required group embedding (LIST) { repeated group list { required float element; } } }",
+    )
+    .map_err(err)?;
+    let props = WriterProperties::builder().set_compression(parquet::basic::Compression::SNAPPY).build();
+    let mut writer = SerializedFileWriter::new(Vec::new(), Arc::new(schema), Arc::new(props)).map_err(err)?;
+    for (g, chunk) in texts.chunks(PARQUET_ROW_GROUP).enumerate() {
+        let rows = &flat[g * PARQUET_ROW_GROUP * dim..][..chunk.len() * dim];
+        let mut group = writer.next_row_group().map_err(err)?;
+        let mut text = group.next_column().map_err(err)?.ok_or("Parquet: no text column")?;
+        let values: Vec<ByteArray> = chunk.iter().map(|t| ByteArray::from(t.as_str())).collect();
+        text.typed::<ByteArrayType>().write_batch(&values, None, None).map_err(err)?;
+        text.close().map_err(err)?;
+        let mut embedding = group.next_column().map_err(err)?.ok_or("Parquet: no embedding column")?;
+        // Every element is present (definition level 1, the list's); a repetition level of 0
+        // starts a row's list, 1 continues it.
+        let def = vec![1i16; rows.len()];
+        let rep: Vec<i16> = (0..rows.len()).map(|i| i16::from(i % dim != 0)).collect();
+        embedding.typed::<FloatType>().write_batch(rows, Some(&def), Some(&rep)).map_err(err)?;
+        embedding.close().map_err(err)?;
+        group.close().map_err(err)?;
+    }
+    writer.into_inner().map_err(err)
+}
+
 /// Writes `bytes` to `path`, or to stdout for `-`.
 pub fn write_out(path: &str, bytes: &[u8]) -> std::io::Result<()> {
     if path == "-" {
