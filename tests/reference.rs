@@ -470,6 +470,22 @@ fn mpnet_with_q8_0_weights_stays_close_to_pytorch() {
     mpnet_stays_close_to_pytorch(CpuWeights::Q8_0, 0.999);
 }
 
+/// The tiny model in `dir` with config.json's `key` set to `value`: the largest distance of its
+/// hidden states from the reference's on `texts`.
+fn worst_hidden_with(dir: &std::path::Path, reference: &TinyRef, texts: &[&str], key: &str, value: usize) -> f32 {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(dir, tmp.path());
+    edit_json(&tmp.path().join("config.json"), |c| c[key] = value.into());
+    let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(tmp.path()).unwrap()).unwrap();
+    embedder
+        .token_states(texts)
+        .unwrap()
+        .iter()
+        .zip(&reference.sentences)
+        .map(|(st, s)| max_abs_diff(&st.hidden, &s.hidden).0)
+        .fold(0.0f32, f32::max)
+}
+
 #[test]
 fn decoder_sliding_windows_keep_transformers_bound() {
     // transformers' sliding mask keeps keys kv_idx > q_idx - sliding_window: the fixtures above
@@ -481,17 +497,7 @@ fn decoder_sliding_windows_keep_transformers_bound() {
         let reference = tiny_ref(&dir);
         let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
         for other in [window - 1, window + 1] {
-            let tmp = tempfile::tempdir().unwrap();
-            copy_dir(&dir, tmp.path());
-            edit_json(&tmp.path().join("config.json"), |c| c["sliding_window"] = other.into());
-            let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(tmp.path()).unwrap()).unwrap();
-            let worst = embedder
-                .token_states(&texts)
-                .unwrap()
-                .iter()
-                .zip(&reference.sentences)
-                .map(|(st, s)| max_abs_diff(&st.hidden, &s.hidden).0)
-                .fold(0.0f32, f32::max);
+            let worst = worst_hidden_with(&dir, &reference, &texts, "sliding_window", other);
             assert!(worst > 1e-2, "{name} with sliding_window {other}: within {worst:e} of the reference");
         }
     }
@@ -535,17 +541,7 @@ fn encoder_local_windows_keep_transformers_bound() {
         let longest = embedder.tokenize(&texts).unwrap().iter().map(|t| t.ids.len()).max().unwrap();
         assert!(longest > window, "{name}: the longest text ({longest} tokens) must pass the window");
         for other in [window - 2, window + 2] {
-            let tmp = tempfile::tempdir().unwrap();
-            copy_dir(&dir, tmp.path());
-            edit_json(&tmp.path().join("config.json"), |c| c[key] = other.into());
-            let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(tmp.path()).unwrap()).unwrap();
-            let worst = embedder
-                .token_states(&texts)
-                .unwrap()
-                .iter()
-                .zip(&reference.sentences)
-                .map(|(st, s)| max_abs_diff(&st.hidden, &s.hidden).0)
-                .fold(0.0f32, f32::max);
+            let worst = worst_hidden_with(&dir, &reference, &texts, key, other);
             assert!(worst > 1e-2, "{name} with {key} {other}: within {worst:e} of the reference");
         }
     }
