@@ -127,7 +127,8 @@ export class Embedder {
    * prefix, a folder (Node), a `.gguf` file's URL or path (with tokenizer.json and the
    * sentence-transformers files beside it when there are), or { files: { name: Uint8Array } }.
    * Options: device ('auto' | 'webgpu' | 'cpu'), dtype ('auto' default: q8 on the CPU, f16 on
-   * WebGPU; 'f32' (exact) | 'f16' | 'q8' | 'q4'), onProgress({file, loaded, total, cached}), hubBase,
+   * WebGPU; 'f32' (exact) | 'f16' | 'q8' | 'q4'), onProgress({ phase: 'download', file, loaded,
+   * total, cached }, then { phase: 'compile' }, { phase: 'ready' }), cacheDir (Node), hubBase,
    * revision, cache (default true), fetch, signal (AbortSignal), timeout (ms), wasm (URL or
    * bytes of wembed_bg.wasm, for bundlers that do not copy it), workers ('auto' default: the
    * CPU path runs in that many workers, each with its own copy of the weights; 0: on the
