@@ -3,10 +3,12 @@
 
 use rayon::prelude::*;
 
-use crate::backend::Backend;
+use crate::backend::cpu::Cpu;
+use crate::backend::{Backend, SeqMeta};
 use crate::config::{ModelConfig, ModelFiles, SentenceConfig};
 use crate::error::{Error, Result};
 use crate::model::{Dense, Encoder};
+use crate::split::{Exchange, split_parts};
 use crate::tokenizer::{Batch, Encoded, TextTokenizer};
 
 /// Per-call options; `Default` gives what sentence-transformers' `encode()` does for the model.
@@ -198,12 +200,17 @@ impl<B: Backend> Embedder<B> {
     fn run_group(&self, encoded: &[Encoded], group: &[usize], pool_start: u32, normalize: bool) -> Result<B::Tensor> {
         let batch = Batch::pack(&group.iter().map(|&i| &encoded[i]).collect::<Vec<_>>(), pool_start);
         let hidden = self.encoder.forward(&self.backend, &batch.ids, &batch.type_ids, &batch.meta)?;
+        self.pool(&hidden, &batch.meta, normalize)
+    }
+
+    /// The sentence modules after the encoder: last hidden state -> `[texts, dim]`.
+    fn pool(&self, hidden: &B::Tensor, meta: &SeqMeta, normalize: bool) -> Result<B::Tensor> {
         let modes = &self.sentence.pooling.modes;
         if self.dense.is_empty() {
-            return self.backend.pool(&hidden, &batch.meta, modes, normalize);
+            return self.backend.pool(hidden, meta, modes, normalize);
         }
         // Pooling, Dense…, then Normalize, in modules.json's order.
-        let mut x = self.backend.pool(&hidden, &batch.meta, modes, false)?;
+        let mut x = self.backend.pool(hidden, meta, modes, false)?;
         for d in &self.dense {
             x = d.forward(&self.backend, &x)?;
         }
@@ -325,6 +332,50 @@ impl<B: Backend> Embedder<B> {
             out.push(TokenStates { ids: e.ids.clone(), hidden });
         }
         Ok(out)
+    }
+}
+
+impl Embedder<Cpu> {
+    /// Whether [`Self::embed_split`] shares this model's forward pass between its parts (the
+    /// BERT family; other models run whole on part 0).
+    pub fn can_split(&self) -> bool {
+        matches!(self.encoder, Encoder::Bert(_))
+    }
+
+    /// One text embedded by `parts` callers together, each with its own copy of this model,
+    /// this one being `part` ([`crate::split`]): every part calls this with the same text and
+    /// options, and they trade rows through `ex`. Part 0 returns the vector, equal to
+    /// [`Self::embed_async`]'s (the tests check); the others return `None`. A text too short to
+    /// be worth cutting ([`split_parts`]) or a model that cannot ([`Self::can_split`]) runs
+    /// whole on part 0 and the others return at once, trading nothing.
+    pub async fn embed_split(
+        &self,
+        text: &str,
+        opts: &EmbedOptions,
+        part: usize,
+        parts: usize,
+        ex: &mut impl Exchange,
+    ) -> Result<Option<Vec<f32>>> {
+        let (encoded, pool_start, keep) = self.prepare(&[text], opts)?;
+        let normalize = opts.normalize.unwrap_or(self.sentence.normalize);
+        let batch = Batch::pack(&[&encoded[0]], pool_start);
+        let parts = match &self.encoder {
+            Encoder::Bert(_) => split_parts(batch.meta.tokens, parts),
+            _ => 1,
+        };
+        if part >= parts {
+            return Ok(None);
+        }
+        let hidden = match &self.encoder {
+            Encoder::Bert(m) if parts > 1 => m.forward_split(&self.backend, &batch, part, parts, ex).await?,
+            e => e.forward(&self.backend, &batch.ids, &batch.type_ids, &batch.meta)?,
+        };
+        if part != 0 {
+            return Ok(None);
+        }
+        let flat = self.backend.read(&self.pool(&hidden, &batch.meta, normalize)?).await?;
+        self.check_finite(&encoded, &[0], pool_start, &flat).await?;
+        Ok(Some(flat[..keep].to_vec()))
     }
 }
 

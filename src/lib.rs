@@ -21,6 +21,7 @@ pub mod gguf;
 pub mod index;
 pub mod model;
 pub mod quant;
+pub mod split;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

@@ -633,3 +633,113 @@ fn sts_evaluation_runs_on_every_architecture() {
         }
     }
 }
+
+/// Parts of a split forward pass ([`wembed::split`]), one thread each, trading rows over
+/// channels as wembed's wasm workers do over messages.
+struct Mesh {
+    me: usize,
+    to: Vec<Option<std::sync::mpsc::Sender<Vec<f32>>>>,
+    from: Vec<Option<std::sync::mpsc::Receiver<Vec<f32>>>>,
+}
+
+impl Mesh {
+    fn new(parts: usize) -> Vec<Mesh> {
+        let mut meshes: Vec<Mesh> = (0..parts)
+            .map(|me| Mesh { me, to: (0..parts).map(|_| None).collect(), from: (0..parts).map(|_| None).collect() })
+            .collect();
+        for a in 0..parts {
+            for b in (0..parts).filter(|&b| b != a) {
+                let (tx, rx) = std::sync::mpsc::channel();
+                meshes[a].to[b] = Some(tx);
+                meshes[b].from[a] = Some(rx);
+            }
+        }
+        meshes
+    }
+}
+
+impl wembed::split::Exchange for Mesh {
+    async fn all_gather(&mut self, mine: Vec<f32>, parts: usize) -> wembed::Result<Vec<Vec<f32>>> {
+        for p in (0..parts).filter(|&p| p != self.me) {
+            let gone = || wembed::Error::Backend(format!("part {p} is gone"));
+            self.to[p].as_ref().ok_or_else(gone)?.send(mine.clone()).map_err(|_| gone())?;
+        }
+        (0..parts)
+            .map(|p| match &self.from[p] {
+                _ if p == self.me => Ok(mine.clone()),
+                Some(rx) => rx.recv().map_err(|_| wembed::Error::Backend(format!("part {p} is gone"))),
+                None => Err(wembed::Error::Backend(format!("no channel from part {p}"))),
+            })
+            .collect()
+    }
+}
+
+/// `text` embedded by `embedders` (copies of one model) together, one thread each: part 0's
+/// vector (the others must return None).
+fn embed_split(embedders: &[Embedder<Cpu>], text: &str) -> Vec<f32> {
+    let parts = embedders.len();
+    assert!(embedders[0].can_split());
+    let opts = EmbedOptions::default();
+    let mut results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = embedders
+            .iter()
+            .zip(Mesh::new(parts))
+            .enumerate()
+            .map(|(p, (e, mut mesh))| {
+                let opts = &opts;
+                s.spawn(move || pollster::block_on(e.embed_split(text, opts, p, parts, &mut mesh)).unwrap())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(results[1..].iter().all(Option::is_none), "only part 0 returns the vector");
+    results.remove(0).expect("part 0 returns the vector")
+}
+
+fn copies(dir: &std::path::Path, weights: CpuWeights, n: usize) -> Vec<Embedder<Cpu>> {
+    let files = ModelFiles::from_dir(dir).unwrap();
+    (0..n).map(|_| Embedder::load(Cpu::with_weights(weights), &files).unwrap()).collect()
+}
+
+#[test]
+fn a_text_split_over_parts_gives_the_vector_it_gives_whole() {
+    let long = "Semantic search ranks documents by the meaning of a query rather than its words. ".repeat(20);
+    let texts = [
+        (
+            "26 tokens, rows 13 + 13 (3 parts: too short, 2)",
+            "how do i find the documents in my archive that mean the same thing as the question i am asking?",
+        ),
+        (
+            "37 tokens, rows 19 + 18 or 13 + 12 + 12",
+            "A man is playing a guitar on a street corner while a small crowd gathers, sings along and drops coins into his open case.",
+        ),
+        ("16 tokens, too short to split", "how do i find documents that mean the same as my question?"),
+        ("~330 tokens", long.as_str()),
+    ];
+    for weights in [CpuWeights::F32, CpuWeights::Q8_0] {
+        let models = copies(&minilm_dir(), weights, 3);
+        for (what, text) in texts {
+            let alone = models[0].embed(&[text], &EmbedOptions::default()).unwrap().remove(0);
+            for parts in [2, 3] {
+                let (diff, _) = max_abs_diff(&embed_split(&models[..parts], text), &alone);
+                assert!(diff <= 1e-6, "MiniLM {weights:?}, {what}, {parts} parts: differs from whole by {diff:e}");
+            }
+        }
+    }
+    // MPNet's relative-position bias: attention over the gathered rows sees every position.
+    let models = copies(&root().join("tests/fixtures/tiny/mpnet-relative"), CpuWeights::F32, 2);
+    let text = "the relative buckets of a tiny mpnet model span every position of this text, which is long enough to be cut in two";
+    let alone = models[0].embed(&[text], &EmbedOptions::default()).unwrap().remove(0);
+    let (diff, _) = max_abs_diff(&embed_split(&models, text), &alone);
+    assert!(diff <= 1e-6, "tiny MPNet, 2 parts: differs from whole by {diff:e}");
+}
+
+#[test]
+fn a_split_part_whose_peer_is_gone_ends_with_an_error() {
+    let e = minilm();
+    let mut mesh = Mesh::new(2).remove(0); // part 1's ends are dropped with the rest
+    let text = "a query long enough to be cut in two parts. ".repeat(3);
+    let r = pollster::block_on(e.embed_split(&text, &EmbedOptions::default(), 0, 2, &mut mesh));
+    let err = r.expect_err("a split pass without its peer cannot finish");
+    assert!(err.to_string().contains("part 1 is gone"), "{err}");
+}

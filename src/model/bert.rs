@@ -8,10 +8,13 @@
 //!   ernie/modeling_ernie.py (ErnieEmbeddings: task_type_embeddings)
 //!   mpnet/modeling_mpnet.py (MPNetEmbeddings, MPNetAttention, MPNetEncoder.compute_position_bias)
 
+use crate::backend::cpu::{Cpu, CpuTensor};
 use crate::backend::{Attention, Backend, SeqMeta};
 use crate::config::{BertConfig, BertFamily, RelativeBuckets};
 use crate::error::Result;
 use crate::quant::QuantMatrix;
+use crate::split::{Exchange, split_rows};
+use crate::tokenizer::Batch;
 use crate::weights::{HostTensor, WeightFile, Weights};
 
 struct LayerNorm<B: Backend> {
@@ -254,16 +257,33 @@ impl<B: Backend> BertModel<B> {
 
     /// `encoder.layer.{i}`: `[tokens, hidden]` -> `[tokens, hidden]`.
     pub fn layer(&self, b: &B, i: usize, x: &B::Tensor, meta: &SeqMeta) -> Result<B::Tensor> {
-        let (c, layer) = (&self.config, &self.layers[i]);
-        let eps = c.layer_norm_eps;
-        // BertSelfAttention + BertSelfOutput (MPNetAttention): LayerNorm(dense(attn(x)) + x)
-        let qkv = b.linear(x, &layer.qkv.weight, &layer.qkv.bias, None)?;
+        let qkv = self.qkv(b, i, x)?;
+        let ctx = self.attend(b, &qkv, meta)?;
+        self.after_attention(b, i, &ctx, x)
+    }
+
+    /// Layer `i`'s packed query, key and value rows of `x`: `[rows, 3 * hidden]`.
+    fn qkv(&self, b: &B, i: usize, x: &B::Tensor) -> Result<B::Tensor> {
+        let qkv = &self.layers[i].qkv;
+        b.linear(x, &qkv.weight, &qkv.bias, None)
+    }
+
+    /// Self-attention over the packed `qkv` of whole texts: the context `[tokens, hidden]`.
+    fn attend(&self, b: &B, qkv: &B::Tensor, meta: &SeqMeta) -> Result<B::Tensor> {
+        let c = &self.config;
         let heads = Attention {
             bias: self.relative_bias.as_ref(),
             ..Attention::multi_head(c.hidden_size, c.num_attention_heads)
         };
-        let ctx = b.attention(&qkv, meta, &heads)?;
-        let a = b.linear(&ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
+        b.attention(qkv, meta, &heads)
+    }
+
+    /// The rest of layer `i`, row by row: `ctx` and `x` hold the same rows.
+    fn after_attention(&self, b: &B, i: usize, ctx: &B::Tensor, x: &B::Tensor) -> Result<B::Tensor> {
+        let (c, layer) = (&self.config, &self.layers[i]);
+        let eps = c.layer_norm_eps;
+        // BertSelfAttention + BertSelfOutput (MPNetAttention): LayerNorm(dense(attn(x)) + x)
+        let a = b.linear(ctx, &layer.attention_output.weight, &layer.attention_output.bias, None)?;
         let n = &layer.attention_norm;
         let x1 = b.layer_norm(a, Some(x), &n.weight, &n.bias, eps)?;
         // BertIntermediate + BertOutput: LayerNorm(dense(act(dense(x1))) + x1)
@@ -271,5 +291,35 @@ impl<B: Backend> BertModel<B> {
         let o = b.linear(&i, &layer.output.weight, &layer.output.bias, None)?;
         let n = &layer.output_norm;
         b.layer_norm(o, Some(&x1), &n.weight, &n.bias, eps)
+    }
+}
+
+impl BertModel<Cpu> {
+    /// One text's forward pass shared by `parts` callers (wasm workers without shared memory),
+    /// this one being `part`: each computes the rows [`split_rows`] gives it, and per layer
+    /// the callers trade their rows of `qkv` through `ex` (attention needs every key; all else
+    /// in a layer is row by row). Returns the whole last hidden state `[tokens, hidden]`
+    /// (every part's rows gathered). Each row goes through the same
+    /// kernels as in [`Self::forward`], so the result equals it (the tests check).
+    pub async fn forward_split(
+        &self,
+        b: &Cpu,
+        batch: &Batch,
+        part: usize,
+        parts: usize,
+        ex: &mut impl Exchange,
+    ) -> Result<CpuTensor> {
+        let meta = &batch.meta;
+        let rows = split_rows(meta.tokens, parts, part);
+        let mut x = self.embeddings(b, &batch.ids, &batch.type_ids, meta)?.rows(rows.clone());
+        for i in 0..self.layers.len() {
+            let qkv = self.qkv(b, i, &x)?;
+            let cols = qkv.cols;
+            let qkv = CpuTensor::stack(ex.all_gather(qkv.data, parts).await?, cols)?;
+            let ctx = self.attend(b, &qkv, meta)?.rows(rows.clone());
+            x = self.after_attention(b, i, &ctx, &x)?;
+        }
+        let cols = x.cols;
+        CpuTensor::stack(ex.all_gather(x.data, parts).await?, cols)
     }
 }

@@ -181,6 +181,47 @@ impl WasmEmbedder {
         ))
     }
 
+    /// Whether [`Self::embed_split`] shares this model's forward pass between workers (a CPU
+    /// model of the BERT family, see [`crate::split`]).
+    #[wasm_bindgen(js_name = canSplit)]
+    pub fn can_split(&self) -> bool {
+        matches!(&*self.inner, AnyEmbedder::Cpu(e) if e.can_split())
+    }
+
+    /// One text embedded by `parts` workers together, this one being `part` (see
+    /// [`crate::split`]). `exchange(rows: Float32Array, parts: number)` sends this part's rows
+    /// to parts `0..parts` and returns a Promise of every part's rows in part order (an Array
+    /// of Float32Array); a rejection ends the call with that error. The task's value is the
+    /// vector (a Float32Array of dim floats) on part 0, null on the others.
+    #[wasm_bindgen(js_name = embedSplit)]
+    pub fn embed_split(
+        &self,
+        text: String,
+        options: JsValue,
+        part: u32,
+        parts: u32,
+        exchange: js_sys::Function,
+        wake: js_sys::Function,
+    ) -> Result<WasmTask, JsValue> {
+        let opts = embed_options(&options)?;
+        let inner = self.inner.clone();
+        if parts == 0 || part >= parts {
+            return Err(input_error(format!("part {part} of {parts}")));
+        }
+        Ok(WasmTask::new(
+            async move {
+                let AnyEmbedder::Cpu(e) = &*inner else {
+                    return Err(js_error("UNSUPPORTED", "a split embed runs on the CPU only"));
+                };
+                task::maybe_test_panic();
+                let mut ex = JsExchange(exchange);
+                let v = e.embed_split(&text, &opts, part as usize, parts as usize, &mut ex).await?;
+                Ok(v.map_or(JsValue::NULL, |v| Float32Array::from(v.as_slice()).into()))
+            },
+            wake,
+        ))
+    }
+
     /// `text` cut into pieces of at most `max_tokens` tokens sharing `overlap` tokens (capped
     /// at what the model takes), as an array of strings.
     pub fn chunks(&self, text: String, max_tokens: u32, overlap: u32) -> Result<Array, JsValue> {
@@ -209,6 +250,27 @@ impl WasmEmbedder {
             max_tokens: self.inner.max_tokens(),
         };
         serde_wasm_bindgen::to_value(&info).map_err(|e| js_error("INTERNAL", &format!("info: {e}")))
+    }
+}
+
+/// [`crate::split::Exchange`] through a JavaScript function (see [`WasmEmbedder::embed_split`]).
+struct JsExchange(js_sys::Function);
+
+impl crate::split::Exchange for JsExchange {
+    async fn all_gather(&mut self, mine: Vec<f32>, parts: usize) -> crate::Result<Vec<Vec<f32>>> {
+        let failed = |e: JsValue| {
+            let message = Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string());
+            Error::Backend(format!("split embed: {}", message.unwrap_or_else(|| format!("{e:?}"))))
+        };
+        let rows = Float32Array::from(mine.as_slice());
+        let promise = self.0.call2(&JsValue::NULL, &rows, &(parts as f64).into()).map_err(failed)?;
+        let promise = promise.dyn_into::<js_sys::Promise>().map_err(failed)?;
+        let all = wasm_bindgen_futures::JsFuture::from(promise).await.map_err(failed)?;
+        let all = all.dyn_into::<Array>().map_err(failed)?;
+        if all.length() as usize != parts {
+            return Err(Error::Backend(format!("split embed: {} parts' rows for {parts} parts", all.length())));
+        }
+        all.iter().map(|r| r.dyn_into::<Float32Array>().map(|r| r.to_vec()).map_err(failed)).collect()
     }
 }
 

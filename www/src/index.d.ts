@@ -143,6 +143,13 @@ export interface EmbedderInfo {
   warnings: LoadWarning[];
   /** How many workers run the model now (0: the calling thread). A worker that crashed is dropped. */
   workers: number;
+  /**
+   * How many workers share the forward pass of a call with one text (a search query): each
+   * runs its share of the text's tokens and they trade rows once per layer, so one query uses
+   * every core. 1 where the model's architecture is not split (only the BERT family is) or one
+   * worker is left; 0 on the calling thread.
+   */
+  queryWorkers: number;
   /** With workers: that each holds its own copy of the model, and how large the files are; else null. */
   workerMemoryNote: string | null;
   /**

@@ -253,11 +253,16 @@ export class Embedder {
   /**
    * { device: 'webgpu' | 'cpu', adapter, deviceReason, dtype (what the weights are stored as),
    * digest (identifies the weights and dtype), dim, maxTokens, model, warnings, workers (how
-   * many workers run the model now; 0: the calling thread), workerMemoryNote }.
+   * many workers run the model now; 0: the calling thread), queryWorkers (how many share a
+   * one-text call), workerMemoryNote }.
    */
   get info() {
     const info = { ...this.#info, warnings: [...this.#info.warnings], wasm: this.#info.wasm ?? wasmBuild };
-    if (this.#pool) info.workers = this.#pool.size;
+    info.queryWorkers = 0;
+    if (this.#pool) {
+      info.workers = this.#pool.size;
+      info.queryWorkers = this.#pool.queryWorkers;
+    }
     return info;
   }
 
@@ -417,6 +422,10 @@ export class Embedder {
  * call's); the returned promise settles once the workers have it.
  */
 export const __testing = {
+  /** How many workers shared the forward pass of `embedder`'s last one-text call (0: none ran). */
+  lastSplitParts(embedder) {
+    return poolOf.get(embedder)?.lastSplitParts ?? 0;
+  },
   panicNextEmbed(embedder, worker) {
     const pool = embedder === undefined ? null : poolOf.get(embedder);
     if (pool) return pool.panicNextEmbed(worker);

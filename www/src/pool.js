@@ -10,6 +10,11 @@ import { packagedWasm } from './runtime.js';
 
 const MAX_AUTO_WORKERS = 4;
 const DEFAULT_BATCH = 32;
+/**
+ * Most workers that share one text's forward pass (src/split.rs): they trade rows once per
+ * layer, each with every other, so more parts cost more messages for fewer rows each.
+ */
+const MAX_SPLIT = 4;
 
 /** Logical cores of this machine (the browser may round or cap what it says). */
 async function cores() {
@@ -118,6 +123,8 @@ class Slot {
   #next = 0;
   dead = false;
   wasmBytes = 0;
+  /** This worker's number in its pool (what the others' ports to it are named by). */
+  index = -1;
 
   constructor(worker, node) {
     this.#worker = worker;
@@ -155,8 +162,18 @@ class Slot {
     return new Slot(worker, false);
   }
 
+  /** Sends `msg` without waiting for an answer (a message the worker handles out of turn). */
+  post(msg) {
+    if (this.dead) return;
+    try {
+      this.#worker.postMessage(msg);
+    } catch {
+      // the worker is going; its pending calls fail on their own
+    }
+  }
+
   /** Sends `msg`; resolves with the worker's value, rejects with its error as a WembedError. */
-  call(msg, onProgress) {
+  call(msg, onProgress, transfer = []) {
     if (this.dead) return Promise.reject(workerError('wembed: this worker has stopped'));
     const id = this.#next++;
     return new Promise((resolve, reject) => {
@@ -164,7 +181,7 @@ class Slot {
       // A call in flight keeps Node alive; an idle pool does not.
       if (this.#node && this.#pending.size === 1) this.#worker.ref();
       try {
-        this.#worker.postMessage({ ...msg, id });
+        this.#worker.postMessage({ ...msg, id }, transfer);
       } catch (e) {
         this.#settle(id);
         reject(new WembedError('INPUT', `cannot send this call to a worker: ${e?.message ?? e}`, { cause: e }));
@@ -191,6 +208,7 @@ class Slot {
       if (msg.error.crashed) this.#die(null);
       const e = new WembedError(msg.error.code, msg.error.message);
       if (msg.error.crashed) e.crashed = true;
+      if (msg.error.induced) e.induced = true;
       p.reject(e);
     } else {
       p.resolve(msg.value);
@@ -247,10 +265,16 @@ function renumber(message, piece) {
 export class WorkerPool {
   #slots;
   info;
+  /** Whether a single text's forward pass is shared by the workers (the model can be split). */
+  #split;
+  #splitCalls = 0;
+  /** Parts that traded rows in the last one-text call (1: it ran whole on one worker); for tests. */
+  lastSplitParts = 0;
 
-  constructor(slots, info) {
+  constructor(slots, info, split) {
     this.#slots = slots;
     this.info = info;
+    this.#split = split;
   }
 
   /**
@@ -277,11 +301,27 @@ export class WorkerPool {
           });
         }),
       );
-      return new WorkerPool(slots, infos[0]);
+      const split = slots.length > 1 && infos.every((i) => i.canSplit);
+      if (split) await WorkerPool.#connect(slots.slice(0, MAX_SPLIT));
+      return new WorkerPool(slots, infos[0].info, split);
     } catch (e) {
       for (const s of slots) s.terminate();
       throw e;
     }
+  }
+
+  /** Gives each of `slots` a port to every other: the split embed's rows go worker to worker. */
+  static async #connect(slots) {
+    const ports = slots.map(() => ({}));
+    slots.forEach((s, i) => (s.index = i));
+    for (let a = 0; a < slots.length; a++) {
+      for (let b = a + 1; b < slots.length; b++) {
+        const channel = new MessageChannel();
+        ports[a][b] = channel.port1;
+        ports[b][a] = channel.port2;
+      }
+    }
+    await Promise.all(slots.map((s, i) => s.call({ type: 'peers', me: i, ports: ports[i] }, null, Object.values(ports[i]))));
   }
 
   static #loadIn(slot, load) {
@@ -291,6 +331,12 @@ export class WorkerPool {
   /** Workers alive now. */
   get size() {
     return this.#slots.filter((s) => !s.dead).length;
+  }
+
+  /** Workers that share a single text's forward pass now (1: it runs on one). */
+  get queryWorkers() {
+    const connected = this.#slots.filter((s) => !s.dead && s.index >= 0).length;
+    return this.#split && connected > 1 ? connected : 1;
   }
 
   /** Bytes of wasm memory the workers last reported, together. */
@@ -316,6 +362,7 @@ export class WorkerPool {
       await slots[0].call({ type: 'embed', texts: [], options });
       return new Float32Array(0);
     }
+    if (n === 1 && this.queryWorkers > 1) return this.#embedSplit(texts[0], options, onProgress);
     const batch = Number.isInteger(options.batchSize) && options.batchSize >= 1 ? options.batchSize : DEFAULT_BATCH;
     const size = Math.max(1, Math.min(batch, Math.ceil(n / slots.length)));
     // Longest first (characters stand in for tokens), so the last pieces are the short ones.
@@ -368,6 +415,40 @@ export class WorkerPool {
     if (signal?.aborted) throw abortedError('the embed call', signal);
     if (completed < n) throw workerError('wembed: the workers stopped before the call finished; load the model again');
     return out;
+  }
+
+  /**
+   * One text on every connected worker together (src/split.rs): each runs its share of the
+   * text's rows and they trade rows per layer, so a query uses every core. A part that fails
+   * stops the others (they would wait for its rows); the call fails with that part's error.
+   */
+  async #embedSplit(text, options, onProgress) {
+    const group = this.#slots.filter((s) => !s.dead && s.index >= 0);
+    const ids = group.map((s) => s.index);
+    const call = this.#splitCalls++;
+    let failure = null;
+    const parts = group.map((slot, part) =>
+      slot.call({ type: 'split', call, group: ids, text, options }).catch((e) => {
+        const err = e instanceof WembedError ? e : new WembedError('INTERNAL', String(e?.message ?? e));
+        // A crash wins over all; a part's own error over one it got from another's failure.
+        if (!failure || (err.crashed && !failure.crashed) || (failure.induced && !err.induced && !failure.crashed)) {
+          failure = err;
+        }
+        const why = `worker ${part} of the split embed failed: ${err.message}`;
+        for (const other of group) if (other !== slot) other.post({ type: 'abortSplit', call, why });
+        return null;
+      }),
+    );
+    const values = await Promise.all(parts);
+    if (failure) throw failure;
+    if (!(values[0]?.vector instanceof Float32Array)) throw workerError('wembed: the split embed returned no vector');
+    this.lastSplitParts = values.filter((v) => v.trades > 0).length || 1;
+    try {
+      onProgress?.(1, 1);
+    } catch {
+      // A throwing callback is the caller's problem, not a failed embed.
+    }
+    return values[0].vector;
   }
 
   /** Test hook: the next embed panics inside worker `index` (every worker when undefined). */

@@ -11,6 +11,84 @@ import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes } fro
 let embedder = null;
 let generation = -1;
 
+// A single text embedded by several workers together (pool.js, src/split.rs): the pool gives
+// each worker ports to the others once ('peers'); per layer the Rust side calls exchange()
+// with this worker's rows, which go straight to the other parts, and waits for theirs.
+let me = -1;
+const peers = new Map(); // worker index -> MessagePort
+const inbox = new Map(); // `${call}:${step}` -> Map(part -> Float32Array)
+const aborted = new Map(); // call -> why
+let split = null; // { call, group, part, step, waiting }
+
+function onPeer(m) {
+  if (m.abort !== undefined) {
+    abortSplit(m.call, m.abort);
+    return;
+  }
+  const key = `${m.call}:${m.step}`;
+  if (!inbox.has(key)) inbox.set(key, new Map());
+  inbox.get(key).set(m.part, m.rows);
+  deliver();
+}
+
+/** Settles the exchange waiting in this worker, if it can be. */
+function deliver() {
+  const w = split?.waiting;
+  if (!w) return;
+  const why = aborted.get(split.call);
+  if (why !== undefined) {
+    split.waiting = null;
+    w.reject(Object.assign(new Error(why), { code: 'INTERNAL' }));
+    return;
+  }
+  const got = inbox.get(w.key);
+  if ((got?.size ?? 0) < w.parts - 1) return;
+  inbox.delete(w.key);
+  split.waiting = null;
+  w.resolve(Array.from({ length: w.parts }, (_, p) => (p === split.part ? w.rows : got.get(p))));
+}
+
+function abortSplit(call, why) {
+  aborted.set(call, why);
+  if (split?.call === call) deliver();
+}
+
+/** What the Rust side calls per layer: sends `rows` to parts 0..parts, resolves with all parts' rows. */
+function exchange(rows, parts) {
+  const { call, group, part } = split;
+  const step = split.step++;
+  for (let p = 0; p < parts; p++) {
+    if (p !== part) peers.get(group[p]).postMessage({ call, step, part, rows });
+  }
+  return new Promise((resolve, reject) => {
+    split.waiting = { key: `${call}:${step}`, parts, rows, resolve, reject };
+    deliver();
+  });
+}
+
+async function embedSplit(msg) {
+  const part = msg.group.indexOf(me);
+  // What is left of earlier calls (an aborted one's rows) goes; a faster peer's rows of this
+  // call may already be here.
+  for (const key of inbox.keys()) if (Number(key.split(':')[0]) < msg.call) inbox.delete(key);
+  for (const call of aborted.keys()) if (call < msg.call) aborted.delete(call);
+  split = { call: msg.call, group: msg.group, part, step: 0, waiting: null };
+  try {
+    const vector = await runTask((wake) => embedder.embedSplit(msg.text, msg.options, part, msg.group.length, exchange, wake));
+    // Trades made: 0 where the text ran whole (too short to cut, or not this part's).
+    return { vector, trades: split.step };
+  } catch (e) {
+    // The others may be waiting on this part's rows: they stop too.
+    const induced = aborted.has(msg.call);
+    const why = `worker ${part} of the split embed failed: ${e?.message ?? e}`;
+    for (const id of msg.group) if (id !== me) peers.get(id)?.postMessage({ call: msg.call, abort: why });
+    if (induced && e && typeof e === 'object') e.induced = true;
+    throw e;
+  } finally {
+    split = null;
+  }
+}
+
 function send(port, message, transfer) {
   message.wasmBytes = wasmMemoryBytes();
   port.postMessage(message, transfer ?? []);
@@ -32,7 +110,22 @@ async function handle(port, msg) {
       } catch (e) {
         if (generation !== currentGeneration()) throw e;
       }
-      return embedder.info();
+      return { info: embedder.info(), canSplit: embedder.canSplit() };
+    }
+    case 'peers': {
+      me = msg.me;
+      for (const [id, port] of Object.entries(msg.ports)) {
+        peers.set(Number(id), port);
+        if (isNode) port.on('message', onPeer);
+        else port.onmessage = (e) => onPeer(e.data);
+      }
+      return null;
+    }
+    case 'split': {
+      if (!embedder || generation !== currentGeneration()) {
+        throw Object.assign(new Error('this worker lost its model'), { code: 'INTERNAL' });
+      }
+      return embedSplit(msg);
     }
     case 'embed': {
       if (!embedder || generation !== currentGeneration()) {
@@ -52,6 +145,11 @@ async function handle(port, msg) {
 function serve(port) {
   let queue = Promise.resolve();
   return (msg) => {
+    // Out of turn: the split call it stops is the one the queue is waiting on.
+    if (msg?.type === 'abortSplit') {
+      abortSplit(msg.call, msg.why);
+      return;
+    }
     queue = queue.then(async () => {
       try {
         const value = await handle(port, msg);
@@ -60,7 +158,9 @@ function serve(port) {
         const err = fromWasm(e);
         // A trap replaced this worker's wasm instance: its model is gone, the pool replaces it.
         const crashed = generation !== currentGeneration();
-        send(port, { id: msg.id, error: { code: err.code, message: err.message, crashed } });
+        // Induced: a split embed that failed because another part did (pool.js reports that one).
+        const induced = !!e?.induced;
+        send(port, { id: msg.id, error: { code: err.code, message: err.message, crashed, induced } });
       }
     });
   };

@@ -2,7 +2,8 @@
 // (module Web Workers): results equal to the calling thread's bit for bit and in input order
 // with 2 and 3 workers, progress summed over the workers, errors with their codes across
 // workers, a worker's panic, dispose, Node not kept alive by idle workers, and a page that
-// keeps painting during a 1,000-text embed. all-MiniLM-L6-v2 once, against PyTorch.
+// keeps painting during a 1,000-text embed; one text's forward pass shared by the workers
+// (src/split.rs), equal to the calling thread's. all-MiniLM-L6-v2 against PyTorch.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -164,6 +165,60 @@ test('Node: errors cross the workers with their codes and messages; a panic drop
   here.dispose();
 });
 
+test('Node: one text runs on every worker together (split forward) and gives the calling thread\'s vector', async () => {
+  const query = 'how do i find documents that mean the same thing as my question?';
+  const paragraph = 'Semantic search ranks documents by what a query means rather than by its words. '.repeat(8);
+  for (const dtype of ['q8', 'f32']) {
+    const here = await Embedder.load(MINILM, { device: 'cpu', dtype, workers: 0 });
+    assert.equal(here.info.queryWorkers, 0);
+    for (const workers of [2, 3]) {
+      const e = await Embedder.load(MINILM, { device: 'cpu', dtype, workers });
+      assert.equal(e.info.queryWorkers, workers);
+      // The 16-token query and 'hi' are too short to be worth cutting (src/split.rs): whole.
+      for (const [text, parts] of [[query, 1], [paragraph, workers], ['hi', 1], [paragraph.toUpperCase(), workers]]) {
+        const progress = [];
+        const got = await e.embed([text], { onProgress: (d, t) => progress.push([d, t]) });
+        const what = `${dtype}, ${workers} workers, ${JSON.stringify(text.slice(0, 20))}`;
+        assert.equal(__testing.lastSplitParts(e), parts, what);
+        const d = maxDiff(got, await here.embed([text]));
+        assert.ok(d <= 1e-6, `${what}: differs by ${d}`);
+        assert.deepEqual(progress.at(-1), [1, 1]);
+      }
+      // Options travel; errors are the calling thread's, from one part, and the pool goes on.
+      const opts = { normalize: false, truncateDim: 128, prompt: 'query: ' };
+      assert.ok(maxDiff(await e.embed([paragraph], opts), await here.embed([paragraph], opts)) <= 1e-6);
+      assert.equal(__testing.lastSplitParts(e), workers);
+      for (const bad of [{ promptName: 'nope' }, { truncate: false }, { truncateDim: 1000 }]) {
+        const text = bad.truncate === false ? 'word '.repeat(600) : paragraph;
+        const want = await failure(here.embed([text], bad));
+        assert.equal(want?.code, 'INPUT', JSON.stringify(bad));
+        assert.deepEqual(await failure(e.embed([text], bad)), want, JSON.stringify(bad));
+      }
+      assert.ok(maxDiff(await e.embed([query]), await here.embed([query])) <= 1e-6);
+      e.dispose();
+    }
+    here.dispose();
+  }
+  // A panic in one part: the call is INTERNAL (not a hang: the other part stops waiting for its
+  // rows), that worker is dropped, and one text runs whole on the one left.
+  const here = await Embedder.load(MINILM, { device: 'cpu', workers: 0 });
+  const e = await Embedder.load(MINILM, { device: 'cpu', workers: 2 });
+  await __testing.panicNextEmbed(e, 1);
+  await rejectsWith(e.embed([paragraph]), 'INTERNAL', /panicked: .*test panic/);
+  assert.equal(e.info.workers, 1);
+  assert.equal(e.info.queryWorkers, 1);
+  assert.equal(maxDiff(await e.embed([paragraph]), await here.embed([paragraph])), 0);
+  e.dispose();
+  here.dispose();
+  // A decoder is not split: its one text runs on one worker.
+  const decoder = await Embedder.load(join(root, 'tests/fixtures/tiny/qwen3-lasttoken'), { device: 'cpu', workers: 2 });
+  assert.equal(decoder.info.queryWorkers, 1);
+  const alone = await Embedder.load(join(root, 'tests/fixtures/tiny/qwen3-lasttoken'), { device: 'cpu', workers: 0 });
+  assert.equal(maxDiff(await decoder.embed([paragraph]), await alone.embed([paragraph])), 0);
+  decoder.dispose();
+  alone.dispose();
+});
+
 test('Node: calls queue, inputs are read at the call, dispose ends the workers', async () => {
   const e = await Embedder.load(TINY, { device: 'cpu', workers: 2 });
   const texts = mixed(40);
@@ -226,11 +281,17 @@ test('Chromium: 2 and 3 workers give the calling thread\'s vectors bit for bit; 
       const want = await here.embed(texts, { batchSize: 8 });
       const diff = (a) => Math.max(...a.map((v, i) => Math.max(...v.map((x, j) => Math.abs(x - want[i][j])))));
       const out = { auto: null, runs: [] };
+      // One text cut to the tiny model's 24 tokens: its forward pass is split in two.
+      const one = 'word '.repeat(40) + 'one';
+      const wantOne = await here.embed([one]);
       for (const workers of [2, 3]) {
         const e = await Embedder.load(id, { hubBase, device: 'cpu', workers, cache: false });
         const progress = [];
         const got = await e.embed(texts, { batchSize: 8, onProgress: (d) => progress.push(d) });
-        out.runs.push({ workers: e.info.workers, device: e.info.device, diff: diff(got), last: progress.at(-1) });
+        const gotOne = await e.embed([one]);
+        const oneDiff = Math.max(...gotOne[0].map((x, j) => Math.abs(x - wantOne[0][j])));
+        const split = { queryWorkers: e.info.queryWorkers, parts: __testing.lastSplitParts(e) };
+        out.runs.push({ workers: e.info.workers, device: e.info.device, diff: diff(got), last: progress.at(-1), split, oneDiff });
         e.dispose();
       }
       const auto = await Embedder.load(id, { hubBase, cache: false }); // no adapter here: auto is the CPU
@@ -260,7 +321,9 @@ test('Chromium: 2 and 3 workers give the calling thread\'s vectors bit for bit; 
     pageArgs(),
   );
   for (const [i, run] of r.runs.entries()) {
-    assert.deepEqual(run, { workers: i + 2, device: 'cpu', diff: 0, last: 100 });
+    const { oneDiff, ...rest } = run;
+    assert.deepEqual(rest, { workers: i + 2, device: 'cpu', diff: 0, last: 100, split: { queryWorkers: i + 2, parts: 2 } });
+    assert.ok(oneDiff <= 1e-6, `one text split over ${i + 2} workers differs by ${oneDiff}`);
   }
   assert.equal(r.auto.device, 'cpu');
   assert.equal(r.auto.workers, Math.max(1, Math.min(4, r.auto.cores)));

@@ -58,6 +58,20 @@ impl CpuTensor {
     fn zeros(rows: usize, cols: usize) -> Self {
         CpuTensor { rows, cols, data: vec![0.0; rows * cols] }
     }
+
+    /// Rows `r` of this tensor (a split forward pass's own rows, [`crate::split`]).
+    pub fn rows(&self, r: std::ops::Range<usize>) -> CpuTensor {
+        CpuTensor::new(r.len(), self.cols, self.data[r.start * self.cols..r.end * self.cols].to_vec())
+    }
+
+    /// Parts of `cols`-wide rows one after another (what [`crate::split::Exchange`] gathers).
+    pub fn stack(parts: Vec<Vec<f32>>, cols: usize) -> Result<CpuTensor> {
+        let data: Vec<f32> = parts.concat();
+        if cols == 0 || !data.len().is_multiple_of(cols) {
+            return Err(Error::Backend(format!("stack: {} values in rows of {cols}", data.len())));
+        }
+        Ok(CpuTensor::new(data.len() / cols, cols, data))
+    }
 }
 
 /// How the CPU backend stores the weights of a float checkpoint (biases and layer norms stay
