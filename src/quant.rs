@@ -248,6 +248,25 @@ impl QuantMatrix {
         }
     }
 
+    /// Rows `order[0]`, `order[1]`, … (each `< rows`) as a new matrix, their blocks copied as
+    /// they are: `[rows, k]` -> `[order.len(), k]`.
+    pub fn select_rows(&self, order: &[usize]) -> QuantMatrix {
+        let per = self.per_row();
+        macro_rules! pick {
+            ($v:ident, $b:expr) => {
+                Blocks::$v(order.iter().flat_map(|&r| $b[r * per..(r + 1) * per].iter().copied()).collect())
+            };
+        }
+        let blocks = match &self.blocks {
+            Blocks::Q8_0(b) => pick!(Q8_0, b),
+            Blocks::Q4_1(b) => pick!(Q4_1, b),
+            Blocks::Q4K(b) => pick!(Q4K, b),
+            Blocks::Q5K(b) => pick!(Q5K, b),
+            Blocks::Q6K(b) => pick!(Q6K, b),
+        };
+        QuantMatrix { rows: order.len(), cols: self.cols, blocks }
+    }
+
     /// Rows stacked: `[a, k]` and `[b, k]` -> `[a + b, k]`; None when the formats or widths
     /// differ.
     pub fn vstack(parts: &[QuantMatrix]) -> Option<QuantMatrix> {
@@ -1083,5 +1102,26 @@ mod tests {
         assert!(err.contains("multiple of 256"), "{err}");
         let err = QuantMatrix::from_bytes(QuantFormat::Q6K, 2, 256, &[0; 210]).unwrap_err();
         assert!(err.contains("a [2, 256] matrix takes 420"), "{err}");
+    }
+
+    /// Picking rows (how a `llama` GGUF file's permuted q/k rows are put back) moves whole rows
+    /// of blocks in every format: each picked row dequantizes to the row it was.
+    #[test]
+    fn selected_rows_dequantize_to_the_rows_picked() {
+        let (rows, cols) = (6, 512);
+        let data: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let order = [4, 0, 5, 1, 3];
+        for format in [QuantFormat::Q8_0, QuantFormat::Q4_1, QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
+            let q = QuantMatrix::quantize(format, rows, cols, &data);
+            let mut all = vec![0.0; rows * cols];
+            q.dequantize_rows(0, rows, &mut all);
+            let picked = q.select_rows(&order);
+            assert_eq!((picked.rows, picked.cols, picked.format()), (order.len(), cols, format));
+            let mut got = vec![0.0; order.len() * cols];
+            picked.dequantize_rows(0, order.len(), &mut got);
+            for (i, &r) in order.iter().enumerate() {
+                assert_eq!(got[i * cols..(i + 1) * cols], all[r * cols..(r + 1) * cols], "{format:?} row {r}");
+            }
+        }
     }
 }
