@@ -627,7 +627,7 @@ struct Wide256 {
 /// generator checks that numpy pass against the tiny fixtures' PyTorch hidden states first (max
 /// abs 3.6e-6), and this test checks that what wembed computes from each file equals that pass
 /// over the file's own dequantized weights, so the distance measured is the K-quant's alone.
-/// Measured worst on the CPU (the GPU gives the CPU's vectors):
+/// Measured worst on the CPU (the GPU gives the CPU's vectors), the table in `wembed::quant`:
 /// NomicBERT 0.998217, 0.999510, 0.999869; Qwen3 0.949740, 0.989963, 0.996994; Mistral as
 /// `llama` 0.975493, 0.994021, 0.998390. A random one-layer decoder pooled at one token loses
 /// far more than an encoder pooled over every token, as the 64-wide Q4_0 files show too.
