@@ -1,7 +1,7 @@
 //! GGUF files as llama.cpp's `convert_hf_to_gguf.py` writes them, for the architectures
-//! `bert`, `nomic-bert` and `qwen3`: the header, metadata and tensor table parsed with every
-//! offset and length checked, tensors F32, F16, BF16, Q8_0, Q4_0, Q4_1 and the K-quants Q4_K,
-//! Q5_K, Q6_K.
+//! `bert`, `nomic-bert`, `qwen3` and `llama` (Mistral, E5-mistral): the header, metadata and
+//! tensor table parsed with every offset and length checked, tensors F32, F16, BF16, Q8_0, Q4_0,
+//! Q4_1 and the K-quants Q4_K, Q5_K, Q6_K.
 //!
 //! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
 //! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
@@ -9,9 +9,9 @@
 //! folder; files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`,
 //! `config_sentence_transformers.json` with its prompts) win.
 //! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel, NomicBertModel,
-//! Qwen3Model), `gguf-py/gguf/constants.py` (tensor names, metadata keys, pooling types),
-//! `gguf-py/gguf/tensor_mapping.py` (which checkpoint name becomes which tensor) and
-//! `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token).
+//! Qwen3Model, LlamaModel and its `permute`), `gguf-py/gguf/constants.py` (tensor names,
+//! metadata keys, pooling types), `gguf-py/gguf/tensor_mapping.py` (which checkpoint name becomes
+//! which tensor) and `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token).
 
 use std::collections::HashMap;
 
@@ -387,7 +387,8 @@ pub fn gguf_name(arch: &str, hf: &str) -> Option<String> {
                 ("norm2", "layer_output_norm"),
             ],
         ),
-        "qwen3" => (
+        // Qwen3Model's names; llama.cpp's LlamaModel (Mistral) writes the same ones, without q/k norms.
+        "qwen3" | "llama" => (
             &[("embed_tokens", "token_embd"), ("norm", "output_norm")],
             "layers.",
             &[
@@ -415,6 +416,42 @@ pub fn gguf_name(arch: &str, hf: &str) -> Option<String> {
     Some(format!("blk.{i}.{base}.{leaf}"))
 }
 
+/// Where each row of a `llama` file's `attn_q` / `attn_k` weight (GGUF name `gguf`, `rows`
+/// rows) lies in the file, for the rows in the Hugging Face order: None for any other tensor or
+/// architecture. llama.cpp rotates adjacent pairs where transformers rotates halves, so its
+/// converter (LlamaModel.permute) interleaves each head's two halves: Hugging Face row
+/// `head * head_dim + half * head_dim / 2 + j` is file row `head * head_dim + 2 * j + half`.
+/// Qwen3 and NomicBERT files keep the halves (llama.cpp's NEOX rotary): no permutation.
+pub fn llama_row_order(g: &Gguf, gguf: &str, rows: usize, file: &str) -> Result<Option<Vec<usize>>> {
+    if g.architecture() != "llama" {
+        return Ok(None);
+    }
+    let heads = if gguf.ends_with(".attn_q.weight") {
+        g.int("llama.attention.head_count", file)?
+    } else if gguf.ends_with(".attn_k.weight") {
+        let kv = "llama.attention.head_count_kv";
+        if g.metadata.contains_key(kv) { g.int(kv, file)? } else { g.int("llama.attention.head_count", file)? }
+    } else {
+        return Ok(None);
+    };
+    let heads = usize::try_from(heads).unwrap_or(0);
+    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
+        return Err(Error::bad_file(
+            file,
+            format!("tensor `{gguf}`: {rows} rows do not split into {heads} heads of an even width"),
+        ));
+    }
+    let (head_dim, half) = (rows / heads, rows / heads / 2);
+    Ok(Some(
+        (0..rows)
+            .map(|r| {
+                let (head, within) = (r / head_dim, r % head_dim);
+                head * head_dim + 2 * (within % half) + within / half
+            })
+            .collect(),
+    ))
+}
+
 /// The model-folder files a GGUF file implies, for those not already in `files`:
 /// `config.json`, `modules.json` + `1_Pooling/config.json`, `sentence_bert_config.json` and
 /// `tokenizer.json`.
@@ -427,10 +464,10 @@ pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
     let (config, default_pooling) = match arch {
         "bert" => (bert_config(&g, &file)?, 1),
         "nomic-bert" => (nomic_config(&g, &file)?, 1),
-        "qwen3" => (qwen3_config(&g, &file)?, 3),
+        "qwen3" | "llama" => (decoder_config(&g, &file)?, 3),
         _ => {
             return Err(Error::Unsupported(format!(
-                "GGUF architecture `{arch}` in {file}; wembed reads `bert`, `nomic-bert` and `qwen3` GGUF files"
+                "GGUF architecture `{arch}` in {file}; wembed reads `bert`, `nomic-bert`, `qwen3` and `llama` GGUF files"
             )));
         }
     };
@@ -517,9 +554,20 @@ fn nomic_config(g: &Gguf, file: &str) -> Result<Value> {
 }
 
 /// `config.json` of a `qwen3` file (llama.cpp's Qwen3Model: the decoder keys, `key_length` the
-/// head width).
-fn qwen3_config(g: &Gguf, file: &str) -> Result<Value> {
-    let a = "qwen3";
+/// head width) or a `llama` one (LlamaModel, which is what the converter makes of a
+/// `MistralForCausalLM` or `LlamaModel` checkpoint: E5-mistral), run as transformers'
+/// `MistralModel`. A `llama` file stores `attn_q` and `attn_k` with each head's rows permuted for
+/// llama.cpp's adjacent-pair rotary; [`crate::weights`] puts them back when it reads them.
+///
+/// Mistral's sliding window: the converter writes none for `llama` and llama.cpp runs these files
+/// with full causal attention, so wembed does too. E5-mistral's window (4,096) is as long as the
+/// longest text its model card allows (4,096 tokens), so it never cuts one there; a model whose
+/// window is shorter than its texts gives other vectors from its GGUF file than from its
+/// checkpoint (the tiny fixture's window of 4 does: tests/gguf.rs runs it without). A file that does carry
+/// `llama.attention.sliding_window` (gguf-py's key; the converter does not write it for `llama`)
+/// gets that window on every layer, as `MistralModel` applies it.
+fn decoder_config(g: &Gguf, file: &str) -> Result<Value> {
+    let a = g.architecture();
     if let Some(kind) = g.string(&format!("{a}.rope.scaling.type"))
         && kind != "none"
     {
@@ -545,10 +593,10 @@ fn qwen3_config(g: &Gguf, file: &str) -> Result<Value> {
     }
     if matches!(g.metadata.get(&format!("{a}.attention.causal")), Some(MetaValue::Bool(false))) {
         return Err(Error::Unsupported(format!(
-            "{a}.attention.causal false in {file} (wembed runs Qwen3 causally, as transformers does)"
+            "{a}.attention.causal false in {file} (wembed runs these decoders causally, as transformers does)"
         )));
     }
-    Ok(json!({
+    let mut config = json!({
         "model_type": "qwen3",
         "hidden_act": "silu",
         "vocab_size": g.rows("token_embd.weight", file)?,
@@ -562,7 +610,41 @@ fn qwen3_config(g: &Gguf, file: &str) -> Result<Value> {
         "rms_norm_eps": g.float(&format!("{a}.attention.layer_norm_rms_epsilon"), file)?,
         // llama.cpp's default when the key is missing.
         "rope_theta": g.float_or(&format!("{a}.rope.freq_base"), file, 10_000.0)?,
-    }))
+    });
+    if a == "llama" {
+        // What `llama` can hold that MistralModel does not compute: a mixture of experts
+        // (Mixtral), Llama 3's frequency factors, partial rotary, biases.
+        if g.metadata.contains_key("llama.expert_count") {
+            return Err(Error::Unsupported(format!("llama.expert_count in {file}: mixture-of-experts (Mixtral)")));
+        }
+        if g.tensors.contains_key("rope_freqs.weight") {
+            return Err(Error::Unsupported(format!(
+                "rope_freqs.weight in {file}: Llama 3 rotary frequency scaling (only unscaled rotary positions)"
+            )));
+        }
+        if let Some(dims) = g.metadata.get("llama.rope.dimension_count").and_then(MetaValue::as_int)
+            && dims != head_dim
+        {
+            return Err(Error::Unsupported(format!(
+                "llama.rope.dimension_count {dims} in {file}: rotary over part of a {head_dim}-wide head"
+            )));
+        }
+        if let Some(bias) = ["attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"]
+            .iter()
+            .map(|t| format!("blk.0.{t}.bias"))
+            .find(|n| g.tensors.contains_key(n))
+        {
+            return Err(Error::Unsupported(format!(
+                "tensor `{bias}` in {file}: a `llama` model with biases (wembed runs it as MistralModel, which has none)"
+            )));
+        }
+        config["model_type"] = json!("mistral");
+        let window = "llama.attention.sliding_window";
+        if g.metadata.contains_key(window) {
+            config["sliding_window"] = json!(g.int(window, file)?);
+        }
+    }
+    Ok(config)
 }
 
 /// A `tokenizer.json` for the WordPiece vocabulary in the metadata. llama.cpp's converter
@@ -804,6 +886,9 @@ mod tests {
             ("qwen3", "layers.2.self_attn.k_norm.weight", Some("blk.2.attn_k_norm.weight")),
             ("qwen3", "layers.0.post_attention_layernorm.weight", Some("blk.0.ffn_norm.weight")),
             ("qwen3", "model.embed_tokens.weight", None),
+            ("llama", "layers.1.self_attn.q_proj.weight", Some("blk.1.attn_q.weight")),
+            ("llama", "layers.0.mlp.down_proj.weight", Some("blk.0.ffn_down.weight")),
+            ("llama", "norm.weight", Some("output_norm.weight")),
             ("gpt2", "embed_tokens.weight", None),
         ] {
             assert_eq!(gguf_name(arch, hf).as_deref(), want, "{arch} {hf}");
@@ -821,5 +906,72 @@ mod tests {
             let err = Gguf::parse(bytes, "x.gguf").unwrap_err().to_string();
             assert!(err.contains(want), "{err}");
         }
+    }
+
+    /// A `llama` file's metadata and tensor table (no bytes: only what the config reads).
+    fn llama(extra: &[(&str, MetaValue)], tensors: &[&str]) -> Gguf {
+        let mut metadata: HashMap<String, MetaValue> = [
+            ("general.architecture", MetaValue::Str("llama".into())),
+            ("llama.embedding_length", MetaValue::Int(64)),
+            ("llama.feed_forward_length", MetaValue::Int(128)),
+            ("llama.block_count", MetaValue::Int(2)),
+            ("llama.context_length", MetaValue::Int(512)),
+            ("llama.attention.head_count", MetaValue::Int(4)),
+            ("llama.attention.head_count_kv", MetaValue::Int(2)),
+            ("llama.attention.layer_norm_rms_epsilon", MetaValue::Float(1e-5)),
+            ("llama.rope.dimension_count", MetaValue::Int(16)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        metadata.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let info = |shape: Vec<usize>| TensorInfo { shape, dtype: GgmlType::F32, start: 0, end: 0 };
+        let mut table: HashMap<String, TensorInfo> = [("token_embd.weight".to_string(), info(vec![100, 64]))].into();
+        table.extend(tensors.iter().map(|n| (n.to_string(), info(vec![64]))));
+        Gguf { metadata, tensors: table }
+    }
+
+    #[test]
+    fn llama_files_run_as_mistral_and_name_what_they_cannot_run() {
+        let config = decoder_config(&llama(&[], &[]), "x.gguf").unwrap();
+        assert_eq!(config["model_type"], "mistral");
+        assert_eq!((config["head_dim"].as_i64(), config["num_key_value_heads"].as_i64()), (Some(16), Some(2)));
+        assert_eq!(config["rope_theta"], 10_000.0);
+        assert!(config.get("sliding_window").is_none(), "the converter writes no window: none");
+        let window = [("llama.attention.sliding_window", MetaValue::Int(4096))];
+        assert_eq!(decoder_config(&llama(&window, &[]), "x.gguf").unwrap()["sliding_window"], 4096);
+        for (extra, tensors, want) in [
+            (vec![("llama.expert_count", MetaValue::Int(8))], vec![], "mixture-of-experts"),
+            (vec![], vec!["rope_freqs.weight"], "Llama 3 rotary"),
+            (vec![("llama.rope.dimension_count", MetaValue::Int(8))], vec![], "rotary over part"),
+            (vec![], vec!["blk.0.attn_q.bias"], "`blk.0.attn_q.bias`"),
+            (vec![("llama.rope.scaling.type", MetaValue::Str("linear".into()))], vec![], "rope.scaling.type"),
+            (vec![("llama.attention.causal", MetaValue::Bool(false))], vec![], "causal false"),
+        ] {
+            let err = decoder_config(&llama(&extra, &tensors), "x.gguf").unwrap_err();
+            assert_eq!(err.code(), "UNSUPPORTED", "{err}");
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    /// The row order undoes convert_hf_to_gguf.py's LlamaModel.permute (reshape to
+    /// `[heads, 2, head_dim / 2, cols]`, swap the middle axes), for q (4 heads) and k (2 heads).
+    #[test]
+    fn llama_row_order_undoes_the_converters_permutation() {
+        let g = llama(&[], &[]);
+        for (name, heads) in [("blk.0.attn_q.weight", 4), ("blk.1.attn_k.weight", 2)] {
+            let (rows, half) = (heads * 16, 8);
+            // permute(): file row (head, j, part) holds Hugging Face row (head, part, j).
+            let file: Vec<usize> = (0..rows).map(|r| (r / 16) * 16 + (r % 16 % 2) * half + (r % 16) / 2).collect();
+            let order = llama_row_order(&g, name, rows, "x.gguf").unwrap().unwrap();
+            let back: Vec<usize> = order.iter().map(|&i| file[i]).collect();
+            assert_eq!(back, (0..rows).collect::<Vec<_>>(), "{name}");
+        }
+        assert!(llama_row_order(&g, "blk.0.attn_v.weight", 32, "x").unwrap().is_none());
+        let err = llama_row_order(&g, "blk.0.attn_q.weight", 30, "x.gguf").unwrap_err().to_string();
+        assert!(err.contains("30 rows do not split into 4 heads"), "{err}");
+        let mut qwen = g.clone();
+        qwen.metadata.insert("general.architecture".into(), MetaValue::Str("qwen3".into()));
+        assert!(llama_row_order(&qwen, "blk.0.attn_q.weight", 64, "x").unwrap().is_none(), "qwen3 keeps halves");
     }
 }

@@ -190,7 +190,7 @@ impl<'a> Weights<'a> {
                 if dtype == GgmlType::Q4_0 {
                     let blocks: Vec<BlockQ4_0> = data.chunks_exact(18).map(bytemuck::pod_read_unaligned).collect();
                     self.done(data);
-                    return Ok(Some(QuantMatrix::from_q4_0(rows, cols, &blocks)));
+                    return Ok(Some(self.in_hf_order(&full, QuantMatrix::from_q4_0(rows, cols, &blocks))?));
                 }
                 let format = match dtype {
                     GgmlType::Q8_0 => QuantFormat::Q8_0,
@@ -206,7 +206,25 @@ impl<'a> Weights<'a> {
         let q = QuantMatrix::from_bytes(format, rows, cols, data)
             .map_err(|e| Error::weight(&full, format!("{e} in {}", self.file)))?;
         self.done(data);
-        Ok(Some(q))
+        Ok(Some(self.in_hf_order(&full, q)?))
+    }
+
+    /// The file row of each Hugging Face row of `full` `[rows, _]`, where the file stores them
+    /// in another order (a `llama` GGUF file's q/k weights: [`crate::gguf::llama_row_order`]).
+    fn row_order(&self, full: &str, rows: usize) -> Result<Option<Vec<usize>>> {
+        let Source::Gguf(g, _) = self.source else { return Ok(None) };
+        match gguf_name(g.architecture(), full) {
+            Some(name) => crate::gguf::llama_row_order(g, &name, rows, self.file),
+            None => Ok(None),
+        }
+    }
+
+    /// `q`, the blocks of `full`, with its rows in the Hugging Face order.
+    fn in_hf_order(&self, full: &str, q: QuantMatrix) -> Result<QuantMatrix> {
+        Ok(match self.row_order(full, q.rows)? {
+            Some(order) => q.select_rows(&order),
+            None => q,
+        })
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -299,7 +317,13 @@ impl<'a> Weights<'a> {
                 // Reading a page maps its cached neighbours too (fault-around), some of them in
                 // slices already given back: the whole tensor once more at the end.
                 self.done(raw);
-                out
+                match self.row_order(&full, shape.first().copied().unwrap_or(0))? {
+                    Some(order) => {
+                        let cols = out.len() / shape[0].max(1);
+                        order.iter().flat_map(|&r| out[r * cols..(r + 1) * cols].iter().copied()).collect()
+                    }
+                    None => out,
+                }
             }
             Encoding::Blocks => {
                 let (rows, cols) = (shape[..shape.len() - 1].iter().product(), shape[shape.len() - 1]);
@@ -342,7 +366,9 @@ impl<'a> Weights<'a> {
             parts.push(QuantMatrix::quantize(format, floats.len() / cols.max(1), cols, &floats));
         }
         self.done(raw);
-        QuantMatrix::vstack(&parts).ok_or_else(|| Error::weight(&full, format!("no rows to quantize in {}", self.file)))
+        let q = QuantMatrix::vstack(&parts)
+            .ok_or_else(|| Error::weight(&full, format!("no rows to quantize in {}", self.file)))?;
+        self.in_hf_order(&full, q)
     }
 }
 

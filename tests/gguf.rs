@@ -2,7 +2,11 @@
 //! random-weight BERT: every tensor type loads, tokenizes like the Hugging Face tokenizer from
 //! the GGUF vocabulary alone, dequantizes exactly as gguf-py does, and embeds like PyTorch
 //! within each type's budget. Damaged files give named errors. The K-quants (Q4_K, Q5_K, Q6_K)
-//! on random blocks (bit for bit against gguf-py) and on a 256-wide tiny BERT.
+//! on random blocks (bit for bit against gguf-py) and on a 256-wide tiny BERT. NomicBERT and
+//! Qwen3 files of the tiny fixtures (F32, F16, BF16, Q8_0) against PyTorch, the tiny Mistral as
+//! `llama` (BF16, F16) against its checkpoint, and random-weight ones whose rows split into
+//! blocks (64 wide: Q8_0, Q4_0, Q4_1; 256 wide, Mistral too: the K-quants) against the f32
+//! weights they were made from.
 
 mod common;
 
@@ -305,9 +309,9 @@ const ARCHS: [(&str, &str); 2] = [("tiny-nomic", "nomic-swiglu"), ("tiny-qwen3",
 /// (type, worst cosine allowed to the fixture's PyTorch vectors). The tiny models are 36 wide,
 /// so no matrix row splits into 32-weight blocks: llama.cpp's converter falls back to F16 for
 /// every matrix of a Q8_0 file, and so does the generator; q8_0 therefore has f16's bar.
-/// Measured worst: NomicBERT 1.0000000, 0.9999999, 0.9999999; Qwen3 1.0000000, 0.9999987,
-/// 0.9999987.
-const ARCH_TYPES: [(&str, f64); 3] = [("f32", 0.99999), ("f16", 0.9999), ("q8_0", 0.9999)];
+/// BF16 keeps 8 bits of mantissa to F16's 11, and has F16's bar. Measured worst: NomicBERT
+/// 1.0000000, 0.9999999, 0.9999956, 0.9999999; Qwen3 1.0000000, 0.9999987, 0.9999390, 0.9999987.
+const ARCH_TYPES: [(&str, f64); 4] = [("f32", 0.99999), ("f16", 0.9999), ("bf16", 0.9999), ("q8_0", 0.9999)];
 
 /// A folder holding the GGUF file and the fixture's sentence-transformers configs that GGUF
 /// has no keys for (`max_seq_length`; the query prompt), but no tokenizer.json: the vocabulary
@@ -396,28 +400,59 @@ fn nomic_bert_and_qwen3_files_embed_like_pytorch_on_the_gpu() {
         eprintln!("wide-{arch}-q8_0 on the GPU: worst cosine to the CPU {worst:.7}");
         assert!(worst >= 0.99999, "wide-{arch}-q8_0 on the GPU: worst cosine to the CPU {worst:.7}");
     }
+    // Mistral as `llama` (q/k rows put back in the Hugging Face order at load) and a 256-wide
+    // K-quant file of each architecture, each K-quant once (lavapipe takes ~0.8 s a file; the
+    // K-quant kernels themselves are tests/gpu.rs's): the GPU's kernels as the CPU's on the same
+    // file.
+    let texts = ["the quick brown fox", "", "a b c d e f g h"];
+    let mistral = arch_folder("tiny-mistral", "mistral-window", "bf16");
+    let mut files = vec![ModelFiles::from_dir(mistral.path()).unwrap()];
+    for wide in ["wide-nomic-q4_k", "wide-qwen3-q5_k", "wide-mistral-q6_k"] {
+        files.push(ModelFiles::from_path(dir().join(format!("{wide}.gguf"))).unwrap());
+    }
+    for files in &files {
+        let what = files.origin().to_string();
+        let cpu = Embedder::load(Cpu::new(), files).unwrap().embed(&texts, &EmbedOptions::default()).unwrap();
+        let gpu = Embedder::load(gpu(), files).unwrap();
+        let worst = gpu
+            .embed(&texts, &EmbedOptions::default())
+            .unwrap()
+            .iter()
+            .zip(&cpu)
+            .map(|(g, c)| cosine(g, c))
+            .fold(1.0, f64::min);
+        eprintln!("{what} on the GPU: worst cosine to the CPU {worst:.7}");
+        assert!(worst >= 0.99999, "{what} on the GPU: worst cosine to the CPU {worst:.7}");
+    }
 }
 
 #[test]
-fn damaged_nomic_bert_and_qwen3_files_give_named_errors() {
+fn damaged_nomic_bert_qwen3_and_llama_files_give_named_errors() {
     // (file, a tensor to lose: its wembed and GGUF names, a matrix to misshape: the same).
     for (stem, lost, lost_gguf, bent, bent_gguf) in [
         (
-            "tiny-nomic",
+            "tiny-mistral-bf16",
+            "layers.1.mlp.up_proj.weight",
+            "blk.1.ffn_up.weight",
+            "layers.0.self_attn.k_proj.weight",
+            "blk.0.attn_k.weight",
+        ),
+        (
+            "tiny-nomic-f32",
             "encoder.layers.1.mlp.fc12.weight",
             "blk.1.ffn_gate.weight",
             "encoder.layers.0.attn.Wqkv.weight",
             "blk.0.attn_qkv.weight",
         ),
         (
-            "tiny-qwen3",
+            "tiny-qwen3-f32",
             "layers.2.self_attn.k_norm.weight",
             "blk.2.attn_k_norm.weight",
             "layers.1.self_attn.k_proj.weight",
             "blk.1.attn_k.weight",
         ),
     ] {
-        let good = std::fs::read(dir().join(format!("{stem}-f32.gguf"))).unwrap();
+        let good = std::fs::read(dir().join(format!("{stem}.gguf"))).unwrap();
         let check = |what: &str, bytes: Vec<u8>, words: &[&str]| {
             let err = load_err(bytes);
             let msg = err.to_string();
@@ -447,13 +482,16 @@ fn damaged_nomic_bert_and_qwen3_files_give_named_errors() {
 /// 64-wide random-weight `nomic-bert` and `qwen3` files, whose every matrix and word table is in
 /// real blocks (so the stacking of q/k/v and gate/up blocks is exercised; a misplaced block
 /// scores near 0). Q4_0 blocks are kept as q4_1 (an exact re-encoding). Measured: nomic-bert
-/// q8_0 0.999976, q4_0 0.996511; qwen3 q8_0 0.999313, q4_0 0.901273 — 4-bit matrices cost a
-/// random causal decoder pooled at one token far more, as they cost MiniLM (README).
-const WIDE_TYPES: [(&str, &str, &str, f64); 4] = [
+/// q8_0 0.999976, q4_0 0.996511, q4_1 0.995717; qwen3 q8_0 0.999313, q4_0 0.901273, q4_1
+/// 0.932599 — 4-bit matrices cost a random causal decoder pooled at one token far more, as they
+/// cost MiniLM (README).
+const WIDE_TYPES: [(&str, &str, &str, f64); 6] = [
     ("nomic", "q8_0", "q8", 0.9999),
     ("nomic", "q4_0", "q4_1 matrices, q4_1 word table", 0.99),
+    ("nomic", "q4_1", "q4_1 matrices, q4_1 word table", 0.99),
     ("qwen3", "q8_0", "q8", 0.999),
     ("qwen3", "q4_0", "q4_1 matrices, q4_1 word table", 0.85),
+    ("qwen3", "q4_1", "q4_1 matrices, q4_1 word table", 0.85),
 ];
 
 #[test]
@@ -475,4 +513,180 @@ fn wide_nomic_bert_and_qwen3_block_files_stay_close_to_their_f32_file() {
             assert!(worst >= bar, "wide-{arch}-{ty}: worst cosine {worst:.6} to the f32 file (bar {bar})");
         }
     }
+}
+
+// ---- Mistral as `llama` (what llama.cpp's converter makes of MistralModel / E5-mistral) ----
+
+/// The tiny Mistral fixture's folder with `sliding_window` taken out of its config.json: the
+/// model a `llama` GGUF file of its weights describes (GGUF `llama` has no window; see
+/// `wembed::gguf`'s `decoder_config`).
+fn mistral_without_window() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let tiny = root().join("tests/fixtures/tiny/mistral-window");
+    for entry in std::fs::read_dir(&tiny).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::copy(&path, tmp.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::create_dir(tmp.path().join("1_Pooling")).unwrap();
+    std::fs::copy(tiny.join("1_Pooling/config.json"), tmp.path().join("1_Pooling/config.json")).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tiny.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["sliding_window"], 4);
+    config.as_object_mut().unwrap().remove("sliding_window");
+    std::fs::write(tmp.path().join("config.json"), config.to_string()).unwrap();
+    tmp
+}
+
+/// (type, worst cosine allowed to the same weights run from the safetensors folder without the
+/// window, with and without the query prompt). The fixture is stored in bf16, so the bf16 file
+/// holds its exact values, and so does the f16 one (bf16's 8 mantissa bits fit in f16's 11 at
+/// these magnitudes). Measured worst: 1.0000000 for both, and 1.0000000 to PyTorch's vector of
+/// the one text the window does not cut.
+const MISTRAL_TYPES: [(&str, f64); 2] = [("bf16", 0.99999), ("f16", 0.9999)];
+
+/// The vectors of `texts` with and without the query prompt.
+fn with_and_without_prompt<B>(embedder: &Embedder<B>, texts: &[&str]) -> Vec<Vec<f32>>
+where
+    B: wembed::Backend + Sync,
+    B::Tensor: Send,
+    B::Matrix: Sync,
+    B::Vector: Sync,
+{
+    let query = EmbedOptions { prompt_name: Some("query".into()), ..Default::default() };
+    let mut out = embedder.embed(texts, &query).unwrap();
+    out.extend(embedder.embed(texts, &EmbedOptions::default()).unwrap());
+    out
+}
+
+#[test]
+fn mistral_files_as_llama_load_tokenize_and_embed_like_the_checkpoint() {
+    let reference = tiny_ref(&root().join("tests/fixtures/tiny/mistral-window"));
+    let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
+    let unwindowed = mistral_without_window();
+    let checkpoint = Embedder::load(Cpu::new(), &ModelFiles::from_dir(unwindowed.path()).unwrap()).unwrap();
+    let want = with_and_without_prompt(&checkpoint, &texts);
+    for (ty, bar) in MISTRAL_TYPES {
+        // No pooling type in the file (LlamaModel writes none): the decoders' last token.
+        let folder = arch_folder("tiny-mistral", "mistral-window", ty);
+        let files = ModelFiles::from_dir(folder.path()).unwrap();
+        assert!(files.get("tokenizer.json").is_none());
+        let embedder = Embedder::load(Cpu::new(), &files).unwrap_or_else(|e| panic!("tiny-mistral-{ty}: {e}"));
+        assert_eq!(embedder.dtype_name(), "f32", "tiny-mistral-{ty}: floats are read as f32 on the CPU");
+        for (s, enc) in reference.sentences.iter().zip(embedder.tokenize(&texts).unwrap()) {
+            assert_eq!(enc.ids, s.ids, "tiny-mistral-{ty}: ids of {:?}", s.text);
+        }
+        let got = with_and_without_prompt(&embedder, &texts);
+        let worst = got.iter().zip(&want).map(|(g, w)| cosine(g, w)).fold(1.0, f64::min);
+        eprintln!("tiny-mistral-{ty}: worst cosine to the checkpoint without its window {worst:.7}");
+        assert!(worst >= bar, "tiny-mistral-{ty}: worst cosine {worst:.7} (bar {bar})");
+        // PyTorch's own vectors (window 4) where the window cuts nothing: texts of up to 4 tokens.
+        let n = texts.len();
+        let mut short = 0;
+        for (i, s) in reference.sentences.iter().enumerate() {
+            let cos = cosine(&got[n + i], s.pooled_no_prompt.as_ref().unwrap());
+            if s.ids.len() <= 4 {
+                short += 1;
+                eprintln!("tiny-mistral-{ty}: {:?} ({} tokens) cosine {cos:.7} to PyTorch", s.text, s.ids.len());
+                assert!(cos >= bar, "tiny-mistral-{ty}: {:?} cosine {cos:.7} to PyTorch", s.text);
+            }
+        }
+        assert!(short >= 1, "no fixture text short enough to tie the file to PyTorch");
+    }
+}
+
+// ---- 256-wide random-weight K-quant files of every decoder and NomicBERT ----
+
+#[derive(Deserialize)]
+struct WideText {
+    text: String,
+    ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct WideArch {
+    texts: Vec<WideText>,
+    /// Per K-quant type, the numpy pass over the weights as that file holds them (gguf-py's
+    /// dequantization of its blocks), for the texts [`DEQUANTIZED_TEXTS`].
+    dequantized: std::collections::HashMap<String, Vec<Vec<f32>>>,
+}
+
+/// The texts (indices into `texts`) of [`WideArch::dequantized`], as the generator's list.
+const DEQUANTIZED_TEXTS: [usize; 3] = [0, 1, 6];
+
+#[derive(Deserialize)]
+struct Wide256 {
+    archs: std::collections::HashMap<String, WideArch>,
+}
+
+/// (file stem's arch, GGUF architecture, type, worst cosine allowed to the float64 numpy pass over
+/// the same f32 weights in tests/fixtures/gguf/reference-wide-256.json): one-layer 256-wide models
+/// whose every matrix and word table is in the K-quant (our min/max reference quantizer). The
+/// generator checks that numpy pass against the tiny fixtures' PyTorch hidden states first (max
+/// abs 3.6e-6), and this test checks that what wembed computes from each file equals that pass
+/// over the file's own dequantized weights, so the distance measured is the K-quant's alone.
+/// Measured worst on the CPU (the GPU gives the CPU's vectors), the table in `wembed::quant`:
+/// NomicBERT 0.998217, 0.999510, 0.999869; Qwen3 0.949740, 0.989963, 0.996994; Mistral as
+/// `llama` 0.975493, 0.994021, 0.998390. A random one-layer decoder pooled at one token loses
+/// far more than an encoder pooled over every token, as the 64-wide Q4_0 files show too.
+const WIDE_256: [(&str, &str, &str, f64); 9] = [
+    ("nomic", "nomic-bert", "q4_k", 0.99),
+    ("nomic", "nomic-bert", "q5_k", 0.999),
+    ("nomic", "nomic-bert", "q6_k", 0.999),
+    ("qwen3", "qwen3", "q4_k", 0.94),
+    ("qwen3", "qwen3", "q5_k", 0.985),
+    ("qwen3", "qwen3", "q6_k", 0.99),
+    ("mistral", "llama", "q4_k", 0.97),
+    ("mistral", "llama", "q5_k", 0.99),
+    ("mistral", "llama", "q6_k", 0.99),
+];
+
+/// The tiny fixture whose tokenizer and layout a wide file has.
+fn tiny_variant(arch: &str) -> &'static str {
+    match arch {
+        "nomic" => "nomic-swiglu",
+        "qwen3" => "qwen3-lasttoken",
+        _ => "mistral-window",
+    }
+}
+
+fn wide_256() -> Wide256 {
+    serde_json::from_slice(&std::fs::read(dir().join("reference-wide-256.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn wide_k_quant_files_of_every_architecture_stay_within_their_bars() {
+    let reference = wide_256();
+    let mut failed = vec![];
+    for (arch, gguf_arch, ty, bar) in WIDE_256 {
+        let bytes = std::fs::read(dir().join(format!("wide-{arch}-{ty}.gguf"))).unwrap();
+        assert_eq!(wembed::gguf::Gguf::parse(&bytes, ty).unwrap().architecture(), gguf_arch);
+        // With the tiny fixture's max_seq_length, as its ids were cut.
+        let folder = arch_folder(&format!("wide-{arch}"), tiny_variant(arch), ty);
+        let embedder = Embedder::load(Cpu::new(), &ModelFiles::from_dir(folder.path()).unwrap())
+            .unwrap_or_else(|e| panic!("wide-{arch}-{ty}: {e}"));
+        // Every matrix (q/k/v and gate/up stacked) and the word table kept in the file's blocks.
+        assert_eq!(embedder.dtype_name(), format!("{ty} matrices, {ty} word table"), "wide-{arch}-{ty}");
+        let want = &reference.archs[arch].texts;
+        let texts: Vec<&str> = want.iter().map(|t| t.text.as_str()).collect();
+        for (t, enc) in want.iter().zip(embedder.tokenize(&texts).unwrap()) {
+            assert_eq!(enc.ids, t.ids, "wide-{arch}-{ty}: ids of {:?}", t.text);
+        }
+        let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
+        // What the file holds, computed right: within f32 rounding of numpy on its dequantized
+        // weights. So the distance to the f32 vectors below is what the K-quant loses.
+        let held = &reference.archs[arch].dequantized[ty];
+        let exact = DEQUANTIZED_TEXTS.iter().zip(held).map(|(&i, d)| cosine(&vectors[i], d)).fold(1.0, f64::min);
+        assert!(exact >= 0.99999, "wide-{arch}-{ty}: worst cosine {exact:.7} to its own dequantized weights");
+        let worst = vectors.iter().zip(want).map(|(v, t)| cosine(v, &t.embedding)).fold(1.0, f64::min);
+        eprintln!(
+            "wide-{arch}-{ty} ({gguf_arch}): worst cosine to f32 {worst:.6} (to its dequantized weights {exact:.7})"
+        );
+        if worst < bar {
+            failed.push(format!("wide-{arch}-{ty}: worst cosine {worst:.6} to the f32 reference (bar {bar})"));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
 }
