@@ -145,3 +145,21 @@ test('a `wembed pack` folder loads checked, and embeds as the model it was packe
   await writeFile(join(dir, '2_Dense/model.safetensors'), dense);
   await rejectsWith(Embedder.load(dir, { device: 'cpu', workers: 0 }), 'BAD_FILE', /^2_Dense\/model\.safetensors has SHA-256/);
 });
+
+test('a load in a fresh worker: its wasm memory over the weight file, f32 and q8 (issue 14)', async () => {
+  // Wasm memory only grows, so a fresh worker's size after its load is the load's peak. The
+  // browser path copies the file into wasm memory whole, then builds the weights from it.
+  const { stat } = await import('node:fs/promises');
+  const file = (await stat(join(minilm, 'model.safetensors'))).size;
+  const ratios = {};
+  for (const dtype of ['f32', 'q8']) {
+    const e = await Embedder.load(minilm, { device: 'cpu', dtype, workers: 1 });
+    ratios[dtype] = e.memoryUsage().workerWasmBytes / file;
+    e.dispose();
+  }
+  console.log(`wasm memory of a load over the file (${(file / 1e6).toFixed(1)} MB): f32 ${ratios.f32.toFixed(2)}, q8 ${ratios.q8.toFixed(2)}`);
+  // Measured 2.16 and 1.75 (2026-12-07): the file's copy (1.0) plus the weights built from it.
+  assert.ok(ratios.f32 <= 2.3, `f32: ${ratios.f32}`);
+  assert.ok(ratios.q8 <= 1.9, `q8: ${ratios.q8}`);
+  assert.ok(ratios.q8 < ratios.f32 - 0.25, 'q8 weights take less than f32');
+});
