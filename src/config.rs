@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::weights::ReadAt;
 
 /// The bytes of a model's files, keyed by their path inside the model folder
 /// (`config.json`, `1_Pooling/config.json`, …). Filled from a folder natively and from fetched
@@ -25,14 +26,19 @@ enum FileBytes {
     Owned(Vec<u8>),
     #[cfg(not(target_arch = "wasm32"))]
     Mapped(memmap2::Mmap),
+    /// Left with the caller, read a range at a time (the weights, in the browser: see
+    /// [`ModelFiles::insert_reader`]).
+    At(Box<dyn ReadAt + Send + Sync>),
 }
 
 impl FileBytes {
-    fn as_slice(&self) -> &[u8] {
+    /// The bytes in memory; None for a file read through a [`ReadAt`].
+    fn as_slice(&self) -> Option<&[u8]> {
         match self {
-            FileBytes::Owned(v) => v,
+            FileBytes::Owned(v) => Some(v),
             #[cfg(not(target_arch = "wasm32"))]
-            FileBytes::Mapped(m) => m,
+            FileBytes::Mapped(m) => Some(m),
+            FileBytes::At(_) => None,
         }
     }
 }
@@ -59,6 +65,16 @@ fn read_weights(path: &Path) -> Result<FileBytes> {
 #[cfg(target_arch = "wasm32")]
 fn read_weights(path: &Path) -> Result<FileBytes> {
     std::fs::read(path).map(FileBytes::Owned).map_err(|e| Error::io(path.display(), e))
+}
+
+/// Bytes of a [`ReadAt`] file hashed at a time by [`ModelFiles::digest`] (a multiple of 8).
+const DIGEST_PART: usize = 1 << 20;
+
+/// The last word of a part of [`ModelFiles::digest`]: its `tail` (under 8 bytes), zero-padded.
+fn finish(tail: &[u8], mix: &mut dyn FnMut(u64)) {
+    let mut last = [0u8; 8];
+    last[..tail.len()].copy_from_slice(tail);
+    mix(u64::from_le_bytes(last));
 }
 
 /// Files read from a model folder; the rest of a sentence-transformers folder is not needed.
@@ -152,6 +168,21 @@ impl ModelFiles {
         self.files.insert(name.into(), std::sync::Arc::new(FileBytes::Owned(bytes)));
     }
 
+    /// Adds a `model.safetensors` that stays with the caller and is read a tensor at a time
+    /// (in wasm, the `Uint8Array` JavaScript passed: the file is never copied into wasm memory
+    /// whole). Other files, and GGUF files, are read whole: use [`ModelFiles::insert`].
+    pub fn insert_reader(&mut self, name: impl Into<String>, reader: Box<dyn ReadAt + Send + Sync>) {
+        self.files.insert(name.into(), std::sync::Arc::new(FileBytes::At(reader)));
+    }
+
+    /// The reader of a file added by [`ModelFiles::insert_reader`].
+    pub fn reader(&self, name: &str) -> Option<&dyn ReadAt> {
+        match self.files.get(name).map(|f| &**f) {
+            Some(FileBytes::At(r)) => Some(&**r),
+            _ => None,
+        }
+    }
+
     /// Says that `part` of file `name` (a tensor's bytes) has been converted and is not needed
     /// again soon: a mapped file gives those pages back to the kernel (they are read from the
     /// disk again if anything touches them). Bytes in memory stay as they are.
@@ -187,7 +218,7 @@ impl ModelFiles {
     /// A 128-bit fingerprint of every file's name and bytes, in hex: what identifies the
     /// vectors a model makes (an index records it). Not cryptographic; fast enough to run over
     /// a 90 MB model at load (~1 GB/s in wasm).
-    pub fn digest(&self) -> String {
+    pub fn digest(&self) -> Result<String> {
         let mut names: Vec<&String> = self.files.keys().collect();
         names.sort();
         let mut h = [0x243f_6a88_85a3_08d3u64, 0x1319_8a2e_0370_7344];
@@ -195,20 +226,40 @@ impl ModelFiles {
             h[0] = (h[0] ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
             h[1] = (h[1].wrapping_add(w)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f).rotate_left(29) ^ h[0];
         };
+        // The same words whether a file is in memory or read through a ReadAt (in parts of a
+        // multiple of 8 bytes): the digest does not depend on how the bytes arrived.
+        let words = |part: &[u8], mix: &mut dyn FnMut(u64)| {
+            let mut words = part.chunks_exact(8);
+            for w in &mut words {
+                mix(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+            }
+            words.remainder().len()
+        };
         for name in names {
-            let bytes = &self.files[name];
-            for part in [name.as_bytes(), bytes.as_slice()] {
-                mix(part.len() as u64);
-                let mut words = part.chunks_exact(8);
-                for w in &mut words {
-                    mix(u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
+            mix(name.len() as u64);
+            let tail = words(name.as_bytes(), &mut mix);
+            finish(&name.as_bytes()[name.len() - tail..], &mut mix);
+            match &*self.files[name] {
+                FileBytes::At(r) => {
+                    let len = r.len();
+                    mix(len as u64);
+                    let mut last = Vec::new();
+                    for start in (0..len).step_by(DIGEST_PART) {
+                        let part = r.read_at(start, DIGEST_PART.min(len - start))?;
+                        let tail = words(&part, &mut mix);
+                        last = part[part.len() - tail..].to_vec();
+                    }
+                    finish(&last, &mut mix);
                 }
-                let mut tail = [0u8; 8];
-                tail[..words.remainder().len()].copy_from_slice(words.remainder());
-                mix(u64::from_le_bytes(tail));
+                bytes => {
+                    let bytes = bytes.as_slice().unwrap_or_default();
+                    mix(bytes.len() as u64);
+                    let tail = words(bytes, &mut mix);
+                    finish(&bytes[bytes.len() - tail..], &mut mix);
+                }
             }
         }
-        format!("{:016x}{:016x}", h[0], h[1])
+        Ok(format!("{:016x}{:016x}", h[0], h[1]))
     }
 
     pub fn origin(&self) -> &str {
@@ -222,8 +273,9 @@ impl ModelFiles {
         names
     }
 
+    /// A file's bytes; None for a missing file and for one read through a [`ReadAt`].
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.files.get(name).map(|v| v.as_slice())
+        self.files.get(name).and_then(|v| v.as_slice())
     }
 
     pub fn require(&self, name: &str) -> Result<&[u8]> {

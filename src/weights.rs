@@ -1,6 +1,7 @@
 //! Weight files -> named, shape-checked host tensors (f32, converted from f16 / bf16) or block
 //! matrices: safetensors (float checkpoints and wembed's quantized files) and GGUF.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use safetensors::tensor::TensorView;
@@ -50,6 +51,61 @@ impl HostTensor {
 /// What is told that some bytes of a file have been converted and may leave memory.
 pub type Release<'a> = dyn Fn(&[u8]) + 'a;
 
+/// A weight file read a range at a time, its bytes staying with the caller (in wasm, a
+/// `Uint8Array` in the JavaScript heap): a load then never holds the whole file beside the
+/// model it builds, only the tensor being converted, a megabyte at a time for floats.
+pub trait ReadAt {
+    /// The file's length in bytes.
+    fn len(&self) -> usize;
+    /// Bytes `offset..offset + len` (within [`ReadAt::len`]; the caller checks).
+    fn read_at(&self, offset: usize, len: usize) -> Result<Vec<u8>>;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+    fn read_at(&self, offset: usize, len: usize) -> Result<Vec<u8>> {
+        Ok(self[offset..offset + len].to_vec())
+    }
+}
+
+/// A tensor's bytes: a slice of a file in memory (or mapped), or a range read when needed.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    Slice(&'a [u8]),
+    At(&'a dyn ReadAt, usize, usize),
+}
+
+impl<'a> Raw<'a> {
+    /// The bytes, whole.
+    fn all(self) -> Result<Cow<'a, [u8]>> {
+        match self {
+            Raw::Slice(b) => Ok(Cow::Borrowed(b)),
+            Raw::At(r, offset, len) => r.read_at(offset, len).map(Cow::Owned),
+        }
+    }
+
+    /// The bytes in parts of `size` (the last shorter), each read when the iterator gets to it.
+    fn parts(self, size: usize) -> impl Iterator<Item = Result<Cow<'a, [u8]>>> {
+        let len = match self {
+            Raw::Slice(b) => b.len(),
+            Raw::At(_, _, len) => len,
+        };
+        let size = size.max(1);
+        (0..len.div_ceil(size)).map(move |i| {
+            let (start, n) = (i * size, size.min(len - i * size));
+            match self {
+                Raw::Slice(b) => Ok(Cow::Borrowed(&b[start..start + n])),
+                Raw::At(r, offset, _) => r.read_at(offset + start, n).map(Cow::Owned),
+            }
+        })
+    }
+}
+
 /// One parsed weight file.
 pub struct WeightFile<'a> {
     source: Source<'a>,
@@ -62,6 +118,8 @@ pub struct WeightFile<'a> {
 
 enum Source<'a> {
     Safetensors(SafeTensors<'a>),
+    /// A safetensors file behind a [`ReadAt`]: its header, where its data starts, the reader.
+    SafetensorsAt(safetensors::tensor::Metadata, usize, &'a dyn ReadAt),
     /// Tensors named as llama.cpp names them; looked up through [`gguf_name`].
     Gguf(Gguf, &'a [u8]),
 }
@@ -74,14 +132,37 @@ impl<'a> WeightFile<'a> {
         };
         let st = SafeTensors::deserialize(bytes).map_err(bad)?;
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
-        let quantized = meta.metadata().as_ref().and_then(|m| m.get(DTYPE_KEY)).cloned();
-        match quantized.as_deref() {
-            None | Some("f16") | Some("q8_0") | Some("q4") => {}
-            Some(other) => {
-                return Err(Error::bad_file(&file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0, q4)")));
-            }
-        }
+        let quantized = quantized_as(&meta, &file)?;
         Ok(WeightFile { source: Source::Safetensors(st), file, quantized, release: None })
+    }
+
+    /// A safetensors file read through `reader`: the header now (checked as
+    /// [`WeightFile::parse`] checks it), each tensor when the model asks for it.
+    pub fn parse_at(reader: &'a dyn ReadAt, file: impl Into<String>) -> Result<Self> {
+        let file = file.into();
+        let bad = |why: String| {
+            Error::bad_file(&file, format!("not a readable safetensors file ({why}); is it truncated or corrupt?"))
+        };
+        let len = reader.len();
+        if len < 8 {
+            return Err(bad(format!("{len} bytes")));
+        }
+        let n = u64::from_le_bytes(reader.read_at(0, 8)?.try_into().map_err(|_| bad("no header length".into()))?);
+        // safetensors' own cap on a header (100 MB).
+        if n > 100_000_000 || n as usize > len - 8 {
+            return Err(bad(format!("a header of {n} bytes in a file of {len}")));
+        }
+        let header = reader.read_at(8, n as usize)?;
+        let meta: safetensors::tensor::Metadata = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
+        if 8 + n as usize + meta.data_len() != len {
+            return Err(bad(format!(
+                "its header describes {} bytes of data, the file has {}",
+                meta.data_len(),
+                len - 8 - n as usize
+            )));
+        }
+        let quantized = quantized_as(&meta, &file)?;
+        Ok(WeightFile { source: Source::SafetensorsAt(meta, 8 + n as usize, reader), file, quantized, release: None })
     }
 
     /// A GGUF file (see [`crate::gguf`]).
@@ -106,9 +187,18 @@ impl<'a> WeightFile<'a> {
     }
 }
 
+/// The `wembed.dtype` a safetensors header records, if one wembed reads.
+fn quantized_as(meta: &safetensors::tensor::Metadata, file: &str) -> Result<Option<String>> {
+    let quantized = meta.metadata().as_ref().and_then(|m| m.get(DTYPE_KEY)).cloned();
+    match quantized.as_deref() {
+        None | Some("f16") | Some("q8_0") | Some("q4") => Ok(quantized),
+        Some(other) => Err(Error::bad_file(file, format!("{DTYPE_KEY} `{other}` (wembed reads f16, q8_0, q4)"))),
+    }
+}
+
 /// A tensor found in a file: its dtype, shape and bytes.
 enum Found<'a> {
-    St(Dtype, Vec<usize>, &'a [u8]),
+    St(Dtype, Vec<usize>, Raw<'a>),
     Gguf(GgmlType, Vec<usize>, &'a [u8]),
 }
 
@@ -136,11 +226,24 @@ impl<'a> Weights<'a> {
         }
     }
 
+    /// [`Self::done`] for a tensor's bytes where they lie in the file in memory (bytes read
+    /// through a [`ReadAt`] were the load's own, and are gone already).
+    fn done_raw(&self, raw: Raw<'_>) {
+        if let Raw::Slice(b) = raw {
+            self.done(b);
+        }
+    }
+
     fn find(&self, full: &str) -> Option<Found<'a>> {
         match self.source {
             Source::Safetensors(st) => {
                 let v = st.tensor(full).ok()?;
-                Some(Found::St(v.dtype(), v.shape().to_vec(), v.data()))
+                Some(Found::St(v.dtype(), v.shape().to_vec(), Raw::Slice(v.data())))
+            }
+            Source::SafetensorsAt(meta, start, reader) => {
+                let t = meta.info(full)?;
+                let (s, e) = t.data_offsets;
+                Some(Found::St(t.dtype, t.shape.clone(), Raw::At(*reader, start + s, e - s)))
             }
             Source::Gguf(g, bytes) => {
                 let t = g.tensors.get(&gguf_name(g.architecture(), full)?)?;
@@ -172,7 +275,7 @@ impl<'a> Weights<'a> {
                             ),
                         )
                     })?;
-                (format, data)
+                (format, data.all()?)
             }
             Some(Found::Gguf(
                 dtype @ (GgmlType::Q8_0
@@ -199,13 +302,15 @@ impl<'a> Weights<'a> {
                     GgmlType::Q6K => QuantFormat::Q6K,
                     _ => QuantFormat::Q4_1,
                 };
-                (format, data)
+                (format, Cow::Borrowed(data))
             }
             _ => return Ok(None),
         };
-        let q = QuantMatrix::from_bytes(format, rows, cols, data)
+        let q = QuantMatrix::from_bytes(format, rows, cols, &data)
             .map_err(|e| Error::weight(&full, format!("{e} in {}", self.file)))?;
-        self.done(data);
+        if let Cow::Borrowed(b) = data {
+            self.done(b);
+        }
         Ok(Some(self.in_hf_order(&full, q)?))
     }
 
@@ -240,13 +345,13 @@ impl<'a> Weights<'a> {
     }
 
     /// The tensor `name`'s bytes and what they are, its shape checked against `shape`.
-    fn locate(&self, name: &str, shape: &[usize]) -> Result<(String, Encoding, &'a [u8])> {
+    fn locate(&self, name: &str, shape: &[usize]) -> Result<(String, Encoding, Raw<'a>)> {
         let full = self.full(name);
         let found = self.find(&full).ok_or_else(|| {
             // A GGUF file names it as llama.cpp does: say that name too.
             let gguf = match self.source {
                 Source::Gguf(g, _) => gguf_name(g.architecture(), &full).map(|n| format!(" (GGUF tensor `{n}`)")),
-                Source::Safetensors(_) => None,
+                Source::Safetensors(_) | Source::SafetensorsAt(..) => None,
             };
             Error::weight(
                 &full,
@@ -275,7 +380,7 @@ impl<'a> Weights<'a> {
                     | GgmlType::Q5K
                     | GgmlType::Q6K => Encoding::Blocks,
                 };
-                (e, got, raw)
+                (e, got, Raw::Slice(raw))
             }
         };
         if got != shape {
@@ -313,10 +418,13 @@ impl<'a> Weights<'a> {
         let data: Vec<f32> = match encoding {
             Encoding::F32 | Encoding::F16 | Encoding::BF16 => {
                 let mut out = Vec::with_capacity(shape.iter().product());
-                self.convert(&full, &encoding, raw, 0, &mut out)?;
+                for part in raw.parts(CONVERT_BYTES) {
+                    let start = out.len();
+                    self.convert(&full, &encoding, &part?, start, &mut out)?;
+                }
                 // Reading a page maps its cached neighbours too (fault-around), some of them in
                 // slices already given back: the whole tensor once more at the end.
-                self.done(raw);
+                self.done_raw(raw);
                 match self.row_order(&full, shape.first().copied().unwrap_or(0))? {
                     Some(order) => {
                         let cols = out.len() / shape[0].max(1);
@@ -360,12 +468,12 @@ impl<'a> Weights<'a> {
         let per_part = (CONVERT_BYTES / (cols * width).max(1)).max(1);
         let mut parts = Vec::with_capacity(rows.div_ceil(per_part));
         let mut floats = Vec::with_capacity(per_part * cols);
-        for (i, part) in raw.chunks(per_part * cols * width).enumerate() {
+        for (i, part) in raw.parts(per_part * cols * width).enumerate() {
             floats.clear();
-            self.convert(&full, &encoding, part, i * per_part * cols, &mut floats)?;
+            self.convert(&full, &encoding, &part?, i * per_part * cols, &mut floats)?;
             parts.push(QuantMatrix::quantize(format, floats.len() / cols.max(1), cols, &floats));
         }
-        self.done(raw);
+        self.done_raw(raw);
         let q = QuantMatrix::vstack(&parts)
             .ok_or_else(|| Error::weight(&full, format!("no rows to quantize in {}", self.file)))?;
         self.in_hf_order(&full, q)

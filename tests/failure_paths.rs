@@ -261,13 +261,61 @@ fn the_digest_tells_models_apart_and_not_copies() {
     let b = ModelFiles::from_dir(root().join("tests/fixtures/tiny/cls-tanh-f16")).unwrap();
     let (_t, copy) = tiny("mean-erf-norm");
     let a2 = ModelFiles::from_dir(&copy).unwrap();
-    assert_eq!(a.digest(), a2.digest());
-    assert_ne!(a.digest(), b.digest());
+    assert_eq!(a.digest().unwrap(), a2.digest().unwrap());
+    assert_ne!(a.digest().unwrap(), b.digest().unwrap());
     edit_weights(&copy, |m| {
         let w = m.get_mut("encoder.layer.0.output.dense.bias").unwrap();
         w.2[0] ^= 1;
     });
-    assert_ne!(a.digest(), ModelFiles::from_dir(&copy).unwrap().digest(), "one flipped bit");
+    assert_ne!(a.digest().unwrap(), ModelFiles::from_dir(&copy).unwrap().digest().unwrap(), "one flipped bit");
+}
+
+/// `dir`'s files in memory, the weights left behind a [`wembed::weights::ReadAt`] (the
+/// browser's path: the bytes stay in JavaScript's heap) holding `weights`.
+fn with_reader(dir: &Path, weights: Vec<u8>) -> ModelFiles {
+    let mut files = ModelFiles::from_dir(dir).unwrap();
+    files.insert_reader("model.safetensors", Box::new(weights));
+    files
+}
+
+#[test]
+fn weights_read_a_tensor_at_a_time_load_as_from_memory() {
+    let dir = minilm_dir();
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let whole = ModelFiles::from_dir(&dir).unwrap();
+    let read = with_reader(&dir, bytes.clone());
+    // The digest reads the same words either way: an index made natively opens in a browser.
+    assert_eq!(read.digest().unwrap(), whole.digest().unwrap());
+    let texts = ["A man is playing a guitar.", "Semantic search ranks documents by meaning."];
+    for dtype in [WDtype::F32, WDtype::Q8, WDtype::Q4] {
+        let load = |files: &ModelFiles| {
+            let opts = LoadOptions { device: Device::Cpu, dtype, profile: false };
+            let (e, _) = pollster::block_on(AnyEmbedder::load(files, &opts)).unwrap();
+            pollster::block_on(e.embed_async(&texts, &EmbedOptions::default(), |_, _| {})).unwrap()
+        };
+        assert_eq!(load(&read), load(&whole), "{dtype:?}: the same vectors, bit for bit");
+    }
+    // Damaged: named as from memory (the file, and what is wrong).
+    let bad = |b: Vec<u8>| {
+        let opts = LoadOptions { device: Device::Cpu, dtype: WDtype::F32, profile: false };
+        match pollster::block_on(AnyEmbedder::load(&with_reader(&dir, b), &opts)) {
+            Ok(_) => panic!("a damaged file loaded"),
+            Err(e) => (e.code(), e.to_string()),
+        }
+    };
+    let truncated = bad(bytes[..bytes.len() - 100].to_vec());
+    assert_eq!(truncated.0, "BAD_FILE", "{truncated:?}");
+    assert!(truncated.1.contains("model.safetensors") && truncated.1.contains("bytes of data"), "{truncated:?}");
+    let (code, message) = bad(bytes[..5].to_vec());
+    assert_eq!(code, "BAD_FILE", "{message}");
+    let mut huge = bytes.clone();
+    huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let (code, message) = bad(huge);
+    assert!(code == "BAD_FILE" && message.contains("header"), "{message}");
+    let mut garbled = bytes;
+    garbled[8..20].copy_from_slice(b"not a header");
+    let (code, message) = bad(garbled);
+    assert_eq!(code, "BAD_FILE", "{message}");
 }
 
 #[test]

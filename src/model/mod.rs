@@ -107,7 +107,11 @@ impl<B: Backend> Encoder<B> {
             Some(bytes) => (crate::gguf::GGUF_FILE, WeightFile::parse_gguf(bytes, files.origin())?),
             None => {
                 let name = "model.safetensors";
-                (name, WeightFile::parse(files.require(name)?, format!("{}/{name}", files.origin()))?)
+                let path = format!("{}/{name}", files.origin());
+                match files.reader(name) {
+                    Some(reader) => (name, WeightFile::parse_at(reader, path)?),
+                    None => (name, WeightFile::parse(files.require(name)?, path)?),
+                }
             }
         };
         // Tensor by tensor: each one's file pages go once it is in the backend's format.

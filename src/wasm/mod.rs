@@ -100,7 +100,7 @@ struct JsInfo {
 }
 
 /// An object of file name -> `Uint8Array`, copied.
-fn read_files(files: &JsValue) -> Result<HashMap<String, Vec<u8>>, JsValue> {
+fn read_files(files: &JsValue, skip: Option<&str>) -> Result<HashMap<String, Vec<u8>>, JsValue> {
     if !files.is_object() {
         return Err(input_error("files must be an object of file name -> Uint8Array"));
     }
@@ -110,9 +110,46 @@ fn read_files(files: &JsValue) -> Result<HashMap<String, Vec<u8>>, JsValue> {
         let value = Reflect::get(files, &key).map_err(|_| input_error(format!("file `{name}` cannot be read")))?;
         let bytes =
             value.dyn_into::<Uint8Array>().map_err(|_| input_error(format!("file `{name}` must be a Uint8Array")))?;
-        map.insert(name, bytes.to_vec());
+        if Some(name.as_str()) != skip {
+            map.insert(name, bytes.to_vec());
+        }
     }
     Ok(map)
+}
+
+/// `model.safetensors` of a load's files, left where JavaScript holds it and read a range at
+/// a time ([`crate::weights::ReadAt`]).
+struct JsFile(Uint8Array);
+
+// SAFETY: the wasm build has no threads (no atomics): nothing here is ever on another one.
+unsafe impl Send for JsFile {}
+// SAFETY: as above.
+unsafe impl Sync for JsFile {}
+
+impl crate::weights::ReadAt for JsFile {
+    fn len(&self) -> usize {
+        self.0.length() as usize
+    }
+    fn read_at(&self, offset: usize, len: usize) -> crate::Result<Vec<u8>> {
+        let end = offset.checked_add(len).filter(|&e| e <= self.len());
+        let Some(end) = end else {
+            return Err(Error::Backend(format!("read {len} bytes at {offset} of a {}-byte file", self.len())));
+        };
+        let mut out = vec![0u8; len];
+        self.0.subarray(offset as u32, end as u32).copy_to(&mut out);
+        Ok(out)
+    }
+}
+
+/// The `model.safetensors` of `files` (checked a Uint8Array by [`read_files`]), if there is one.
+fn weights_file(files: &JsValue) -> Result<Option<JsFile>, JsValue> {
+    match get(files, "model.safetensors") {
+        None => Ok(None),
+        Some(v) => v
+            .dyn_into::<Uint8Array>()
+            .map(|a| Some(JsFile(a)))
+            .map_err(|_| input_error("file `model.safetensors` must be a Uint8Array")),
+    }
 }
 
 /// A loaded model, on the CPU (wasm) or the GPU (WebGPU).
@@ -127,18 +164,25 @@ pub struct WasmEmbedder {
 #[wasm_bindgen]
 impl WasmEmbedder {
     /// `files`: an object mapping file names (`config.json`, `1_Pooling/config.json`, …) to
-    /// `Uint8Array`s, copied before this returns. `options`: `{ device: 'auto'|'cpu'|'webgpu',
+    /// `Uint8Array`s, copied before this returns, except `model.safetensors`, which is read
+    /// a tensor at a time during the load: keep its bytes as they are until the task settles. `options`: `{ device: 'auto'|'cpu'|'webgpu',
     /// dtype: 'auto'|'f32'|'f16'|'q8'|'q4', origin }`. The task's value is the `WasmEmbedder`.
     pub fn load(files: JsValue, options: JsValue, wake: js_sys::Function) -> Result<WasmTask, JsValue> {
-        let map = read_files(&files)?;
+        // The weights stay in JavaScript's heap, read a tensor at a time: a copy in wasm memory
+        // beside the model it builds was the peak of a browser load (2.16x the file in f32).
+        let map = read_files(&files, Some("model.safetensors"))?;
+        let weights = weights_file(&files)?;
         let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
         let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
         let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
-        let files = ModelFiles::from_map(origin, map);
+        let mut files = ModelFiles::from_map(origin, map);
+        if let Some(w) = weights {
+            files.insert_reader("model.safetensors", Box::new(w));
+        }
         Ok(WasmTask::new(
             async move {
                 let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
-                let digest = format!("{}-{}", files.digest(), inner.dtype_name());
+                let digest = format!("{}-{}", files.digest()?, inner.dtype_name());
                 Ok(JsValue::from(WasmEmbedder { inner: Rc::new(inner), why, digest }))
             },
             wake,
@@ -286,7 +330,7 @@ impl WasmChunker {
     /// `files` as for [`WasmEmbedder::load`]; `model.safetensors` may be left out.
     #[wasm_bindgen(constructor)]
     pub fn new(files: JsValue, origin: String) -> Result<WasmChunker, JsValue> {
-        let files = ModelFiles::from_map(origin, read_files(&files)?);
+        let files = ModelFiles::from_map(origin, read_files(&files, None)?);
         Ok(WasmChunker { inner: crate::embedder::Chunker::load(&files)? })
     }
 

@@ -167,6 +167,11 @@ export interface MemoryUsage {
   workerWasmBytes: number;
 }
 
+/**
+ * A hub id or a URL (fetched), a folder path (Node), or the files as bytes. Bytes are read
+ * during the load (the weights a tensor at a time, never copied into wasm memory whole): leave
+ * them unchanged until load() settles.
+ */
 export type ModelSource = string | URL | Map<string, Uint8Array> | { files: Record<string, Uint8Array> };
 
 export class WembedError extends Error {
