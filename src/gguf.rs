@@ -5,13 +5,14 @@
 //!
 //! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
 //! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
-//! rebuilt from the WordPiece or GPT-2 BPE vocabulary), so the rest of wembed loads it like any
+//! rebuilt from the WordPiece, GPT-2 BPE or SentencePiece BPE vocabulary), so the rest of wembed loads it like any
 //! folder; files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`,
 //! `config_sentence_transformers.json` with its prompts) win.
 //! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel, NomicBertModel,
 //! Qwen3Model, LlamaModel and its `permute`), `gguf-py/gguf/constants.py` (tensor names,
 //! metadata keys, pooling types), `gguf-py/gguf/tensor_mapping.py` (which checkpoint name becomes
-//! which tensor) and `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token).
+//! which tensor), `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token) and
+//! `_create_vocab_sentencepiece` (SentencePiece pieces, scores and types).
 
 use std::collections::HashMap;
 
@@ -501,10 +502,12 @@ pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
         let tokenizer = match g.string("tokenizer.ggml.model") {
             Some("bert") => wordpiece_tokenizer(&g, &file)?,
             Some("gpt2") => bpe_tokenizer(&g, &file)?,
+            Some("llama") => spm_tokenizer(&g, &file)?,
             other => {
                 return Err(Error::Unsupported(format!(
-                    "tokenizer.ggml.model {other:?} in {file}; wembed rebuilds WordPiece (`bert`) and GPT-2 BPE \
-                     (`gpt2`) vocabularies — put the model's tokenizer.json beside the GGUF file"
+                    "tokenizer.ggml.model {other:?} in {file}; wembed rebuilds WordPiece (`bert`), GPT-2 BPE \
+                     (`gpt2`) and SentencePiece BPE (`llama`) vocabularies — put the model's tokenizer.json beside \
+                     the GGUF file"
                 )));
             }
         };
@@ -795,6 +798,114 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
             None => Err(Error::bad_file(file, format!("merge {i} `{m}` is not two tokens"))),
         })
         .collect::<Result<Vec<_>>>()?;
+    let post_processor = bos_eos_template(g, &tokens, file, false)?;
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+        ]},
+        "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges},
+    }))
+}
+
+/// A `tokenizer.json` for the SentencePiece vocabulary in the metadata (`tokenizer.ggml.model`
+/// `llama`: Llama, Mistral, E5-mistral; the converter's `_create_vocab_sentencepiece` writes the
+/// pieces of tokenizer.model in id order, with scores and types, byte pieces `<0xXX>` among
+/// them, and no merges), rebuilt as transformers 5 builds `LlamaTokenizer` from that
+/// tokenizer.model (tokenization_llama.py with convert_slow_tokenizer's SentencePieceExtractor):
+/// a BPE with byte fallback whose merges are every split of a piece into two pieces, ranked by
+/// the piece's id (`generate_merges` without scores; a BPE tokenizer.model stores its pieces
+/// best score first, the order llama.cpp merges in by score), no normalizer, and a Metaspace
+/// pre-tokenizer that turns spaces into `▁` and prepends one (`prepend_scheme` `first`, the
+/// class's `legacy=False`; none when the file says `add_space_prefix` false). Control and
+/// unknown pieces are special added tokens, user-defined ones plain added tokens; BOS is added
+/// unless `add_bos_token` says not (llama.cpp's and LlamaTokenizer's default), EOS if
+/// `add_eos_token` (E5-mistral's tokenizer appends `</s>`).
+fn spm_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
+    let tokens = strings(g, "tokenizer.ggml.tokens", file)?;
+    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
+        _ => vec![],
+    };
+    // gguf-py's TokenType: 2 unknown, 3 control, 4 user-defined.
+    const UNKNOWN: i64 = 2;
+    const CONTROL: i64 = 3;
+    const USER_DEFINED: i64 = 4;
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
+    let mut added = vec![];
+    for (id, tok) in tokens.iter().enumerate() {
+        // A Python dict of the pieces: the last of equal pieces wins.
+        ids.insert(tok, id);
+        let kind = kinds.get(id).copied().unwrap_or(1);
+        if matches!(kind, UNKNOWN | CONTROL | USER_DEFINED) {
+            added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": kind != USER_DEFINED}));
+        }
+    }
+    // generate_merges(vocab): for each piece in id order, each split (left shortest first) into
+    // two pieces of the vocabulary.
+    let mut merges = vec![];
+    for tok in &tokens {
+        for (at, _) in tok.char_indices().skip(1) {
+            let (left, right) = tok.split_at(at);
+            if ids.contains_key(left) && ids.contains_key(right) {
+                merges.push(json!([left, right]));
+            }
+        }
+    }
+    let vocab: serde_json::Map<String, Value> = ids.iter().map(|(t, id)| (t.to_string(), json!(id))).collect();
+    let unk = match g.metadata.get("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_int) {
+        Some(id) => match tokens.get(id as usize) {
+            Some(t) if id >= 0 => json!(t),
+            _ => {
+                return Err(Error::bad_file(
+                    file,
+                    format!("metadata `tokenizer.ggml.unknown_token_id` = {id} is outside the vocabulary"),
+                ));
+            }
+        },
+        None if ids.contains_key("<unk>") => json!("<unk>"),
+        None => Value::Null,
+    };
+    let prepend = match g.metadata.get("tokenizer.ggml.add_space_prefix") {
+        Some(MetaValue::Bool(false)) => "never",
+        _ => "first",
+    };
+    let post_processor = bos_eos_template(g, &tokens, file, true)?;
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend, "split": false},
+        "post_processor": post_processor,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        ]},
+        "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges},
+    }))
+}
+
+/// The `TemplateProcessing` that adds the BOS / EOS the file says to add (`add_bos_token`,
+/// `add_eos_token`, as gguf-py's SpecialVocab copies them from tokenizer_config.json; a file
+/// without `add_bos_token` adds one if `bos_by_default`), as transformers'
+/// `TokenizersBackend.update_post_processor` builds it.
+fn bos_eos_template(g: &Gguf, tokens: &[&str], file: &str, bos_by_default: bool) -> Result<Value> {
     // The token a key names, checked against the vocabulary.
     let token = |key: &str| -> Result<Option<(String, usize)>> {
         let Some(id) = g.metadata.get(key).and_then(MetaValue::as_int) else { return Ok(None) };
@@ -803,13 +914,16 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
             _ => Err(Error::bad_file(file, format!("metadata `{key}` = {id} is outside the vocabulary"))),
         }
     };
-    let flag = |key: &str| matches!(g.metadata.get(key), Some(MetaValue::Bool(true)));
+    let flag = |key: &str, default: bool| match g.metadata.get(key) {
+        Some(MetaValue::Bool(b)) => *b,
+        _ => default,
+    };
     let mut ends = vec![];
-    for (add, id) in [
-        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id"),
-        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id"),
+    for (add, id, default) in [
+        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id", bos_by_default),
+        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id", false),
     ] {
-        if flag(add) {
+        if flag(add, default) {
             let t = token(id)?
                 .ok_or_else(|| Error::bad_file(file, format!("metadata `{add}` is true but `{id}` is missing")))?;
             ends.push(Some(t));
@@ -837,23 +951,7 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     for t in [&bos, &eos].into_iter().flatten() {
         special_tokens.insert(t.0.clone(), json!({"id": t.0, "ids": [t.1], "tokens": [t.0]}));
     }
-    Ok(json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated", "invert": false},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
-        ]},
-        "post_processor": {"type": "TemplateProcessing", "single": single, "pair": pair,
-                           "special_tokens": special_tokens},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                  "vocab": vocab, "merges": merges},
-    }))
+    Ok(json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": special_tokens}))
 }
 
 #[cfg(test)]
