@@ -503,10 +503,12 @@ pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
             Some("bert") => wordpiece_tokenizer(&g, &file)?,
             Some("gpt2") => bpe_tokenizer(&g, &file)?,
             Some("llama") => spm_tokenizer(&g, &file)?,
+            Some("t5") if arch != "qwen3" && arch != "llama" => unigram_tokenizer(&g, &file)?,
             other => {
                 return Err(Error::Unsupported(format!(
                     "tokenizer.ggml.model {other:?} in {file}; wembed rebuilds WordPiece (`bert`), GPT-2 BPE \
-                     (`gpt2`) and SentencePiece BPE (`llama`) vocabularies — put the model's tokenizer.json beside \
+                     (`gpt2`), SentencePiece BPE (`llama`) and, in encoders, XLM-RoBERTa's Unigram (`t5`) \
+                     vocabularies — put the model's tokenizer.json beside \
                      the GGUF file"
                 )));
             }
@@ -798,7 +800,7 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
             None => Err(Error::bad_file(file, format!("merge {i} `{m}` is not two tokens"))),
         })
         .collect::<Result<Vec<_>>>()?;
-    let post_processor = bos_eos_template(g, &tokens, file, false)?;
+    let post_processor = bos_eos_template(g, &tokens, file, (false, false))?;
     Ok(json!({
         "version": "1.0",
         "truncation": null,
@@ -880,7 +882,7 @@ fn spm_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
         Some(MetaValue::Bool(false)) => "never",
         _ => "first",
     };
-    let post_processor = bos_eos_template(g, &tokens, file, true)?;
+    let post_processor = bos_eos_template(g, &tokens, file, (true, false))?;
     Ok(json!({
         "version": "1.0",
         "truncation": null,
@@ -901,11 +903,123 @@ fn spm_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     }))
 }
 
+/// A `tokenizer.json` for the Unigram vocabulary llama.cpp's converter writes for XLM-RoBERTa
+/// encoders (`tokenizer.ggml.model` `t5` in a `bert` or `nomic-bert` file: bge-m3,
+/// multilingual-e5, nomic-embed-text-v2; `_xlmroberta_set_vocab` puts `<s> <pad> </s> <unk>`
+/// first, as the Hugging Face vocabulary has them, with each piece's score and the
+/// SentencePiece `precompiled_charsmap`), rebuilt as transformers 5 builds
+/// `XLMRobertaTokenizer` (tokenization_xlm_roberta.py, as [`crate::tokenizer`] rebuilds a
+/// tokenizer.json of `model_type` xlm-roberta): the charsmap as the only normalizer, split on
+/// whitespace, Metaspace prepending `▁` to every word (none if `add_space_prefix` is false),
+/// and `<s> $A </s>` around every text.
+fn unigram_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
+    let tokens = strings(g, "tokenizer.ggml.tokens", file)?;
+    let Some(MetaValue::Array(scores)) = g.metadata.get("tokenizer.ggml.scores") else {
+        return Err(Error::bad_file(file, "metadata `tokenizer.ggml.scores` is missing"));
+    };
+    if scores.len() != tokens.len() {
+        return Err(Error::bad_file(file, format!("{} scores for {} tokens", scores.len(), tokens.len())));
+    }
+    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
+        _ => vec![],
+    };
+    const UNKNOWN: i64 = 2;
+    const CONTROL: i64 = 3;
+    const USER_DEFINED: i64 = 4;
+    let mut vocab = Vec::with_capacity(tokens.len());
+    let mut added = vec![];
+    for (id, (tok, score)) in tokens.iter().zip(scores).enumerate() {
+        let score = match score {
+            MetaValue::Float(f) if f.is_finite() => *f,
+            _ => return Err(Error::bad_file(file, format!("the score of token {id} is not a finite float"))),
+        };
+        vocab.push(json!([tok, score]));
+        let kind = kinds.get(id).copied().unwrap_or(1);
+        if matches!(kind, UNKNOWN | CONTROL | USER_DEFINED) {
+            added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": kind != USER_DEFINED}));
+        }
+    }
+    let unk_id = match g.metadata.get("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_int) {
+        Some(id) if (0..tokens.len() as i64).contains(&id) => id,
+        Some(id) => {
+            return Err(Error::bad_file(
+                file,
+                format!("metadata `tokenizer.ggml.unknown_token_id` = {id} is outside the vocabulary"),
+            ));
+        }
+        None => kinds.iter().position(|&k| k == UNKNOWN).unwrap_or(3) as i64,
+    };
+    let normalizer = match g.metadata.get("tokenizer.ggml.precompiled_charsmap") {
+        Some(MetaValue::Array(bytes)) if !bytes.is_empty() => {
+            let bytes = bytes
+                .iter()
+                .map(|b| b.as_int().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| Error::bad_file(file, "metadata `tokenizer.ggml.precompiled_charsmap` is not bytes"))?;
+            json!({"type": "Precompiled", "precompiled_charsmap": base64(&bytes)})
+        }
+        _ => Value::Null,
+    };
+    let prepend = match g.metadata.get("tokenizer.ggml.add_space_prefix") {
+        Some(MetaValue::Bool(false)) => "never",
+        _ => "always",
+    };
+    let metaspace = json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend, "split": true});
+    // XLMRobertaTokenizer's template: `<s> $A </s>` (pairs `<s> $A </s> </s> $B </s>`).
+    let [bos, eos] = ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"].map(|key| {
+        match g.metadata.get(key).and_then(MetaValue::as_int) {
+            Some(id) if (0..tokens.len() as i64).contains(&id) => Ok((tokens[id as usize].to_string(), id)),
+            _ => Err(Error::bad_file(file, format!("metadata `{key}` is missing or outside the vocabulary"))),
+        }
+    });
+    let ((bos, bos_id), (eos, eos_id)) = (bos?, eos?);
+    let special = |t: &str| json!({"SpecialToken": {"id": t, "type_id": 0}});
+    let sequence = |s: &str| json!({"Sequence": {"id": s, "type_id": 0}});
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace]},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [special(&bos), sequence("A"), special(&eos)],
+            "pair": [special(&bos), sequence("A"), special(&eos), special(&eos), sequence("B"), special(&eos)],
+            "special_tokens": {
+                bos.clone(): {"id": bos, "ids": [bos_id], "tokens": [bos]},
+                eos.clone(): {"id": eos, "ids": [eos_id], "tokens": [eos]},
+            },
+        },
+        "decoder": metaspace,
+        "model": {"type": "Unigram", "unk_id": unk_id, "vocab": vocab, "byte_fallback": false},
+    }))
+}
+
+/// Standard base64 with padding (the form tokenizer.json stores a Precompiled charsmap in).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The `TemplateProcessing` that adds the BOS / EOS the file says to add (`add_bos_token`,
 /// `add_eos_token`, as gguf-py's SpecialVocab copies them from tokenizer_config.json; a file
-/// without `add_bos_token` adds one if `bos_by_default`), as transformers'
+/// without them adds what `by_default` says), as transformers'
 /// `TokenizersBackend.update_post_processor` builds it.
-fn bos_eos_template(g: &Gguf, tokens: &[&str], file: &str, bos_by_default: bool) -> Result<Value> {
+fn bos_eos_template(g: &Gguf, tokens: &[&str], file: &str, by_default: (bool, bool)) -> Result<Value> {
     // The token a key names, checked against the vocabulary.
     let token = |key: &str| -> Result<Option<(String, usize)>> {
         let Some(id) = g.metadata.get(key).and_then(MetaValue::as_int) else { return Ok(None) };
@@ -920,8 +1034,8 @@ fn bos_eos_template(g: &Gguf, tokens: &[&str], file: &str, bos_by_default: bool)
     };
     let mut ends = vec![];
     for (add, id, default) in [
-        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id", bos_by_default),
-        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id", false),
+        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id", by_default.0),
+        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id", by_default.1),
     ] {
         if flag(add, default) {
             let t = token(id)?
@@ -990,6 +1104,15 @@ mod tests {
             ("gpt2", "embed_tokens.weight", None),
         ] {
             assert_eq!(gguf_name(arch, hf).as_deref(), want, "{arch} {hf}");
+        }
+    }
+
+    #[test]
+    fn base64_pads_as_tokenizer_json_expects() {
+        for (bytes, want) in
+            [(&b""[..], ""), (b"f", "Zg=="), (b"fo", "Zm8="), (b"foo", "Zm9v"), (b"\xff\x00\xfe", "/wD+")]
+        {
+            assert_eq!(base64(bytes), want);
         }
     }
 

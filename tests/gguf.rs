@@ -722,3 +722,44 @@ fn llama_sentencepiece_vocabulary_tokenizes_like_transformers_and_embeds() {
     eprintln!("tiny-llama-spm-f16: worst cosine {worst:.7} over {} texts", texts.len());
     assert!(worst >= 0.99999, "tiny-llama-spm-f16: worst cosine {worst:.7}");
 }
+
+// ---- XLM-RoBERTa's Unigram vocabulary (`tokenizer.ggml.model` "t5" in a `bert` file, as bge-m3's) ----
+
+#[derive(Deserialize)]
+struct T5Text {
+    text: String,
+    ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct T5Reference {
+    texts: Vec<T5Text>,
+}
+
+/// The pieces, scores, types and `precompiled_charsmap` of a Unigram model trained by the
+/// generator, written as llama.cpp's converter writes XLM-RoBERTa's (bge-m3, multilingual-e5),
+/// give transformers 5's XLMRobertaTokenizer ids (the charsmap's full-width letters, ligature and
+/// ideographic space; spaces squeezed; `<unk>` for unseen scripts; `<s>` inside a text), and
+/// the file embeds exactly as it does with that tokenizer's tokenizer.json beside it.
+#[test]
+fn xlm_roberta_unigram_vocabulary_tokenizes_like_transformers() {
+    let reference: T5Reference =
+        serde_json::from_slice(&std::fs::read(dir().join("reference-t5.json")).unwrap()).unwrap();
+    let texts: Vec<&str> = reference.texts.iter().map(|t| t.text.as_str()).collect();
+    let from_metadata = tempfile::tempdir().unwrap();
+    let beside = tempfile::tempdir().unwrap();
+    for folder in [&from_metadata, &beside] {
+        std::fs::copy(dir().join("tiny-xlmr-t5-f16.gguf"), folder.path().join("model.gguf")).unwrap();
+    }
+    std::fs::copy(dir().join("tiny-xlmr-t5-tokenizer.json"), beside.path().join("tokenizer.json")).unwrap();
+    let mut vectors = vec![];
+    for (what, folder) in [("metadata", &from_metadata), ("tokenizer.json", &beside)] {
+        let files = ModelFiles::from_dir(folder.path()).unwrap();
+        let embedder = Embedder::load(Cpu::new(), &files).unwrap_or_else(|e| panic!("tiny-xlmr-t5 ({what}): {e}"));
+        for (t, enc) in reference.texts.iter().zip(embedder.tokenize(&texts).unwrap()) {
+            assert_eq!(enc.ids, t.ids, "{what}: ids of {:?}", t.text);
+        }
+        vectors.push(embedder.embed(&texts, &EmbedOptions::default()).unwrap());
+    }
+    assert_eq!(vectors[0], vectors[1], "the same ids embed the same");
+}
