@@ -958,6 +958,12 @@ fn unigram_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
                 .map(|b| b.as_int().and_then(|b| u8::try_from(b).ok()))
                 .collect::<Option<Vec<u8>>>()
                 .ok_or_else(|| Error::bad_file(file, "metadata `tokenizer.ggml.precompiled_charsmap` is not bytes"))?;
+            if !charsmap_is_sound(&bytes) {
+                return Err(Error::bad_file(
+                    file,
+                    "metadata `tokenizer.ggml.precompiled_charsmap` is damaged (its trie would be read out of bounds)",
+                ));
+            }
             json!({"type": "Precompiled", "precompiled_charsmap": base64(&bytes)})
         }
         _ => Value::Null,
@@ -996,6 +1002,56 @@ fn unigram_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
         "decoder": metaspace,
         "model": {"type": "Unigram", "unk_id": unk_id, "vocab": vocab, "byte_fallback": false},
     }))
+}
+
+/// Whether a SentencePiece `precompiled_charsmap` (a little-endian u32 trie size, a darts-clone
+/// double array of u32 units, then NUL-separated normalized strings) can be searched without
+/// reading out of bounds. The tokenizers crate (spm_precompiled) indexes the array and the
+/// strings by what it reads there while encoding, so a forged one panics mid-encode; this walks
+/// every node a search can reach, as its `common_prefix_search` and `transform` do. darts-clone
+/// sizes arrays in blocks of 256 units (XLM-R's: 44,800), so a node's 255 children stay in it.
+fn charsmap_is_sound(bytes: &[u8]) -> bool {
+    let Some(size) = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        return false;
+    };
+    let Some(trie) = bytes.get(4..4 + size / 4 * 4) else { return false };
+    let Ok(normalized) = std::str::from_utf8(&bytes[4 + trie.len()..]) else { return false };
+    let array: Vec<usize> =
+        trie.chunks_exact(4).map(|u| u32::from_le_bytes([u[0], u[1], u[2], u[3]]) as usize).collect();
+    if array.is_empty() || !array.len().is_multiple_of(256) {
+        return false;
+    }
+    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
+    let label = |u: usize| u & ((1 << 31) | 0xFF);
+    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
+    let value = |u: usize| u & ((1 << 31) - 1);
+    let root = offset(array[0]);
+    let mut seen = vec![false; array.len()];
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        if p >= array.len() {
+            return false;
+        }
+        if std::mem::replace(&mut seen[p], true) {
+            continue;
+        }
+        for c in 1..=255 {
+            // In the block of `p`, which is whole.
+            let unit = array[p ^ c];
+            if label(unit) != c {
+                continue;
+            }
+            let next = (p ^ c) ^ offset(unit);
+            if next >= array.len() {
+                return false;
+            }
+            if has_leaf(unit) && !normalized.is_char_boundary(value(array[next])) {
+                return false;
+            }
+            stack.push(next);
+        }
+    }
+    true
 }
 
 /// Standard base64 with padding (the form tokenizer.json stores a Precompiled charsmap in).
@@ -1115,6 +1171,128 @@ mod tests {
             assert_eq!(base64(bytes), want);
         }
     }
+
+    /// A vocabulary-only file: `tokens` with `kinds`, plus `extra` metadata.
+    fn vocab(model: &str, tokens: &[&str], kinds: &[i64], extra: &[(&str, MetaValue)]) -> Gguf {
+        let list = |v: Vec<MetaValue>| MetaValue::Array(v);
+        let mut metadata: HashMap<String, MetaValue> = [
+            ("tokenizer.ggml.model".to_string(), MetaValue::Str(model.into())),
+            ("tokenizer.ggml.tokens".to_string(), list(tokens.iter().map(|t| MetaValue::Str(t.to_string())).collect())),
+            ("tokenizer.ggml.token_type".to_string(), list(kinds.iter().map(|&k| MetaValue::Int(k)).collect())),
+            (
+                "tokenizer.ggml.scores".to_string(),
+                list((0..tokens.len()).map(|i| MetaValue::Float(-(i as f64))).collect()),
+            ),
+        ]
+        .into();
+        metadata.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Gguf { metadata, tensors: HashMap::new() }
+    }
+
+    /// SentencePiece BPE: merges are the two-piece splits in id order; BOS is added unless the
+    /// file says not; a bad id or a missing BOS id is a named BAD_FILE.
+    #[test]
+    fn sentencepiece_vocabularies_rebuild_and_name_their_damage() {
+        let tokens = ["<unk>", "<s>", "</s>", "<0x41>", "\u{2581}", "a", "b", "ab", "\u{2581}ab"];
+        let kinds = [2, 3, 3, 6, 1, 1, 1, 1, 1];
+        let bos = [("tokenizer.ggml.bos_token_id", MetaValue::Int(1))];
+        let json = spm_tokenizer(&vocab("llama", &tokens, &kinds, &bos), "x.gguf").unwrap();
+        assert_eq!(json["model"]["merges"], json!([["a", "b"], ["\u{2581}", "ab"]]));
+        assert_eq!(json["model"]["unk_token"], "<unk>");
+        assert_eq!(json["post_processor"]["single"][0]["SpecialToken"]["id"], "<s>");
+        assert_eq!(json["added_tokens"].as_array().unwrap().len(), 3, "<unk> <s> </s>");
+        let no_prefix = [("tokenizer.ggml.add_space_prefix", MetaValue::Bool(false))];
+        let json = spm_tokenizer(&vocab("llama", &tokens, &kinds, &[&bos[..], &no_prefix].concat()), "x").unwrap();
+        assert_eq!(json["pre_tokenizer"]["prepend_scheme"], "never");
+        for (extra, want) in [
+            (vec![], "`tokenizer.ggml.add_bos_token` is true but `tokenizer.ggml.bos_token_id` is missing"),
+            (vec![bos[0].clone(), ("tokenizer.ggml.unknown_token_id", MetaValue::Int(99))], "= 99 is outside"),
+        ] {
+            let err = spm_tokenizer(&vocab("llama", &tokens, &kinds, &extra), "x.gguf").unwrap_err();
+            assert_eq!(err.code(), "BAD_FILE", "{err}");
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    /// XLM-R Unigram: scores and the charsmap come through; damage is a named BAD_FILE.
+    #[test]
+    fn unigram_vocabularies_rebuild_and_name_their_damage() {
+        let tokens = ["<s>", "<pad>", "</s>", "<unk>", "\u{2581}", "a"];
+        let kinds = [3, 3, 3, 2, 1, 1];
+        let ends =
+            [("tokenizer.ggml.bos_token_id", MetaValue::Int(0)), ("tokenizer.ggml.eos_token_id", MetaValue::Int(2))];
+        // A charsmap with an empty trie of one block: maps nothing, and is sound.
+        let mut empty = vec![0u8, 4, 0, 0];
+        empty.extend([0; 1024]);
+        let bytes = |b: &[u8]| MetaValue::Array(b.iter().map(|&b| MetaValue::Int(b as i64)).collect());
+        let charsmap = ("tokenizer.ggml.precompiled_charsmap", bytes(&empty));
+        let g = vocab("t5", &tokens, &kinds, &[&ends[..], &[charsmap]].concat());
+        let json = unigram_tokenizer(&g, "x.gguf").unwrap();
+        assert_eq!(json["model"]["vocab"][5], json!(["a", -5.0]));
+        assert_eq!(json["model"]["unk_id"], 3);
+        assert!(json["normalizer"]["precompiled_charsmap"].as_str().unwrap().starts_with("AAQAAAAA"));
+        let mut short = g.clone();
+        short.metadata.insert("tokenizer.ggml.scores".into(), MetaValue::Array(vec![MetaValue::Float(0.0)]));
+        let mut nan = g.clone();
+        nan.metadata.insert("tokenizer.ggml.scores".into(), MetaValue::Array(vec![MetaValue::Float(f64::NAN); 6]));
+        let mut not_bytes = g.clone();
+        not_bytes
+            .metadata
+            .insert("tokenizer.ggml.precompiled_charsmap".into(), MetaValue::Array(vec![MetaValue::Int(300)]));
+        let mut no_eos = g.clone();
+        no_eos.metadata.remove("tokenizer.ggml.eos_token_id");
+        // The root's offset points past the array.
+        let mut forged = empty.clone();
+        forged[4..8].copy_from_slice(&(1000u32 << 10).to_le_bytes());
+        let mut damaged = g.clone();
+        damaged.metadata.insert("tokenizer.ggml.precompiled_charsmap".into(), bytes(&forged));
+        // A child whose leaf value falls inside a multi-byte character of the strings.
+        let mut inside = empty.clone();
+        inside[4 + 4 * 0x61..][..4].copy_from_slice(&(0x61u32 | 1 << 8 | 1 << 10).to_le_bytes());
+        inside[4 + 4 * 0x60..][..4].copy_from_slice(&1u32.to_le_bytes());
+        inside.extend("é".as_bytes());
+        let mut mid_char = g.clone();
+        mid_char.metadata.insert("tokenizer.ggml.precompiled_charsmap".into(), bytes(&inside));
+        for (g, want) in [
+            (short, "1 scores for 6 tokens"),
+            (nan, "score of token 0 is not a finite float"),
+            (not_bytes, "`tokenizer.ggml.precompiled_charsmap` is not bytes"),
+            (no_eos, "`tokenizer.ggml.eos_token_id` is missing"),
+            (damaged, "`tokenizer.ggml.precompiled_charsmap` is damaged"),
+            (mid_char, "`tokenizer.ggml.precompiled_charsmap` is damaged"),
+        ] {
+            let err = unigram_tokenizer(&g, "x.gguf").unwrap_err();
+            assert_eq!(err.code(), "BAD_FILE", "{err}");
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    /// The 240 KB nmt_nfkc charsmap of a real SentencePiece Unigram model (the tokenizers
+    /// fixture's, as XLM-R's) passes the soundness walk.
+    #[test]
+    fn a_real_charsmap_is_sound() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizers/unigram-precompiled/tokenizer.json");
+        let json: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        let find = |n: &Value| n.get("precompiled_charsmap").and_then(Value::as_str).map(str::to_string);
+        let b64 = find(&json["normalizer"])
+            .or_else(|| json["normalizer"]["normalizers"].as_array().unwrap().iter().find_map(find))
+            .unwrap();
+        let digit = |c: u8| ALPHABET_FOR_TEST.iter().position(|&a| a == c).unwrap() as u32;
+        let mut bytes = vec![];
+        for quad in b64.as_bytes().chunks(4) {
+            let n = quad
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &c)| if c == b'=' { n } else { n | digit(c) << (18 - 6 * i) });
+            let keep = quad.iter().filter(|&&c| c != b'=').count() - 1;
+            bytes.extend(&n.to_be_bytes()[1..1 + keep]);
+        }
+        assert!(bytes.len() > 200_000);
+        assert_eq!(base64(&bytes), b64, "the decoder here round-trips");
+        assert!(charsmap_is_sound(&bytes));
+    }
+
+    const ALPHABET_FOR_TEST: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     #[test]
     fn garbage_is_a_named_error() {
