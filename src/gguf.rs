@@ -958,7 +958,7 @@ fn unigram_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
                 .map(|b| b.as_int().and_then(|b| u8::try_from(b).ok()))
                 .collect::<Option<Vec<u8>>>()
                 .ok_or_else(|| Error::bad_file(file, "metadata `tokenizer.ggml.precompiled_charsmap` is not bytes"))?;
-            if !charsmap_is_sound(&bytes) {
+            if !crate::tokenizer::charsmap_is_sound(&bytes) {
                 return Err(Error::bad_file(
                     file,
                     "metadata `tokenizer.ggml.precompiled_charsmap` is damaged (its trie would be read out of bounds)",
@@ -1004,54 +1004,10 @@ fn unigram_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     }))
 }
 
-/// Whether a SentencePiece `precompiled_charsmap` (a little-endian u32 trie size, a darts-clone
-/// double array of u32 units, then NUL-separated normalized strings) can be searched without
-/// reading out of bounds. The tokenizers crate (spm_precompiled) indexes the array and the
-/// strings by what it reads there while encoding, so a forged one panics mid-encode; this walks
-/// every node a search can reach, as its `common_prefix_search` and `transform` do. darts-clone
-/// sizes arrays in blocks of 256 units (XLM-R's: 44,800), so a node's 255 children stay in it.
-fn charsmap_is_sound(bytes: &[u8]) -> bool {
-    let Some(size) = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
-        return false;
-    };
-    let Some(trie) = bytes.get(4..4 + size / 4 * 4) else { return false };
-    let Ok(normalized) = std::str::from_utf8(&bytes[4 + trie.len()..]) else { return false };
-    let array: Vec<usize> =
-        trie.chunks_exact(4).map(|u| u32::from_le_bytes([u[0], u[1], u[2], u[3]]) as usize).collect();
-    if array.is_empty() || !array.len().is_multiple_of(256) {
-        return false;
-    }
-    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
-    let label = |u: usize| u & ((1 << 31) | 0xFF);
-    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
-    let value = |u: usize| u & ((1 << 31) - 1);
-    let root = offset(array[0]);
-    let mut seen = vec![false; array.len()];
-    let mut stack = vec![root];
-    while let Some(p) = stack.pop() {
-        if p >= array.len() {
-            return false;
-        }
-        if std::mem::replace(&mut seen[p], true) {
-            continue;
-        }
-        for c in 1..=255 {
-            // In the block of `p`, which is whole.
-            let unit = array[p ^ c];
-            if label(unit) != c {
-                continue;
-            }
-            let next = (p ^ c) ^ offset(unit);
-            if next >= array.len() {
-                return false;
-            }
-            if has_leaf(unit) && !normalized.is_char_boundary(value(array[next])) {
-                return false;
-            }
-            stack.push(next);
-        }
-    }
-    true
+/// Standard base64 with padding (the form tokenizer.json stores a Precompiled charsmap in).
+#[cfg(test)]
+pub(crate) fn tests_base64(bytes: &[u8]) -> String {
+    base64(bytes)
 }
 
 /// Standard base64 with padding (the form tokenizer.json stores a Precompiled charsmap in).
@@ -1266,33 +1222,6 @@ mod tests {
             assert!(err.to_string().contains(want), "{err}");
         }
     }
-
-    /// The 240 KB nmt_nfkc charsmap of a real SentencePiece Unigram model (the tokenizers
-    /// fixture's, as XLM-R's) passes the soundness walk.
-    #[test]
-    fn a_real_charsmap_is_sound() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizers/unigram-precompiled/tokenizer.json");
-        let json: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let find = |n: &Value| n.get("precompiled_charsmap").and_then(Value::as_str).map(str::to_string);
-        let b64 = find(&json["normalizer"])
-            .or_else(|| json["normalizer"]["normalizers"].as_array().unwrap().iter().find_map(find))
-            .unwrap();
-        let digit = |c: u8| ALPHABET_FOR_TEST.iter().position(|&a| a == c).unwrap() as u32;
-        let mut bytes = vec![];
-        for quad in b64.as_bytes().chunks(4) {
-            let n = quad
-                .iter()
-                .enumerate()
-                .fold(0u32, |n, (i, &c)| if c == b'=' { n } else { n | digit(c) << (18 - 6 * i) });
-            let keep = quad.iter().filter(|&&c| c != b'=').count() - 1;
-            bytes.extend(&n.to_be_bytes()[1..1 + keep]);
-        }
-        assert!(bytes.len() > 200_000);
-        assert_eq!(base64(&bytes), b64, "the decoder here round-trips");
-        assert!(charsmap_is_sound(&bytes));
-    }
-
-    const ALPHABET_FOR_TEST: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
     #[test]
     fn garbage_is_a_named_error() {
