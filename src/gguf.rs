@@ -5,14 +5,14 @@
 //!
 //! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
 //! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
-//! rebuilt from the WordPiece, GPT-2 BPE or SentencePiece BPE vocabulary), so the rest of wembed loads it like any
-//! folder; files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`,
+//! rebuilt from the WordPiece, GPT-2 BPE, SentencePiece BPE or XLM-R Unigram vocabulary), so the
+//! rest of wembed loads it like any folder; files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`,
 //! `config_sentence_transformers.json` with its prompts) win.
 //! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel, NomicBertModel,
 //! Qwen3Model, LlamaModel and its `permute`), `gguf-py/gguf/constants.py` (tensor names,
 //! metadata keys, pooling types), `gguf-py/gguf/tensor_mapping.py` (which checkpoint name becomes
 //! which tensor), `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token) and
-//! `_create_vocab_sentencepiece` (SentencePiece pieces, scores and types).
+//! `_create_vocab_sentencepiece` / `_xlmroberta_set_vocab` (SentencePiece pieces, scores, types).
 
 use std::collections::HashMap;
 
@@ -508,8 +508,7 @@ pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
                 return Err(Error::Unsupported(format!(
                     "tokenizer.ggml.model {other:?} in {file}; wembed rebuilds WordPiece (`bert`), GPT-2 BPE \
                      (`gpt2`), SentencePiece BPE (`llama`) and, in encoders, XLM-RoBERTa's Unigram (`t5`) \
-                     vocabularies — put the model's tokenizer.json beside \
-                     the GGUF file"
+                     vocabularies — put the model's tokenizer.json beside the GGUF file"
                 )));
             }
         };
