@@ -6,8 +6,9 @@
 //! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
 //! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
 //! rebuilt from the WordPiece, GPT-2 BPE, SentencePiece BPE or XLM-R Unigram vocabulary), so the
-//! rest of wembed loads it like any folder; files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`,
-//! `config_sentence_transformers.json` with its prompts) win.
+//! rest of wembed loads it like any folder; files the user put beside it (a real
+//! `tokenizer.json`, `sentence_bert_config.json`, `config_sentence_transformers.json` with its
+//! prompts) win.
 //! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel, NomicBertModel,
 //! Qwen3Model, LlamaModel and its `permute`), `gguf-py/gguf/constants.py` (tensor names,
 //! metadata keys, pooling types), `gguf-py/gguf/tensor_mapping.py` (which checkpoint name becomes
