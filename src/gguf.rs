@@ -5,13 +5,15 @@
 //!
 //! A GGUF file carries what a model folder spreads over several files. [`companion_files`]
 //! turns its metadata into those files (`config.json`, the pooling config, `tokenizer.json`
-//! rebuilt from the WordPiece or GPT-2 BPE vocabulary), so the rest of wembed loads it like any
-//! folder; files the user put beside it (a real `tokenizer.json`, `sentence_bert_config.json`,
-//! `config_sentence_transformers.json` with its prompts) win.
+//! rebuilt from the WordPiece, GPT-2 BPE, SentencePiece BPE or XLM-R Unigram vocabulary), so the
+//! rest of wembed loads it like any folder; files the user put beside it (a real
+//! `tokenizer.json`, `sentence_bert_config.json`, `config_sentence_transformers.json` with its
+//! prompts) win.
 //! Reference: ggml/docs/gguf.md; llama.cpp `convert_hf_to_gguf.py` (BertModel, NomicBertModel,
 //! Qwen3Model, LlamaModel and its `permute`), `gguf-py/gguf/constants.py` (tensor names,
 //! metadata keys, pooling types), `gguf-py/gguf/tensor_mapping.py` (which checkpoint name becomes
-//! which tensor) and `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token).
+//! which tensor), `gguf-py/gguf/vocab.py` (SpecialVocab: merges, add_eos_token) and
+//! `_create_vocab_sentencepiece` / `_xlmroberta_set_vocab` (SentencePiece pieces, scores, types).
 
 use std::collections::HashMap;
 
@@ -501,10 +503,13 @@ pub fn companion_files(files: &ModelFiles) -> Result<Vec<(String, Vec<u8>)>> {
         let tokenizer = match g.string("tokenizer.ggml.model") {
             Some("bert") => wordpiece_tokenizer(&g, &file)?,
             Some("gpt2") => bpe_tokenizer(&g, &file)?,
+            Some("llama") => spm_tokenizer(&g, &file)?,
+            Some("t5") if arch != "qwen3" && arch != "llama" => unigram_tokenizer(&g, &file)?,
             other => {
                 return Err(Error::Unsupported(format!(
-                    "tokenizer.ggml.model {other:?} in {file}; wembed rebuilds WordPiece (`bert`) and GPT-2 BPE \
-                     (`gpt2`) vocabularies — put the model's tokenizer.json beside the GGUF file"
+                    "tokenizer.ggml.model {other:?} in {file}; wembed rebuilds WordPiece (`bert`), GPT-2 BPE \
+                     (`gpt2`), SentencePiece BPE (`llama`) and, in encoders, XLM-RoBERTa's Unigram (`t5`) \
+                     vocabularies — put the model's tokenizer.json beside the GGUF file"
                 )));
             }
         };
@@ -795,6 +800,238 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
             None => Err(Error::bad_file(file, format!("merge {i} `{m}` is not two tokens"))),
         })
         .collect::<Result<Vec<_>>>()?;
+    let post_processor = bos_eos_template(g, &tokens, file, (false, false))?;
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+        ]},
+        "post_processor": post_processor,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges},
+    }))
+}
+
+/// A `tokenizer.json` for the SentencePiece vocabulary in the metadata (`tokenizer.ggml.model`
+/// `llama`: Llama, Mistral, E5-mistral; the converter's `_create_vocab_sentencepiece` writes the
+/// pieces of tokenizer.model in id order, with scores and types, byte pieces `<0xXX>` among
+/// them, and no merges), rebuilt as transformers 5 builds `LlamaTokenizer` from that
+/// tokenizer.model (tokenization_llama.py with convert_slow_tokenizer's SentencePieceExtractor):
+/// a BPE with byte fallback whose merges are every split of a piece into two pieces, ranked by
+/// the piece's id (`generate_merges` without scores; a BPE tokenizer.model stores its pieces
+/// best score first, the order llama.cpp merges in by score), no normalizer, and a Metaspace
+/// pre-tokenizer that turns spaces into `▁` and prepends one (`prepend_scheme` `first`, the
+/// class's `legacy=False`; none when the file says `add_space_prefix` false). Control and
+/// unknown pieces are special added tokens, user-defined ones plain added tokens; BOS is added
+/// unless `add_bos_token` says not (llama.cpp's and LlamaTokenizer's default), EOS if
+/// `add_eos_token` (E5-mistral's tokenizer appends `</s>`).
+fn spm_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
+    let tokens = strings(g, "tokenizer.ggml.tokens", file)?;
+    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
+        _ => vec![],
+    };
+    // gguf-py's TokenType: 2 unknown, 3 control, 4 user-defined.
+    const UNKNOWN: i64 = 2;
+    const CONTROL: i64 = 3;
+    const USER_DEFINED: i64 = 4;
+    let mut ids: HashMap<&str, usize> = HashMap::with_capacity(tokens.len());
+    let mut added = vec![];
+    for (id, tok) in tokens.iter().enumerate() {
+        // A Python dict of the pieces: the last of equal pieces wins.
+        ids.insert(tok, id);
+        let kind = kinds.get(id).copied().unwrap_or(1);
+        if matches!(kind, UNKNOWN | CONTROL | USER_DEFINED) {
+            added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": kind != USER_DEFINED}));
+        }
+    }
+    // generate_merges(vocab): for each piece in id order, each split (left shortest first) into
+    // two pieces of the vocabulary.
+    let mut merges = vec![];
+    for tok in &tokens {
+        for (at, _) in tok.char_indices().skip(1) {
+            let (left, right) = tok.split_at(at);
+            if ids.contains_key(left) && ids.contains_key(right) {
+                merges.push(json!([left, right]));
+            }
+        }
+    }
+    let vocab: serde_json::Map<String, Value> = ids.iter().map(|(t, id)| (t.to_string(), json!(id))).collect();
+    let unk = match g.metadata.get("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_int) {
+        Some(id) => match tokens.get(id as usize) {
+            Some(t) if id >= 0 => json!(t),
+            _ => {
+                return Err(Error::bad_file(
+                    file,
+                    format!("metadata `tokenizer.ggml.unknown_token_id` = {id} is outside the vocabulary"),
+                ));
+            }
+        },
+        None if ids.contains_key("<unk>") => json!("<unk>"),
+        None => Value::Null,
+    };
+    let prepend = match g.metadata.get("tokenizer.ggml.add_space_prefix") {
+        Some(MetaValue::Bool(false)) => "never",
+        _ => "first",
+    };
+    let post_processor = bos_eos_template(g, &tokens, file, (true, false))?;
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend, "split": false},
+        "post_processor": post_processor,
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+            {"type": "ByteFallback"},
+            {"type": "Fuse"},
+            {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        ]},
+        "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges},
+    }))
+}
+
+/// A `tokenizer.json` for the Unigram vocabulary llama.cpp's converter writes for XLM-RoBERTa
+/// encoders (`tokenizer.ggml.model` `t5` in a `bert` or `nomic-bert` file: bge-m3,
+/// multilingual-e5, nomic-embed-text-v2; `_xlmroberta_set_vocab` puts `<s> <pad> </s> <unk>`
+/// first, as the Hugging Face vocabulary has them, with each piece's score and the
+/// SentencePiece `precompiled_charsmap`), rebuilt as transformers 5 builds
+/// `XLMRobertaTokenizer` (tokenization_xlm_roberta.py, as [`crate::tokenizer`] rebuilds a
+/// tokenizer.json of `model_type` xlm-roberta): the charsmap as the only normalizer, split on
+/// whitespace, Metaspace prepending `▁` to every word (none if `add_space_prefix` is false),
+/// and `<s> $A </s>` around every text.
+fn unigram_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
+    let tokens = strings(g, "tokenizer.ggml.tokens", file)?;
+    let Some(MetaValue::Array(scores)) = g.metadata.get("tokenizer.ggml.scores") else {
+        return Err(Error::bad_file(file, "metadata `tokenizer.ggml.scores` is missing"));
+    };
+    if scores.len() != tokens.len() {
+        return Err(Error::bad_file(file, format!("{} scores for {} tokens", scores.len(), tokens.len())));
+    }
+    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
+        _ => vec![],
+    };
+    const UNKNOWN: i64 = 2;
+    const CONTROL: i64 = 3;
+    const USER_DEFINED: i64 = 4;
+    let mut vocab = Vec::with_capacity(tokens.len());
+    let mut added = vec![];
+    for (id, (tok, score)) in tokens.iter().zip(scores).enumerate() {
+        let score = match score {
+            MetaValue::Float(f) if f.is_finite() => *f,
+            _ => return Err(Error::bad_file(file, format!("the score of token {id} is not a finite float"))),
+        };
+        vocab.push(json!([tok, score]));
+        let kind = kinds.get(id).copied().unwrap_or(1);
+        if matches!(kind, UNKNOWN | CONTROL | USER_DEFINED) {
+            added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false, "rstrip": false,
+                              "normalized": false, "special": kind != USER_DEFINED}));
+        }
+    }
+    let unk_id = match g.metadata.get("tokenizer.ggml.unknown_token_id").and_then(MetaValue::as_int) {
+        Some(id) if (0..tokens.len() as i64).contains(&id) => id,
+        Some(id) => {
+            return Err(Error::bad_file(
+                file,
+                format!("metadata `tokenizer.ggml.unknown_token_id` = {id} is outside the vocabulary"),
+            ));
+        }
+        None => kinds.iter().position(|&k| k == UNKNOWN).unwrap_or(3) as i64,
+    };
+    let normalizer = match g.metadata.get("tokenizer.ggml.precompiled_charsmap") {
+        Some(MetaValue::Array(bytes)) if !bytes.is_empty() => {
+            let bytes = bytes
+                .iter()
+                .map(|b| b.as_int().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Option<Vec<u8>>>()
+                .ok_or_else(|| Error::bad_file(file, "metadata `tokenizer.ggml.precompiled_charsmap` is not bytes"))?;
+            if !crate::tokenizer::charsmap_is_sound(&bytes) {
+                return Err(Error::bad_file(
+                    file,
+                    "metadata `tokenizer.ggml.precompiled_charsmap` is damaged (its trie would be read out of bounds)",
+                ));
+            }
+            json!({"type": "Precompiled", "precompiled_charsmap": base64(&bytes)})
+        }
+        _ => Value::Null,
+    };
+    let prepend = match g.metadata.get("tokenizer.ggml.add_space_prefix") {
+        Some(MetaValue::Bool(false)) => "never",
+        _ => "always",
+    };
+    let metaspace = json!({"type": "Metaspace", "replacement": "\u{2581}", "prepend_scheme": prepend, "split": true});
+    // XLMRobertaTokenizer's template: `<s> $A </s>` (pairs `<s> $A </s> </s> $B </s>`).
+    let [bos, eos] = ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"].map(|key| {
+        match g.metadata.get(key).and_then(MetaValue::as_int) {
+            Some(id) if (0..tokens.len() as i64).contains(&id) => Ok((tokens[id as usize].to_string(), id)),
+            _ => Err(Error::bad_file(file, format!("metadata `{key}` is missing or outside the vocabulary"))),
+        }
+    });
+    let ((bos, bos_id), (eos, eos_id)) = (bos?, eos?);
+    let special = |t: &str| json!({"SpecialToken": {"id": t, "type_id": 0}});
+    let sequence = |s: &str| json!({"Sequence": {"id": s, "type_id": 0}});
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [{"type": "WhitespaceSplit"}, metaspace]},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [special(&bos), sequence("A"), special(&eos)],
+            "pair": [special(&bos), sequence("A"), special(&eos), special(&eos), sequence("B"), special(&eos)],
+            "special_tokens": {
+                bos.clone(): {"id": bos, "ids": [bos_id], "tokens": [bos]},
+                eos.clone(): {"id": eos, "ids": [eos_id], "tokens": [eos]},
+            },
+        },
+        "decoder": metaspace,
+        "model": {"type": "Unigram", "unk_id": unk_id, "vocab": vocab, "byte_fallback": false},
+    }))
+}
+
+/// Standard base64 with padding (the form tokenizer.json stores a Precompiled charsmap in).
+#[cfg(test)]
+pub(crate) fn tests_base64(bytes: &[u8]) -> String {
+    base64(bytes)
+}
+
+/// Standard base64 with padding (the form tokenizer.json stores a Precompiled charsmap in).
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &b)| n | (b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The `TemplateProcessing` that adds the BOS / EOS the file says to add (`add_bos_token`,
+/// `add_eos_token`, as gguf-py's SpecialVocab copies them from tokenizer_config.json; a file
+/// without them adds what `by_default` says), as transformers'
+/// `TokenizersBackend.update_post_processor` builds it.
+fn bos_eos_template(g: &Gguf, tokens: &[&str], file: &str, by_default: (bool, bool)) -> Result<Value> {
     // The token a key names, checked against the vocabulary.
     let token = |key: &str| -> Result<Option<(String, usize)>> {
         let Some(id) = g.metadata.get(key).and_then(MetaValue::as_int) else { return Ok(None) };
@@ -803,13 +1040,16 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
             _ => Err(Error::bad_file(file, format!("metadata `{key}` = {id} is outside the vocabulary"))),
         }
     };
-    let flag = |key: &str| matches!(g.metadata.get(key), Some(MetaValue::Bool(true)));
+    let flag = |key: &str, default: bool| match g.metadata.get(key) {
+        Some(MetaValue::Bool(b)) => *b,
+        _ => default,
+    };
     let mut ends = vec![];
-    for (add, id) in [
-        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id"),
-        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id"),
+    for (add, id, default) in [
+        ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.bos_token_id", by_default.0),
+        ("tokenizer.ggml.add_eos_token", "tokenizer.ggml.eos_token_id", by_default.1),
     ] {
-        if flag(add) {
+        if flag(add, default) {
             let t = token(id)?
                 .ok_or_else(|| Error::bad_file(file, format!("metadata `{add}` is true but `{id}` is missing")))?;
             ends.push(Some(t));
@@ -837,23 +1077,7 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     for t in [&bos, &eos].into_iter().flatten() {
         special_tokens.insert(t.0.clone(), json!({"id": t.0, "ids": [t.1], "tokens": [t.0]}));
     }
-    Ok(json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": split}, "behavior": "Isolated", "invert": false},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
-        ]},
-        "post_processor": {"type": "TemplateProcessing", "single": single, "pair": pair,
-                           "special_tokens": special_tokens},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                  "vocab": vocab, "merges": merges},
-    }))
+    Ok(json!({"type": "TemplateProcessing", "single": single, "pair": pair, "special_tokens": special_tokens}))
 }
 
 #[cfg(test)]
@@ -892,6 +1116,110 @@ mod tests {
             ("gpt2", "embed_tokens.weight", None),
         ] {
             assert_eq!(gguf_name(arch, hf).as_deref(), want, "{arch} {hf}");
+        }
+    }
+
+    #[test]
+    fn base64_pads_as_tokenizer_json_expects() {
+        for (bytes, want) in
+            [(&b""[..], ""), (b"f", "Zg=="), (b"fo", "Zm8="), (b"foo", "Zm9v"), (b"\xff\x00\xfe", "/wD+")]
+        {
+            assert_eq!(base64(bytes), want);
+        }
+    }
+
+    /// A vocabulary-only file: `tokens` with `kinds`, plus `extra` metadata.
+    fn vocab(model: &str, tokens: &[&str], kinds: &[i64], extra: &[(&str, MetaValue)]) -> Gguf {
+        let list = |v: Vec<MetaValue>| MetaValue::Array(v);
+        let mut metadata: HashMap<String, MetaValue> = [
+            ("tokenizer.ggml.model".to_string(), MetaValue::Str(model.into())),
+            ("tokenizer.ggml.tokens".to_string(), list(tokens.iter().map(|t| MetaValue::Str(t.to_string())).collect())),
+            ("tokenizer.ggml.token_type".to_string(), list(kinds.iter().map(|&k| MetaValue::Int(k)).collect())),
+            (
+                "tokenizer.ggml.scores".to_string(),
+                list((0..tokens.len()).map(|i| MetaValue::Float(-(i as f64))).collect()),
+            ),
+        ]
+        .into();
+        metadata.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Gguf { metadata, tensors: HashMap::new() }
+    }
+
+    /// SentencePiece BPE: merges are the two-piece splits in id order; BOS is added unless the
+    /// file says not; a bad id or a missing BOS id is a named BAD_FILE.
+    #[test]
+    fn sentencepiece_vocabularies_rebuild_and_name_their_damage() {
+        let tokens = ["<unk>", "<s>", "</s>", "<0x41>", "\u{2581}", "a", "b", "ab", "\u{2581}ab"];
+        let kinds = [2, 3, 3, 6, 1, 1, 1, 1, 1];
+        let bos = [("tokenizer.ggml.bos_token_id", MetaValue::Int(1))];
+        let json = spm_tokenizer(&vocab("llama", &tokens, &kinds, &bos), "x.gguf").unwrap();
+        assert_eq!(json["model"]["merges"], json!([["a", "b"], ["\u{2581}", "ab"]]));
+        assert_eq!(json["model"]["unk_token"], "<unk>");
+        assert_eq!(json["post_processor"]["single"][0]["SpecialToken"]["id"], "<s>");
+        assert_eq!(json["added_tokens"].as_array().unwrap().len(), 3, "<unk> <s> </s>");
+        let no_prefix = [("tokenizer.ggml.add_space_prefix", MetaValue::Bool(false))];
+        let json = spm_tokenizer(&vocab("llama", &tokens, &kinds, &[&bos[..], &no_prefix].concat()), "x").unwrap();
+        assert_eq!(json["pre_tokenizer"]["prepend_scheme"], "never");
+        for (extra, want) in [
+            (vec![], "`tokenizer.ggml.add_bos_token` is true but `tokenizer.ggml.bos_token_id` is missing"),
+            (vec![bos[0].clone(), ("tokenizer.ggml.unknown_token_id", MetaValue::Int(99))], "= 99 is outside"),
+        ] {
+            let err = spm_tokenizer(&vocab("llama", &tokens, &kinds, &extra), "x.gguf").unwrap_err();
+            assert_eq!(err.code(), "BAD_FILE", "{err}");
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    /// XLM-R Unigram: scores and the charsmap come through; damage is a named BAD_FILE.
+    #[test]
+    fn unigram_vocabularies_rebuild_and_name_their_damage() {
+        let tokens = ["<s>", "<pad>", "</s>", "<unk>", "\u{2581}", "a"];
+        let kinds = [3, 3, 3, 2, 1, 1];
+        let ends =
+            [("tokenizer.ggml.bos_token_id", MetaValue::Int(0)), ("tokenizer.ggml.eos_token_id", MetaValue::Int(2))];
+        // A charsmap with an empty trie of one block: maps nothing, and is sound.
+        let mut empty = vec![0u8, 4, 0, 0];
+        empty.extend([0; 1024]);
+        let bytes = |b: &[u8]| MetaValue::Array(b.iter().map(|&b| MetaValue::Int(b as i64)).collect());
+        let charsmap = ("tokenizer.ggml.precompiled_charsmap", bytes(&empty));
+        let g = vocab("t5", &tokens, &kinds, &[&ends[..], &[charsmap]].concat());
+        let json = unigram_tokenizer(&g, "x.gguf").unwrap();
+        assert_eq!(json["model"]["vocab"][5], json!(["a", -5.0]));
+        assert_eq!(json["model"]["unk_id"], 3);
+        assert!(json["normalizer"]["precompiled_charsmap"].as_str().unwrap().starts_with("AAQAAAAA"));
+        let mut short = g.clone();
+        short.metadata.insert("tokenizer.ggml.scores".into(), MetaValue::Array(vec![MetaValue::Float(0.0)]));
+        let mut nan = g.clone();
+        nan.metadata.insert("tokenizer.ggml.scores".into(), MetaValue::Array(vec![MetaValue::Float(f64::NAN); 6]));
+        let mut not_bytes = g.clone();
+        not_bytes
+            .metadata
+            .insert("tokenizer.ggml.precompiled_charsmap".into(), MetaValue::Array(vec![MetaValue::Int(300)]));
+        let mut no_eos = g.clone();
+        no_eos.metadata.remove("tokenizer.ggml.eos_token_id");
+        // The root's offset points past the array.
+        let mut forged = empty.clone();
+        forged[4..8].copy_from_slice(&(1000u32 << 10).to_le_bytes());
+        let mut damaged = g.clone();
+        damaged.metadata.insert("tokenizer.ggml.precompiled_charsmap".into(), bytes(&forged));
+        // A child whose leaf value falls inside a multi-byte character of the strings.
+        let mut inside = empty.clone();
+        inside[4 + 4 * 0x61..][..4].copy_from_slice(&(0x61u32 | 1 << 8 | 1 << 10).to_le_bytes());
+        inside[4 + 4 * 0x60..][..4].copy_from_slice(&1u32.to_le_bytes());
+        inside.extend("é".as_bytes());
+        let mut mid_char = g.clone();
+        mid_char.metadata.insert("tokenizer.ggml.precompiled_charsmap".into(), bytes(&inside));
+        for (g, want) in [
+            (short, "1 scores for 6 tokens"),
+            (nan, "score of token 0 is not a finite float"),
+            (not_bytes, "`tokenizer.ggml.precompiled_charsmap` is not bytes"),
+            (no_eos, "`tokenizer.ggml.eos_token_id` is missing"),
+            (damaged, "`tokenizer.ggml.precompiled_charsmap` is damaged"),
+            (mid_char, "`tokenizer.ggml.precompiled_charsmap` is damaged"),
+        ] {
+            let err = unigram_tokenizer(&g, "x.gguf").unwrap_err();
+            assert_eq!(err.code(), "BAD_FILE", "{err}");
+            assert!(err.to_string().contains(want), "{err}");
         }
     }
 

@@ -86,6 +86,106 @@ fn check_templates(v: &serde_json::Value) -> std::result::Result<(), String> {
     map.values().try_for_each(check_templates)
 }
 
+/// Whether a SentencePiece `precompiled_charsmap` (a little-endian u32 trie size, a darts-clone
+/// double array of u32 units, then NUL-separated normalized strings) can be searched without
+/// reading out of bounds. The tokenizers crate (spm_precompiled) indexes the array and the
+/// strings by what it reads there while encoding, so a forged one panics mid-encode; this walks
+/// every node a search can reach, as its `common_prefix_search` and `transform` do (for a
+/// tokenizer.json's Precompiled normalizer here, for a GGUF file's charsmap in `gguf`). darts-clone
+/// sizes arrays in blocks of 256 units (XLM-R's: 44,800), so a node's 255 children stay in it.
+pub(crate) fn charsmap_is_sound(bytes: &[u8]) -> bool {
+    let Some(size) = bytes.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        return false;
+    };
+    let Some(trie) = bytes.get(4..4 + size / 4 * 4) else { return false };
+    let Ok(normalized) = std::str::from_utf8(&bytes[4 + trie.len()..]) else { return false };
+    let array: Vec<usize> =
+        trie.chunks_exact(4).map(|u| u32::from_le_bytes([u[0], u[1], u[2], u[3]]) as usize).collect();
+    if array.is_empty() || !array.len().is_multiple_of(256) {
+        return false;
+    }
+    let offset = |u: usize| (u >> 10) << ((u & (1 << 9)) >> 6);
+    let label = |u: usize| u & ((1 << 31) | 0xFF);
+    let has_leaf = |u: usize| (u >> 8) & 1 == 1;
+    let value = |u: usize| u & ((1 << 31) - 1);
+    let root = offset(array[0]);
+    let mut seen = vec![false; array.len()];
+    let mut stack = vec![root];
+    while let Some(p) = stack.pop() {
+        if p >= array.len() {
+            return false;
+        }
+        if std::mem::replace(&mut seen[p], true) {
+            continue;
+        }
+        for c in 1..=255 {
+            // In the block of `p`, which is whole.
+            let unit = array[p ^ c];
+            if label(unit) != c {
+                continue;
+            }
+            let next = (p ^ c) ^ offset(unit);
+            if next >= array.len() {
+                return false;
+            }
+            if has_leaf(unit) && !normalized.is_char_boundary(value(array[next])) {
+                return false;
+            }
+            stack.push(next);
+        }
+    }
+    true
+}
+
+/// Standard base64 (padded or not) -> bytes; None if it is not base64.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let text = text.trim_end_matches('=').as_bytes();
+    let mut out = Vec::with_capacity(text.len() / 4 * 3 + 2);
+    for quad in text.chunks(4) {
+        if quad.len() == 1 {
+            return None;
+        }
+        let mut n = 0u32;
+        for (i, &c) in quad.iter().enumerate() {
+            n |= (digit(c)? as u32) << (18 - 6 * i);
+        }
+        out.extend(&n.to_be_bytes()[1..quad.len()]);
+    }
+    Some(out)
+}
+
+/// Every Precompiled normalizer's charsmap, at any depth (a `Sequence` of normalizers), must be
+/// base64 of a sound charsmap ([`charsmap_is_sound`]): the tokenizers crate would load a forged
+/// one and panic on the first text.
+fn check_charsmaps(v: &serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::Value;
+    match v {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("Precompiled") {
+                let b64 = map.get("precompiled_charsmap").and_then(Value::as_str).unwrap_or_default();
+                let sound = base64_decode(b64).is_some_and(|bytes| bytes.is_empty() || charsmap_is_sound(&bytes));
+                if !sound {
+                    return Err(
+                        "the Precompiled normalizer's charsmap is damaged (its trie would be read out of bounds)"
+                            .into(),
+                    );
+                }
+            }
+            map.values().try_for_each(check_charsmaps)
+        }
+        Value::Array(items) => items.iter().try_for_each(check_charsmaps),
+        _ => Ok(()),
+    }
+}
+
 /// transformers 5 builds some tokenizer classes from their own code, taking only the vocabulary,
 /// the post-processor and a SentencePiece charsmap from tokenizer.json
 /// (`TokenizersBackend.convert_to_native_format`), and sentence-transformers tokenizes with what
@@ -130,6 +230,9 @@ impl TextTokenizer {
         as_transformers_builds(&mut json, config.as_ref().and_then(|c| c.get("model_type")?.as_str()));
         if let Some(post) = json.get("post_processor") {
             check_templates(post).map_err(|e| bad(&e))?;
+        }
+        if let Some(normalizer) = json.get("normalizer") {
+            check_charsmaps(normalizer).map_err(|e| bad(&e))?;
         }
         let mut inner: Tokenizer = serde_json::from_value(json).map_err(|e| bad(&e))?;
         let mut whole = inner.clone();
@@ -211,5 +314,34 @@ impl TextTokenizer {
         let special = self.inner.get_added_tokens_decoder();
         let ends_special = ids.last().is_some_and(|id| special.get(id).is_some_and(|t| t.special));
         Ok((ids.len() - usize::from(ends_special)) as u32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 240 KB nmt_nfkc charsmap of a real SentencePiece Unigram model (the tokenizers
+    /// fixture's, as XLM-R's) passes; the same file with its root pointing past the trie, or
+    /// with a charsmap that is not base64, is refused before the tokenizers crate could panic.
+    #[test]
+    fn charsmaps_are_walked_before_use() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokenizers/unigram-precompiled/tokenizer.json");
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        assert_eq!(check_charsmaps(&json), Ok(()));
+        let steps = json["normalizer"]["normalizers"].as_array().expect("a Sequence normalizer");
+        let b64 = steps.iter().find_map(|n| n["precompiled_charsmap"].as_str()).expect("a Precompiled step");
+        let bytes = base64_decode(b64).unwrap();
+        assert!(bytes.len() > 200_000 && charsmap_is_sound(&bytes));
+        let mut forged = bytes.clone();
+        forged[4..8].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        assert!(!charsmap_is_sound(&forged));
+        for bad in [crate::gguf::tests_base64(&forged), "not base64!".to_string()] {
+            let precompiled = serde_json::json!({"type": "Precompiled", "precompiled_charsmap": bad});
+            let wrapped = serde_json::json!({"normalizer": {"type": "Sequence", "normalizers": [precompiled]}});
+            assert!(check_charsmaps(&wrapped).unwrap_err().contains("charsmap is damaged"));
+        }
+        assert_eq!(base64_decode("Zm9vYg"), Some(b"foob".to_vec()));
+        assert_eq!(base64_decode("Zm9vYg=="), Some(b"foob".to_vec()));
     }
 }
