@@ -237,17 +237,8 @@ async function browserRows() {
             { kind: 'wembed', dtype: 'q8', workers: 1 },
             { kind: 'tjs', dtype: 'q8', threads: null },
           ];
-      // One unrecorded pass of each library first: Chromium caches a wasm module's optimized
-      // code, so the first page of a fresh browser ran on code still tiering up while every
-      // later page got the cache. Its first row (wembed's default, by the order above) read
-      // 308.5 sentences/s where the same configuration named one row later read 353.7
-      // (2026-12-07); transformers.js' rows were never first. Primed, each row is a returning
-      // visitor's page, for both libraries.
-      const primer = { ...corpora[0], texts: corpora[0].texts.slice(0, 64), order: null, b1: 2 };
-      primer.order = primer.texts.map((_, i) => i);
-      const passes = [configs[0], configs.find((c) => c.kind === 'tjs')];
-      for (const corpus of [{ ...primer, prime: true }, ...corpora]) {
-        for (const cfg of corpus.prime ? passes : configs) {
+      for (const corpus of corpora) {
+        for (const cfg of configs) {
           // A fresh page per row: each wembed row its own wasm build, each transformers.js row
           // its own thread count (onnxruntime-web fixes both at its first session).
           await page.reload();
@@ -281,7 +272,7 @@ async function browserRows() {
             { cfg, corpus: { texts: corpus.texts, order: corpus.order, b1: corpus.b1, query: QUERY }, hubBase: url(hub) },
           );
           const system = cfg.kind === 'wembed' ? `wembed (${where})` : `transformers.js 4.3.2, wasm (${where})`;
-          if (!corpus.prime) record(corpus, system, r.label, r.parallel, r);
+          record(corpus, system, r.label, r.parallel, r);
         }
       }
     } finally {
