@@ -319,6 +319,34 @@ fn weights_read_a_tensor_at_a_time_load_as_from_memory() {
 }
 
 #[test]
+fn query_key_and_value_in_different_formats_load_as_floats() {
+    // A partly quantized file, as llama.cpp's K_M mixes are (some layers' value projection in
+    // Q6_K beside Q4_K query and key): here q8_0 query and key beside an f32 value.
+    let (_t, dir) = tiny("mean-erf-norm");
+    let path = dir.join("model.safetensors");
+    let f32_bytes = std::fs::read(&path).unwrap();
+    let want = cpu_load(&dir).unwrap().embed(&["a mixed file loads"], &EmbedOptions::default()).unwrap();
+    let q8 = wembed::weights::quantize_file(&f32_bytes, FileDtype::Q8_0, "t").unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&q8).unwrap();
+    let original = safetensors::SafeTensors::deserialize(&f32_bytes).unwrap();
+    let quantized = safetensors::SafeTensors::deserialize(&q8).unwrap();
+    let value = "encoder.layer.0.attention.self.value.weight";
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = quantized.tensors();
+    for (name, view) in tensors.iter_mut() {
+        if name == value {
+            *view = original.tensor(value).unwrap();
+        }
+    }
+    assert!(tensors.iter().any(|(n, v)| n == value && v.dtype() == Dtype::F32));
+    std::fs::write(&path, safetensors::serialize(tensors, meta.metadata().clone()).unwrap()).unwrap();
+    let got = cpu_load(&dir)
+        .expect("a mix of formats in one layer loads")
+        .embed(&["a mixed file loads"], &EmbedOptions::default());
+    let c = wembed::eval::cosine(&got.unwrap()[0], &want[0]);
+    assert!(c >= 0.999, "q8_0 query and key, f32 value: cosine {c} to f32");
+}
+
+#[test]
 fn chunks_leave_room_for_the_default_prompt() {
     let (_t, d) = tiny("tokentypes-prompt");
     edit_json(&d.join("config_sentence_transformers.json"), |v| {

@@ -193,21 +193,11 @@ impl<B: Backend> BertModel<B> {
             let a = l.pp("attention");
             let ws = keys.qkv.iter().map(|p| stored(&a.pp(p), "weight", h, h)).collect::<Result<Vec<_>>>()?;
             let bs = keys.qkv.iter().map(|p| a.pp(p).get("bias", &[h])).collect::<Result<Vec<_>>>()?;
-            let stacked = match <[Stored; 3]>::try_from(ws) {
-                Ok([Stored::F32(q), Stored::F32(k), Stored::F32(v)]) => {
-                    Some(Stored::F32(HostTensor::vstack(&[q, k, v])))
-                }
-                Ok([Stored::Quant(q), Stored::Quant(k), Stored::Quant(v)]) => {
-                    QuantMatrix::vstack(&[q, k, v]).map(Stored::Quant)
-                }
-                _ => None,
-            };
-            let Some(qkv) = stacked else {
-                let name = format!("encoder.layer.{i}.attention");
-                return Err(crate::Error::weight(name, "query, key and value are stored in different formats"));
-            };
+            let Ok(qkv) = <[Stored; 3]>::try_from(ws) else { unreachable!("three projections: query, key and value") };
             layers.push(BertLayer {
-                qkv: Linear { weight: matrix(b, qkv)?, bias: b.vector(HostTensor::concat(&bs))? },
+                // Blocks of one format stay blocks; a mix (llama.cpp's K_M files keep some
+                // layers' value projection in Q6_K beside Q4_K) is stacked as floats.
+                qkv: Linear { weight: super::stack(b, qkv)?, bias: b.vector(HostTensor::concat(&bs))? },
                 attention_output: Linear::load(b, &a.pp(keys.output), h, h)?,
                 attention_norm: LayerNorm::load(b, &a.pp(keys.norm), h)?,
                 intermediate: Linear::load(b, &l.pp("intermediate.dense"), config.intermediate_size, h)?,
