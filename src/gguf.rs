@@ -660,10 +660,7 @@ fn wordpiece_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     let Some(MetaValue::Array(tokens)) = g.metadata.get("tokenizer.ggml.tokens") else {
         return Err(Error::bad_file(file, "metadata `tokenizer.ggml.tokens` is missing"));
     };
-    let kinds = match g.metadata.get("tokenizer.ggml.token_type") {
-        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
-        _ => vec![1; tokens.len()],
-    };
+    let kinds = token_kinds(g);
     const CONTROL: i64 = 3;
     let mut vocab = serde_json::Map::new();
     let mut special: Vec<(usize, String)> = vec![];
@@ -775,10 +772,7 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
         )));
     };
     let tokens = strings(g, "tokenizer.ggml.tokens", file)?;
-    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
-        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
-        _ => vec![],
-    };
+    let kinds = token_kinds(g);
     // gguf-py's TokenType: 3 control, 4 user-defined (added, not special).
     const CONTROL: i64 = 3;
     const USER_DEFINED: i64 = 4;
@@ -819,6 +813,15 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     }))
 }
 
+/// `tokenizer.ggml.token_type`: gguf-py's TokenType per token (1 normal, 2 unknown, 3 control,
+/// 4 user-defined), empty where the file has none (callers read a missing one as 1).
+fn token_kinds(g: &Gguf) -> Vec<i64> {
+    match g.metadata.get("tokenizer.ggml.token_type") {
+        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
+        _ => vec![],
+    }
+}
+
 /// A `tokenizer.json` for the SentencePiece vocabulary in the metadata (`tokenizer.ggml.model`
 /// `llama`: Llama, Mistral, E5-mistral; the converter's `_create_vocab_sentencepiece` writes the
 /// pieces of tokenizer.model in id order, with scores and types, byte pieces `<0xXX>` among
@@ -834,10 +837,7 @@ fn bpe_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
 /// `add_eos_token` (E5-mistral's tokenizer appends `</s>`).
 fn spm_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     let tokens = strings(g, "tokenizer.ggml.tokens", file)?;
-    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
-        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
-        _ => vec![],
-    };
+    let kinds = token_kinds(g);
     // gguf-py's TokenType: 2 unknown, 3 control, 4 user-defined.
     const UNKNOWN: i64 = 2;
     const CONTROL: i64 = 3;
@@ -920,10 +920,7 @@ fn unigram_tokenizer(g: &Gguf, file: &str) -> Result<Value> {
     if scores.len() != tokens.len() {
         return Err(Error::bad_file(file, format!("{} scores for {} tokens", scores.len(), tokens.len())));
     }
-    let kinds: Vec<i64> = match g.metadata.get("tokenizer.ggml.token_type") {
-        Some(MetaValue::Array(k)) => k.iter().map(|v| v.as_int().unwrap_or(1)).collect(),
-        _ => vec![],
-    };
+    let kinds = token_kinds(g);
     const UNKNOWN: i64 = 2;
     const CONTROL: i64 = 3;
     const USER_DEFINED: i64 = 4;
