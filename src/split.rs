@@ -22,8 +22,9 @@ use crate::error::Result;
 /// Fewest rows a part takes. Below it the per-layer trade costs more than the rows save: a
 /// wasm kernel's tile is up to 6 rows, so 8 rows are still two passes over the weights, and a
 /// message between workers costs a wake-up on each side. Measured in Node (all-MiniLM-L6-v2
-/// q8, one worker against two sharing the text, calls alternating, p50 of 40): 12 tokens
-/// 0.90x, 16 1.00x, 24 1.12x, 32 1.30x, 48 to 128 1.40x.
+/// q8, one worker against two sharing the text, calls alternating, p50 of 40; lengths under
+/// 24 approximate, counted in words): ~12 tokens 0.90x, ~16 1.00x, 24 1.12-1.20x, 32
+/// 1.26-1.30x, 48 to 128 1.37-1.46x.
 pub const MIN_ROWS_PER_PART: usize = 12;
 
 /// How the parts of a split forward pass trade rows.
