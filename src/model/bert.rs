@@ -191,9 +191,9 @@ impl<B: Backend> BertModel<B> {
         for i in 0..config.num_hidden_layers {
             let l = w.pp(format!("encoder.layer.{i}"));
             let a = l.pp("attention");
-            let ws = keys.qkv.iter().map(|p| stored(&a.pp(p), "weight", h, h)).collect::<Result<Vec<_>>>()?;
+            let [q, k, v] = keys.qkv.map(|p| stored(&a.pp(p), "weight", h, h));
+            let qkv = [q?, k?, v?];
             let bs = keys.qkv.iter().map(|p| a.pp(p).get("bias", &[h])).collect::<Result<Vec<_>>>()?;
-            let Ok(qkv) = <[Stored; 3]>::try_from(ws) else { unreachable!("three projections: query, key and value") };
             layers.push(BertLayer {
                 // Blocks of one format stay blocks; a mix (llama.cpp's K_M files keep some
                 // layers' value projection in Q6_K beside Q4_K) is stacked as floats.
