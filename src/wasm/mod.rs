@@ -16,6 +16,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::ModelFiles;
+use crate::backend::cpu::qmatmul::Kernel;
 use crate::device::{AnyEmbedder, Device, Dtype, LoadOptions};
 use crate::embedder::EmbedOptions;
 use crate::error::Error;
@@ -92,6 +93,10 @@ struct JsInfo {
     device: &'static str,
     adapter: String,
     device_reason: String,
+    /// The integer kernel ('simd128' or 'relaxed') and why, on the CPU with quantized
+    /// weights; absent otherwise.
+    kernel: Option<String>,
+    kernel_reason: Option<String>,
     /// What the weights are stored as: auto resolved for this device, a quantized file's own.
     dtype: String,
     digest: String,
@@ -159,6 +164,19 @@ pub struct WasmEmbedder {
     why: String,
     /// What identifies the vectors (see [`ModelFiles::digest`]), with the dtype in use.
     digest: String,
+    /// On the CPU with quantized weights: the integer kernel's name and why it was chosen.
+    kernel: Option<(String, String)>,
+}
+
+/// `performance.now()` where the global has it (pages, workers, Node), else `Date.now()`.
+fn now_ms() -> f64 {
+    let global = js_sys::global();
+    let precise = || {
+        let performance = Reflect::get(&global, &"performance".into()).ok()?;
+        let now = Reflect::get(&performance, &"now".into()).ok()?.dyn_into::<js_sys::Function>().ok()?;
+        now.call0(&performance).ok()?.as_f64()
+    };
+    precise().unwrap_or_else(js_sys::Date::now)
 }
 
 #[wasm_bindgen]
@@ -175,6 +193,14 @@ impl WasmEmbedder {
         let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
         let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
         let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
+        // The integer kernel, before any weights are interleaved for it: raced on the first
+        // load on this thread that may run it (~25 ms, once), forced by `simd: 'relaxed'`.
+        let simd = get_string(&options, "simd")?;
+        let kernel = (device != Device::Gpu && !matches!(dtype, Dtype::F32 | Dtype::F16)).then(|| {
+            let start = now_ms();
+            let (k, why) = Kernel::settle_wasm(simd.as_deref() == Some("relaxed"), &now_ms);
+            (format!("{k:?}").to_lowercase(), format!("{why}; this load waited {:.1} ms for it", now_ms() - start))
+        });
         let mut files = ModelFiles::from_map(origin, map);
         if let Some(w) = weights {
             files.insert_reader("model.safetensors", Box::new(w));
@@ -183,7 +209,8 @@ impl WasmEmbedder {
             async move {
                 let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
                 let digest = format!("{}-{}", files.digest()?, inner.dtype_name());
-                Ok(JsValue::from(WasmEmbedder { inner: Rc::new(inner), why, digest }))
+                let kernel = kernel.filter(|_| matches!(inner, AnyEmbedder::Cpu(_)));
+                Ok(JsValue::from(WasmEmbedder { inner: Rc::new(inner), why, digest, kernel }))
             },
             wake,
         ))
@@ -279,7 +306,7 @@ impl WasmEmbedder {
         self.inner.gpu_buffer_bytes() as f64
     }
 
-    /// `{ device, adapter, deviceReason, dtype, digest, dim, maxTokens }`.
+    /// `{ device, adapter, deviceReason, kernel, kernelReason, dtype, digest, dim, maxTokens }`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let info = JsInfo {
             device: match *self.inner {
@@ -288,6 +315,8 @@ impl WasmEmbedder {
             },
             adapter: self.inner.device_name(),
             device_reason: self.why.clone(),
+            kernel: self.kernel.as_ref().map(|k| k.0.clone()),
+            kernel_reason: self.kernel.as_ref().map(|k| k.1.clone()),
             dtype: self.inner.dtype_name(),
             digest: self.digest.clone(),
             dim: self.inner.dim(),

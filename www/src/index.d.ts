@@ -70,7 +70,8 @@ export interface LoadOptions {
    * Which of the package's two wasm builds runs the CPU path: 'auto' (default: relaxed SIMD
    * where the engine runs it right, Chromium; else SIMD128), 'simd128' (every engine with wasm
    * SIMD) or 'relaxed' (engines without it get 'simd128'). The first load on a thread decides;
-   * `info.wasm` says which runs.
+   * `info.wasm` says which runs. In the relaxed-SIMD build, 'auto' also races its two integer
+   * kernels and keeps the faster (`info.kernel`); 'relaxed' runs the relaxed one.
    */
   simd?: 'auto' | 'simd128' | 'relaxed';
   /**
@@ -133,6 +134,16 @@ export interface EmbedderInfo {
   device: 'webgpu' | 'cpu';
   adapter: string;
   deviceReason: string;
+  /**
+   * On the CPU with quantized weights, the integer kernel: 'simd128' (`i32x4.dot_i16x8_s`) or
+   * 'relaxed' (`i32x4.relaxed_dot_i8x16_i7x16_add`, in the relaxed-SIMD build only). The
+   * relaxed-SIMD build races the two at the first load on each thread (~25 ms) and keeps the
+   * faster, unless `simd: 'relaxed'` asks for relaxed; the vectors are the same bit for bit.
+   * Absent on the GPU and for f32 / f16 weights.
+   */
+  kernel?: 'simd128' | 'relaxed';
+  /** Why `kernel`: the race's times, or what asked for it. */
+  kernelReason?: string;
   /** What the weights are stored as (a q8 file says 'q8' on every device); never 'auto'. */
   dtype: Exclude<Dtype, 'auto'>;
   /** Identifies the weights and dtype that made the vectors. */

@@ -133,8 +133,9 @@ export class Embedder {
    * bytes of wembed_bg.wasm, for bundlers that do not copy it), workers ('auto' default: the
    * CPU path runs in that many workers, each with its own copy of the weights; 0: on the
    * calling thread), workerUrl (where worker.js is, for bundlers that do not bundle it), simd
-   * ('auto' default: relaxed SIMD where the engine runs it right, else SIMD128; or 'simd128',
-   * or 'relaxed': which of the package's wasm builds runs).
+   * ('auto' default: relaxed SIMD where the engine runs it right, else SIMD128, and in the
+   * relaxed build the faster of its two integer kernels, raced at the first load on each
+   * thread; or 'simd128', or 'relaxed': which of the package's wasm builds runs).
    */
   static async load(source, options) {
     const opts = readOptions(options, LOAD_OPTIONS, 'load');
@@ -188,7 +189,7 @@ export class Embedder {
     let info = null;
     const generation = currentGeneration();
     if (here) {
-      inner = await runTask((wake) => WasmEmbedder.load(files, { device, dtype, origin: src.label }, wake));
+      inner = await runTask((wake) => WasmEmbedder.load(files, { device, dtype, simd: opts.simd, origin: src.label }, wake));
       try {
         info = { ...inner.info(), model: src.label, warnings, workers: 0, workerMemoryNote: null };
       } catch (e) {
@@ -203,7 +204,7 @@ export class Embedder {
     try {
       pool = await WorkerPool.start(count, {
         files,
-        options: { device: inner ? 'cpu' : device, dtype, origin: src.label },
+        options: { device: inner ? 'cpu' : device, dtype, simd: opts.simd, origin: src.label },
         wasm: await wasmForWorker(opts.wasm, opts.simd),
         url: workerUrl,
       });
@@ -212,7 +213,7 @@ export class Embedder {
       // script), the calling thread, with a warning. A count asked for is an error.
       if (!e.workersDidNotStart || workers !== 'auto') throw e;
       warnings.push({ file: 'workers', warning: `${e.message}: the model runs on the calling thread` });
-      inner ??= await runTask((wake) => WasmEmbedder.load(files, { device, dtype, origin: src.label }, wake));
+      inner ??= await runTask((wake) => WasmEmbedder.load(files, { device, dtype, simd: opts.simd, origin: src.label }, wake));
       try {
         info = { ...inner.info(), model: src.label, warnings, workers: 0, workerMemoryNote: null };
       } catch (err) {

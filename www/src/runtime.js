@@ -56,10 +56,11 @@ export function relaxedSimdWorks() {
  * `simd` is 'auto' (the default) or 'relaxed' and the engine runs relaxed SIMD right
  * ([`relaxedSimdWorks`]: Chromium; not Node 20, flag or not), else 'simd128'
  * (pkg/wembed_bg.wasm). Relaxed SIMD is the default where it works: it has a fused f32
- * multiply-add (`f32x4.relaxed_madd`) for the f32 matmuls and a dot of 16 int8 products for the
- * integer ones. In headless Chromium 156 on this project's x86 machine, all-MiniLM-L6-v2 on one
- * worker, 128 STS-B sentences at batch 32 (www/bench/quick-kernels.mjs --browser, 2026-12-01):
- * q8 215.6 sentences/s against SIMD128's 173.8, f32 143.7 against 84.5-128.3 (noisy). Both
+ * multiply-add (`f32x4.relaxed_madd`) for the f32 matmuls, and for the integer ones a dot of
+ * 16 int8 products whose speed depends on the machine, so the build races it against
+ * SIMD128's at load (Kernel::settle_wasm in src/backend/cpu/qmatmul.rs). In headless Chromium
+ * 156 on this project's x86 machine, all-MiniLM-L6-v2 on one worker, batch 32 (2026-12-07):
+ * f32 176.2 sentences/s against SIMD128's 141.2, 8.4 paragraphs/s against 7.1. Both
  * URLs are written out for bundlers (Vite copies both); with esbuild, serve one and pass its
  * URL as the `wasm` option.
  */

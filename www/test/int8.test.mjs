@@ -2,7 +2,8 @@
 // PyTorch fp32 fixtures: the issue's bar is a worst cosine of 0.999. Both wasm builds: SIMD128
 // in Node and in Chromium, relaxed SIMD in Chromium (one page per build: the first load on a
 // thread decides its build), in a worker and on the page's thread; the default (`simd: 'auto'`)
-// is relaxed SIMD there. Not in Node: Node 20 has relaxed SIMD only behind
+// is relaxed SIMD there, with the integer kernel that won its race (either computes the same
+// sums). Not in Node: Node 20 has relaxed SIMD only behind
 // --experimental-wasm-relaxed-simd, and there its relaxed dot product is wrong for a negative
 // first side (the relaxed build's vectors came out at cosine 0); the loader's probe catches it,
 // and Node, with the flag and without, is checked to fall back to SIMD128.
@@ -32,6 +33,7 @@ test('all-MiniLM-L6-v2 with q8 weights on the wasm CPU path (SIMD128, Node) stay
   const embedder = await Embedder.load(MODEL, { device: 'cpu', dtype: 'q8' });
   assert.equal(embedder.info.dtype, 'q8');
   assert.equal(embedder.info.wasm, 'simd128');
+  assert.equal(embedder.info.kernel, 'simd128');
   const vectors = await embedder.embed(texts);
   const worst = worstToPyTorch(vectors);
   assert.ok(worst >= 0.999, `worst cosine ${worst}`);
@@ -64,7 +66,8 @@ test('Chromium: both wasm builds, q8, in a worker and on the page thread, within
             const out = {};
             for (const workers of [1, 0]) {
               const e = await window.wembed.Embedder.load('all-MiniLM-L6-v2', { hubBase, device: 'cpu', dtype: 'q8', simd, workers, cache: false });
-              out[workers] = { wasm: e.info.wasm, vectors: (await e.embed(texts)).map((v) => Array.from(v)) };
+              const { wasm, kernel, kernelReason } = e.info;
+              out[workers] = { wasm, kernel, kernelReason, vectors: (await e.embed(texts)).map((v) => Array.from(v)) };
               e.dispose();
             }
             return out;
@@ -83,13 +86,22 @@ test('Chromium: both wasm builds, q8, in a worker and on the page thread, within
     for (const workers of ['1', '0']) {
       const r = results[simd][workers];
       assert.equal(r.wasm, build, `${simd}, ${workers} workers`);
+      // The integer kernel: SIMD128's own, relaxed as asked, or the winner of a race between
+      // the two that timed both (the worker's first load and the page thread's each race).
+      const where = `${simd}, ${workers} workers: ${r.kernel} (${r.kernelReason})`;
+      if (simd === 'auto') {
+        assert.ok(['simd128', 'relaxed'].includes(r.kernel), where);
+        assert.match(r.kernelReason, /^raced here: simd128 \d+\.\d+ ms, relaxed \d+\.\d+ ms a round/, where);
+      } else {
+        assert.equal(r.kernel, simd, where);
+      }
       const worst = worstToPyTorch(r.vectors);
       assert.ok(worst >= 0.999, `${build}, ${workers} workers: worst cosine ${worst}`);
       // The same integer sums in other lanes: equal up to f32 rounding, which can move an
       // activation to its next quantization level.
       const apart = Math.min(...r.vectors.map((v, i) => cosine(v, results.simd128['1'].vectors[i])));
       assert.ok(apart >= 0.99999, `${build}, ${workers} workers, against SIMD128 in a worker: cosine ${apart}`);
-      console.log(`Chromium, ${build}, ${workers} workers, q8: worst cosine ${worst.toFixed(6)}; to SIMD128 ${apart.toFixed(7)}`);
+      console.log(`Chromium, ${build}, ${workers} workers, q8, kernel ${r.kernel} (${r.kernelReason}): worst cosine ${worst.toFixed(6)}; to SIMD128 ${apart.toFixed(7)}`);
     }
   }
 });

@@ -231,22 +231,105 @@ impl Kernel {
     }
 
     /// The kernel [`linear`] uses (detected once): the widest x86 one the CPU has; in wasm,
-    /// relaxed SIMD in the build that has it, else SIMD128. Measured on this project's machine
+    /// SIMD128, or in the relaxed-SIMD build the one [`Kernel::settle_wasm`] chose. Measured on this project's machine
     /// (a 2-core Xeon with AVX-512 VNNI and AVX-VNNI), one thread, all-MiniLM-L6-v2's three
     /// shapes at 10 and 480 rows (`cargo run --release --example qkernels`): AVX-512 VNNI
     /// 87-127 GOP/s, AVX-VNNI 53-71, AVX2 43-53, portable 10-14; end to end (`wembed bench
     /// --dtype q8`, 2 threads, batch 32) AVX-512 VNNI ~1,050 sentences/s against AVX2's ~690.
     /// The zmm kernel wins despite the clock it may cost the f32 work around it: one
     /// `vpdpwssd` with its broadcast folded in does 32 products.
+    ///
+    /// The relaxed-SIMD wasm build has two kernels and no instruction set to read: its choice
+    /// is [`Kernel::settle_wasm`]'s, made by a race at the first load on the thread (Relaxed,
+    /// if something multiplies before any load).
     pub fn best() -> Kernel {
-        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            let ks = Kernel::available();
-            [Kernel::Avx512Vnni, Kernel::AvxVnni, Kernel::Avx2, Kernel::Relaxed, Kernel::Simd128]
-                .into_iter()
-                .find(|k| ks.contains(k))
-                .unwrap_or(Kernel::Portable)
-        })
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        {
+            *WASM_CHOICE.get_or_init(|| Kernel::Relaxed)
+        }
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+        {
+            static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+            *BEST.get_or_init(|| {
+                let ks = Kernel::available();
+                [Kernel::Avx512Vnni, Kernel::AvxVnni, Kernel::Avx2, Kernel::Simd128]
+                    .into_iter()
+                    .find(|k| ks.contains(k))
+                    .unwrap_or(Kernel::Portable)
+            })
+        }
+    }
+
+    /// What [`Kernel::best`] returns on this thread from now on, and why: in the relaxed-SIMD
+    /// wasm build `Relaxed` if `force_relaxed`, else the winner of [`Kernel::race`] between
+    /// `Simd128` and `Relaxed`; the first call on a thread decides (a model's weights are
+    /// interleaved for the kernel chosen when it loads). Elsewhere [`Kernel::best`] as it is
+    /// (natively the instruction set decides; the SIMD128 build has one kernel).
+    ///
+    /// Why a race: which one is faster depends on how the engine lowers
+    /// `i32x4.relaxed_dot_i8x16_i7x16_add`, which no API tells. One `vpdpbusd` where V8 uses
+    /// AVX-VNNI, an `sdot` on ARM with the dot-product extension, else three instructions or
+    /// more; the relaxed kernel needs two of them per 16 products (14-bit activations as two
+    /// 7-bit digits), SIMD128 two `pmaddwd` and two adds. Measured in headless Chromium 156 on
+    /// this project's Xeon (2026-12-07), a loop of independent accumulators: 5.25 G relaxed
+    /// dots/s against 9.35 G `i32x4.dot_i16x8_s` + add, so 0.38 ns per 16 products against
+    /// 0.21. The whole kernels are closer (loads, addressing and V8's spills take their
+    /// share): the race's rounds read 1.3-1.5 ms for SIMD128 and 1.5 for relaxed, and one
+    /// worker ran 184.1 sentences/s on SIMD128 against 183.1 on relaxed, where on 2026-12-01
+    /// relaxed had run 215.6 against 173.8 (a machine and a day apart: hence a race, not a
+    /// rule).
+    pub fn settle_wasm(force_relaxed: bool, now: &dyn Fn() -> f64) -> (Kernel, String) {
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        {
+            let mut why = String::new();
+            let k = *WASM_CHOICE.get_or_init(|| {
+                if force_relaxed {
+                    why = "asked for by simd: 'relaxed'".into();
+                    return Kernel::Relaxed;
+                }
+                let (k, times) = Kernel::race(&[Kernel::Simd128, Kernel::Relaxed], now);
+                why = format!("raced here: simd128 {:.3} ms, relaxed {:.3} ms a round", times[0], times[1]);
+                k
+            });
+            if why.is_empty() {
+                why = "chosen by this thread's first load".into();
+            }
+            (k, why)
+        }
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+        {
+            let _ = (force_relaxed, now);
+            let why = if cfg!(target_arch = "wasm32") { "the one integer kernel of this build" } else { "the instruction set's" };
+            (Kernel::best(), why.into())
+        }
+    }
+
+    /// Which of `candidates` (at least one, each of which [`Kernel::runs_here`]) multiplies a
+    /// tile of all-MiniLM-L6-v2's shape (64 weight rows of 384, 6 input rows) fastest on this
+    /// machine, with each one's best time per round of [`RACE_REPS`] products (`now()` in
+    /// milliseconds). See [`race_with`] for how the rounds run and decide.
+    pub fn race(candidates: &[Kernel], now: &dyn Fn() -> f64) -> (Kernel, Vec<f64>) {
+        let (n, k, m) = (ROWS_PER_TILE, 384, 6);
+        // Weights and activations of a model's spread, from a fixed sequence: what is measured
+        // is the instructions' speed, not the values.
+        let value = |i: usize| ((i.wrapping_mul(2_654_435_761) >> 7) % 2001) as f32 / 1000.0 - 1.0;
+        let w = QuantMatrix::quantize(QuantFormat::Q8_0, n, k, &(0..n * k).map(value).collect::<Vec<_>>());
+        let x: Vec<f32> = (0..m * k).map(|i| value(i + n * k)).collect();
+        let panel = Panel::new(&w, 0, n);
+        let digits = candidates.iter().any(|c| c.digits());
+        let acts = ActRows::quantize(m, k, &x, digits);
+        let tiles: Vec<Option<Interleaved>> =
+            candidates.iter().map(|c| c.layout().map(|l| Interleaved::new(&panel, l))).collect();
+        let mut acc = vec![0.0f32; m * n];
+        race_with(
+            candidates.len(),
+            |c| match &tiles[c] {
+                Some(x) => candidates[c].dot_interleaved(x, &acts, 0, m, &mut acc),
+                None => portable_dot_panel(&panel, &acts, 0, m, &mut acc),
+            },
+            now,
+        )
+        .map_or((candidates[0], vec![]), |(c, t)| (candidates[c], t))
     }
 
     /// `acc[i, j]` (`acc` is `[a.rows, x.rows]`) for activation rows `i0..i1` and every row of
@@ -276,6 +359,53 @@ impl Kernel {
             }
         }
     }
+}
+
+/// The relaxed-SIMD wasm build's integer kernel ([`Kernel::settle_wasm`]).
+#[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+static WASM_CHOICE: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+
+/// Products per timed round of [`Kernel::race`]: ~1.4 ms of SIMD128 work on this project's
+/// machine (in Chromium, one worker), 14 times the 0.1 ms to which a page that is not
+/// cross-origin isolated rounds `performance.now()` (rounds of 32 products all read 0.1 ms).
+const RACE_REPS: usize = 256;
+/// Rounds at the least, and milliseconds the race runs at the least (rounds continue until
+/// both have passed, up to [`RACE_MAX_ROUNDS`]): V8 runs wasm in its baseline compiler first
+/// and swaps in optimized code in the background, so early rounds can time the baseline
+/// code; only the later half of the rounds counts.
+const RACE_MIN_ROUNDS: usize = 8;
+const RACE_MIN_MS: f64 = 24.0;
+const RACE_MAX_ROUNDS: usize = 64;
+/// Another candidate beats the first only when this much faster (its time below this share
+/// of the first's): within noise the first, the plainer kernel, stays.
+const RACE_MARGIN: f64 = 0.95;
+
+/// The race of [`Kernel::race`] over `count` candidates run by `run(i)` (one product each
+/// call), timed by `now()` in milliseconds: rounds time [`RACE_REPS`] calls of every
+/// candidate, in an order that rotates each round; the later half of the rounds gives each
+/// candidate its best time; the fastest wins if [`RACE_MARGIN`] ahead of candidate 0, else
+/// candidate 0. Returns the winner and the best times, `None` for no candidates.
+fn race_with(count: usize, mut run: impl FnMut(usize), now: &dyn Fn() -> f64) -> Option<(usize, Vec<f64>)> {
+    if count == 0 {
+        return None;
+    }
+    let start = now();
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); count];
+    let mut round = 0;
+    while round < RACE_MIN_ROUNDS || (now() - start < RACE_MIN_MS && round < RACE_MAX_ROUNDS) {
+        for c in (0..count).map(|i| (i + round) % count) {
+            let t = now();
+            for _ in 0..RACE_REPS {
+                run(c);
+            }
+            times[c].push(now() - t);
+        }
+        round += 1;
+    }
+    let best: Vec<f64> = times.iter().map(|t| t[t.len() / 2..].iter().copied().fold(f64::INFINITY, f64::min)).collect();
+    let fastest = (0..count).min_by(|&a, &b| best[a].total_cmp(&best[b])).unwrap_or(0);
+    let winner = if best[fastest] < RACE_MARGIN * best[0] { fastest } else { 0 };
+    Some((winner, best))
 }
 
 /// Weight rows per task: large enough to amortize the task, small enough to split a 384-row
@@ -648,5 +778,62 @@ mod tests {
             check(&format!("{kernel:?}"), m, n, k, &x, &q, &got);
             linear_with(kernel, 0, n, k, &[], &q, &[0.0; 3], &mut []);
         }
+    }
+
+    /// [`race_with`] on a fake clock that each run advances by its candidate's cost per call:
+    /// `costs(c, round)` in milliseconds. Returns the winner and the rounds run.
+    fn fake_race(count: usize, costs: impl Fn(usize, usize) -> f64) -> (Option<(usize, Vec<f64>)>, usize) {
+        let clock = std::cell::Cell::new(0.0);
+        let calls = std::cell::Cell::new(vec![0usize; count]);
+        let run = |c: usize| {
+            let mut n = calls.take();
+            clock.set(clock.get() + costs(c, n[c] / RACE_REPS));
+            n[c] += 1;
+            calls.set(n);
+        };
+        let won = race_with(count, run, &|| clock.get());
+        (won, calls.take()[0] / RACE_REPS)
+    }
+
+    #[test]
+    fn race_picks_the_faster_kernel_beyond_the_margin_and_the_first_within_it() {
+        let reps = RACE_REPS as f64;
+        // 25% faster: it wins, with each one's time per round (binary fractions: exact sums).
+        let (won, rounds) = fake_race(2, |c, _| [0.001953125, 0.00146484375][c]);
+        assert_eq!(won, Some((1, vec![0.001953125 * reps, 0.00146484375 * reps])));
+        // The rounds ran until RACE_MIN_MS had passed.
+        let until = (RACE_MIN_MS / ((0.001953125 + 0.00146484375) * reps)).ceil() as usize;
+        assert!(until > RACE_MIN_ROUNDS);
+        assert_eq!(rounds, until);
+        // 3% faster is within the margin: the first stays.
+        assert_eq!(fake_race(2, |c, _| [0.01, 0.0097][c]).0.map(|w| w.0), Some(0));
+        // The baseline compiler's first rounds, where the second looked 2x faster, do not
+        // count: optimized, it is 10% slower.
+        let warm = |c: usize, round: usize| if round < 4 { [0.1, 0.05][c] } else { [0.01, 0.011][c] };
+        assert_eq!(fake_race(2, warm).0.map(|w| w.0), Some(0));
+        // Three candidates: the fastest of the others must beat the first by the margin.
+        assert_eq!(fake_race(3, |c, _| [0.01, 0.009, 0.008][c]).0.map(|w| w.0), Some(2));
+    }
+
+    #[test]
+    fn race_ends_on_a_clock_that_does_not_move_and_without_candidates() {
+        // A clock too coarse to see a round: all times 0, the first wins, after at most
+        // RACE_MAX_ROUNDS rounds.
+        let (won, rounds) = fake_race(2, |_, _| 0.0);
+        assert_eq!(won, Some((0, vec![0.0, 0.0])));
+        assert_eq!(rounds, RACE_MAX_ROUNDS);
+        assert_eq!(race_with(0, |_| unreachable!("no candidate to run"), &|| 0.0), None);
+    }
+
+    #[test]
+    fn race_runs_every_kernel_this_cpu_has_and_names_one_of_them() {
+        let start = std::time::Instant::now();
+        let now = || start.elapsed().as_secs_f64() * 1000.0;
+        let ks = Kernel::available();
+        let (k, times) = Kernel::race(&ks, &now);
+        assert!(ks.contains(&k), "{k:?} is not among {ks:?}");
+        assert_eq!(times.len(), ks.len());
+        assert!(times.iter().all(|t| t.is_finite() && *t >= 0.0), "{times:?}");
+        eprintln!("race here: {k:?} of {ks:?}, best round {times:?} ms");
     }
 }
