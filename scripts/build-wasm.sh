@@ -25,6 +25,12 @@ fi
 OUT=target/wasm32-unknown-unknown/release/wembed.wasm
 WASM_OPT_FLAGS=(--enable-simd --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext
   --enable-mutable-globals --enable-reference-types)
+# The integer kernel's tiles stay one function per height, as src/backend/cpu/qcols.rs means
+# them to (V8 optimizes each on its own, sooner): -O3 otherwise inlines each into its one
+# caller, and all heights became one 64 KB function. It must come before -O3 (passes run in
+# order).
+NO_INLINE='--no-inline=*qcols::tile*'
+
 STAGE=target/wasm-bindgen
 rm -rf "$STAGE" && mkdir -p "$STAGE/simd128" "$STAGE/relaxed"
 cargo rustc --quiet --lib --release --target wasm32-unknown-unknown -- -C target-feature=+relaxed-simd
@@ -41,8 +47,8 @@ if ! cmp -s <(code "$STAGE/simd128/wembed.js") <(code "$STAGE/relaxed/wembed.js"
 fi
 rm -rf www/pkg
 cp -r "$STAGE/simd128" www/pkg
-www/node_modules/.bin/wasm-opt -O3 "${WASM_OPT_FLAGS[@]}" www/pkg/wembed_bg.wasm -o www/pkg/wembed_bg.wasm
-www/node_modules/.bin/wasm-opt -O3 "${WASM_OPT_FLAGS[@]}" --enable-relaxed-simd \
+www/node_modules/.bin/wasm-opt "$NO_INLINE" -O3 "${WASM_OPT_FLAGS[@]}" www/pkg/wembed_bg.wasm -o www/pkg/wembed_bg.wasm
+www/node_modules/.bin/wasm-opt "$NO_INLINE" -O3 "${WASM_OPT_FLAGS[@]}" --enable-relaxed-simd \
   "$STAGE/relaxed/wembed_bg.wasm" -o www/pkg/wembed_relaxed_bg.wasm
 for f in www/pkg/wembed_bg.wasm www/pkg/wembed_relaxed_bg.wasm; do
   bytes=$(stat -c %s "$f")

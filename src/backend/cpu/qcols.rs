@@ -176,6 +176,10 @@ pub trait ColLanes {
 /// functions in the background, and one function holding every height (twice the code of
 /// three heights) took long enough to optimize that a fresh worker ran its first batches at a
 /// third of the speed (44.8 against 165.1 sentences/s later in the same process, Node 20).
+/// `inline(never)` holds for LLVM; wasm-opt's -O3 inlined each height into its one caller
+/// anyway (one 64 KB function again, until 2026-12-07), so scripts/build-wasm.sh tells it not
+/// to. Headless Chromium 156, one fresh worker, six passes over 128 STS-B sentences at batch
+/// 32: 202-221 sentences/s merged, 209-230 apart; the first pass as fast as the rest either way.
 /// Safety: as [`ColLanes`], for rows `r0..r0+R`.
 #[cfg_attr(target_arch = "wasm32", inline(never))]
 #[cfg_attr(not(target_arch = "wasm32"), inline(always))]
