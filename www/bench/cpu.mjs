@@ -254,7 +254,9 @@ async function browserRows() {
                 const info = e.info;
                 e.dispose();
                 const dtype = cfg.dtype === 'auto' ? `default (${info.dtype})` : info.dtype;
-                return { ...r, label: `${dtype}, ${info.wasm}`, parallel: `${info.workers} worker${info.workers === 1 ? '' : 's'}` };
+                // The build, and the integer kernel that won its race (or was asked for).
+                const kernel = info.kernel && info.wasm === 'relaxed-simd' ? ` (${info.kernel} kernel)` : '';
+                return { ...r, label: `${dtype}, ${info.wasm}${kernel}`, parallel: `${info.workers} worker${info.workers === 1 ? '' : 's'}` };
               }
               const { pipeline, env } = window.transformers;
               env.allowRemoteModels = false;
