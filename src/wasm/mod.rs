@@ -193,14 +193,11 @@ impl WasmEmbedder {
         let device: Device = get_string(&options, "device")?.as_deref().unwrap_or("auto").parse()?;
         let dtype: Dtype = get_string(&options, "dtype")?.as_deref().unwrap_or("auto").parse()?;
         let origin = get_string(&options, "origin")?.unwrap_or_else(|| "model".into());
-        // The integer kernel, before any weights are interleaved for it: raced on the first
-        // load on this thread that may run it (~25 ms, once), forced by `simd: 'relaxed'`.
+        // The relaxed build's integer kernel: raced (~25 ms, once a thread) when a CPU model
+        // first interleaves its weights, or relaxed where `simd: 'relaxed'` asks.
         let simd = get_string(&options, "simd")?;
-        let kernel = (device != Device::Gpu && !matches!(dtype, Dtype::F32 | Dtype::F16)).then(|| {
-            let start = now_ms();
-            let (k, why) = Kernel::settle_wasm(simd.as_deref() == Some("relaxed"), &now_ms);
-            (format!("{k:?}").to_lowercase(), format!("{why}; this load waited {:.1} ms for it", now_ms() - start))
-        });
+        Kernel::plan_wasm(simd.as_deref() == Some("relaxed"), now_ms);
+        let integer = !matches!(dtype, Dtype::F32 | Dtype::F16);
         let mut files = ModelFiles::from_map(origin, map);
         if let Some(w) = weights {
             files.insert_reader("model.safetensors", Box::new(w));
@@ -209,7 +206,8 @@ impl WasmEmbedder {
             async move {
                 let (inner, why) = AnyEmbedder::load(&files, &LoadOptions { device, dtype, profile: false }).await?;
                 let digest = format!("{}-{}", files.digest()?, inner.dtype_name());
-                let kernel = kernel.filter(|_| matches!(inner, AnyEmbedder::Cpu(_)));
+                let cpu = integer && matches!(inner, AnyEmbedder::Cpu(_));
+                let kernel = cpu.then(Kernel::chosen).flatten().map(|(k, why)| (format!("{k:?}").to_lowercase(), why));
                 Ok(JsValue::from(WasmEmbedder { inner: Rc::new(inner), why, digest, kernel }))
             },
             wake,

@@ -134,8 +134,8 @@ export class Embedder {
    * CPU path runs in that many workers, each with its own copy of the weights; 0: on the
    * calling thread), workerUrl (where worker.js is, for bundlers that do not bundle it), simd
    * ('auto' default: relaxed SIMD where the engine runs it right, else SIMD128, and in the
-   * relaxed build the faster of its two integer kernels, raced at the first load on each
-   * thread; or 'simd128', or 'relaxed': which of the package's wasm builds runs).
+   * relaxed build the faster of its two integer kernels, raced by the first quantized CPU model
+   * on each thread; or 'simd128', or 'relaxed': which of the package's wasm builds runs).
    */
   static async load(source, options) {
     const opts = readOptions(options, LOAD_OPTIONS, 'load');

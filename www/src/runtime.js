@@ -58,7 +58,7 @@ export function relaxedSimdWorks() {
  * (pkg/wembed_bg.wasm). Relaxed SIMD is the default where it works: it has a fused f32
  * multiply-add (`f32x4.relaxed_madd`) for the f32 matmuls, and for the integer ones a dot of
  * 16 int8 products whose speed depends on the machine, so the build races it against
- * SIMD128's at load (Kernel::settle_wasm in src/backend/cpu/qmatmul.rs). In headless Chromium
+ * SIMD128's at load (Kernel::plan_wasm in src/backend/cpu/qmatmul.rs). In headless Chromium
  * 156 on this project's x86 machine, all-MiniLM-L6-v2 on one worker, batch 32 (2026-12-07):
  * f32 176.2 sentences/s against SIMD128's 141.2, 8.4 paragraphs/s against 7.1. Both
  * URLs are written out for bundlers (Vite copies both); with esbuild, serve one and pass its

@@ -231,7 +231,7 @@ impl Kernel {
     }
 
     /// The kernel [`linear`] uses (detected once): the widest x86 one the CPU has; in wasm,
-    /// SIMD128, or in the relaxed-SIMD build the one [`Kernel::settle_wasm`] chose. Measured on this project's machine
+    /// SIMD128, or in the relaxed-SIMD build the one [`Kernel::plan_wasm`] planned. Measured on this project's machine
     /// (a 2-core Xeon with AVX-512 VNNI and AVX-VNNI), one thread, all-MiniLM-L6-v2's three
     /// shapes at 10 and 480 rows (`cargo run --release --example qkernels`): AVX-512 VNNI
     /// 87-127 GOP/s, AVX-VNNI 53-71, AVX2 43-53, portable 10-14; end to end (`wembed bench
@@ -239,13 +239,12 @@ impl Kernel {
     /// The zmm kernel wins despite the clock it may cost the f32 work around it: one
     /// `vpdpwssd` with its broadcast folded in does 32 products.
     ///
-    /// The relaxed-SIMD wasm build has two kernels and no instruction set to read: its choice
-    /// is [`Kernel::settle_wasm`]'s, made by a race at the first load on the thread (Relaxed,
-    /// if something multiplies before any load).
+    /// The relaxed-SIMD wasm build has two kernels and no instruction set to read: its first
+    /// call races them as the first load on the thread planned ([`Kernel::plan_wasm`]).
     pub fn best() -> Kernel {
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         {
-            *WASM_CHOICE.get_or_init(|| Kernel::Relaxed)
+            WASM_CHOICE.get_or_init(Kernel::choose_wasm).0
         }
         #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
         {
@@ -260,11 +259,11 @@ impl Kernel {
         }
     }
 
-    /// What [`Kernel::best`] returns on this thread from now on, and why: in the relaxed-SIMD
-    /// wasm build `Relaxed` if `force_relaxed`, else the winner of [`Kernel::race`] between
-    /// `Simd128` and `Relaxed`; the first call on a thread decides (a model's weights are
-    /// interleaved for the kernel chosen when it loads). Elsewhere [`Kernel::best`] as it is
-    /// (natively the instruction set decides; the SIMD128 build has one kernel).
+    /// How the relaxed-SIMD wasm build is to choose its integer kernel, when [`Kernel::best`]
+    /// is first asked (a CPU model interleaving its weights; a model on the GPU or in f32
+    /// never asks, and nothing is raced): `Relaxed` if `force_relaxed`, else the winner of
+    /// [`Kernel::race`] between `Simd128` and `Relaxed` timed by `now` (milliseconds). The
+    /// first call on a thread decides; other builds keep the plan unread.
     ///
     /// Why a race: which one is faster depends on how the engine lowers
     /// `i32x4.relaxed_dot_i8x16_i7x16_add`, which no API tells. One `vpdpbusd` where V8 uses
@@ -278,33 +277,40 @@ impl Kernel {
     /// worker ran 184.1 sentences/s on SIMD128 against 183.1 on relaxed, where on 2026-12-01
     /// relaxed had run 215.6 against 173.8 (a machine and a day apart: hence a race, not a
     /// rule).
-    pub fn settle_wasm(force_relaxed: bool, now: &dyn Fn() -> f64) -> (Kernel, String) {
-        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-        {
-            let mut why = String::new();
-            let k = *WASM_CHOICE.get_or_init(|| {
-                if force_relaxed {
-                    why = "asked for by simd: 'relaxed'".into();
-                    return Kernel::Relaxed;
-                }
-                let (k, times) = Kernel::race(&[Kernel::Simd128, Kernel::Relaxed], now);
-                why = format!("raced here: simd128 {:.3} ms, relaxed {:.3} ms a round", times[0], times[1]);
-                k
-            });
-            if why.is_empty() {
-                why = "chosen by this thread's first load".into();
+    pub fn plan_wasm(force_relaxed: bool, now: fn() -> f64) {
+        // Kept in every build: the SIMD128 build's JS glue must import what the relaxed one's
+        // does (scripts/build-wasm.sh checks), and `now` is what brings `Date.now` in.
+        let _ = WASM_PLAN.set((force_relaxed, now));
+    }
+
+    /// [`Kernel::plan_wasm`] carried out.
+    #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+    fn choose_wasm() -> (Kernel, String) {
+        match WASM_PLAN.get() {
+            Some(&(true, _)) => (Kernel::Relaxed, "asked for by simd: 'relaxed'".into()),
+            Some(&(false, now)) => {
+                let (k, times) = Kernel::race(&[Kernel::Simd128, Kernel::Relaxed], &now);
+                (k, format!("raced here: simd128 {:.3} ms, relaxed {:.3} ms a round", times[0], times[1]))
             }
-            (k, why)
-        }
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
-        {
-            let _ = (force_relaxed, now);
-            let why = if cfg!(target_arch = "wasm32") { "the one integer kernel of this build" } else { "the instruction set's" };
-            (Kernel::best(), why.into())
+            None => (Kernel::Relaxed, "the relaxed build's own (no load planned a race)".into()),
         }
     }
 
-    /// Which of `candidates` (at least one, each of which [`Kernel::runs_here`]) multiplies a
+    /// The kernel [`Kernel::best`] runs and why, once it is decided: in the relaxed-SIMD wasm
+    /// build only after its first call (`None` before).
+    pub fn chosen() -> Option<(Kernel, String)> {
+        #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
+        {
+            WASM_CHOICE.get().cloned()
+        }
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
+        {
+            let why = if cfg!(target_arch = "wasm32") { "the one integer kernel of this build" } else { "the instruction set's" };
+            Some((Kernel::best(), why.into()))
+        }
+    }
+
+    /// Which of `candidates` (each of which [`Kernel::runs_here`]; none: Portable) multiplies a
     /// tile of all-MiniLM-L6-v2's shape (64 weight rows of 384, 6 input rows) fastest on this
     /// machine, with each one's best time per round of [`RACE_REPS`] products (`now()` in
     /// milliseconds). See [`race_with`] for how the rounds run and decide.
@@ -329,7 +335,7 @@ impl Kernel {
             },
             now,
         )
-        .map_or((candidates[0], vec![]), |(c, t)| (candidates[c], t))
+        .map_or((Kernel::Portable, vec![]), |(c, t)| (candidates[c], t))
     }
 
     /// `acc[i, j]` (`acc` is `[a.rows, x.rows]`) for activation rows `i0..i1` and every row of
@@ -361,9 +367,11 @@ impl Kernel {
     }
 }
 
-/// The relaxed-SIMD wasm build's integer kernel ([`Kernel::settle_wasm`]).
+/// How the relaxed-SIMD wasm build chooses its integer kernel ([`Kernel::plan_wasm`]).
+static WASM_PLAN: std::sync::OnceLock<(bool, fn() -> f64)> = std::sync::OnceLock::new();
+/// The relaxed-SIMD wasm build's integer kernel and why ([`Kernel::best`]).
 #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
-static WASM_CHOICE: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+static WASM_CHOICE: std::sync::OnceLock<(Kernel, String)> = std::sync::OnceLock::new();
 
 /// Products per timed round of [`Kernel::race`]: ~1.4 ms of SIMD128 work on this project's
 /// machine (in Chromium, one worker), 14 times the 0.1 ms to which a page that is not
