@@ -429,7 +429,7 @@ const ROWS_PER_CHUNK: usize = 64;
 /// one, so the passes change no bit. Node, one thread, q8 all-MiniLM-L6-v2 (2026-12-07): 32
 /// paragraphs at batch 32 went from 9.37 to 9.96 per second with passes of 256 rows (batch 1:
 /// 10.3, unchanged); STS-B sentences at batch 32 (~400 rows) unchanged at 198.
-const BYTES_PER_PASS: usize = 768 << 10;
+pub(super) const BYTES_PER_PASS: usize = 768 << 10;
 
 /// `out[m, n] = bias + x[m, k] · w[n, k]ᵀ` with the integer kernel [`Kernel::best`].
 pub fn linear(m: usize, n: usize, k: usize, x: &[f32], w: &QuantMatrix, bias: &[f32], out: &mut [f32]) {
