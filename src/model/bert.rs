@@ -260,12 +260,13 @@ impl<B: Backend> BertModel<B> {
 
     /// Self-attention over the packed `qkv` of whole texts: the context `[tokens, hidden]`.
     fn attend(&self, b: &B, qkv: &B::Tensor, meta: &SeqMeta) -> Result<B::Tensor> {
+        b.attention(qkv, meta, &self.heads())
+    }
+
+    /// The attention's shape: multi-head, with MPNet's relative-position bias where it has one.
+    fn heads(&self) -> Attention<'_, B::Matrix> {
         let c = &self.config;
-        let heads = Attention {
-            bias: self.relative_bias.as_ref(),
-            ..Attention::multi_head(c.hidden_size, c.num_attention_heads)
-        };
-        b.attention(qkv, meta, &heads)
+        Attention { bias: self.relative_bias.as_ref(), ..Attention::multi_head(c.hidden_size, c.num_attention_heads) }
     }
 
     /// The rest of layer `i`, row by row: `ctx` and `x` hold the same rows.
@@ -287,10 +288,11 @@ impl<B: Backend> BertModel<B> {
 impl BertModel<Cpu> {
     /// One text's forward pass shared by `parts` callers (wasm workers without shared memory),
     /// this one being `part`: each computes the rows [`split_rows`] gives it, and per layer
-    /// the callers trade their rows of `qkv` through `ex` (attention needs every key; all else
-    /// in a layer is row by row). Returns the whole last hidden state `[tokens, hidden]`
-    /// (every part's rows gathered). Each row goes through the same
-    /// kernels as in [`Self::forward`], so the result equals it (the tests check).
+    /// the callers trade their rows of `qkv` through `ex` (attention needs every key and
+    /// value; each part attends for its own queries; all else in a layer is row by row). Returns the whole last hidden state `[tokens, hidden]`
+    /// (every part's rows gathered). Each row goes through the same kernels as in
+    /// [`Self::forward`]; only the attention's blocks of queries start elsewhere, so the
+    /// result equals it to f32 rounding (the tests check: within 1e-6).
     pub async fn forward_split(
         &self,
         b: &Cpu,
@@ -306,7 +308,8 @@ impl BertModel<Cpu> {
             let qkv = self.qkv(b, i, &x)?;
             let cols = qkv.cols;
             let qkv = CpuTensor::stack(ex.all_gather(qkv.data, parts).await?, cols)?;
-            let ctx = self.attend(b, &qkv, meta)?.rows(rows.clone());
+            // Every key and value, this part's queries only.
+            let ctx = b.attention_rows(&qkv, meta, &self.heads(), rows.clone())?;
             x = self.after_attention(b, i, &ctx, &x)?;
         }
         let cols = x.cols;

@@ -2,6 +2,8 @@
 //! pooling, normalization. Written as plain loops LLVM vectorizes; on x86-64 the hot ones are
 //! compiled a second time with AVX2 and picked at run time (see `simd!` in the backend's module).
 
+use std::ops::Range;
+
 use crate::config::{Activation, PoolMode};
 
 // erf for f32 without a libm call, so the GELU loop vectorizes (and so the WGSL kernel, which has
@@ -198,7 +200,8 @@ pub fn dot8(a: &[f32], b: &[f32]) -> f32 {
 const QUERY_BLOCK: usize = 64;
 
 /// Attention of one head over one sequence: `q`, `k`, `v` are `[len, hd]` views with row
-/// stride `stride`; writes `softmax(scale · q kᵀ + bias) v` into `out` `[len, hd]`. `bias` is
+/// stride `stride`; writes `softmax(scale · q kᵀ + bias) v` of the query rows `queries` (all
+/// of them: `0..len`) into `out` `[queries.len(), hd]`. `bias` is
 /// this head's relative-position row `[2 * span - 1]` with its span: query i, key j add
 /// `row[clamp(j - i, 1 - span, span - 1) + span - 1]`. With `window`, query i sees keys
 /// `j` with `|j - i| <= window` only, and `causal` keys `j <= i` only (the others are left
@@ -214,6 +217,7 @@ const QUERY_BLOCK: usize = 64;
 #[allow(clippy::too_many_arguments)]
 pub fn attend(
     len: usize,
+    queries: Range<usize>,
     hd: usize,
     stride: usize,
     scale: f32,
@@ -235,13 +239,14 @@ pub fn attend(
             Some(w) => i.saturating_sub(w)..(i.saturating_add(w) + 1).min(end),
         }
     };
+    assert!(queries.start <= queries.end && queries.end <= len && out.len() >= queries.len() * hd);
     if hd == 0 {
         return;
     }
     // (simd! returns from the function: it wraps the whole body.)
     simd!({
-        for i0 in (0..len).step_by(QUERY_BLOCK) {
-            let i1 = (i0 + QUERY_BLOCK).min(len);
+        for i0 in queries.clone().step_by(QUERY_BLOCK) {
+            let i1 = (i0 + QUERY_BLOCK).min(queries.end);
             let (m, a) = (i1 - i0, keys(i0).start);
             let n = keys(i1 - 1).end - a;
             // Every element is written below (the copies, then the first product), so the
@@ -284,7 +289,8 @@ pub fn attend(
                 row[..lo].fill(0.0);
                 row[hi..].fill(0.0);
             }
-            super::matmul::dot_block(m, n, s, vt, &mut out[i0 * hd..i1 * hd]);
+            let o = i0 - queries.start;
+            super::matmul::dot_block(m, n, s, vt, &mut out[o * hd..(o + m) * hd]);
         }
     })
 }

@@ -29,6 +29,7 @@ pub mod qcols;
 pub mod qmatmul;
 
 use std::future::Future;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
@@ -166,6 +167,92 @@ impl Cpu {
     /// `(rows, cols)` of a weight matrix.
     pub fn matrix_shape(&self, m: &CpuMatrix) -> (usize, usize) {
         m.shape()
+    }
+
+    /// [`Backend::attention`] of one text for its query rows `queries` only (`[queries.len(),
+    /// out_dim]`): a part of a split forward pass ([`crate::split`]) attends for its own rows,
+    /// with every key and value. Equal to those rows of the whole to f32 rounding (a block of
+    /// queries starts at `queries.start`, not at a multiple of 64).
+    pub fn attention_rows(
+        &self,
+        qkv: &CpuTensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, CpuMatrix>,
+        queries: Range<usize>,
+    ) -> Result<CpuTensor> {
+        if meta.batch() != 1 || queries.start > queries.end || queries.end > qkv.rows {
+            return Err(Error::Backend(format!(
+                "attention_rows: rows {queries:?} of one text of {} rows ({} texts)",
+                qkv.rows,
+                meta.batch()
+            )));
+        }
+        self.attention_of(qkv, meta, a, Some(queries))
+    }
+
+    /// [`Backend::attention`], of the query rows `queries` of a single text when given.
+    fn attention_of(
+        &self,
+        qkv: &CpuTensor,
+        meta: &SeqMeta,
+        a: &Attention<'_, CpuMatrix>,
+        queries: Option<Range<usize>>,
+    ) -> Result<CpuTensor> {
+        check_rows("attention", qkv, meta)?;
+        let bias = match a.bias {
+            None => None,
+            Some(CpuMatrix::F32(t)) => Some(t),
+            Some(CpuMatrix::Quant(_) | CpuMatrix::Packed(_)) => {
+                return Err(Error::Backend("attention: a bias table in blocks".into()));
+            }
+        };
+        let span = a.check(qkv.rows, qkv.cols, meta, bias.map(|t| (t.rows, t.cols)))?;
+        let (heads, hd) = (a.heads, a.head_dim);
+        let (dim, kv_dim) = (a.out_dim(), a.kv_heads * hd);
+        let group = heads / a.kv_heads;
+        let stride = qkv.cols;
+        let scale = 1.0 / (hd as f32).sqrt();
+        // Each (sequence, head) writes a contiguous [rows, hd] block of a head-major buffer
+        // (its query rows: all, or `queries` of the one sequence); blocks are grouped into a
+        // few tasks per thread (one block is too little work for a task, while a single text
+        // must still spread its heads over the cores).
+        let asked = |b: usize| queries.clone().unwrap_or(0..meta.lens[b] as usize);
+        let out_rows: usize = (0..meta.batch()).map(|b| asked(b).len()).sum();
+        let mut head_major = vec![0.0f32; out_rows * dim];
+        let mut blocks: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(meta.batch() * heads);
+        let mut rest = head_major.as_mut_slice();
+        for b in 0..meta.batch() {
+            for h in 0..heads {
+                let (block, tail) = rest.split_at_mut(asked(b).len() * hd);
+                blocks.push((b, h, block));
+                rest = tail;
+            }
+        }
+        let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
+        blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, |scores, (b, h, out)| {
+            let rows = meta.rows(b);
+            let base = &qkv.data[rows.start * stride..rows.end * stride];
+            let kv = (h / group) * hd;
+            let (q, k, v) = (&base[h * hd..], &base[dim + kv..], &base[dim + kv_dim + kv..]);
+            let bias = bias.map(|t| (&t.data[h * t.cols..(h + 1) * t.cols], span));
+            attend(rows.len(), asked(b), hd, stride, scale, q, k, v, bias, a.window, a.causal, scores, out);
+        });
+        let mut ctx = CpuTensor::zeros(out_rows, dim);
+        let mut start = 0;
+        for b in 0..meta.batch() {
+            let rows = start..start + asked(b).len();
+            start = rows.end;
+            if rows.is_empty() {
+                continue;
+            }
+            let seq_blocks = &head_major[rows.start * dim..rows.end * dim];
+            for (h, block) in seq_blocks.chunks_exact(rows.len() * hd).enumerate() {
+                for (row, src) in rows.clone().zip(block.chunks_exact(hd)) {
+                    ctx.data[row * dim + h * hd..row * dim + (h + 1) * hd].copy_from_slice(src);
+                }
+            }
+        }
+        Ok(ctx)
     }
 }
 
@@ -325,53 +412,7 @@ impl Backend for Cpu {
     }
 
     fn attention(&self, qkv: &CpuTensor, meta: &SeqMeta, a: &Attention<'_, CpuMatrix>) -> Result<CpuTensor> {
-        check_rows("attention", qkv, meta)?;
-        let bias = match a.bias {
-            None => None,
-            Some(CpuMatrix::F32(t)) => Some(t),
-            Some(CpuMatrix::Quant(_) | CpuMatrix::Packed(_)) => {
-                return Err(Error::Backend("attention: a bias table in blocks".into()));
-            }
-        };
-        let span = a.check(qkv.rows, qkv.cols, meta, bias.map(|t| (t.rows, t.cols)))?;
-        let (heads, hd) = (a.heads, a.head_dim);
-        let (dim, kv_dim) = (a.out_dim(), a.kv_heads * hd);
-        let group = heads / a.kv_heads;
-        let stride = qkv.cols;
-        let scale = 1.0 / (hd as f32).sqrt();
-        // Each (sequence, head) writes a contiguous [len, hd] block of a head-major buffer;
-        // blocks are grouped into a few tasks per thread (one block is too little work for a
-        // task, while a single text must still spread its heads over the cores).
-        let mut head_major = vec![0.0f32; qkv.rows * dim];
-        let mut blocks: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(meta.batch() * heads);
-        let mut rest = head_major.as_mut_slice();
-        for b in 0..meta.batch() {
-            for h in 0..heads {
-                let (block, tail) = rest.split_at_mut(meta.lens[b] as usize * hd);
-                blocks.push((b, h, block));
-                rest = tail;
-            }
-        }
-        let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
-        blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, |scores, (b, h, out)| {
-            let rows = meta.rows(b);
-            let base = &qkv.data[rows.start * stride..rows.end * stride];
-            let kv = (h / group) * hd;
-            let (q, k, v) = (&base[h * hd..], &base[dim + kv..], &base[dim + kv_dim + kv..]);
-            let bias = bias.map(|t| (&t.data[h * t.cols..(h + 1) * t.cols], span));
-            attend(rows.len(), hd, stride, scale, q, k, v, bias, a.window, a.causal, scores, out);
-        });
-        let mut ctx = CpuTensor::zeros(qkv.rows, dim);
-        for b in 0..meta.batch() {
-            let rows = meta.rows(b);
-            let seq_blocks = &head_major[rows.start * dim..rows.end * dim];
-            for (h, block) in seq_blocks.chunks_exact(rows.len() * hd).enumerate() {
-                for (row, src) in rows.clone().zip(block.chunks_exact(hd)) {
-                    ctx.data[row * dim + h * hd..row * dim + (h + 1) * hd].copy_from_slice(src);
-                }
-            }
-        }
-        Ok(ctx)
+        self.attention_of(qkv, meta, a, None)
     }
 
     fn pool(&self, hidden: &CpuTensor, meta: &SeqMeta, modes: &[PoolMode], normalize: bool) -> Result<CpuTensor> {
@@ -500,6 +541,42 @@ mod tests {
             Cpu::new().attention(&CpuTensor::new(5, 3 * dim, qkv), &meta, &Attention::multi_head(dim, heads)).unwrap();
         assert_eq!(a.data[..3 * dim], b.data[..3 * dim]);
         assert_ne!(a.data[3 * dim..], b.data[3 * dim..]);
+    }
+
+    #[test]
+    fn attention_rows_are_those_rows_of_the_whole() {
+        // One text of 150 tokens (three blocks of 64 queries), query ranges that start inside
+        // a block, end inside one, cross one, or are one row; with a window, causal, grouped
+        // heads, and a relative-position bias.
+        let meta = SeqMeta::new(vec![150], vec![0]);
+        let bias = CpuTensor::new(2, 2 * 40 - 1, (0..2 * 79).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.05).collect());
+        let bias = CpuMatrix::F32(bias);
+        let shapes = [
+            Attention::<CpuMatrix>::multi_head(16, 2),
+            Attention { window: Some(20), ..Attention::multi_head(16, 2) },
+            Attention { heads: 4, kv_heads: 2, head_dim: 8, bias: None, window: None, causal: true },
+            Attention { bias: Some(&bias), ..Attention::multi_head(16, 2) },
+        ];
+        for a in shapes {
+            let stride = a.qkv_dim();
+            let x = CpuTensor::new(150, stride, (0..150 * stride).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.13).collect());
+            let whole = Cpu::new().attention(&x, &meta, &a).unwrap();
+            let dim = whole.cols;
+            for rows in [0..150, 37..150, 0..75, 75..150, 70..71, 64..128, 5..5] {
+                let got = Cpu::new().attention_rows(&x, &meta, &a, rows.clone()).unwrap();
+                assert_eq!((got.rows, got.cols), (rows.len(), dim));
+                let want = &whole.data[rows.start * dim..rows.end * dim];
+                let worst = got.data.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+                assert!(worst <= 1e-6, "{:?} window {:?} causal {} rows {rows:?}: off by {worst}", a.heads, a.window, a.causal);
+            }
+        }
+        // One text only, rows within it.
+        let a = Attention::<CpuMatrix>::multi_head(4, 2);
+        let two = SeqMeta::new(vec![3, 2], vec![0, 0]);
+        let x = CpuTensor::new(5, 12, vec![0.1; 60]);
+        assert!(Cpu::new().attention_rows(&x, &two, &a, 0..3).is_err());
+        let one = SeqMeta::new(vec![5], vec![0]);
+        assert!(Cpu::new().attention_rows(&x, &one, &a, 2..6).is_err());
     }
 
     #[test]
