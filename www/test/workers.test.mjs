@@ -3,7 +3,8 @@
 // with 2 and 3 workers, progress summed over the workers, errors with their codes across
 // workers, a worker's panic, dispose, Node not kept alive by idle workers, and a page that
 // keeps painting during a 1,000-text embed; one text's forward pass shared by the workers
-// (src/split.rs), equal to the calling thread's. all-MiniLM-L6-v2 against PyTorch.
+// (src/split.rs), equal to the calling thread's; a call's texts cut into pieces of even work.
+// all-MiniLM-L6-v2 against PyTorch.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { Embedder, __testing } from '../src/index.js';
+import { cutPieces } from '../src/pool.js';
 import { hubServer, close, url } from './server.mjs';
 import { cosine, rejectsWith, openPackagePage } from './util.mjs';
 
@@ -163,6 +165,31 @@ test('Node: errors cross the workers with their codes and messages; a panic drop
   assert.equal((await here.embed(['still here'])).length, 1);
   fresh.dispose();
   here.dispose();
+});
+
+test('a call is cut into pieces of even work: few pieces share the long texts, many go longest first', () => {
+  const check = (lengths, size, workers) => {
+    const pieces = cutPieces(lengths, size, workers);
+    assert.equal(pieces.length, Math.ceil(lengths.length / size));
+    assert.deepEqual(pieces.flat().sort((a, b) => a - b), lengths.map((_, i) => i), 'every text once');
+    assert.ok(pieces.every((p) => p.length >= 1 && p.length <= size), JSON.stringify(pieces.map((p) => p.length)));
+    return pieces.map((p) => p.reduce((sum, i) => sum + lengths[i], 0));
+  };
+  // 16 paragraphs and 16 sentences, alternating, for 2 workers: 8 of each per piece.
+  const mixedLengths = Array.from({ length: 32 }, (_, i) => (i % 2 ? 60 + i : 900 + i));
+  const even = check(mixedLengths, 16, 2);
+  assert.ok(Math.max(...even) - Math.min(...even) <= 60, `piece totals ${even}`);
+  // 3 workers, 7 texts, pieces of 3: totals within the longest text of each other.
+  const seven = check([500, 10, 400, 20, 300, 30, 200], 3, 3);
+  assert.ok(Math.max(...seven) - Math.min(...seven) <= 500, `piece totals ${seven}`);
+  // Many pieces: runs of the length order, longest first (the last pieces are the short ones).
+  const many = Array.from({ length: 100 }, (_, i) => (i * 37) % 101);
+  const pieces = cutPieces(many, 8, 2);
+  const firstMin = Math.min(...pieces[0].map((i) => many[i]));
+  const lastMax = Math.max(...pieces.at(-1).map((i) => many[i]));
+  assert.ok(firstMin >= lastMax, `${firstMin} < ${lastMax}`);
+  check(many, 8, 2);
+  check([5], 32, 2);
 });
 
 test('Node: one text runs on every worker together (split forward) and gives the calling thread\'s vector', async () => {
