@@ -289,10 +289,11 @@ impl BertModel<Cpu> {
     /// One text's forward pass shared by `parts` callers (wasm workers without shared memory),
     /// this one being `part`: each computes the rows [`split_rows`] gives it, and per layer
     /// the callers trade their rows of `qkv` through `ex` (attention needs every key and
-    /// value; each part attends for its own queries; all else in a layer is row by row). Returns the whole last hidden state `[tokens, hidden]`
-    /// (every part's rows gathered). Each row goes through the same kernels as in
-    /// [`Self::forward`]; only the attention's blocks of queries start elsewhere, so the
-    /// result equals it to f32 rounding (the tests check: within 1e-6).
+    /// value; each part attends for its own queries; all else in a layer is row by row).
+    /// Returns the whole last hidden state `[tokens, hidden]` (every part's rows gathered).
+    /// Each row goes through the same kernels as in [`Self::forward`]; only the attention's
+    /// blocks of queries start elsewhere, so the result equals it to f32 rounding (the tests
+    /// check: within 1e-6).
     pub async fn forward_split(
         &self,
         b: &Cpu,

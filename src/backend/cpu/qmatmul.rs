@@ -421,7 +421,7 @@ fn race_with(count: usize, mut run: impl FnMut(usize), now: &dyn Fn() -> f64) ->
 const ROWS_PER_TILE: usize = 64;
 /// Input rows per pass over a tile: their i16 rows (192 KB at k = 1536) stay in L2 beside it.
 const ROWS_PER_CHUNK: usize = 64;
-/// Bytes of i16 activations per call of [`linear_packed`]: a batch's rows go through the whole
+/// Bytes of i16 activations per pass of [`linear_packed`]: a batch's rows go through the whole
 /// matrix a pass of at most this many bytes at a time (256 rows at k = 1536, 1024 at k = 384),
 /// so that a pass's activations stay in L2 while every tile of weights reads them, instead of
 /// each tile streaming the whole batch's from memory (32 paragraphs of ~146 tokens: 14 MB at
