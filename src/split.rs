@@ -26,7 +26,8 @@ use crate::error::Result;
 /// message between workers costs a wake-up on each side. Measured in Node (all-MiniLM-L6-v2
 /// q8, one worker against two sharing the text, calls alternating, p50 of 40; lengths under
 /// 24 approximate, counted in words): ~12 tokens 0.90x, ~16 1.00x, 24 1.12-1.20x, 32
-/// 1.26-1.30x, 48 to 128 1.37-1.46x.
+/// 1.26-1.30x, 48 to 128 1.37-1.46x. Since each part attends for its own queries only
+/// (2026-12-07, p50 of 21): 24 tokens 1.12x, 32 1.26x, 48 1.45x, 64 1.61x, 128 1.67-1.78x.
 pub const MIN_ROWS_PER_PART: usize = 12;
 
 /// How the parts of a split forward pass trade rows.
