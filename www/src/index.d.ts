@@ -138,7 +138,8 @@ export interface EmbedderInfo {
    * On the CPU with quantized weights, the integer kernel: 'simd128' (`i32x4.dot_i16x8_s`) or
    * 'relaxed' (`i32x4.relaxed_dot_i8x16_i7x16_add`, in the relaxed-SIMD build only). The
    * relaxed-SIMD build races the two as the first quantized CPU model on each thread loads
-   * (~25 ms) and keeps the faster, unless `simd: 'relaxed'` asks for relaxed; the vectors are the same bit for bit.
+   * (~25 ms) and keeps the faster, unless `simd: 'relaxed'` asks for relaxed; the vectors are
+   * the same bit for bit.
    * Absent on the GPU and for f32 / f16 weights.
    */
   kernel?: 'simd128' | 'relaxed';
