@@ -559,7 +559,8 @@ mod tests {
         ];
         for a in shapes {
             let stride = a.qkv_dim();
-            let x = CpuTensor::new(150, stride, (0..150 * stride).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.13).collect());
+            let x =
+                CpuTensor::new(150, stride, (0..150 * stride).map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.13).collect());
             let whole = Cpu::new().attention(&x, &meta, &a).unwrap();
             let dim = whole.cols;
             for rows in [0..150, 37..150, 0..75, 75..150, 70..71, 64..128, 5..5] {
@@ -567,7 +568,13 @@ mod tests {
                 assert_eq!((got.rows, got.cols), (rows.len(), dim));
                 let want = &whole.data[rows.start * dim..rows.end * dim];
                 let worst = got.data.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
-                assert!(worst <= 1e-6, "{:?} window {:?} causal {} rows {rows:?}: off by {worst}", a.heads, a.window, a.causal);
+                assert!(
+                    worst <= 1e-6,
+                    "{:?} window {:?} causal {} rows {rows:?}: off by {worst}",
+                    a.heads,
+                    a.window,
+                    a.causal
+                );
             }
         }
         // One text only, rows within it.

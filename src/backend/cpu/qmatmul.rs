@@ -305,7 +305,11 @@ impl Kernel {
         }
         #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
         {
-            let why = if cfg!(target_arch = "wasm32") { "the one integer kernel of this build" } else { "the instruction set's" };
+            let why = if cfg!(target_arch = "wasm32") {
+                "the one integer kernel of this build"
+            } else {
+                "the instruction set's"
+            };
             Some((Kernel::best(), why.into()))
         }
     }
