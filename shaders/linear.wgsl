@@ -4,14 +4,24 @@
 // This file is the format-independent part: the pipeline's source is this file followed by
 // activate.wgsl (`activate`, on p.act) and one weight-format file (linear_f32.wgsl, linear_f16.wgsl, linear_q8.wgsl, linear_q4.wgsl),
 // which declares the `w` / `w4` bindings and `stage_w`, the function that fills one tile of
-// weights.
+// weights through `put_w`.
 //
-// Tiled: each workgroup computes a 64x64 block of y with 16x16 threads, 4x4 outputs each (rows
-// and columns 16 apart), staging 64x16 slices of x and w in workgroup memory (rows padded to 17
-// floats against bank conflicts) per step of k. When the format's alignment holds (p.vec4 = 1;
-// k % 4 for f32) tiles are staged with vec4 loads, through the same buffers bound a second
-// time as vec4 arrays; otherwise with bounds-checked scalars, so any m, n, k works (odd sizes
-// included). 256 threads: SwiftShader's per-workgroup maximum.
+// Register-tiled, in two shapes from this one source (the host sets RM and RN, and picks the
+// shape per dispatch: backend::gpu `Gpu::linear`). Each workgroup computes a TM x TN block of y
+// with 16x16 threads, each thread (4 RM) x (4 RN) outputs in vec4 registers:
+// - narrow, RM = RN = 1: 64x64 tiles, 4x4 outputs a thread, many workgroups for few rows;
+// - wide, RM = RN = 2: 128x128 tiles, 8x8 outputs a thread (rows 4ty .. 4ty + 3 and
+//   64 + 4ty .. 64 + 4ty + 3, columns likewise from 4tx), for big products.
+// Tiles of x and w are staged 16 steps of k at a time in workgroup memory, k-major, as vec4s
+// along m and n, so a step of k costs a thread RM + RN 16-byte workgroup reads for 16 RM RN
+// multiply-adds (the kernel before read 8 scalars for 16): on a GPU, workgroup-memory
+// instructions rather than FMAs were what bound it. Within a warp the w reads are 16
+// consecutive vec4s and the x reads broadcasts: no bank conflicts. When the format's alignment
+// holds (p.vec4 = 1; k % 4 for f32) x is staged with vec4 loads, through the same buffer bound
+// a second time as a vec4 array, else with bounds-checked scalars, so any m, n, k works (odd
+// sizes included); the weight-format file stages 64 weight rows per call of stage_w (twice in
+// the wide shape). 256 threads: SwiftShader's per-workgroup maximum. Workgroup memory: 8 KB
+// narrow, 16 KB wide (WebGPU's minimum limit).
 
 struct Params {
     m: u32,
@@ -34,51 +44,63 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
 
-const TM: u32 = 64u;
-const TN: u32 = 64u;
+// Outputs a thread in each direction, in fours: the host's source sets them (1 or 2).
+const RM: u32 = 2u;
+const RN: u32 = 2u;
+const TM: u32 = 64u * RM;
+const TN: u32 = 64u * RN;
 const TK: u32 = 16u;
-// Row stride of the staged tiles: one more than TK, so the 16 threads of a row that read 16
-// different tile rows at the same k hit 16 different shared-memory banks (a stride of 16
-// floats put them all in one bank: a 16-way conflict on every read).
-const TKP: u32 = 17u;
 
-var<workgroup> xs: array<f32, 1088>; // [TM][TKP]
-var<workgroup> ws: array<f32, 1088>; // [TN][TKP]
+// xs[kk * TM / 4 + i] holds x rows 4i .. 4i + 3 at k0 + kk; ws[kk * TN / 4 + j], w rows
+// 4j .. 4j + 3.
+var<workgroup> xs: array<vec4<f32>, TK * TM / 4u>;
+var<workgroup> ws: array<vec4<f32>, TK * TN / 4u>;
+// Which 64 rows of the w tile stage_w is filling (0 or 64).
+var<private> w_base: u32;
 
-// Fills xs with x[row0 .. row0 + 64, k0 .. k0 + 16], zeros outside.
+// The weight-format files' one way into the tile: weight row col0 + r at k0 + c.
+fn put_w(r: u32, c: u32, v: f32) {
+    ws[c * (TN / 4u) + (w_base + r) / 4u][r % 4u] = v;
+}
+
+// Fills xs with x[row0 .. row0 + TM, k0 .. k0 + 16], zeros outside. Neighbouring threads
+// take neighbouring rows, so their stores land in different banks.
 fn stage_x(row0: u32, k0: u32, li: u32) {
     if (p.vec4 == 1u) {
-        // 256 threads, 64 rows x 4 vec4: one each.
-        let r = li / 4u;
-        let c = k0 + (li % 4u) * 4u;
-        var xv = vec4<f32>(0.0);
-        if (row0 + r < p.m && c < p.k) {
-            xv = x4[((row0 + r) * p.k + c) / 4u];
-        }
-        for (var q = 0u; q < 4u; q++) {
-            xs[r * TKP + (li % 4u) * 4u + q] = xv[q];
+        // TM rows x 4 vec4: TM / 64 each.
+        for (var s = 0u; s < TM / 64u; s++) {
+            let e = li + s * 256u;
+            let r = e % TM;
+            let c = (e / TM) * 4u;
+            var xv = vec4<f32>(0.0);
+            if (row0 + r < p.m && k0 + c < p.k) {
+                xv = x4[((row0 + r) * p.k + k0 + c) / 4u];
+            }
+            for (var q = 0u; q < 4u; q++) {
+                xs[(c + q) * (TM / 4u) + r / 4u][r % 4u] = xv[q];
+            }
         }
     } else {
-        for (var s = 0u; s < 4u; s++) {
+        for (var s = 0u; s < TM / 16u; s++) {
             let e = li + s * 256u;
-            let r = e / TK;
-            let c = k0 + e % TK;
+            let r = e % TM;
+            let c = e / TM;
             var xv = 0.0;
-            if (row0 + r < p.m && c < p.k) {
-                xv = x[(row0 + r) * p.k + c];
+            if (row0 + r < p.m && k0 + c < p.k) {
+                xv = x[(row0 + r) * p.k + k0 + c];
             }
-            xs[r * TKP + e % TK] = xv;
+            xs[c * (TM / 4u) + r / 4u][r % 4u] = xv;
         }
     }
 }
 
-// Writes one row of a thread's outputs: y[r, c0 + 16j] = act(v[j] + b), j = 0..3.
+// Writes one row of a thread's outputs: y[r, c0 + j] = act(v[j] + b), j = 0..3.
 fn store_row(r: u32, c0: u32, v: vec4<f32>) {
     if (r >= p.m) {
         return;
     }
     for (var j = 0u; j < 4u; j++) {
-        let c = c0 + 16u * j;
+        let c = c0 + j;
         if (c < p.n) {
             y[r * p.n + c] = activate(v[j] + b[c]);
         }
@@ -93,35 +115,86 @@ fn main(
 ) {
     let row0 = wg.y * TM;
     let col0 = wg.x * TN;
-    // The thread's 4x4 outputs, rows lid.y + 16i and columns lid.x + 16j of the tile (strided,
-    // so neighbouring threads read neighbouring tile rows: no bank conflicts, coalesced
-    // stores), in four vec4 registers acc_i[j]: no arrays indexed in loops, which some
-    // compilers keep in slow local memory.
+    // acc_i: the thread's outputs in its row i (4ty + i, then 64 + 4ty + i - 4), columns
+    // 4tx .. 4tx + 3; bcc_i the same rows at columns 64 + 4tx ... Named registers, not an
+    // array indexed in loops, which some compilers keep in slow local memory; the narrow
+    // shape's compiler drops the ones it never touches.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    let xr = lid.y * TKP;
-    let wr = lid.x * TKP;
-    let step = 16u * TKP;
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    var bcc0 = vec4<f32>(0.0);
+    var bcc1 = vec4<f32>(0.0);
+    var bcc2 = vec4<f32>(0.0);
+    var bcc3 = vec4<f32>(0.0);
+    var bcc4 = vec4<f32>(0.0);
+    var bcc5 = vec4<f32>(0.0);
+    var bcc6 = vec4<f32>(0.0);
+    var bcc7 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
         stage_x(row0, k0, li);
-        stage_w(col0, k0, li);
+        for (var h = 0u; h < RN; h++) {
+            w_base = 64u * h;
+            stage_w(col0 + 64u * h, k0, li);
+        }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let a = vec4<f32>(xs[xr + kk], xs[xr + step + kk], xs[xr + 2u * step + kk], xs[xr + 3u * step + kk]);
-            let wv = vec4<f32>(ws[wr + kk], ws[wr + step + kk], ws[wr + 2u * step + kk], ws[wr + 3u * step + kk]);
+            let a = xs[kk * (TM / 4u) + lid.y];
+            let wv = ws[kk * (TN / 4u) + lid.x];
             acc0 = fma(vec4<f32>(a.x), wv, acc0);
             acc1 = fma(vec4<f32>(a.y), wv, acc1);
             acc2 = fma(vec4<f32>(a.z), wv, acc2);
             acc3 = fma(vec4<f32>(a.w), wv, acc3);
+            if (RN == 2u) {
+                let wv2 = ws[kk * (TN / 4u) + 16u + lid.x];
+                bcc0 = fma(vec4<f32>(a.x), wv2, bcc0);
+                bcc1 = fma(vec4<f32>(a.y), wv2, bcc1);
+                bcc2 = fma(vec4<f32>(a.z), wv2, bcc2);
+                bcc3 = fma(vec4<f32>(a.w), wv2, bcc3);
+            }
+            if (RM == 2u) {
+                let a2 = xs[kk * (TM / 4u) + 16u + lid.y];
+                acc4 = fma(vec4<f32>(a2.x), wv, acc4);
+                acc5 = fma(vec4<f32>(a2.y), wv, acc5);
+                acc6 = fma(vec4<f32>(a2.z), wv, acc6);
+                acc7 = fma(vec4<f32>(a2.w), wv, acc7);
+                if (RN == 2u) {
+                    let wv2 = ws[kk * (TN / 4u) + 16u + lid.x];
+                    bcc4 = fma(vec4<f32>(a2.x), wv2, bcc4);
+                    bcc5 = fma(vec4<f32>(a2.y), wv2, bcc5);
+                    bcc6 = fma(vec4<f32>(a2.z), wv2, bcc6);
+                    bcc7 = fma(vec4<f32>(a2.w), wv2, bcc7);
+                }
+            }
         }
         workgroupBarrier();
     }
-    let r = row0 + lid.y;
-    let c = col0 + lid.x;
+    let r = row0 + 4u * lid.y;
+    let c = col0 + 4u * lid.x;
     store_row(r, c, acc0);
-    store_row(r + 16u, c, acc1);
-    store_row(r + 32u, c, acc2);
-    store_row(r + 48u, c, acc3);
+    store_row(r + 1u, c, acc1);
+    store_row(r + 2u, c, acc2);
+    store_row(r + 3u, c, acc3);
+    if (RN == 2u) {
+        store_row(r, c + 64u, bcc0);
+        store_row(r + 1u, c + 64u, bcc1);
+        store_row(r + 2u, c + 64u, bcc2);
+        store_row(r + 3u, c + 64u, bcc3);
+    }
+    if (RM == 2u) {
+        store_row(r + 64u, c, acc4);
+        store_row(r + 65u, c, acc5);
+        store_row(r + 66u, c, acc6);
+        store_row(r + 67u, c, acc7);
+        if (RN == 2u) {
+            store_row(r + 64u, c + 64u, bcc4);
+            store_row(r + 65u, c + 64u, bcc5);
+            store_row(r + 66u, c + 64u, bcc6);
+            store_row(r + 67u, c + 64u, bcc7);
+        }
+    }
 }

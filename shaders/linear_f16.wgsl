@@ -18,8 +18,8 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
             }
             for (var q = 0u; q < 4u; q++) {
                 let pair = unpack2x16float(packed[q]);
-                ws[r * TKP + (li % 2u) * 8u + 2u * q] = pair.x;
-                ws[r * TKP + (li % 2u) * 8u + 2u * q + 1u] = pair.y;
+                put_w(r, (li % 2u) * 8u + 2u * q, pair.x);
+                put_w(r, (li % 2u) * 8u + 2u * q + 1u, pair.y);
             }
         }
     } else {
@@ -32,7 +32,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
                 let pair = unpack2x16float(w[(col0 + r) * ((p.k + 1u) / 2u) + c / 2u]);
                 wv = select(pair.x, pair.y, c % 2u == 1u);
             }
-            ws[r * TKP + e % TK] = wv;
+            put_w(r, e % TK, wv);
         }
     }
 }

@@ -13,7 +13,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
             wv = w4[((col0 + r) * p.k + c) / 4u];
         }
         for (var q = 0u; q < 4u; q++) {
-            ws[r * TKP + (li % 4u) * 4u + q] = wv[q];
+            put_w(r, (li % 4u) * 4u + q, wv[q]);
         }
     } else {
         for (var s = 0u; s < 4u; s++) {
@@ -24,7 +24,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
             if (col0 + r < p.n && c < p.k) {
                 wv = w[(col0 + r) * p.k + c];
             }
-            ws[r * TKP + e % TK] = wv;
+            put_w(r, e % TK, wv);
         }
     }
 }

@@ -23,7 +23,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
             vals = kq8(p.format, row * (p.k / 256u) + c0 / 256u, c0 % 256u);
         }
         for (var q = 0u; q < 8u; q++) {
-            ws[r * TKP + (li % 2u) * 8u + q] = vals[q];
+            put_w(r, (li % 2u) * 8u + q, vals[q]);
         }
     }
 }

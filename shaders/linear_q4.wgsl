@@ -27,7 +27,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
                 }
             }
             for (var q = 0u; q < 16u; q++) {
-                ws[li * TKP + q] = vals[q];
+                put_w(li, q, vals[q]);
             }
         }
         return;
@@ -51,7 +51,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
             }
         }
         for (var q = 0u; q < 8u; q++) {
-            ws[r * TKP + (li % 2u) * 8u + q] = vals[q];
+            put_w(r, (li % 2u) * 8u + q, vals[q]);
         }
     }
 }

@@ -20,7 +20,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
             }
             for (var q = 0u; q < 16u; q++) {
                 let v = bitcast<i32>(packed[q / 4u] << (24u - 8u * (q % 4u))) >> 24u;
-                ws[li * TKP + q] = f32(v) * scale;
+                put_w(li, q, f32(v) * scale);
             }
         }
     } else {
@@ -35,7 +35,7 @@ fn stage_w(col0: u32, k0: u32, li: u32) {
                 let v = bitcast<i32>(word << (24u - 8u * (c % 4u))) >> 24u;
                 wv = f32(v) * bitcast<f32>(w[p.scale_offset + row * (padded / 32u) + c / 32u]);
             }
-            ws[r * TKP + e % TK] = wv;
+            put_w(r, e % TK, wv);
         }
     }
 }

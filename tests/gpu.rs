@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use common::*;
 use wembed::backend::cpu::{CpuMatrix, CpuTensor, CpuWeights};
-use wembed::backend::gpu::{GpuFormat, GpuTensor, GpuWeights};
+use wembed::backend::gpu::{GpuFormat, GpuTensor, GpuWeights, Tiles};
 use wembed::backend::{Attention, Backend, SeqMeta};
 use wembed::config::{Activation, PoolMode};
 use wembed::quant::{QuantFormat, QuantMatrix};
@@ -38,6 +38,34 @@ fn gpu_with(weights: GpuWeights) -> Gpu {
 fn shared() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(gpu)
+}
+
+/// A device whose tiled matmuls all run in `tiles`' shape, with profiling on, so a test can
+/// say which kernel ran.
+fn tiled_gpu(weights: GpuWeights, tiles: Tiles) -> Gpu {
+    let mut g = gpu_with(weights);
+    g.force_tiles(Some(tiles));
+    assert!(g.enable_profiling(), "lavapipe has timestamp queries");
+    g
+}
+
+/// `linear` on `g`, asserting that the tiled kernel of `tiles`' shape ran (`name` is the
+/// narrow one's, the wide one's adds "_wide").
+fn tiled_linear(
+    g: &Gpu,
+    tiles: Tiles,
+    name: &str,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: &GpuTensor,
+    act: Option<Activation>,
+) -> Vec<f32> {
+    g.take_kernel_times();
+    let got = read(g, &g.linear(x, w, b, act).unwrap());
+    let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
+    let want = if tiles == Tiles::Wide { format!("{name}_wide") } else { name.to_string() };
+    assert_eq!(ran, [want.as_str()], "[{}, {}] · [{}, {}]ᵀ", x.rows, x.cols, w.rows, w.cols);
+    got
 }
 
 /// Deterministic pseudo-random numbers in [-1, 1).
@@ -77,12 +105,6 @@ fn both(rows: usize, cols: usize, data: Vec<f32>) -> (CpuTensor, GpuTensor) {
     (CpuTensor::new(rows, cols, data), g)
 }
 
-/// A weight matrix on both backends.
-fn both_matrix(rows: usize, cols: usize, data: Vec<f32>) -> (CpuMatrix, GpuTensor) {
-    let h = HostTensor::new(vec![rows, cols], data);
-    (Cpu::new().matrix(h.clone()).unwrap(), shared().matrix(h).unwrap())
-}
-
 /// An embedding table on both backends.
 fn both_table(rows: usize, cols: usize, data: Vec<f32>) -> (CpuMatrix, GpuTensor) {
     let h = HostTensor::new(vec![rows, cols], data);
@@ -94,9 +116,10 @@ fn both_vec(data: Vec<f32>) -> (Vec<f32>, GpuTensor) {
     (Cpu::new().vector(h.clone()).unwrap(), shared().vector(h).unwrap())
 }
 
+/// The tiled matmul (linear.wgsl) in both its shapes: 64x64 tiles with 4x4 outputs a thread,
+/// and 128x128 with 8x8; shapes past one tile, partial tiles and k not a multiple of the step.
 #[test]
 fn linear_matches_cpu_on_odd_shapes() {
-    let g = shared();
     let mut rng = Rng(1);
     let acts = [
         None,
@@ -106,41 +129,61 @@ fn linear_matches_cpu_on_odd_shapes() {
         Some(Activation::Tanh),
         Some(Activation::Silu),
     ];
-    // k % 4 == 0 takes the vec4 path, the others the scalar one.
-    for (i, (m, n, k)) in
-        [(1, 1, 1), (3, 5, 7), (17, 65, 33), (64, 64, 64), (70, 129, 100), (9, 384, 384), (5, 3, 4), (66, 67, 20)]
-            .into_iter()
-            .enumerate()
-    {
-        let act = acts[i % acts.len()];
-        let (xc, xg) = both(m, k, rng.vec(m * k, 1.0));
-        let (wc, wg) = both_matrix(n, k, rng.vec(n * k, 0.3));
-        let (bc, bg) = both_vec(rng.vec(n, 1.0));
-        let want = Cpu::new().linear(&xc, &wc, &bc, act).unwrap();
-        let got = g.linear(&xg, &wg, &bg, act).unwrap();
-        check(&format!("linear {m}x{n}x{k} {act:?}"), &read(g, &got), &want.data, n, TOL_LINEAR);
+    for tiles in [Tiles::Narrow, Tiles::Wide] {
+        let g = tiled_gpu(GpuWeights::F32, tiles);
+        // k % 4 == 0 takes the vec4 path, the others the scalar one; 1-32 rows with k % 8 != 0
+        // stay on the tiled kernel.
+        for (i, (m, n, k)) in [
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 65, 33),
+            (64, 64, 64),
+            (70, 129, 100),
+            (33, 384, 384),
+            (5, 3, 4),
+            (66, 67, 20),
+            (130, 67, 36),
+            (131, 200, 19),
+            (257, 130, 48),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let act = acts[i % acts.len()];
+            let (x, w, b) = (rng.vec(m * k, 1.0), rng.vec(n * k, 0.3), rng.vec(n, 1.0));
+            let cpu = Cpu::new();
+            let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
+            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, act).unwrap();
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            let got = tiled_linear(&g, tiles, "linear", &xg, &wg, &bg, act);
+            check(&format!("linear {tiles:?} {m}x{n}x{k} {act:?}"), &got, &want.data, n, TOL_LINEAR);
+        }
     }
 }
 
 #[test]
 fn f16_weights_match_cpu_on_the_same_rounded_weights() {
-    let g = gpu_with(GpuWeights::F16);
     let mut rng = Rng(5);
-    // k % 8 == 0 takes the vec4 path, the others the scalar one.
-    for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (10, 384, 384), (3, 70, 8), (65, 9, 24), (2, 5, 12)] {
-        let x = rng.vec(m * k, 1.0);
-        // Weights already representable in f16, so both sides compute the same product.
-        let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
-        let b = rng.vec(n, 1.0);
-        let cpu = Cpu::new();
-        let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
-        let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
-        let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
-        let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
-        assert_eq!(wg.format, GpuFormat::F16);
-        let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-        let got = g.linear(&xg, &wg, &bg, Some(Activation::GeluErf)).unwrap();
-        check(&format!("linear_f16 {m}x{n}x{k}"), &read(&g, &got), &want.data, n, TOL_LINEAR);
+    for tiles in [Tiles::Narrow, Tiles::Wide] {
+        let g = tiled_gpu(GpuWeights::F16, tiles);
+        // k % 8 == 0 takes the vec4 path, the others the scalar one.
+        for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (3, 70, 9), (65, 9, 24), (140, 70, 24)] {
+            let x = rng.vec(m * k, 1.0);
+            // Weights already representable in f16, so both sides compute the same product.
+            let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
+            let b = rng.vec(n, 1.0);
+            let cpu = Cpu::new();
+            let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
+            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
+            assert_eq!(wg.format, GpuFormat::F16);
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            let got = tiled_linear(&g, tiles, "linear_f16", &xg, &wg, &bg, Some(Activation::GeluErf));
+            check(&format!("linear_f16 {tiles:?} {m}x{n}x{k}"), &got, &want.data, n, TOL_LINEAR);
+        }
     }
 }
 
@@ -149,23 +192,27 @@ fn block_weights_match_the_cpu_matmul_on_the_same_blocks() {
     // The GPU multiplies the dequantized blocks by f32 activations; the CPU's integer kernel
     // quantizes activations to i16 (src/backend/cpu/qmatmul.rs), so the oracle here is the
     // CPU's f32 matmul on the same blocks dequantized.
-    let g = shared();
     let cpu = Cpu::new();
     let mut rng = Rng(6);
-    for format in [QuantFormat::Q8_0, QuantFormat::Q4_1] {
-        // k % 32 == 0 takes q8's vec4 path, the others the scalar one; q4 has one path.
-        for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (10, 384, 384), (3, 70, 32), (65, 9, 96), (2, 5, 40)] {
-            let x = rng.vec(m * k, 1.0);
-            let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
-            let b = rng.vec(n, 1.0);
-            let mut dequantized = vec![0.0; n * k];
-            q.dequantize_rows(0, n, &mut dequantized);
-            let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
-            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
-            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
-            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-            let got = g.linear(&xg, &g.quantized_matrix(q).unwrap(), &bg, None).unwrap();
-            check(&format!("linear {format:?} {m}x{n}x{k}"), &read(g, &got), &want.data, n, TOL_LINEAR);
+    for tiles in [Tiles::Narrow, Tiles::Wide] {
+        let g = tiled_gpu(GpuWeights::F32, tiles);
+        for (format, name) in [(QuantFormat::Q8_0, "linear_q8"), (QuantFormat::Q4_1, "linear_q4")] {
+            // k % 32 == 0 takes the vec4 paths, the others the scalar ones.
+            for (m, n, k) in
+                [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (3, 70, 33), (65, 9, 96), (140, 70, 64)]
+            {
+                let x = rng.vec(m * k, 1.0);
+                let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
+                let b = rng.vec(n, 1.0);
+                let mut dequantized = vec![0.0; n * k];
+                q.dequantize_rows(0, n, &mut dequantized);
+                let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
+                let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
+                let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+                let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+                let got = tiled_linear(&g, tiles, name, &xg, &g.quantized_matrix(q).unwrap(), &bg, None);
+                check(&format!("{name} {tiles:?} {m}x{n}x{k}"), &got, &want.data, n, TOL_LINEAR);
+            }
         }
     }
 }
@@ -768,31 +815,37 @@ fn gguf_block_files_give_the_cpu_vectors_on_the_gpu() {
 #[test]
 fn k_quant_matmuls_match_cpu_in_both_kernels() {
     let cpu = Cpu::new();
-    let mut g = gpu();
-    assert!(g.enable_profiling(), "lavapipe has timestamp queries");
     let mut rng = Rng(14);
-    for format in [QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
-        for (m, n, k) in [(1, 1, 256), (1, 67, 512), (5, 9, 256), (33, 70, 256), (70, 5, 512)] {
-            let x = rng.vec(m * k, 1.0);
-            let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
-            let b = rng.vec(n, 1.0);
-            let mut dequantized = vec![0.0; n * k];
-            q.dequantize_rows(0, n, &mut dequantized);
-            let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
-            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
-            // The CPU backend on the blocks themselves (its dequantizing tile path).
-            let on_blocks =
-                cpu.linear(&CpuTensor::new(m, k, x.clone()), &cpu.quantized_matrix(q.clone()).unwrap(), &b, None);
-            check(&format!("cpu {format:?} {m}x{n}x{k}"), &on_blocks.unwrap().data, &want.data, n, TOL_LINEAR);
-            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
-            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-            let wg = g.quantized_matrix(q).unwrap();
-            g.take_kernel_times();
-            let got = read(&g, &g.linear(&xg, &wg, &bg, None).unwrap());
-            let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
-            let what = format!("gpu {format:?} {m}x{n}x{k} on {ran:?}");
-            check(&what, &got, &want.data, n, TOL_LINEAR);
-            assert_eq!(ran, [if m <= 32 { "gemv_k" } else { "linear_k" }], "{what}");
+    for tiles in [Tiles::Narrow, Tiles::Wide] {
+        let g = tiled_gpu(GpuWeights::F32, tiles);
+        for format in [QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
+            for (m, n, k) in [(1, 1, 256), (1, 67, 512), (5, 9, 256), (33, 70, 256), (70, 5, 512), (130, 131, 256)] {
+                let x = rng.vec(m * k, 1.0);
+                let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
+                let b = rng.vec(n, 1.0);
+                let mut dequantized = vec![0.0; n * k];
+                q.dequantize_rows(0, n, &mut dequantized);
+                let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
+                let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
+                // The CPU backend on the blocks themselves (its dequantizing tile path).
+                let on_blocks =
+                    cpu.linear(&CpuTensor::new(m, k, x.clone()), &cpu.quantized_matrix(q.clone()).unwrap(), &b, None);
+                check(&format!("cpu {format:?} {m}x{n}x{k}"), &on_blocks.unwrap().data, &want.data, n, TOL_LINEAR);
+                let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+                let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+                let wg = g.quantized_matrix(q).unwrap();
+                let what = format!("gpu {format:?} {tiles:?} {m}x{n}x{k}");
+                let got = if m <= 32 {
+                    g.take_kernel_times();
+                    let got = read(&g, &g.linear(&xg, &wg, &bg, None).unwrap());
+                    let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
+                    assert_eq!(ran, ["gemv_k"], "{what}");
+                    got
+                } else {
+                    tiled_linear(&g, tiles, "linear_k", &xg, &wg, &bg, None)
+                };
+                check(&what, &got, &want.data, n, TOL_LINEAR);
+            }
         }
     }
 }

@@ -18,6 +18,13 @@ pub enum Kernel {
     LinearQ4,
     /// The K-quants (Q4_K, Q5_K, Q6_K: one module, the format a Params field).
     LinearK,
+    /// The same matmuls in linear.wgsl's wide shape (128x128 tiles, 8x8 outputs a thread);
+    /// the five above are its narrow one (64x64, 4x4).
+    LinearWide,
+    LinearF16Wide,
+    LinearQ8Wide,
+    LinearQ4Wide,
+    LinearKWide,
     /// The few-row matmuls (linear_gemv.wgsl's `gemv`), one per weight format.
     GemvF32,
     GemvF16,
@@ -38,13 +45,18 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
         Kernel::LinearQ8,
         Kernel::LinearQ4,
         Kernel::LinearK,
+        Kernel::LinearWide,
+        Kernel::LinearF16Wide,
+        Kernel::LinearQ8Wide,
+        Kernel::LinearQ4Wide,
+        Kernel::LinearKWide,
         Kernel::GemvF32,
         Kernel::GemvF16,
         Kernel::GemvQ8,
@@ -70,6 +82,11 @@ impl Kernel {
             Kernel::LinearQ8 => "linear_q8",
             Kernel::LinearQ4 => "linear_q4",
             Kernel::LinearK => "linear_k",
+            Kernel::LinearWide => "linear_wide",
+            Kernel::LinearF16Wide => "linear_f16_wide",
+            Kernel::LinearQ8Wide => "linear_q8_wide",
+            Kernel::LinearQ4Wide => "linear_q4_wide",
+            Kernel::LinearKWide => "linear_k_wide",
             Kernel::GemvF32 => "gemv",
             Kernel::GemvF16 => "gemv_f16",
             Kernel::GemvQ8 => "gemv_q8",
@@ -102,6 +119,11 @@ impl Kernel {
             | Kernel::LinearQ8
             | Kernel::LinearQ4
             | Kernel::LinearK
+            | Kernel::LinearWide
+            | Kernel::LinearF16Wide
+            | Kernel::LinearQ8Wide
+            | Kernel::LinearQ4Wide
+            | Kernel::LinearKWide
             | Kernel::GemvF32
             | Kernel::GemvF16
             | Kernel::GemvQ8
@@ -126,6 +148,18 @@ impl Kernel {
         }
     }
 
+    /// One of linear.wgsl's wide-shape matmuls.
+    pub fn is_wide(self) -> bool {
+        matches!(
+            self,
+            Kernel::LinearWide
+                | Kernel::LinearF16Wide
+                | Kernel::LinearQ8Wide
+                | Kernel::LinearQ4Wide
+                | Kernel::LinearKWide
+        )
+    }
+
     /// The entry point: `gemv` for the few-row matmuls, which share their module with the
     /// tiled ones; `main` for the rest.
     pub fn entry_point(self) -> &'static str {
@@ -137,8 +171,9 @@ impl Kernel {
 
     /// The shader source, embedded at build time. The matmuls are linear.wgsl followed by their
     /// weight format's file and linear_gemv.wgsl (WGSL has no includes): one module with the
-    /// tiled entry point `main` and the few-row one `gemv`. activate.wgsl (the fused
-    /// activations) is appended to the matmuls and to glu.wgsl.
+    /// tiled entry point `main` and the few-row one `gemv`; linear.wgsl as written is the wide
+    /// shape, [`narrow`] makes the narrow one. activate.wgsl (the fused activations) is
+    /// appended to the matmuls and to glu.wgsl.
     pub fn source(self) -> std::borrow::Cow<'static, str> {
         const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
         const GEMV: &str = include_str!("../../../shaders/linear_gemv.wgsl");
@@ -150,7 +185,8 @@ impl Kernel {
         const KQUANT: &str = include_str!("../../../shaders/kquant.wgsl");
         const K: &str = include_str!("../../../shaders/linear_kquant.wgsl");
         const ACTIVATE: &str = include_str!("../../../shaders/activate.wgsl");
-        let linear = |format: &str| format!("{LINEAR}\n{ACTIVATE}\n{format}\n{GEMV}").into();
+        let linear = |format: &str| format!("{}\n{ACTIVATE}\n{format}\n{GEMV}", narrow(LINEAR)).into();
+        let wide = |format: &str| format!("{LINEAR}\n{ACTIVATE}\n{format}\n{GEMV}").into();
         match self {
             Kernel::Embed => format!("{}\n{KQUANT}", include_str!("../../../shaders/embed.wgsl")).into(),
             Kernel::Linear | Kernel::GemvF32 => linear(F32),
@@ -158,6 +194,11 @@ impl Kernel {
             Kernel::LinearQ8 | Kernel::GemvQ8 => linear(Q8),
             Kernel::LinearQ4 | Kernel::GemvQ4 => linear(Q4),
             Kernel::LinearK | Kernel::GemvK => linear(&format!("{K}\n{KQUANT}")),
+            Kernel::LinearWide => wide(F32),
+            Kernel::LinearF16Wide => wide(F16),
+            Kernel::LinearQ8Wide => wide(Q8),
+            Kernel::LinearQ4Wide => wide(Q4),
+            Kernel::LinearKWide => wide(&format!("{K}\n{KQUANT}")),
             Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl").into(),
             Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
@@ -170,6 +211,14 @@ impl Kernel {
             Kernel::PeakFmaF16 => peak_fma_f16().into(),
         }
     }
+}
+
+/// linear.wgsl's narrow shape (64x64 tiles, 4x4 outputs a thread) from its wide source: the
+/// outputs a thread in fours, RM and RN, set from 2 to 1.
+pub fn narrow(linear: &str) -> String {
+    const WIDE: &str = "const RM: u32 = 2u;\nconst RN: u32 = 2u;";
+    debug_assert!(linear.contains(WIDE), "linear.wgsl declares RM and RN as {WIDE:?}");
+    linear.replacen(WIDE, "const RM: u32 = 1u;\nconst RN: u32 = 1u;", 1)
 }
 
 const PEAK_FMA: &str = include_str!("../../../shaders/peak_fma.wgsl");
@@ -256,7 +305,9 @@ params!(
 );
 
 /// A compute pipeline and its group-0 layout per kernel, and the params layout they share:
-/// the model's kernels built when the device opens, the probes when first used.
+/// the model's kernels built when the device opens, in the matmul shape the adapter starts
+/// with (wide on a software adapter, narrow on a GPU: `Gpu::linear`); the other shape and
+/// the probes when first used.
 pub struct Pipelines {
     device: wgpu::Device,
     pipelines: Vec<std::sync::OnceLock<Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
@@ -268,7 +319,7 @@ pub struct Pipelines {
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device, f16_in_f32: bool) -> Pipelines {
+    pub fn new(device: &wgpu::Device, f16_in_f32: bool, software: bool) -> Pipelines {
         let params = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
             label: Some("wembed params"),
             entries: &[layout_entry(
@@ -287,8 +338,13 @@ impl Pipelines {
             f16_in_f32,
             shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
         };
-        for k in Kernel::ALL.iter().filter(|k| !matches!(k, Kernel::PeakFma | Kernel::PeakFmaF16)) {
-            pipelines.get(*k);
+        let later = |k: Kernel| match k {
+            Kernel::PeakFma | Kernel::PeakFmaF16 => true,
+            Kernel::Linear | Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 | Kernel::LinearK => software,
+            _ => k.is_wide() && !software,
+        };
+        for k in Kernel::ALL.into_iter().filter(|&k| !later(k)) {
+            pipelines.get(k);
         }
         pipelines
     }
@@ -300,7 +356,7 @@ impl Pipelines {
     }
 
     fn build(&self, k: Kernel) -> Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        let unpacks_f16 = matches!(k, Kernel::LinearF16 | Kernel::GemvF16);
+        let unpacks_f16 = matches!(k, Kernel::LinearF16 | Kernel::LinearF16Wide | Kernel::GemvF16);
         if (unpacks_f16 && !self.f16_in_f32) || (k == Kernel::PeakFmaF16 && !self.shader_f16) {
             return None;
         }

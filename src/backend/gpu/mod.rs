@@ -38,6 +38,29 @@ pub const BATCH_TOKENS: usize = 4096;
 /// 4096 6.7: the CPU behind it caches small batches better.
 pub const BATCH_TOKENS_SOFTWARE: usize = 512;
 
+/// Which of linear.wgsl's two tile shapes a tiled matmul runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tiles {
+    /// 64x64 tiles, 4x4 outputs a thread: four times the workgroups of `Wide`.
+    Narrow,
+    /// 128x128 tiles, 8x8 outputs a thread: half the workgroup-memory reads per multiply-add.
+    Wide,
+}
+
+/// On a hardware adapter, the tiled matmul takes the wide tiles from this many 128x128 tiles
+/// of output on. A wide workgroup does four narrow ones' work with half their reads of
+/// workgroup memory, which pays once the narrow grid would fill the GPU several times over;
+/// below that, four times the workgroups finish sooner. WebGPU does not say how many compute
+/// units there are, so this is a guess (64 wide = 256 narrow workgroups: several per unit of a
+/// laptop GPU, one per SM of a large one) until a lent GPU measures the crossover: `gpu-bench`
+/// prints both shapes on MiniLM's matmuls for that.
+const WIDE_MIN_TILES: usize = 64;
+/// The same on a software adapter, measured: lavapipe on 2 cores (`gpu-bench --quick`,
+/// 2026-12-07, f16 weights) ran 64 x 384 x 384 (3 wide tiles) at 4.1 GFLOP/s narrow and 2.7
+/// wide, 64 x 1536 x 384 (12) at 3.5 and 4.2, and from 512 rows on 5.0-5.7 narrow against
+/// 8.1-9.3 wide.
+const WIDE_MIN_TILES_SOFTWARE: usize = 8;
+
 /// Queries per attention workgroup (shaders/attention.wgsl's QT).
 const ATTENTION_QUERIES: usize = 8;
 /// shaders/attention.wgsl: keys per tile at most (MAX_KT), head dims at most
@@ -245,6 +268,8 @@ pub struct Gpu {
     staging: StagingBuffers,
     /// A smaller binding limit than the adapter's, for tests of the large-model paths.
     binding_cap: Option<u64>,
+    /// The tiled matmul's shape when set (tests, gpu-bench), else chosen per dispatch.
+    tiles: Option<Tiles>,
 }
 
 impl Gpu {
@@ -348,7 +373,8 @@ impl Gpu {
                 f.get_or_insert(format!("GPU error: {e}"));
             }
         }));
-        let pipelines = Pipelines::new(&device, f16_in_f32);
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        let pipelines = Pipelines::new(&device, f16_in_f32, software);
         let limits = device.limits();
         let align = limits.min_uniform_buffer_offset_alignment as u64;
         let ledger = Arc::new(Ledger::default());
@@ -374,6 +400,7 @@ impl Gpu {
             ledger,
             staging: StagingBuffers::new(),
             binding_cap: None,
+            tiles: None,
         };
         gpu.check()?;
         Ok(gpu)
@@ -448,6 +475,20 @@ impl Gpu {
     #[doc(hidden)]
     pub fn cap_binding_size(&mut self, bytes: u64) {
         self.binding_cap = Some(bytes);
+    }
+
+    /// Runs every tiled matmul in `tiles`' shape (None: chosen per dispatch, as by default):
+    /// tests check both shapes, gpu-bench times both.
+    #[doc(hidden)]
+    pub fn force_tiles(&mut self, tiles: Option<Tiles>) {
+        self.tiles = tiles;
+    }
+
+    /// The tiled matmul's shape for an [m, n] output (see [`WIDE_MIN_TILES`]).
+    pub fn tiles_for(&self, m: usize, n: usize) -> Tiles {
+        let software = self.info.device_type == wgpu::DeviceType::Cpu;
+        let min = if software { WIDE_MIN_TILES_SOFTWARE } else { WIDE_MIN_TILES };
+        self.tiles.unwrap_or(if m.div_ceil(128) * n.div_ceil(128) >= min { Tiles::Wide } else { Tiles::Narrow })
     }
 
     /// Bytes of all GPU buffers this backend holds now.
@@ -904,27 +945,32 @@ impl Backend for Gpu {
         }
         let out = self.tensor(x.rows, w.rows)?;
         // Few rows (one query): the matrix-vector kernel, which reads each weight once; more:
-        // the tiled one, which reuses each staged weight for 64 rows.
+        // the tiled one, which reuses each staged weight for 64 or 128 rows.
         let gemv = x.rows <= GEMV_MAX_ROWS && w.cols.is_multiple_of(8);
+        let wide = !gemv && self.tiles_for(x.rows, w.rows) == Tiles::Wide;
+        let tiled = |narrow, wide_shape| if wide { wide_shape } else { narrow };
         let (kernel, vec4) = match (w.format, gemv) {
-            (GpuFormat::F32, false) => (Kernel::Linear, w.cols.is_multiple_of(4)),
-            (GpuFormat::F16, false) => (Kernel::LinearF16, w.cols.is_multiple_of(8)),
-            (GpuFormat::Q8_0, false) => (Kernel::LinearQ8, w.cols.is_multiple_of(32)),
-            (GpuFormat::Q4_1, false) => (Kernel::LinearQ4, w.cols.is_multiple_of(32)),
+            (GpuFormat::F32, false) => (tiled(Kernel::Linear, Kernel::LinearWide), w.cols.is_multiple_of(4)),
+            (GpuFormat::F16, false) => (tiled(Kernel::LinearF16, Kernel::LinearF16Wide), w.cols.is_multiple_of(8)),
+            (GpuFormat::Q8_0, false) => (tiled(Kernel::LinearQ8, Kernel::LinearQ8Wide), w.cols.is_multiple_of(32)),
+            (GpuFormat::Q4_1, false) => (tiled(Kernel::LinearQ4, Kernel::LinearQ4Wide), w.cols.is_multiple_of(32)),
             (GpuFormat::F32, true) => (Kernel::GemvF32, true),
             (GpuFormat::F16, true) => (Kernel::GemvF16, true),
             (GpuFormat::Q8_0, true) => (Kernel::GemvQ8, true),
             (GpuFormat::Q4_1, true) => (Kernel::GemvQ4, true),
             // vec4: x's staging (k is a multiple of 256); the K-quant stage_w has one path.
-            (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, false) => (Kernel::LinearK, true),
+            (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, false) => {
+                (tiled(Kernel::LinearK, Kernel::LinearKWide), true)
+            }
             (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, true) => (Kernel::GemvK, true),
         };
+        let tile = if wide { 128 } else { 64 };
         let grid = if gemv {
             // linear_gemv.wgsl's GEMV_NR weight rows per workgroup.
             let n = w.rows.div_ceil(8) as u32;
             (n.min(65535), n.div_ceil(65535))
         } else {
-            (groups(w.rows, 64), groups(x.rows, 64))
+            (groups(w.rows, tile), groups(x.rows, tile))
         };
         let params = kernels::LinearParams {
             m: x.rows as u32,

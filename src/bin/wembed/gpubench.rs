@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::{DEFAULT_MODEL, bench};
-use wembed::backend::gpu::{GpuWeights, HostTimes, KernelTime};
+use wembed::backend::gpu::{GpuWeights, HostTimes, KernelTime, Tiles};
 use wembed::backend::{Attention, Backend, SeqMeta};
 use wembed::config::Activation;
 use wembed::eval::cosine;
@@ -187,11 +187,17 @@ fn print_kernels(dtype: &str, kernels: &[KernelTime]) {
 }
 
 /// GFLOP/s of our matmul kernel on x [n, n] · w [n, n]ᵀ, weights stored as `weights` says,
-/// timed by the wall clock around submits of as many dispatches as last `seconds`.
+/// in the tile shape the backend picks.
 fn matmul_gflops(weights: GpuWeights, n: usize, seconds: f64) -> Result<f64, String> {
     let gpu = pollster::block_on(Gpu::with_weights(weights)).map_err(err)?;
-    let x = gpu.table(HostTensor::new(vec![n, n], noise(n * n, 21))).map_err(err)?;
-    let w = gpu.matrix(HostTensor::new(vec![n, n], noise(n * n, 22))).map_err(err)?;
+    matmul_shape_gflops(&gpu, [n, n, n], seconds)
+}
+
+/// GFLOP/s of `gpu`'s matmul on x [m, k] · w [n, k]ᵀ, timed by the wall clock around submits
+/// of as many dispatches as last `seconds`.
+fn matmul_shape_gflops(gpu: &Gpu, [m, n, k]: [usize; 3], seconds: f64) -> Result<f64, String> {
+    let x = gpu.table(HostTensor::new(vec![m, k], noise(m * k, 21))).map_err(err)?;
+    let w = gpu.matrix(HostTensor::new(vec![n, k], noise(n * k, 22))).map_err(err)?;
     let b = gpu.vector(HostTensor::new(vec![n], noise(n, 23))).map_err(err)?;
     let mut reps = 1;
     loop {
@@ -206,10 +212,35 @@ fn matmul_gflops(weights: GpuWeights, n: usize, seconds: f64) -> Result<f64, Str
         let elapsed = started.elapsed().as_secs_f64();
         // The first round also warms up (pipelines, pooled buffers): never the one reported.
         if elapsed >= seconds && reps > 1 || reps >= 1024 {
-            return Ok(2.0 * (n as f64).powi(3) * reps as f64 / elapsed / 1e9);
+            return Ok(2.0 * (m * n * k) as f64 * reps as f64 / elapsed / 1e9);
         }
         reps = (reps * 2).max((reps as f64 * 1.5 * seconds / elapsed.max(1e-6)) as usize).min(1024);
     }
+}
+
+/// Both tile shapes of the tiled matmul on MiniLM's products (f16 weights, as `Auto` stores
+/// them on a GPU) at growing row counts: where the wide shape starts to win is what sets
+/// backend::gpu's WIDE_MIN_TILES on this adapter.
+fn print_tile_sweep(rows: &[usize], seconds: f64) -> Result<(), String> {
+    let mut gpu = pollster::block_on(Gpu::with_weights(GpuWeights::F16)).map_err(err)?;
+    println!("tiled matmul shapes, f16 weights, GFLOP/s (narrow: 64x64 tiles, 4x4 a thread; wide: 128x128, 8x8):");
+    println!();
+    println!("| rows | n x k | narrow | wide | wide tiles | default |");
+    println!("|---|---|---|---|---|---|");
+    for &m in rows {
+        for [n, k] in [[384, 384], [1536, 384], [384, 1536]] {
+            let mut g = [0.0; 2];
+            for (i, tiles) in [Tiles::Narrow, Tiles::Wide].into_iter().enumerate() {
+                gpu.force_tiles(Some(tiles));
+                g[i] = matmul_shape_gflops(&gpu, [m, n, k], seconds)?;
+            }
+            gpu.force_tiles(None);
+            let default = format!("{:?}", gpu.tiles_for(m, n)).to_lowercase();
+            let tiles = m.div_ceil(128) * n.div_ceil(128);
+            println!("| {m} | {n} x {k} | {:.1} | {:.1} | {tiles} | {default} |", g[0], g[1]);
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -235,6 +266,9 @@ pub struct GpuBenchArgs {
     /// matrix size of the matmul peak probe [default: 4096, 1024 with --quick]
     #[arg(long, value_name = "N")]
     peak_size: Option<usize>,
+    /// stop after the peak probe (FMA loops and the large matmul): a kernel change's quick check
+    #[arg(long)]
+    probe_only: bool,
 }
 
 pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
@@ -290,6 +324,14 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
             }
             Err(e) => println!("matmul {peak_n}^3, {name} weights: skipped ({e})"),
         }
+    }
+    println!();
+    let sweep: &[usize] = if quick { &[64, 512, 4096] } else { &[64, 256, 1024, 4096, 16384] };
+    if let Err(e) = print_tile_sweep(sweep, probe_s / 2.0) {
+        println!("tile sweep: skipped ({e})");
+    }
+    if args.probe_only {
+        return Ok(());
     }
 
     println!();
