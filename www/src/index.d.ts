@@ -89,7 +89,7 @@ export interface EmbedOptions {
   normalize?: boolean;
   /** Most texts per forward pass (default: 32 on the CPU; WebGPU fills batches by tokens). */
   batchSize?: number;
-  /** Most tokens per forward pass (default: no limit on the CPU; on WebGPU 4096, 512 on a software adapter). */
+  /** Most tokens per forward pass (default: no limit on the CPU; on WebGPU 4096, 2048 on a software adapter). */
   batchTokens?: number;
   prompt?: string;
   promptName?: string;

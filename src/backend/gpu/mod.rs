@@ -33,10 +33,11 @@ const GEMV_MAX_ROWS: usize = 32;
 /// Tokens per forward pass when the caller sets no batch size (see `default_batch`), on a
 /// hardware adapter: not yet measured on one (`gpu-bench` prints the sweep that is to set it).
 pub const BATCH_TOKENS: usize = 4096;
-/// The same on a software adapter (lavapipe, SwiftShader): on lavapipe (MiniLM f16, 2 cores,
-/// `gpu-bench --quick`, 2026-12-01) 512 tokens per batch gave 8.1 sentences/s, 1024 7.2,
-/// 4096 6.7: the CPU behind it caches small batches better.
-pub const BATCH_TOKENS_SOFTWARE: usize = 512;
+/// The same on a software adapter (lavapipe, SwiftShader): on lavapipe (MiniLM f32, 2 cores,
+/// `gpu-bench --quick --sentences 64`, 2026-12-07, the register-tiled matmul) 512 tokens per
+/// batch gave 32.8 sentences/s, 1024 35.7, 2048 36.6, 4096 36.7, 8192 37.5. With the 4x4
+/// scalar-read matmul before it, 512 had been fastest (8.1 against 6.7 at 4096, f16).
+pub const BATCH_TOKENS_SOFTWARE: usize = 2048;
 
 /// Which of linear.wgsl's two tile shapes a tiled matmul runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

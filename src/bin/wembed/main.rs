@@ -44,7 +44,7 @@ pub struct RunArgs {
     /// texts per encoder run [default: 32 on the CPU; the GPU fills by tokens]
     #[arg(long, value_name = "N")]
     batch_size: Option<usize>,
-    /// tokens per encoder run [default: none on the CPU; on the GPU 4096, 512 on a software
+    /// tokens per encoder run [default: none on the CPU; on the GPU 4096, 2048 on a software
     /// adapter]
     #[arg(long, value_name = "N")]
     batch_tokens: Option<usize>,
