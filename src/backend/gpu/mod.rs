@@ -56,11 +56,11 @@ pub enum Tiles {
 /// laptop GPU, one per SM of a large one) until a lent GPU measures the crossover: `gpu-bench`
 /// prints both shapes on MiniLM's matmuls for that.
 const WIDE_MIN_TILES: usize = 64;
-/// The same on a software adapter, measured: lavapipe on 2 cores (`gpu-bench --quick`,
-/// 2026-12-07, f16 weights) ran 64 x 384 x 384 (3 wide tiles) at 4.1 GFLOP/s narrow and 2.7
-/// wide, 64 x 1536 x 384 (12) at 3.5 and 4.2, and from 512 rows on 5.0-5.7 narrow against
-/// 8.1-9.3 wide.
-const WIDE_MIN_TILES_SOFTWARE: usize = 8;
+/// The same on a software adapter, measured: lavapipe on 2 cores (`gpu-bench`, 2026-12-07, f16
+/// weights) ran 64 x 384 x 384 (3 wide tiles: one core idles for the last) at 2.9-4.1 GFLOP/s
+/// narrow and 2.7-3.1 wide, 64 x 384 x 1536 at 4.4-5.2 and 3.1-3.7, 256 x 384 x 384 (6) at 4.1
+/// and 7.2, and from 256 rows on 4.1-5.7 narrow against 7.2-9.3 wide.
+const WIDE_MIN_TILES_SOFTWARE: usize = 4;
 
 /// Queries per attention workgroup (shaders/attention.wgsl's QT).
 const ATTENTION_QUERIES: usize = 8;
