@@ -187,12 +187,31 @@ fn f16_weights_match_cpu_on_the_same_rounded_weights() {
     }
 }
 
+/// Random x [m, k], weights [n, k] quantized to `format` and a bias, with the oracle: the
+/// CPU's f32 matmul on the blocks dequantized (what the GPU's matmuls multiply by).
+fn blocks_and_oracle(
+    rng: &mut Rng,
+    format: QuantFormat,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> (Vec<f32>, QuantMatrix, Vec<f32>, Vec<f32>) {
+    let x = rng.vec(m * k, 1.0);
+    let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
+    let b = rng.vec(n, 1.0);
+    let mut dequantized = vec![0.0; n * k];
+    q.dequantize_rows(0, n, &mut dequantized);
+    let cpu = Cpu::new();
+    let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
+    let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap().data;
+    (x, q, b, want)
+}
+
 #[test]
 fn block_weights_match_the_cpu_matmul_on_the_same_blocks() {
     // The GPU multiplies the dequantized blocks by f32 activations; the CPU's integer kernel
     // quantizes activations to i16 (src/backend/cpu/qmatmul.rs), so the oracle here is the
     // CPU's f32 matmul on the same blocks dequantized.
-    let cpu = Cpu::new();
     let mut rng = Rng(6);
     for tiles in [Tiles::Narrow, Tiles::Wide] {
         let g = tiled_gpu(GpuWeights::F32, tiles);
@@ -201,17 +220,11 @@ fn block_weights_match_the_cpu_matmul_on_the_same_blocks() {
             for (m, n, k) in
                 [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (3, 70, 33), (65, 9, 96), (140, 70, 64)]
             {
-                let x = rng.vec(m * k, 1.0);
-                let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
-                let b = rng.vec(n, 1.0);
-                let mut dequantized = vec![0.0; n * k];
-                q.dequantize_rows(0, n, &mut dequantized);
-                let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
-                let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
+                let (x, q, b, want) = blocks_and_oracle(&mut rng, format, m, n, k);
                 let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
                 let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
                 let got = tiled_linear(&g, tiles, name, &xg, &g.quantized_matrix(q).unwrap(), &bg, None);
-                check(&format!("{name} {tiles:?} {m}x{n}x{k}"), &got, &want.data, n, TOL_LINEAR);
+                check(&format!("{name} {tiles:?} {m}x{n}x{k}"), &got, &want, n, TOL_LINEAR);
             }
         }
     }
@@ -820,17 +833,11 @@ fn k_quant_matmuls_match_cpu_in_both_kernels() {
         let g = tiled_gpu(GpuWeights::F32, tiles);
         for format in [QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
             for (m, n, k) in [(1, 1, 256), (1, 67, 512), (5, 9, 256), (33, 70, 256), (70, 5, 512), (130, 131, 256)] {
-                let x = rng.vec(m * k, 1.0);
-                let q = QuantMatrix::quantize(format, n, k, &rng.vec(n * k, 0.3));
-                let b = rng.vec(n, 1.0);
-                let mut dequantized = vec![0.0; n * k];
-                q.dequantize_rows(0, n, &mut dequantized);
-                let wc = cpu.matrix(HostTensor::new(vec![n, k], dequantized)).unwrap();
-                let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, None).unwrap();
+                let (x, q, b, want) = blocks_and_oracle(&mut rng, format, m, n, k);
                 // The CPU backend on the blocks themselves (its dequantizing tile path).
                 let on_blocks =
                     cpu.linear(&CpuTensor::new(m, k, x.clone()), &cpu.quantized_matrix(q.clone()).unwrap(), &b, None);
-                check(&format!("cpu {format:?} {m}x{n}x{k}"), &on_blocks.unwrap().data, &want.data, n, TOL_LINEAR);
+                check(&format!("cpu {format:?} {m}x{n}x{k}"), &on_blocks.unwrap().data, &want, n, TOL_LINEAR);
                 let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
                 let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
                 let wg = g.quantized_matrix(q).unwrap();
@@ -844,7 +851,7 @@ fn k_quant_matmuls_match_cpu_in_both_kernels() {
                 } else {
                     tiled_linear(&g, tiles, "linear_k", &xg, &wg, &bg, None)
                 };
-                check(&what, &got, &want.data, n, TOL_LINEAR);
+                check(&what, &got, &want, n, TOL_LINEAR);
             }
         }
     }
