@@ -7,13 +7,18 @@
 // second entry point `gemv` of the same module. One workgroup per GEMV_NR = 8 weight rows,
 // GEMV_TPR = 8 threads on each, striding over k eight weights at a time, so the threads of a
 // row read neighbouring words of it in its stored format (coalesced); each thread keeps one
-// partial sum per x row in registers (a loop of constant trip count, so the array is unrolled
-// into registers), and the 8 partials of each (x row, weight row) are added in workgroup
+// partial sum per x row (an array indexed in a loop that stops at p.m), and the 8 partials of each (x row, weight row) are added in workgroup
 // memory. Eight rows a workgroup, not one: with one, k = 384 left a quarter of the threads
 // idle, every workgroup summed 64 partials per x row one after another, and the dispatch held
 // 8x the workgroups, which SwiftShader (Chromium's CPU WebGPU) pays for each (a 16-token
 // query took 2.5x transformers.js' time there). Needs k % 8 == 0 (x is read as vec4s); the
 // host falls back to the tiled kernel otherwise, and for more than 32 rows.
+//
+// Tried and dropped (2026-12-07): eight named vec4 accumulators, each group of four rows behind
+// a test of p.m. lavapipe's batch-1 p50 halved (474 -> 248 ms: the indexed array runs from
+// memory there, this kernel at 0.4 GFLOP/s), but in Chromium's SwiftShader a 16-token query
+// went from 904-1055 ms to 1107-1599 (transformers.js: 1298-1315), as if every group ran
+// whatever p.m. Worth trying again on a real GPU, where the array may also spill.
 
 const GEMV_NR: u32 = 8u;
 const GEMV_TPR: u32 = 8u;

@@ -100,6 +100,8 @@ struct Row {
     host: HostTimes,
     vectors: Vec<Vec<f32>>,
     kernels: Vec<KernelTime>,
+    /// The same for single texts: where a query's time goes.
+    kernels1: Vec<KernelTime>,
 }
 
 fn open(weights: GpuWeights, profile: bool, files: &ModelFiles) -> Result<Embedder<Gpu>, String> {
@@ -111,8 +113,8 @@ fn open(weights: GpuWeights, profile: bool, files: &ModelFiles) -> Result<Embedd
 }
 
 /// Sentences/s of one dtype at batch 1 (the first `n1` sentences one by one), 32 and 256 (all
-/// of them, best of `rounds` after a warm-up round), then one profiled pass at batch 32 for
-/// the kernel table.
+/// of them, best of `rounds` after a warm-up round), then profiled passes for the kernel
+/// tables: all sentences at batch 32, and the first 8 one by one.
 fn bench_dtype(
     dtype: &'static str,
     weights: GpuWeights,
@@ -158,16 +160,20 @@ fn bench_dtype(
     profiled.backend().take_kernel_profile();
     profiled.embed(texts, &opts(32)).map_err(err)?;
     let kernels = profiled.backend().take_kernel_profile();
-    Ok(Row { dtype, batch1, batch1_p50_ms, batch32, batch256, host, vectors, kernels })
+    for t in &texts[..8.min(n1)] {
+        profiled.embed(&[*t], &opts(1)).map_err(err)?;
+    }
+    let kernels1 = profiled.backend().take_kernel_profile();
+    Ok(Row { dtype, batch1, batch1_p50_ms, batch32, batch256, host, vectors, kernels, kernels1 })
 }
 
-fn print_kernels(dtype: &str, kernels: &[KernelTime]) {
+fn print_kernels(dtype: &str, what: &str, kernels: &[KernelTime]) {
     if kernels.is_empty() {
         return;
     }
     let total: f64 = kernels.iter().map(|k| k.seconds).sum();
     println!();
-    println!("{dtype}, batch 32, GPU time per kernel (timestamp queries, one pass per dispatch):");
+    println!("{dtype}, {what}, GPU time per kernel (timestamp queries, one pass per dispatch):");
     println!();
     println!("| kernel | GPU ms | share | dispatches | us per dispatch | GFLOP/s | GB/s (least traffic) |");
     println!("|---|---|---|---|---|---|---|");
@@ -372,7 +378,8 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
         rows.push(r);
     }
     for r in &rows {
-        print_kernels(r.dtype, &r.kernels);
+        print_kernels(r.dtype, "batch 32", &r.kernels);
+        print_kernels(r.dtype, "batch 1 (8 texts one by one)", &r.kernels1);
     }
     if let Some(&(dtype, weights)) = formats.iter().find(|(d, _)| *d == "f16").or(formats.first()) {
         token_budgets(dtype, weights, &files, &texts, rounds)?;
