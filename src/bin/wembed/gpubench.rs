@@ -404,7 +404,7 @@ fn token_budgets(
     println!(
         "{dtype}, batches by tokens ({} texts, {tokens} tokens; default budget {}), best of {rounds}:",
         all.len(),
-        wembed::backend::gpu::BATCH_TOKENS
+        e.backend().default_batch().tokens
     );
     println!();
     println!("| tokens per batch | sent/s |");
