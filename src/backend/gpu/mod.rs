@@ -485,10 +485,14 @@ impl Gpu {
         self.tiles = tiles;
     }
 
+    /// A software adapter (lavapipe, SwiftShader): the CPU behind it sets other defaults.
+    fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
     /// The tiled matmul's shape for an [m, n] output (see [`WIDE_MIN_TILES`]).
     pub fn tiles_for(&self, m: usize, n: usize) -> Tiles {
-        let software = self.info.device_type == wgpu::DeviceType::Cpu;
-        let min = if software { WIDE_MIN_TILES_SOFTWARE } else { WIDE_MIN_TILES };
+        let min = if self.is_software() { WIDE_MIN_TILES_SOFTWARE } else { WIDE_MIN_TILES };
         self.tiles.unwrap_or(if m.div_ceil(128) * n.div_ceil(128) >= min { Tiles::Wide } else { Tiles::Narrow })
     }
 
@@ -847,8 +851,7 @@ impl Backend for Gpu {
     /// Batches by tokens, not texts: 32 short texts leave a GPU idle, 32 long ones may not fit.
     /// `gpu-bench` measures sentences/s across budgets.
     fn default_batch(&self) -> BatchSize {
-        let software = self.adapter_info().device_type == wgpu::DeviceType::Cpu;
-        BatchSize { texts: usize::MAX, tokens: if software { BATCH_TOKENS_SOFTWARE } else { BATCH_TOKENS } }
+        BatchSize { texts: usize::MAX, tokens: if self.is_software() { BATCH_TOKENS_SOFTWARE } else { BATCH_TOKENS } }
     }
 
     fn stored_as(&self, m: &GpuTensor) -> &'static str {
