@@ -33,6 +33,12 @@ export interface CacheStorageLike {
 }
 
 export interface LoadOptions {
+  /**
+   * 'auto' (default): a hardware WebGPU adapter where there is one, else the CPU path; on a
+   * GPU, a one-text call goes to a CPU copy in workers when the load measured it sooner there
+   * (see `EmbedderInfo.queryDevice`). 'webgpu': every call on WebGPU (software adapters too).
+   * 'cpu': the wasm CPU path.
+   */
   device?: Device;
   /** 'auto' (default): q8 on the CPU (wasm), f16 on WebGPU (f32 without shader f16); 'f32' is exact. */
   dtype?: Dtype;
@@ -162,6 +168,19 @@ export interface EmbedderInfo {
    * worker is left; 0 on the calling thread.
    */
   queryWorkers: number;
+  /**
+   * device 'auto' on a GPU (with workers): where a call with one short text runs. The load
+   * times a 16-token query on the GPU and on a CPU copy of the model in workers, warm; 'cpu'
+   * when the CPU was sooner (that copy then stays, in `workers` workers, for one-text calls of
+   * up to `queryMaxTokens` tokens; batches stay on the GPU), 'webgpu' when the GPU was.
+   * Absent with device 'webgpu' or 'cpu', with `workers: 0`, and where the CPU copy would not
+   * fit the memory budget (`deviceReason` says which).
+   */
+  queryDevice?: 'webgpu' | 'cpu';
+  /** The 16-token query's warm time in ms on each, as measured at load (with queryDevice). */
+  queryTimes?: { webgpu: number; cpu: number };
+  /** One-text calls of up to this many tokens go to queryDevice: 16 x the ratio of the two times, at most maxTokens (0 when queryDevice is 'webgpu'). */
+  queryMaxTokens?: number;
   /** With workers: that each holds its own copy of the model, and how large the files are; else null. */
   workerMemoryNote: string | null;
   /**

@@ -8,6 +8,7 @@ import { WembedError, isNode, abortedError, checkSignal } from './common.js';
 import { resolveSource, gatherFiles } from './files.js';
 import { ensureWasm, runTask, fromWasm, currentGeneration, wasmMemoryBytes, wasmBuild, packagedWasm } from './runtime.js';
 import { WorkerPool, workerCount, wasmForWorker } from './pool.js';
+import { measureQueries, cpuDtypeFor, PROBE } from './queries.js';
 import { precisionFor } from './precision.js';
 
 export { WembedError } from './common.js';
@@ -94,6 +95,12 @@ async function hasGpuAdapter() {
   }
 }
 
+/** Test hook: device 'auto' takes a software WebGPU adapter (SwiftShader), so the query rule runs in tests. */
+let autoTakesSoftwareGpu = false;
+
+/** The workerUrl option as the workers need it: resolved against the page. */
+const resolveWorkerUrl = (url) => (url === undefined || isNode ? url : new URL(String(url), globalThis.location?.href).href);
+
 const totalBytes = (files) => Object.values(files).reduce((n, b) => n + (b?.byteLength ?? 0), 0);
 const mib = (bytes) => `${(bytes / 1024 ** 2).toFixed(bytes < 1024 ** 2 ? 2 : 0)} MiB`;
 
@@ -109,6 +116,8 @@ export class Embedder {
   #pool = null;
   #chunkFrom = null;
   #chunker = null;
+  /** device 'auto' on a GPU, where the load measured the CPU faster on a short query (queries.js): { pool, maxTokens }. */
+  #queries = null;
 
   constructor(inner, info, generation, pool, chunkFrom) {
     this.#inner = inner;
@@ -189,17 +198,28 @@ export class Embedder {
     let info = null;
     const generation = currentGeneration();
     if (here) {
-      inner = await runTask((wake) => WasmEmbedder.load(files, { device, dtype, simd: opts.simd, origin: src.label }, wake));
+      const asked = device === 'auto' && autoTakesSoftwareGpu ? 'webgpu' : device;
+      inner = await runTask((wake) => WasmEmbedder.load(files, { device: asked, dtype, simd: opts.simd, origin: src.label }, wake));
       try {
         info = { ...inner.info(), model: src.label, warnings, workers: 0, workerMemoryNote: null };
       } catch (e) {
         throw fromWasm(e);
       }
-      if (count === 0 || info.device !== 'cpu') return new Embedder(inner, info, generation);
+      if (count === 0 || info.device !== 'cpu') {
+        const embedder = new Embedder(inner, info, generation);
+        if (device === 'auto' && info.device === 'webgpu' && count > 0) {
+          try {
+            await embedder.#routeQueries(files, count, { dtype, simd: opts.simd, wasm: opts.wasm, origin: src.label, url: opts.workerUrl });
+          } catch (e) {
+            embedder.dispose();
+            throw e;
+          }
+        }
+        return embedder;
+      }
     }
     // The CPU path, in workers. A main-thread model that 'auto' already built stays for chunks().
-    let workerUrl = opts.workerUrl;
-    if (workerUrl !== undefined && !isNode) workerUrl = new URL(String(workerUrl), globalThis.location?.href).href;
+    const workerUrl = resolveWorkerUrl(opts.workerUrl);
     let pool;
     try {
       pool = await WorkerPool.start(count, {
@@ -252,17 +272,71 @@ export class Embedder {
   }
 
   /**
+   * device 'auto' on a GPU: times a short query here and on a CPU copy in `count` workers,
+   * and keeps the copy for one-text calls where it was sooner (the rule: queries.js).
+   */
+  async #routeQueries(files, count, { dtype, simd, wasm, origin, url }) {
+    const inner = this.#inner;
+    const found = await measureQueries({
+      gpuQuery: () => runTask((wake) => inner.embed([PROBE], {}, null, wake)),
+      load: {
+        files,
+        options: { device: 'cpu', dtype: cpuDtypeFor(this.#info.dtype, dtype), simd, origin },
+        wasm: await wasmForWorker(wasm, simd),
+        url: resolveWorkerUrl(url),
+      },
+      count,
+      modelBytes: totalBytes(files),
+      modelMaxTokens: this.#info.maxTokens,
+      dim: this.#info.dim,
+    });
+    const info = this.#info;
+    if (found.skipped) {
+      info.deviceReason += `; every call runs on the GPU: ${found.skipped}`;
+      return;
+    }
+    info.deviceReason += `; ${found.reason}`;
+    info.queryDevice = found.device;
+    info.queryTimes = found.times;
+    info.queryMaxTokens = found.maxTokens;
+    if (!found.pool) return;
+    this.#queries = { pool: found.pool, maxTokens: found.maxTokens };
+    livePools.add(found.pool);
+    poolOf.set(this, found.pool);
+    info.workerMemoryNote =
+      `each of the ${found.pool.size} worker${found.pool.size === 1 ? '' : 's'} that run short queries holds its own ` +
+      `copy of the model on the CPU (its files are ${mib(totalBytes(files))}) beside the GPU's`;
+  }
+
+  /** Whether `texts` is one text that the CPU copy takes (see #routeQueries). */
+  #isShortQuery(texts) {
+    const q = this.#queries;
+    if (!q || texts.length !== 1 || q.pool.size === 0) return false;
+    const text = texts[0];
+    // No token is longer than 32 characters in practice: longer texts skip the tokenizer.
+    if (text.length > q.maxTokens * 32) return false;
+    try {
+      return this.#inner.chunks(text, q.maxTokens, 0).length <= 1;
+    } catch {
+      return false; // the GPU path reports what is wrong
+    }
+  }
+
+  /**
    * { device: 'webgpu' | 'cpu', adapter, deviceReason, dtype (what the weights are stored as),
    * digest (identifies the weights and dtype), dim, maxTokens, model, warnings, workers (how
    * many workers run the model now; 0: the calling thread), queryWorkers (how many share a
-   * one-text call), workerMemoryNote }.
+   * one-text call), workerMemoryNote }; with device 'auto' on a GPU also queryDevice,
+   * queryTimes and queryMaxTokens (see #routeQueries).
    */
   get info() {
     const info = { ...this.#info, warnings: [...this.#info.warnings], wasm: this.#info.wasm ?? wasmBuild };
+    if (info.queryTimes) info.queryTimes = { ...info.queryTimes };
     info.queryWorkers = 0;
-    if (this.#pool) {
-      info.workers = this.#pool.size;
-      info.queryWorkers = this.#pool.queryWorkers;
+    const pool = this.#pool ?? this.#queries?.pool;
+    if (pool) {
+      info.workers = pool.size;
+      info.queryWorkers = pool.queryWorkers;
     }
     return info;
   }
@@ -322,6 +396,8 @@ export class Embedder {
       if (pool) {
         if (pool.size === 0) throw poolGoneError();
         flat = await pool.embed(list, rest, onProgress, dim, signal);
+      } else if (this.#isShortQuery(list)) {
+        flat = await this.#queries.pool.embed(list, rest, onProgress, dim, signal);
       } else {
         if (this.#generation !== currentGeneration()) throw crashedError();
         flat = await runTask((wake) => inner.embed(list, rest, onProgress, wake), signal);
@@ -385,7 +461,8 @@ export class Embedder {
   memoryUsage() {
     this.#live();
     if (this.#pool) return { wasmBytes: wasmMemoryBytes(), gpuBufferBytes: 0, workerWasmBytes: this.#pool.wasmBytes };
-    return { wasmBytes: wasmMemoryBytes(), gpuBufferBytes: this.#inner.gpuBufferBytes(), workerWasmBytes: 0 };
+    const workerWasmBytes = this.#queries?.pool.wasmBytes ?? 0;
+    return { wasmBytes: wasmMemoryBytes(), gpuBufferBytes: this.#inner.gpuBufferBytes(), workerWasmBytes };
   }
 
   /** Frees the model's memory (wasm and GPU) once queued calls finish. Later calls fail with 'DISPOSED'. */
@@ -396,7 +473,12 @@ export class Embedder {
     const generation = this.#generation;
     const pool = this.#pool;
     const from = this.#chunkFrom;
+    const queries = this.#queries;
     this.#queue.then(() => {
+      if (queries) {
+        queries.pool.terminate();
+        livePools.delete(queries.pool);
+      }
       if (pool) {
         pool.terminate();
         livePools.delete(pool);
@@ -423,6 +505,10 @@ export class Embedder {
  * call's); the returned promise settles once the workers have it.
  */
 export const __testing = {
+  /** device 'auto' takes a software WebGPU adapter from now on (false: as shipped). */
+  autoTakesSoftwareGpu(on) {
+    autoTakesSoftwareGpu = !!on;
+  },
   /** How many workers shared the forward pass of `embedder`'s last one-text call (0: none ran). */
   lastSplitParts(embedder) {
     return poolOf.get(embedder)?.lastSplitParts ?? 0;

@@ -26,7 +26,7 @@ async function cores() {
 }
 
 /** Bytes of memory the workers may take together: a share of what the machine has. */
-async function memoryBudget() {
+export async function memoryBudget() {
   if (isNode) {
     const os = await nodeModule('os');
     return os.freemem() / 2;

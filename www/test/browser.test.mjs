@@ -1,7 +1,8 @@
 // The npm package in headless Chromium (Debian's, driven by playwright-core), WebGPU through
 // SwiftShader: loads all-MiniLM-L6-v2 by model id from a localhost hub, on WebGPU and on the
 // CPU, checks the vectors against the PyTorch fixtures and the progress events, then loads
-// again from the cache with the hub stopped; and in a module Web Worker. Not finding Chromium
+// again from the cache with the hub stopped; and in a module Web Worker; device 'auto' sends a
+// short query to the CPU copy where it measured sooner. Not finding Chromium
 // or a WebGPU adapter fails.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -78,6 +79,56 @@ test('the wasm CPU path in Chromium matches PyTorch: f32 exactly, its default q8
   const byDefault = await runInPage('cpu');
   assert.equal(byDefault.info.dtype, 'q8');
   checkVectors(byDefault, 'cpu default (q8)', 0.999);
+});
+
+test("device 'auto' on a GPU sends a short query where the load measured it sooner", { timeout: 600_000 }, async () => {
+  // 'auto' skips software adapters as shipped; the hook lets it take SwiftShader, whose
+  // per-call cost (on the CPU) loses a query to the CPU copy: the CPU branch, end to end.
+  const r = await page.evaluate(
+    async ({ id, hubBase, query, pair }) => {
+      const { Embedder, __testing } = window.wembed;
+      __testing.autoTakesSoftwareGpu(true);
+      let auto;
+      try {
+        auto = await Embedder.load(id, { hubBase });
+      } finally {
+        __testing.autoTakesSoftwareGpu(false);
+      }
+      const info = auto.info;
+      const [routed] = await auto.embed(query);
+      const splitParts = __testing.lastSplitParts(auto);
+      const batch = await auto.embed(pair);
+      const memory = auto.memoryUsage();
+      auto.dispose();
+      const cpu = await Embedder.load(id, { hubBase, device: 'cpu', dtype: 'f32' });
+      const onCpu = await cpu.embed([query, ...pair]);
+      cpu.dispose();
+      const plain = (vs) => vs.map((v) => Array.from(v));
+      return { info, memory, splitParts, routed: Array.from(routed), batch: plain(batch), onCpu: plain(onCpu) };
+    },
+    { id: MODEL_ID, hubBase: url(hub), query: 'where is the nearest train station', pair: SAMPLES.slice(0, 2).map((s) => s.text) },
+  );
+  const { info } = r;
+  console.log(`auto on SwiftShader: ${info.deviceReason}`);
+  assert.equal(info.device, 'webgpu', JSON.stringify(info));
+  assert.equal(info.dtype, 'f16');
+  assert.equal(info.queryDevice, 'cpu', JSON.stringify(info));
+  assert.ok(info.queryTimes.cpu > 0 && info.queryTimes.cpu < info.queryTimes.webgpu, JSON.stringify(info.queryTimes));
+  assert.ok(info.queryMaxTokens >= 16 && info.queryMaxTokens <= info.maxTokens, String(info.queryMaxTokens));
+  assert.ok(info.workers >= 1 && r.memory.workerWasmBytes > 0, JSON.stringify({ workers: info.workers, memory: r.memory }));
+  assert.match(info.deviceReason, /one-text calls of up to \d+ tokens run on the CPU: a 16-token query took/);
+  // The one-text call ran on the CPU copy (f32; split over the workers where there are two):
+  // device 'cpu' f32's vector.
+  if (info.queryWorkers > 1) assert.ok(r.splitParts >= 1, 'the query ran split over the CPU workers');
+  const maxDiff = (a, b) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
+  assert.ok(maxDiff(r.routed, r.onCpu[0]) <= 1e-6, `routed query vs device 'cpu' f32: ${maxDiff(r.routed, r.onCpu[0])}`);
+  // Two texts stay on the GPU: its f16 vectors, a little off the CPU's f32 ones (so the test
+  // can tell), as close to PyTorch as the f16 bar.
+  r.batch.forEach((v, i) => {
+    assert.ok(maxDiff(v, r.onCpu[i + 1]) > 1e-6, `batch text ${i} came out as the CPU's f32 vector`);
+    const c = cosine(v, SAMPLES[i].embedding);
+    assert.ok(c >= 0.9999, `batch text ${i}: cosine ${c}`);
+  });
 });
 
 test('the package runs in a module Web Worker', { timeout: 300_000 }, async () => {

@@ -57,6 +57,10 @@ export async function everything(): Promise<void> {
   const note: string | null = info.workerMemoryNote;
   console.log(dtype, device, wasm, note, info.adapter, info.deviceReason, info.digest, info.dim, info.maxTokens, info.model, info.workers);
   for (const w of info.warnings) console.log(w.file, w.warning);
+  if (info.queryDevice === 'cpu' && info.queryTimes && info.queryMaxTokens !== undefined) {
+    const sooner: number = info.queryTimes.webgpu - info.queryTimes.cpu;
+    console.log(`one-text calls up to ${info.queryMaxTokens} tokens run ${sooner} ms sooner on the CPU`);
+  }
   // @ts-expect-error info.dtype is what the weights are stored as, never 'auto'
   if (info.dtype === 'auto') throw new Error('unreachable');
 
