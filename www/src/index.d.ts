@@ -89,6 +89,14 @@ export interface LoadOptions {
   workers?: 'auto' | number;
   /** Where worker.js is, for bundlers that do not bundle `new URL('./worker.js', import.meta.url)` (esbuild). */
   workerUrl?: string | URL;
+  /**
+   * Where device 'auto' runs a call with one short text when it picked a GPU. 'auto'
+   * (default): the load times a 16-token query on the GPU and on a CPU copy in workers and
+   * keeps the copy for such calls where it was sooner (`EmbedderInfo.queryDevice`). 'webgpu':
+   * every call on the GPU; no copy is made and nothing is timed (a shorter load, one copy of
+   * the weights). Device 'webgpu' always runs every call on the GPU.
+   */
+  queryDevice?: 'auto' | 'webgpu';
 }
 
 export interface EmbedOptions {

@@ -18,7 +18,7 @@ export { quantizeEmbeddings, quantizeRanges } from './precision.js';
 
 const LOAD_OPTIONS = [
   'device', 'dtype', 'onProgress', 'hubBase', 'revision', 'cache', 'fetch', 'wasm',
-  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd', 'cacheDir',
+  'signal', 'timeout', 'stallTimeout', 'maxFileBytes', 'workers', 'workerUrl', 'simd', 'cacheDir', 'queryDevice',
 ];
 const EMBED_OPTIONS = [
   'normalize', 'batchSize', 'batchTokens', 'prompt', 'promptName', 'truncate', 'truncateDim', 'output', 'onProgress', 'signal',
@@ -144,7 +144,10 @@ export class Embedder {
    * calling thread), workerUrl (where worker.js is, for bundlers that do not bundle it), simd
    * ('auto' default: relaxed SIMD where the engine runs it right, else SIMD128, and in the
    * relaxed build the faster of its two integer kernels, raced by the first quantized CPU model
-   * on each thread; or 'simd128', or 'relaxed': which of the package's wasm builds runs).
+   * on each thread; or 'simd128', or 'relaxed': which of the package's wasm builds runs),
+   * queryDevice ('auto' default: where device 'auto' picks a GPU, a one-text call runs on a CPU
+   * copy in workers when the load timed a short query sooner there; 'webgpu': every call on the
+   * GPU, no copy, nothing timed).
    */
   static async load(source, options) {
     const opts = readOptions(options, LOAD_OPTIONS, 'load');
@@ -182,6 +185,10 @@ export class Embedder {
     if (opts.workerUrl !== undefined && typeof opts.workerUrl !== 'string' && !(opts.workerUrl instanceof URL)) {
       throw new WembedError('INPUT', 'workerUrl must be a string or a URL');
     }
+    const queryDevice = opts.queryDevice ?? 'auto';
+    if (!['auto', 'webgpu'].includes(queryDevice)) {
+      throw new WembedError('INPUT', `queryDevice "${String(queryDevice)}": choose auto or webgpu`);
+    }
     if (opts.simd !== undefined && !['auto', 'simd128', 'relaxed'].includes(opts.simd)) {
       throw new WembedError('INPUT', `simd "${String(opts.simd)}": choose auto, simd128 or relaxed`);
     }
@@ -207,7 +214,7 @@ export class Embedder {
       }
       if (count === 0 || info.device !== 'cpu') {
         const embedder = new Embedder(inner, info, generation);
-        if (device === 'auto' && info.device === 'webgpu' && count > 0) {
+        if (device === 'auto' && queryDevice === 'auto' && info.device === 'webgpu' && count > 0) {
           try {
             await embedder.#routeQueries(files, count, { dtype, simd: opts.simd, wasm: opts.wasm, origin: src.label, url: opts.workerUrl });
           } catch (e) {

@@ -88,12 +88,16 @@ test("device 'auto' on a GPU sends a short query where the load measured it soon
     async ({ id, hubBase, query, pair }) => {
       const { Embedder, __testing } = window.wembed;
       __testing.autoTakesSoftwareGpu(true);
-      let auto;
+      let auto, gpuOnly;
       try {
         auto = await Embedder.load(id, { hubBase });
+        gpuOnly = await Embedder.load(id, { hubBase, queryDevice: 'webgpu' });
       } finally {
         __testing.autoTakesSoftwareGpu(false);
       }
+      const gpuOnlyInfo = gpuOnly.info;
+      const [onGpu] = await gpuOnly.embed(query);
+      gpuOnly.dispose();
       const info = auto.info;
       const [routed] = await auto.embed(query);
       const splitParts = __testing.lastSplitParts(auto);
@@ -104,7 +108,7 @@ test("device 'auto' on a GPU sends a short query where the load measured it soon
       const onCpu = await cpu.embed([query, ...pair]);
       cpu.dispose();
       const plain = (vs) => vs.map((v) => Array.from(v));
-      return { info, memory, splitParts, routed: Array.from(routed), batch: plain(batch), onCpu: plain(onCpu) };
+      return { info, gpuOnlyInfo, memory, splitParts, routed: Array.from(routed), batch: plain(batch), onCpu: plain(onCpu), onGpu: Array.from(onGpu) };
     },
     { id: MODEL_ID, hubBase: url(hub), query: 'where is the nearest train station', pair: SAMPLES.slice(0, 2).map((s) => s.text) },
   );
@@ -129,6 +133,10 @@ test("device 'auto' on a GPU sends a short query where the load measured it soon
     const c = cosine(v, SAMPLES[i].embedding);
     assert.ok(c >= 0.9999, `batch text ${i}: cosine ${c}`);
   });
+  // queryDevice 'webgpu': no copy, nothing timed, the query on the GPU.
+  const g = r.gpuOnlyInfo;
+  assert.ok(g.device === 'webgpu' && g.queryDevice === undefined && g.queryTimes === undefined && g.workers === 0, JSON.stringify(g));
+  assert.ok(maxDiff(r.onGpu, r.onCpu[0]) > 1e-6 && cosine(r.onGpu, r.routed) >= 0.9999);
 });
 
 test('the package runs in a module Web Worker', { timeout: 300_000 }, async () => {

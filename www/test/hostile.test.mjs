@@ -387,6 +387,8 @@ const LOAD_OPTIONS = [
   ['stallTimeout 0', { stallTimeout: 0 }],
   ['maxFileBytes "big"', { maxFileBytes: 'big' }],
   ['signal "stop"', { signal: 'stop' }],
+  ['queryDevice "cpu"', { queryDevice: 'cpu' }],
+  ['queryDevice true', { queryDevice: true }],
 ];
 for (const [name, opts] of LOAD_OPTIONS) fails(`load option ${name}`, 'INPUT', () => loadAndEmbed(tiny, { device: 'cpu', ...opts }));
 defined('load options null', () => loadAndEmbed(tiny, null), finite);

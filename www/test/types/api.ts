@@ -36,6 +36,7 @@ export async function everything(): Promise<void> {
     simd: 'relaxed',
     workers: 'auto',
     workerUrl: new URL('./worker.js', 'http://127.0.0.1/'),
+    queryDevice: 'webgpu',
     wasm: new URL('http://127.0.0.1/pkg/wembed_bg.wasm'),
     onProgress: (e: LoadProgress | LoadWarning) => {
       if ('warning' in e) console.warn(e.file, e.warning);
