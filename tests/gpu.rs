@@ -231,14 +231,25 @@ fn block_weights_match_the_cpu_matmul_on_the_same_blocks() {
 }
 
 /// The few-row matmul (linear_gemv.wgsl) in every weight format against the CPU oracle: one
-/// row, five rows (a short query), up to its 32-row limit, odd output counts, k a multiple of
-/// 8 but not of 32 (blocks padded within the row); 33 rows go to the tiled kernel, and the
-/// profile shows which kernel each shape ran.
+/// row, five rows (a short query), blocks of 8 rows full (8, 32) and part-filled (9, 31), up
+/// to its 32-row limit, odd output counts, k a multiple of 8 but not of 32 (blocks padded
+/// within the row); 33 rows go to the tiled kernel, and the profile shows which kernel each
+/// shape ran.
 #[test]
 fn few_row_matmuls_match_cpu_in_every_format() {
     let cpu = Cpu::new();
     let mut rng = Rng(10);
-    let shapes = [(1, 384, 384), (5, 1536, 384), (5, 384, 1536), (1, 1, 8), (7, 3, 24), (32, 67, 40), (31, 129, 200)];
+    let shapes = [
+        (1, 384, 384),
+        (5, 1536, 384),
+        (5, 384, 1536),
+        (1, 1, 8),
+        (7, 3, 24),
+        (8, 17, 16),
+        (9, 40, 64),
+        (32, 67, 40),
+        (31, 129, 200),
+    ];
     for weights in [GpuWeights::F32, GpuWeights::F16, GpuWeights::Q8_0, GpuWeights::Q4] {
         let mut g = gpu_with(weights);
         assert!(g.enable_profiling(), "lavapipe has timestamp queries");

@@ -27,7 +27,8 @@ use kernels::{Kernel, Pipelines};
 use pool::{Binding, BufferPool, Ledger, StagingBuffers, Tracked};
 use record::{State, Work};
 
-/// The most rows `linear` gives the few-row kernel (shaders/linear_gemv.wgsl's GEMV_ROWS).
+/// The most rows `linear` gives the few-row kernel (shaders/linear_gemv.wgsl: four blocks of 8
+/// rows, each reading the weights again; past that the tiled kernel reuses each staged weight).
 const GEMV_MAX_ROWS: usize = 32;
 
 /// Tokens per forward pass when the caller sets no batch size (see `default_batch`), on a
@@ -970,9 +971,10 @@ impl Backend for Gpu {
         };
         let tile = if wide { 128 } else { 64 };
         let grid = if gemv {
-            // linear_gemv.wgsl's GEMV_NR weight rows per workgroup.
+            // linear_gemv.wgsl: GEMV_NR = 8 weight rows by GEMV_MB = 8 x rows a workgroup; the
+            // blocks of x rows in y, beside the spill of more than 65535 weight-row groups.
             let n = w.rows.div_ceil(8) as u32;
-            (n.min(65535), n.div_ceil(65535))
+            (n.min(65535), n.div_ceil(65535) * x.rows.div_ceil(8) as u32)
         } else {
             (groups(w.rows, tile), groups(x.rows, tile))
         };
