@@ -13,6 +13,7 @@ const SHELL = [
   '../src/files.js',
   '../src/runtime.js',
   '../src/pool.js',
+  '../src/queries.js',
   '../src/worker.js',
   '../src/search.js',
   '../src/precision.js',
