@@ -971,9 +971,9 @@ impl Backend for Gpu {
         };
         let tile = if wide { 128 } else { 64 };
         let grid = if gemv {
-            // linear_gemv.wgsl: GEMV_NR = 8 weight rows by GEMV_MB = 8 x rows a workgroup; the
+            // linear_gemv.wgsl: GEMV_NR = 16 weight rows by GEMV_MB = 8 x rows a workgroup; the
             // blocks of x rows in y, beside the spill of more than 65535 weight-row groups.
-            let n = w.rows.div_ceil(8) as u32;
+            let n = w.rows.div_ceil(16) as u32;
             (n.min(65535), n.div_ceil(65535) * x.rows.div_ceil(8) as u32)
         } else {
             (groups(w.rows, tile), groups(x.rows, tile))
