@@ -127,14 +127,14 @@ impl AnyEmbedder {
             Device::Cpu => Ok((cpu()?, "CPU requested".into())),
             Device::Gpu => {
                 let gpu = gpu().await?;
-                let why = format!("GPU requested: {}", gpu.adapter_info().name);
+                let why = format!("GPU requested: {}", gpu.adapter_name());
                 Ok((AnyEmbedder::Gpu(Embedder::load(gpu, files)?), why))
             }
             // The GPU when it runs this model as the CPU would, else the CPU, saying why.
             Device::Auto => {
                 let why = match gpu().await {
                     Ok(gpu) if gpu.adapter_info().device_type != wgpu::DeviceType::Cpu => {
-                        let name = gpu.adapter_info().name.clone();
+                        let name = gpu.adapter_name().to_owned();
                         match Embedder::load(gpu, files) {
                             Ok(e) => return Ok((AnyEmbedder::Gpu(e), format!("GPU adapter found: {name}"))),
                             // Limits, memory, a missing feature: the CPU has none of these.
@@ -142,10 +142,9 @@ impl AnyEmbedder {
                             Err(e) => return Err(e),
                         }
                     }
-                    Ok(gpu) => format!(
-                        "only a software GPU adapter ({}), slower than the CPU backend",
-                        gpu.adapter_info().name
-                    ),
+                    Ok(gpu) => {
+                        format!("only a software GPU adapter ({}), slower than the CPU backend", gpu.adapter_name())
+                    }
                     Err(e) => e.to_string(),
                 };
                 Ok((cpu()?, format!("using the CPU: {why}")))

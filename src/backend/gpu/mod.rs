@@ -412,6 +412,11 @@ impl Gpu {
         &self.info
     }
 
+    /// The adapter's name, or "unnamed adapter" where the browser hides it.
+    pub fn adapter_name(&self) -> &str {
+        if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name }
+    }
+
     /// Times every dispatch with timestamp queries from now on, if the adapter has them (returns
     /// whether it does). Read the totals with [`Gpu::take_kernel_times`].
     pub fn enable_profiling(&mut self) -> bool {
@@ -791,9 +796,7 @@ impl Backend for Gpu {
     type Vector = GpuTensor;
 
     fn name(&self) -> String {
-        // Browsers hide the adapter's name.
-        let name = if self.info.name.is_empty() { "unnamed adapter" } else { &self.info.name };
-        format!("gpu ({name}, {:?})", self.info.backend)
+        format!("gpu ({}, {:?})", self.adapter_name(), self.info.backend)
     }
 
     fn matrix(&self, w: HostTensor) -> Result<GpuTensor> {
