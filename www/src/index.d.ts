@@ -181,8 +181,8 @@ export interface EmbedderInfo {
    * times a 16-token query on the GPU and on a CPU copy of the model in workers, warm; 'cpu'
    * when the CPU was sooner (that copy then stays, in `workers` workers, for one-text calls of
    * up to `queryMaxTokens` tokens; batches stay on the GPU), 'webgpu' when the GPU was.
-   * Absent with device 'webgpu' or 'cpu', with `workers: 0`, and where the CPU copy would not
-   * fit the memory budget (`deviceReason` says which).
+   * Absent with device 'webgpu' or 'cpu', with `queryDevice: 'webgpu'` or `workers: 0`, and
+   * where the CPU copy would not fit the memory budget (`deviceReason` says which).
    */
   queryDevice?: 'webgpu' | 'cpu';
   /** The 16-token query's warm time in ms on each, as measured at load (with queryDevice). */

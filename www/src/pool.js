@@ -26,13 +26,21 @@ async function cores() {
 }
 
 /** Bytes of memory the workers may take together: a share of what the machine has. */
-export async function memoryBudget() {
+async function memoryBudget() {
   if (isNode) {
     const os = await nodeModule('os');
     return os.freemem() / 2;
   }
   // navigator.deviceMemory (Chromium) is in GiB, rounded and capped at 8; a quarter of it.
   return ((globalThis.navigator?.deviceMemory ?? 4) * 1024 ** 3) / 4;
+}
+
+/**
+ * How many copies of a model of `modelBytes` the memory budget holds, one a worker: a worker
+ * holds the file bytes while it loads and the weights after, about twice the files.
+ */
+export async function copiesThatFit(modelBytes) {
+  return Math.floor((await memoryBudget()) / Math.max(1, 2 * modelBytes));
 }
 
 /**
@@ -44,10 +52,7 @@ export async function memoryBudget() {
  */
 export async function workerCount(workers, modelBytes) {
   if (workers === 'auto' || workers === undefined) {
-    // A worker holds the file bytes while it loads and the weights after: about twice the files.
-    const perWorker = Math.max(1, 2 * modelBytes);
-    const byMemory = Math.floor((await memoryBudget()) / perWorker);
-    return Math.max(1, Math.min(MAX_AUTO_WORKERS, await cores(), byMemory));
+    return Math.max(1, Math.min(MAX_AUTO_WORKERS, await cores(), await copiesThatFit(modelBytes)));
   }
   if (!Number.isInteger(workers) || workers < 0 || workers > 64) {
     throw new WembedError('INPUT', `workers ${String(workers)}: give 'auto', 0 (the calling thread) or a whole number up to 64`);

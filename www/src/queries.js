@@ -19,9 +19,10 @@
 // f32 for an f16 or f32 GPU model (f16 has no CPU kernels; f32 keeps the query exact, cosine
 // 0.9999997 to the f16 GPU's vectors), the file's own precision for q8 / q4. The rule is
 // skipped where that copy would not fit the workers' memory budget, and the whole of it is
-// skipped with `device: 'webgpu'` (every call on the GPU) or `workers: 0`.
+// skipped with `device: 'webgpu'` or `queryDevice: 'webgpu'` (every call on the GPU) or
+// `workers: 0`.
 
-import { WorkerPool, memoryBudget } from './pool.js';
+import { WorkerPool, copiesThatFit } from './pool.js';
 
 /** A short search query: 16 tokens with [CLS] and [SEP] in BERT's uncased WordPiece. */
 export const PROBE = 'where can i find a quiet coffee shop that stays open late on sunday';
@@ -58,7 +59,7 @@ export function cpuDtypeFor(gpuDtype, asked) {
  * measured.
  */
 export async function measureQueries({ gpuQuery, load, count, modelBytes, modelMaxTokens, dim }) {
-  if (2 * modelBytes > (await memoryBudget())) {
+  if ((await copiesThatFit(modelBytes)) < 1) {
     return { skipped: 'a CPU copy of the model for short queries would not fit the memory budget' };
   }
   const webgpu = await timeCall(gpuQuery);
