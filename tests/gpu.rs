@@ -230,11 +230,46 @@ fn block_weights_match_the_cpu_matmul_on_the_same_blocks() {
     }
 }
 
+/// `n` x `k` weights from `raw` as `weights` stores them on `g`, and the same values in f32
+/// for the CPU oracle (f16-rounded, or the blocks dequantized).
+fn stored_and_exact(g: &Gpu, weights: GpuWeights, n: usize, k: usize, raw: Vec<f32>) -> (GpuTensor, Vec<f32>) {
+    match weights {
+        GpuWeights::F16 | GpuWeights::F32 => {
+            let w: Vec<f32> = match weights {
+                GpuWeights::F16 => raw.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect(),
+                _ => raw,
+            };
+            (g.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap(), w)
+        }
+        _ => {
+            let format = if weights == GpuWeights::Q4 { QuantFormat::Q4_1 } else { QuantFormat::Q8_0 };
+            let q = QuantMatrix::quantize(format, n, k, &raw);
+            let mut w = vec![0.0; n * k];
+            q.dequantize_rows(0, n, &mut w);
+            (g.quantized_matrix(q).unwrap(), w)
+        }
+    }
+}
+
+/// `linear` on `g` and the names of the kernels it ran (profiling on).
+fn linear_and_kernels(
+    g: &Gpu,
+    x: &GpuTensor,
+    w: &GpuTensor,
+    b: &GpuTensor,
+    act: Option<Activation>,
+) -> (Vec<f32>, Vec<&'static str>) {
+    g.take_kernel_times();
+    let got = read(g, &g.linear(x, w, b, act).unwrap());
+    (got, g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect())
+}
+
 /// The few-row matmul (linear_gemv.wgsl) in every weight format against the CPU oracle: one
 /// row, five rows (a short query), blocks of 8 rows full (8, 32) and part-filled (9, 31), up
 /// to its 32-row limit, odd output counts, k a multiple of 8 but not of 32 (blocks padded
 /// within the row); 33 rows go to the tiled kernel, and the profile shows which kernel each
-/// shape ran.
+/// shape ran. A GPU's kernels: lavapipe, a software adapter, takes the direct one by default,
+/// so a tile shape is forced.
 #[test]
 fn few_row_matmuls_match_cpu_in_every_format() {
     let cpu = Cpu::new();
@@ -251,42 +286,75 @@ fn few_row_matmuls_match_cpu_in_every_format() {
         (31, 129, 200),
     ];
     for weights in [GpuWeights::F32, GpuWeights::F16, GpuWeights::Q8_0, GpuWeights::Q4] {
-        let mut g = gpu_with(weights);
-        assert!(g.enable_profiling(), "lavapipe has timestamp queries");
+        let g = tiled_gpu(weights, Tiles::Narrow);
         for (i, &(m, n, k)) in shapes.iter().chain(&[(33, 67, 40)]).enumerate() {
             let act = if i % 2 == 0 { None } else { Some(Activation::GeluErf) };
             let x = rng.vec(m * k, 1.0);
             let b = rng.vec(n, 1.0);
-            let raw = rng.vec(n * k, 0.3);
             // What the GPU holds, and the same values in f32 for the CPU.
-            let (wg, exact) = match weights {
-                GpuWeights::F16 | GpuWeights::F32 => {
-                    let w: Vec<f32> = match weights {
-                        GpuWeights::F16 => raw.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect(),
-                        _ => raw,
-                    };
-                    (g.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap(), w)
-                }
-                _ => {
-                    let format = if weights == GpuWeights::Q4 { QuantFormat::Q4_1 } else { QuantFormat::Q8_0 };
-                    let q = QuantMatrix::quantize(format, n, k, &raw);
-                    let mut w = vec![0.0; n * k];
-                    q.dequantize_rows(0, n, &mut w);
-                    (g.quantized_matrix(q).unwrap(), w)
-                }
-            };
+            let (wg, exact) = stored_and_exact(&g, weights, n, k, rng.vec(n * k, 0.3));
             let wc = cpu.matrix(HostTensor::new(vec![n, k], exact)).unwrap();
             let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, act).unwrap();
             let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
             let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-            g.take_kernel_times();
-            let got = read(&g, &g.linear(&xg, &wg, &bg, act).unwrap());
-            let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
+            let (got, ran) = linear_and_kernels(&g, &xg, &wg, &bg, act);
             let what = format!("{weights:?} {m}x{n}x{k} {act:?} on {ran:?}");
             check(&what, &got, &want.data, n, TOL_LINEAR);
             let few = m <= 32;
             assert_eq!(ran.len(), 1, "{what}");
             assert_eq!(ran[0].starts_with("gemv"), few, "{what}: the kernel chosen for {m} rows");
+        }
+    }
+}
+
+/// The software adapters' matmul (linear_direct.wgsl) in every weight format against the CPU
+/// oracle, as lavapipe (a software adapter) picks it by default: 1 row, a query's 5 and 13,
+/// one block of 6 rows and 7 (a second block nearly empty), 33 and 131 rows, outputs not a
+/// multiple of its 4 a thread or 64 a workgroup, k a multiple of 8 but not of 32; k % 8 != 0
+/// goes to the tiled kernel, and the profile shows which kernel each shape ran.
+#[test]
+fn direct_matmuls_match_cpu_in_every_format() {
+    let cpu = Cpu::new();
+    let mut rng = Rng(15);
+    let shapes =
+        [(1, 1, 8), (1, 384, 384), (5, 1536, 384), (6, 4, 16), (7, 5, 24), (13, 67, 40), (33, 130, 64), (131, 67, 200)];
+    for weights in [GpuWeights::F32, GpuWeights::F16, GpuWeights::Q8_0, GpuWeights::Q4] {
+        let mut g = gpu_with(weights);
+        assert!(g.enable_profiling(), "lavapipe has timestamp queries");
+        let direct = match weights {
+            GpuWeights::F16 => "direct_f16",
+            GpuWeights::Q8_0 => "direct_q8",
+            GpuWeights::Q4 => "direct_q4",
+            _ => "direct",
+        };
+        for (i, &(m, n, k)) in shapes.iter().chain(&[(9, 70, 36)]).enumerate() {
+            let act = if i % 2 == 0 { None } else { Some(Activation::GeluTanh) };
+            let x = rng.vec(m * k, 1.0);
+            let b = rng.vec(n, 1.0);
+            let (wg, exact) = stored_and_exact(&g, weights, n, k, rng.vec(n * k, 0.3));
+            let wc = cpu.matrix(HostTensor::new(vec![n, k], exact)).unwrap();
+            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, act).unwrap();
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            let (got, ran) = linear_and_kernels(&g, &xg, &wg, &bg, act);
+            let what = format!("{weights:?} {m}x{n}x{k} {act:?} on {ran:?}");
+            check(&what, &got, &want.data, n, TOL_LINEAR);
+            assert_eq!(ran.len(), 1, "{what}");
+            assert_eq!(ran[0] == direct, k % 8 == 0, "{what}: the kernel chosen for k = {k}");
+        }
+    }
+    // K-quants: rows of 256 and 512 weights.
+    let mut g = gpu_with(GpuWeights::F32);
+    assert!(g.enable_profiling());
+    for format in [QuantFormat::Q4K, QuantFormat::Q5K, QuantFormat::Q6K] {
+        for (m, n, k) in [(1, 67, 256), (13, 70, 512), (33, 5, 256)] {
+            let (x, q, b, want) = blocks_and_oracle(&mut rng, format, m, n, k);
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            let (got, ran) = linear_and_kernels(&g, &xg, &g.quantized_matrix(q).unwrap(), &bg, None);
+            let what = format!("{format:?} {m}x{n}x{k} on {ran:?}");
+            assert_eq!(ran, ["direct_k"], "{what}");
+            check(&what, &got, &want, n, TOL_LINEAR);
         }
     }
 }
@@ -787,8 +855,12 @@ fn mpnet_matches_pytorch_on_the_gpu() {
 
 /// all-MiniLM-L6-v2 on the GPU with reduced weights: every fixture text within `bar` cosine.
 fn minilm_stays_close_to_pytorch(weights: GpuWeights, bar: f64) {
+    minilm_stays_close_on(gpu_with(weights), weights, bar);
+}
+
+fn minilm_stays_close_on(gpu: Gpu, weights: GpuWeights, bar: f64) {
     let reference = minilm_ref();
-    let embedder = Embedder::load(gpu_with(weights), &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap();
+    let embedder = Embedder::load(gpu, &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap();
     let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
     let vectors = embedder.embed(&texts, &EmbedOptions::default()).unwrap();
     let mut worst = (1.0f64, "");
@@ -805,6 +877,11 @@ fn minilm_stays_close_to_pytorch(weights: GpuWeights, bar: f64) {
 #[test]
 fn minilm_with_f16_weights_stays_close_to_pytorch() {
     minilm_stays_close_to_pytorch(GpuWeights::F16, 0.9999);
+    // The same on a GPU's kernels (the few-row and tiled matmuls), which lavapipe, a software
+    // adapter, does not take by default.
+    let mut gpu = gpu_with(GpuWeights::F16);
+    gpu.force_tiles(Some(Tiles::Wide));
+    minilm_stays_close_on(gpu, GpuWeights::F16, 0.9999);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Every shader parses and validates with naga (the WGSL front end wgpu uses), without a GPU;
 //! and every Params struct in WGSL has the size its Rust mirror asserts. The matmul is
-//! linear.wgsl followed by a weight-format file (linear_<format>.wgsl), validated as such.
+//! linear.wgsl followed by a weight-format file (linear_<format>.wgsl), linear_gemv.wgsl and
+//! linear_direct.wgsl, validated as such.
 
 use std::path::PathBuf;
 
@@ -17,12 +18,15 @@ fn shaders() -> Vec<(String, String)> {
     // The modules pipelines are built from, as src/backend/gpu/kernels.rs composes them.
     let common = out.iter().find(|(n, _)| n == "linear.wgsl").expect("linear.wgsl").1.clone();
     let gemv = out.iter().find(|(n, _)| n == "linear_gemv.wgsl").expect("linear_gemv.wgsl").1.clone();
+    let direct = out.iter().find(|(n, _)| n == "linear_direct.wgsl").expect("linear_direct.wgsl").1.clone();
     // kquant.wgsl is the K-quant decoder appended to embed.wgsl and linear_kquant.wgsl (as
     // backend::gpu::kernels composes them), not a kernel of its own.
     let kquant = out.iter().find(|(n, _)| n == "kquant.wgsl").expect("kquant.wgsl").1.clone();
     // activate.wgsl, the fused activations, is appended to the matmuls and to glu.wgsl.
     let activate = out.iter().find(|(n, _)| n == "activate.wgsl").expect("activate.wgsl").1.clone();
-    out.retain(|(n, _)| !["linear.wgsl", "linear_gemv.wgsl", "kquant.wgsl", "activate.wgsl"].contains(&n.as_str()));
+    out.retain(|(n, _)| {
+        !["linear.wgsl", "linear_gemv.wgsl", "linear_direct.wgsl", "kquant.wgsl", "activate.wgsl"].contains(&n.as_str())
+    });
     // The f16 peak probe, as kernels::peak_fma_f16 builds it from the f32 one.
     let peak = out.iter().find(|(n, _)| n == "peak_fma.wgsl").expect("peak_fma.wgsl").1.clone();
     assert!(peak.contains("alias F = f32;"), "peak_fma.wgsl: its number type is the alias F");
@@ -41,7 +45,7 @@ fn shaders() -> Vec<(String, String)> {
         }
         if name.starts_with("linear_") {
             let shape = if name.ends_with("(narrow)") { &narrow } else { &common };
-            *source = format!("{shape}\n{activate}\n{source}\n{gemv}");
+            *source = format!("{shape}\n{activate}\n{source}\n{gemv}\n{direct}");
         }
         if name == "glu.wgsl" {
             *source = format!("{source}\n{activate}");
@@ -71,13 +75,16 @@ fn every_shader_validates() {
             "{name}: needs a compute entry point `main`"
         );
         // SwiftShader (Chromium's software WebGPU) allows 256 invocations per workgroup; the
-        // matmul modules also have the few-row entry point `gemv`.
+        // matmul modules also have the few-row entry point `gemv` and the software adapters'
+        // `direct`.
         for e in &module.entry_points {
             let [x, y, z] = e.workgroup_size;
             assert!(x * y * z <= 256, "{name} `{}`: workgroup of {} invocations", e.name, x * y * z);
         }
         if name.starts_with("linear_") {
-            assert!(module.entry_points.iter().any(|e| e.name == "gemv"), "{name}: no `gemv` entry point");
+            for entry in ["gemv", "direct"] {
+                assert!(module.entry_points.iter().any(|e| e.name == entry), "{name}: no `{entry}` entry point");
+            }
         }
     }
 }

@@ -31,6 +31,12 @@ pub enum Kernel {
     GemvQ8,
     GemvQ4,
     GemvK,
+    /// The software adapters' matmuls (linear_direct.wgsl's `direct`), one per weight format.
+    DirectF32,
+    DirectF16,
+    DirectQ8,
+    DirectQ4,
+    DirectK,
     LayerNorm,
     Attention,
     Pool,
@@ -45,7 +51,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 26] = [
+    pub const ALL: [Kernel; 31] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -62,6 +68,11 @@ impl Kernel {
         Kernel::GemvQ8,
         Kernel::GemvQ4,
         Kernel::GemvK,
+        Kernel::DirectF32,
+        Kernel::DirectF16,
+        Kernel::DirectQ8,
+        Kernel::DirectQ4,
+        Kernel::DirectK,
         Kernel::LayerNorm,
         Kernel::Attention,
         Kernel::Pool,
@@ -92,6 +103,11 @@ impl Kernel {
             Kernel::GemvQ8 => "gemv_q8",
             Kernel::GemvQ4 => "gemv_q4",
             Kernel::GemvK => "gemv_k",
+            Kernel::DirectF32 => "direct",
+            Kernel::DirectF16 => "direct_f16",
+            Kernel::DirectQ8 => "direct_q8",
+            Kernel::DirectQ4 => "direct_q4",
+            Kernel::DirectK => "direct_k",
             Kernel::LayerNorm => "layer_norm",
             Kernel::Attention => "attention",
             Kernel::Pool => "pool",
@@ -128,7 +144,12 @@ impl Kernel {
             | Kernel::GemvF16
             | Kernel::GemvQ8
             | Kernel::GemvQ4
-            | Kernel::GemvK => &[R, R, R, W, R, R],
+            | Kernel::GemvK
+            | Kernel::DirectF32
+            | Kernel::DirectF16
+            | Kernel::DirectQ8
+            | Kernel::DirectQ4
+            | Kernel::DirectK => &[R, R, R, W, R, R],
             // x (in place), residual, gamma, beta
             Kernel::LayerNorm => &[W, R, R, R],
             // qkv, query tiles, seqs, ctx, relative-position bias (a placeholder without one)
@@ -160,23 +181,38 @@ impl Kernel {
         )
     }
 
-    /// The entry point: `gemv` for the few-row matmuls, which share their module with the
-    /// tiled ones; `main` for the rest.
+    /// One of linear_gemv.wgsl's few-row matmuls.
+    pub fn is_gemv(self) -> bool {
+        matches!(self, Kernel::GemvF32 | Kernel::GemvF16 | Kernel::GemvQ8 | Kernel::GemvQ4 | Kernel::GemvK)
+    }
+
+    /// One of linear_direct.wgsl's matmuls (software adapters).
+    pub fn is_direct(self) -> bool {
+        matches!(self, Kernel::DirectF32 | Kernel::DirectF16 | Kernel::DirectQ8 | Kernel::DirectQ4 | Kernel::DirectK)
+    }
+
+    /// The entry point: `gemv` for the few-row matmuls and `direct` for the software
+    /// adapters' ones, which share their module with the tiled ones; `main` for the rest.
     pub fn entry_point(self) -> &'static str {
-        match self {
-            Kernel::GemvF32 | Kernel::GemvF16 | Kernel::GemvQ8 | Kernel::GemvQ4 | Kernel::GemvK => "gemv",
-            _ => "main",
+        if self.is_gemv() {
+            "gemv"
+        } else if self.is_direct() {
+            "direct"
+        } else {
+            "main"
         }
     }
 
     /// The shader source, embedded at build time. The matmuls are linear.wgsl followed by their
-    /// weight format's file and linear_gemv.wgsl (WGSL has no includes): one module with the
-    /// tiled entry point `main` and the few-row one `gemv`; linear.wgsl as written is the wide
+    /// weight format's file, linear_gemv.wgsl and linear_direct.wgsl (WGSL has no includes):
+    /// one module with the tiled entry point `main`, the few-row one `gemv` and the software
+    /// adapters' `direct`; linear.wgsl as written is the wide
     /// shape, [`narrow`] makes the narrow one. activate.wgsl (the fused activations) is
     /// appended to the matmuls and to glu.wgsl.
     pub fn source(self) -> std::borrow::Cow<'static, str> {
         const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
         const GEMV: &str = include_str!("../../../shaders/linear_gemv.wgsl");
+        const DIRECT: &str = include_str!("../../../shaders/linear_direct.wgsl");
         const F32: &str = include_str!("../../../shaders/linear_f32.wgsl");
         const F16: &str = include_str!("../../../shaders/linear_f16.wgsl");
         const Q8: &str = include_str!("../../../shaders/linear_q8.wgsl");
@@ -185,15 +221,15 @@ impl Kernel {
         const KQUANT: &str = include_str!("../../../shaders/kquant.wgsl");
         const K: &str = include_str!("../../../shaders/linear_kquant.wgsl");
         const ACTIVATE: &str = include_str!("../../../shaders/activate.wgsl");
-        let linear = |format: &str| format!("{}\n{ACTIVATE}\n{format}\n{GEMV}", narrow(LINEAR)).into();
-        let wide = |format: &str| format!("{LINEAR}\n{ACTIVATE}\n{format}\n{GEMV}").into();
+        let linear = |format: &str| format!("{}\n{ACTIVATE}\n{format}\n{GEMV}\n{DIRECT}", narrow(LINEAR)).into();
+        let wide = |format: &str| format!("{LINEAR}\n{ACTIVATE}\n{format}\n{GEMV}\n{DIRECT}").into();
         match self {
             Kernel::Embed => format!("{}\n{KQUANT}", include_str!("../../../shaders/embed.wgsl")).into(),
-            Kernel::Linear | Kernel::GemvF32 => linear(F32),
-            Kernel::LinearF16 | Kernel::GemvF16 => linear(F16),
-            Kernel::LinearQ8 | Kernel::GemvQ8 => linear(Q8),
-            Kernel::LinearQ4 | Kernel::GemvQ4 => linear(Q4),
-            Kernel::LinearK | Kernel::GemvK => linear(&format!("{K}\n{KQUANT}")),
+            Kernel::Linear | Kernel::GemvF32 | Kernel::DirectF32 => linear(F32),
+            Kernel::LinearF16 | Kernel::GemvF16 | Kernel::DirectF16 => linear(F16),
+            Kernel::LinearQ8 | Kernel::GemvQ8 | Kernel::DirectQ8 => linear(Q8),
+            Kernel::LinearQ4 | Kernel::GemvQ4 | Kernel::DirectQ4 => linear(Q4),
+            Kernel::LinearK | Kernel::GemvK | Kernel::DirectK => linear(&format!("{K}\n{KQUANT}")),
             Kernel::LinearWide => wide(F32),
             Kernel::LinearF16Wide => wide(F16),
             Kernel::LinearQ8Wide => wide(Q8),
@@ -305,9 +341,9 @@ params!(
 );
 
 /// A compute pipeline and its group-0 layout per kernel, and the params layout they share:
-/// the model's kernels built when the device opens, in the matmul shape the adapter starts
-/// with (wide on a software adapter, narrow on a GPU: `Gpu::linear`); the other shape and
-/// the probes when first used.
+/// the model's kernels built when the device opens, with the matmuls the adapter starts with
+/// (direct and wide on a software adapter, few-row and narrow on a GPU: `Gpu::linear`); the
+/// others and the probes when first used.
 pub struct Pipelines {
     device: wgpu::Device,
     pipelines: Vec<std::sync::OnceLock<Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
@@ -340,7 +376,10 @@ impl Pipelines {
         };
         let later = |k: Kernel| match k {
             Kernel::PeakFma | Kernel::PeakFmaF16 => true,
+            // A software adapter's matmuls are the direct ones, the wide tiles where k % 8 != 0.
             Kernel::Linear | Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 | Kernel::LinearK => software,
+            _ if k.is_gemv() => software,
+            _ if k.is_direct() => !software,
             _ => k.is_wide() && !software,
         };
         for k in Kernel::ALL.into_iter().filter(|&k| !later(k)) {
@@ -356,7 +395,7 @@ impl Pipelines {
     }
 
     fn build(&self, k: Kernel) -> Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        let unpacks_f16 = matches!(k, Kernel::LinearF16 | Kernel::LinearF16Wide | Kernel::GemvF16);
+        let unpacks_f16 = matches!(k, Kernel::LinearF16 | Kernel::LinearF16Wide | Kernel::GemvF16 | Kernel::DirectF16);
         if (unpacks_f16 && !self.f16_in_f32) || (k == Kernel::PeakFmaF16 && !self.shader_f16) {
             return None;
         }

@@ -37,16 +37,24 @@ pub const BATCH_TOKENS: usize = 4096;
 /// The same on a software adapter (lavapipe, SwiftShader): on lavapipe (MiniLM f32, 2 cores,
 /// `gpu-bench --quick --sentences 64`, 2026-12-07, the register-tiled matmul) 512 tokens per
 /// batch gave 32.8 sentences/s, 1024 35.7, 2048 36.6, 4096 36.7, 8192 37.5. With the 4x4
-/// scalar-read matmul before it, 512 had been fastest (8.1 against 6.7 at 4096, f16).
+/// scalar-read matmul before it, 512 had been fastest (8.1 against 6.7 at 4096, f16). With
+/// the direct matmul (f16, `--sentences 32`) every budget from 512 to 16384 gave 57-58.
 pub const BATCH_TOKENS_SOFTWARE: usize = 2048;
 
-/// Which of linear.wgsl's two tile shapes a tiled matmul runs.
+/// Which matmul kernel `linear` runs, when forced ([`Gpu::force_tiles`]; by default a
+/// hardware adapter takes the few-row kernel up to [`GEMV_MAX_ROWS`] rows and a tile shape by
+/// [`WIDE_MIN_TILES`] past them, a software one `Direct`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tiles {
-    /// 64x64 tiles, 4x4 outputs a thread: four times the workgroups of `Wide`.
+    /// linear.wgsl's 64x64 tiles, 4x4 outputs a thread: four times the workgroups of `Wide`
+    /// (the few-row kernel still takes up to 32 rows).
     Narrow,
-    /// 128x128 tiles, 8x8 outputs a thread: half the workgroup-memory reads per multiply-add.
+    /// 128x128 tiles, 8x8 outputs a thread: half the workgroup-memory reads per multiply-add
+    /// (likewise).
     Wide,
+    /// No tiles: linear_direct.wgsl, 6x4 outputs a thread read straight from storage, for
+    /// every row count (a software adapter's matmul; the tiled kernels where k % 8 != 0).
+    Direct,
 }
 
 /// On a hardware adapter, the tiled matmul takes the wide tiles from this many 128x128 tiles
@@ -57,7 +65,8 @@ pub enum Tiles {
 /// laptop GPU, one per SM of a large one) until a lent GPU measures the crossover: `gpu-bench`
 /// prints both shapes on MiniLM's matmuls for that.
 const WIDE_MIN_TILES: usize = 64;
-/// The same on a software adapter, measured: lavapipe on 2 cores (`gpu-bench`, 2026-12-07, f16
+/// The same on a software adapter, where the tiled kernel runs only for k % 8 != 0 (the direct
+/// one takes the rest), measured: lavapipe on 2 cores (`gpu-bench`, 2026-12-07, f16
 /// weights) ran 64 x 384 x 384 (3 wide tiles: one core idles for the last) at 2.9-4.1 GFLOP/s
 /// narrow and 2.7-3.1 wide, 64 x 384 x 1536 at 4.4-5.2 and 3.1-3.7, 256 x 384 x 384 (6) at 4.1
 /// and 7.2, and from 256 rows on 4.1-5.7 narrow against 7.2-9.3 wide.
@@ -484,8 +493,8 @@ impl Gpu {
         self.binding_cap = Some(bytes);
     }
 
-    /// Runs every tiled matmul in `tiles`' shape (None: chosen per dispatch, as by default):
-    /// tests check both shapes, gpu-bench times both.
+    /// Runs every matmul in `tiles`' kernel (None: chosen per dispatch, as by default): tests
+    /// check each, gpu-bench times each.
     #[doc(hidden)]
     pub fn force_tiles(&mut self, tiles: Option<Tiles>) {
         self.tiles = tiles;
@@ -496,10 +505,25 @@ impl Gpu {
         self.info.device_type == wgpu::DeviceType::Cpu
     }
 
-    /// The tiled matmul's shape for an [m, n] output (see [`WIDE_MIN_TILES`]).
+    /// The tiled matmul's shape for an [m, n] output (see [`WIDE_MIN_TILES`]): `Narrow` or
+    /// `Wide`, the one forced or the one the rule picks.
     pub fn tiles_for(&self, m: usize, n: usize) -> Tiles {
         let min = if self.is_software() { WIDE_MIN_TILES_SOFTWARE } else { WIDE_MIN_TILES };
-        self.tiles.unwrap_or(if m.div_ceil(128) * n.div_ceil(128) >= min { Tiles::Wide } else { Tiles::Narrow })
+        match self.tiles {
+            Some(t @ (Tiles::Narrow | Tiles::Wide)) => t,
+            _ if m.div_ceil(128) * n.div_ceil(128) >= min => Tiles::Wide,
+            _ => Tiles::Narrow,
+        }
+    }
+
+    /// Whether `linear` takes linear_direct.wgsl for a product with `k` columns: on a software
+    /// adapter unless a tile shape is forced, wherever forced, and only where k % 8 == 0.
+    pub fn direct_for(&self, k: usize) -> bool {
+        k.is_multiple_of(8)
+            && match self.tiles {
+                Some(t) => t == Tiles::Direct,
+                None => self.is_software(),
+            }
     }
 
     /// Bytes of all GPU buffers this backend holds now.
@@ -952,12 +976,25 @@ impl Backend for Gpu {
             )));
         }
         let out = self.tensor(x.rows, w.rows)?;
-        // Few rows (one query): the matrix-vector kernel, which reads each weight once; more:
-        // the tiled one, which reuses each staged weight for 64 or 128 rows.
-        let gemv = x.rows <= GEMV_MAX_ROWS && w.cols.is_multiple_of(8);
-        let wide = !gemv && self.tiles_for(x.rows, w.rows) == Tiles::Wide;
+        // A software adapter: the direct kernel, whatever the rows. A GPU: few rows (one query)
+        // take the matrix-vector kernel, which reads each weight once; more the tiled one,
+        // which reuses each staged weight for 64 or 128 rows.
+        // (Its grid holds 65535 blocks of 6 rows; past that the tiled kernel's blocks of 64.)
+        let direct = self.direct_for(w.cols) && x.rows.div_ceil(6) <= 65535 && w.rows.div_ceil(64) <= 65535;
+        let gemv = !direct && x.rows <= GEMV_MAX_ROWS && w.cols.is_multiple_of(8);
+        let wide = !direct && !gemv && self.tiles_for(x.rows, w.rows) == Tiles::Wide;
         let tiled = |narrow, wide_shape| if wide { wide_shape } else { narrow };
         let (kernel, vec4) = match (w.format, gemv) {
+            _ if direct => (
+                match w.format {
+                    GpuFormat::F32 => Kernel::DirectF32,
+                    GpuFormat::F16 => Kernel::DirectF16,
+                    GpuFormat::Q8_0 => Kernel::DirectQ8,
+                    GpuFormat::Q4_1 => Kernel::DirectQ4,
+                    GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K => Kernel::DirectK,
+                },
+                true,
+            ),
             (GpuFormat::F32, false) => (tiled(Kernel::Linear, Kernel::LinearWide), w.cols.is_multiple_of(4)),
             (GpuFormat::F16, false) => (tiled(Kernel::LinearF16, Kernel::LinearF16Wide), w.cols.is_multiple_of(8)),
             (GpuFormat::Q8_0, false) => (tiled(Kernel::LinearQ8, Kernel::LinearQ8Wide), w.cols.is_multiple_of(32)),
@@ -973,7 +1010,10 @@ impl Backend for Gpu {
             (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, true) => (Kernel::GemvK, true),
         };
         let tile = if wide { 128 } else { 64 };
-        let grid = if gemv {
+        let grid = if direct {
+            // linear_direct.wgsl: 64 weight rows by 6 x rows a workgroup.
+            (groups(w.rows, 64), groups(x.rows, 6))
+        } else if gemv {
             // linear_gemv.wgsl: GEMV_NR = 16 weight rows by GEMV_MB = 8 x rows a workgroup; the
             // blocks of x rows in y, beside the spill of more than 65535 weight-row groups.
             let n = w.rows.div_ceil(16) as u32;

@@ -104,8 +104,14 @@ struct Row {
     kernels1: Vec<KernelTime>,
 }
 
-fn open(weights: GpuWeights, profile: bool, files: &ModelFiles) -> Result<Embedder<Gpu>, String> {
+fn open(
+    weights: GpuWeights,
+    matmul: Option<Tiles>,
+    profile: bool,
+    files: &ModelFiles,
+) -> Result<Embedder<Gpu>, String> {
     let mut gpu = pollster::block_on(Gpu::with_weights(weights)).map_err(err)?;
+    gpu.force_tiles(matmul);
     if profile && !gpu.enable_profiling() {
         eprintln!("this adapter has no timestamp queries: no per-kernel table");
     }
@@ -118,12 +124,13 @@ fn open(weights: GpuWeights, profile: bool, files: &ModelFiles) -> Result<Embedd
 fn bench_dtype(
     dtype: &'static str,
     weights: GpuWeights,
+    matmul: Option<Tiles>,
     files: &ModelFiles,
     texts: &[&str],
     n1: usize,
     rounds: usize,
 ) -> Result<Row, String> {
-    let e = open(weights, false, files)?;
+    let e = open(weights, matmul, false, files)?;
     let opts = |batch_size| EmbedOptions { batch_size: Some(batch_size), ..EmbedOptions::default() };
     e.embed(&texts[..8.min(texts.len())], &opts(32)).map_err(err)?;
     let mut latencies = Vec::with_capacity(n1);
@@ -155,7 +162,7 @@ fn bench_dtype(
     let (batch32, vectors, host) = per_s(32)?;
     let (batch256, _, _) = per_s(256)?;
     drop(e);
-    let profiled = open(weights, true, files)?;
+    let profiled = open(weights, matmul, true, files)?;
     profiled.embed(&texts[..8.min(texts.len())], &opts(32)).map_err(err)?;
     profiled.backend().take_kernel_profile();
     profiled.embed(texts, &opts(32)).map_err(err)?;
@@ -224,26 +231,31 @@ fn matmul_shape_gflops(gpu: &Gpu, [m, n, k]: [usize; 3], seconds: f64) -> Result
     }
 }
 
-/// Both tile shapes of the tiled matmul on MiniLM's products (f16 weights, as `Auto` stores
-/// them on a GPU) at growing row counts: where the wide shape starts to win is what sets
-/// backend::gpu's WIDE_MIN_TILES on this adapter.
+/// The matmul kernels on MiniLM's products (f16 weights, as `Auto` stores them on a GPU) at
+/// growing row counts: both tile shapes (where the wide one starts to win is what sets
+/// backend::gpu's WIDE_MIN_TILES on this adapter) and the direct kernel (whether it is the one
+/// for this adapter's class). 16 rows, a query, take the few-row kernel under both tiles.
 fn print_tile_sweep(rows: &[usize], seconds: f64) -> Result<(), String> {
     let mut gpu = pollster::block_on(Gpu::with_weights(GpuWeights::F16)).map_err(err)?;
-    println!("tiled matmul shapes, f16 weights, GFLOP/s (narrow: 64x64 tiles, 4x4 a thread; wide: 128x128, 8x8):");
+    println!(
+        "matmul kernels, f16 weights, GFLOP/s (narrow: 64x64 tiles, 4x4 a thread; wide: 128x128, 8x8; \
+         direct: 6x4 a thread from storage, no tiles):"
+    );
     println!();
-    println!("| rows | n x k | narrow | wide | wide tiles | default |");
-    println!("|---|---|---|---|---|---|");
+    println!("| rows | n x k | narrow | wide | direct | wide tiles | default |");
+    println!("|---|---|---|---|---|---|---|");
     for &m in rows {
         for [n, k] in [[384, 384], [1536, 384], [384, 1536]] {
-            let mut g = [0.0; 2];
-            for (i, tiles) in [Tiles::Narrow, Tiles::Wide].into_iter().enumerate() {
+            let mut g = [0.0; 3];
+            for (i, tiles) in [Tiles::Narrow, Tiles::Wide, Tiles::Direct].into_iter().enumerate() {
                 gpu.force_tiles(Some(tiles));
                 g[i] = matmul_shape_gflops(&gpu, [m, n, k], seconds)?;
             }
             gpu.force_tiles(None);
-            let default = format!("{:?}", gpu.tiles_for(m, n)).to_lowercase();
+            let default = if gpu.direct_for(k) { Tiles::Direct } else { gpu.tiles_for(m, n) };
+            let default = format!("{default:?}").to_lowercase();
             let tiles = m.div_ceil(128) * n.div_ceil(128);
-            println!("| {m} | {n} x {k} | {:.1} | {:.1} | {tiles} | {default} |", g[0], g[1]);
+            println!("| {m} | {n} x {k} | {:.1} | {:.1} | {:.1} | {tiles} | {default} |", g[0], g[1], g[2]);
         }
     }
     Ok(())
@@ -275,6 +287,11 @@ pub struct GpuBenchArgs {
     /// stop after the peak probe (FMA loops and the large matmul): a kernel change's quick check
     #[arg(long)]
     probe_only: bool,
+    /// the model's matmuls all in one kernel: `narrow` or `wide` tiles (with the few-row
+    /// kernel up to 32 rows: a GPU's kernels) or `direct` (a software adapter's) [default: as
+    /// the adapter's class picks]
+    #[arg(long, value_parser = ["narrow", "wide", "direct"])]
+    matmul: Option<String>,
 }
 
 pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
@@ -283,6 +300,12 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
     let n1 = if quick { n.min(32) } else { n };
     let rounds = args.repeats.unwrap_or(if quick { 1 } else { 3 }).max(1);
     let peak_n = args.peak_size.unwrap_or(if quick { 1024 } else { 4096 });
+    let matmul = match args.matmul.as_deref() {
+        Some("narrow") => Some(Tiles::Narrow),
+        Some("wide") => Some(Tiles::Wide),
+        Some("direct") => Some(Tiles::Direct),
+        _ => None,
+    };
     let formats: Vec<_> = match &args.dtype {
         None => FORMATS.to_vec(),
         Some(d) => FORMATS.iter().filter(|(name, _)| name == d).copied().collect(),
@@ -332,7 +355,7 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
         }
     }
     println!();
-    let sweep: &[usize] = if quick { &[64, 512, 4096] } else { &[64, 256, 1024, 4096, 16384] };
+    let sweep: &[usize] = if quick { &[16, 64, 512, 4096] } else { &[16, 64, 256, 1024, 4096, 16384] };
     if let Err(e) = print_tile_sweep(sweep, probe_s / 2.0) {
         println!("tile sweep: skipped ({e})");
     }
@@ -353,7 +376,7 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
     println!("|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = vec![];
     for &(dtype, weights) in &formats {
-        let r = match bench_dtype(dtype, weights, &files, &texts, n1, rounds) {
+        let r = match bench_dtype(dtype, weights, matmul, &files, &texts, n1, rounds) {
             Ok(row) => row,
             // f16 weights need unpack2x16float, which some GL ES adapters lack: say so, go on.
             Err(e) => {
@@ -382,7 +405,7 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
         print_kernels(r.dtype, "batch 1 (8 texts one by one)", &r.kernels1);
     }
     if let Some(&(dtype, weights)) = formats.iter().find(|(d, _)| *d == "f16").or(formats.first()) {
-        token_budgets(dtype, weights, &files, &texts, rounds)?;
+        token_budgets(dtype, weights, matmul, &files, &texts, rounds)?;
     }
     Ok(())
 }
@@ -393,11 +416,12 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
 fn token_budgets(
     dtype: &str,
     weights: GpuWeights,
+    matmul: Option<Tiles>,
     files: &ModelFiles,
     texts: &[&str],
     rounds: usize,
 ) -> Result<(), String> {
-    let e = open(weights, false, files)?;
+    let e = open(weights, matmul, false, files)?;
     let all: Vec<&str> = texts.iter().cycle().take(4 * texts.len()).copied().collect();
     let tokens: usize = e.tokenize(&all).map_err(err)?.iter().map(|t| t.ids.len()).sum();
     println!();
