@@ -264,6 +264,30 @@ fn linear_and_kernels(
     (got, g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect())
 }
 
+/// `linear` on `g` with random x [m, k], bias and weights stored as `weights`, checked against
+/// the CPU's f32 matmul on the same values; the kernels that ran, and a label for asserts.
+fn random_linear_matches_cpu(
+    g: &Gpu,
+    rng: &mut Rng,
+    weights: GpuWeights,
+    (m, n, k): (usize, usize, usize),
+    act: Option<Activation>,
+) -> (Vec<&'static str>, String) {
+    let cpu = Cpu::new();
+    let x = rng.vec(m * k, 1.0);
+    let b = rng.vec(n, 1.0);
+    // What the GPU holds, and the same values in f32 for the CPU.
+    let (wg, exact) = stored_and_exact(g, weights, n, k, rng.vec(n * k, 0.3));
+    let wc = cpu.matrix(HostTensor::new(vec![n, k], exact)).unwrap();
+    let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, act).unwrap();
+    let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+    let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+    let (got, ran) = linear_and_kernels(g, &xg, &wg, &bg, act);
+    let what = format!("{weights:?} {m}x{n}x{k} {act:?} on {ran:?}");
+    check(&what, &got, &want.data, n, TOL_LINEAR);
+    (ran, what)
+}
+
 /// The few-row matmul (linear_gemv.wgsl) in every weight format against the CPU oracle: one
 /// row, five rows (a short query), blocks of 8 rows full (8, 32) and part-filled (9, 31), up
 /// to its 32-row limit, odd output counts, k a multiple of 8 but not of 32 (blocks padded
@@ -272,7 +296,6 @@ fn linear_and_kernels(
 /// so a tile shape is forced.
 #[test]
 fn few_row_matmuls_match_cpu_in_every_format() {
-    let cpu = Cpu::new();
     let mut rng = Rng(10);
     let shapes = [
         (1, 384, 384),
@@ -289,17 +312,7 @@ fn few_row_matmuls_match_cpu_in_every_format() {
         let g = tiled_gpu(weights, Tiles::Narrow);
         for (i, &(m, n, k)) in shapes.iter().chain(&[(33, 67, 40)]).enumerate() {
             let act = if i % 2 == 0 { None } else { Some(Activation::GeluErf) };
-            let x = rng.vec(m * k, 1.0);
-            let b = rng.vec(n, 1.0);
-            // What the GPU holds, and the same values in f32 for the CPU.
-            let (wg, exact) = stored_and_exact(&g, weights, n, k, rng.vec(n * k, 0.3));
-            let wc = cpu.matrix(HostTensor::new(vec![n, k], exact)).unwrap();
-            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, act).unwrap();
-            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
-            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-            let (got, ran) = linear_and_kernels(&g, &xg, &wg, &bg, act);
-            let what = format!("{weights:?} {m}x{n}x{k} {act:?} on {ran:?}");
-            check(&what, &got, &want.data, n, TOL_LINEAR);
+            let (ran, what) = random_linear_matches_cpu(&g, &mut rng, weights, (m, n, k), act);
             let few = m <= 32;
             assert_eq!(ran.len(), 1, "{what}");
             assert_eq!(ran[0].starts_with("gemv"), few, "{what}: the kernel chosen for {m} rows");
@@ -314,7 +327,6 @@ fn few_row_matmuls_match_cpu_in_every_format() {
 /// goes to the tiled kernel, and the profile shows which kernel each shape ran.
 #[test]
 fn direct_matmuls_match_cpu_in_every_format() {
-    let cpu = Cpu::new();
     let mut rng = Rng(15);
     let shapes =
         [(1, 1, 8), (1, 384, 384), (5, 1536, 384), (6, 4, 16), (7, 5, 24), (13, 67, 40), (33, 130, 64), (131, 67, 200)];
@@ -329,16 +341,7 @@ fn direct_matmuls_match_cpu_in_every_format() {
         };
         for (i, &(m, n, k)) in shapes.iter().chain(&[(9, 70, 36)]).enumerate() {
             let act = if i % 2 == 0 { None } else { Some(Activation::GeluTanh) };
-            let x = rng.vec(m * k, 1.0);
-            let b = rng.vec(n, 1.0);
-            let (wg, exact) = stored_and_exact(&g, weights, n, k, rng.vec(n * k, 0.3));
-            let wc = cpu.matrix(HostTensor::new(vec![n, k], exact)).unwrap();
-            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, act).unwrap();
-            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
-            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-            let (got, ran) = linear_and_kernels(&g, &xg, &wg, &bg, act);
-            let what = format!("{weights:?} {m}x{n}x{k} {act:?} on {ran:?}");
-            check(&what, &got, &want.data, n, TOL_LINEAR);
+            let (ran, what) = random_linear_matches_cpu(&g, &mut rng, weights, (m, n, k), act);
             assert_eq!(ran.len(), 1, "{what}");
             assert_eq!(ran[0] == direct, k % 8 == 0, "{what}: the kernel chosen for k = {k}");
         }
