@@ -427,8 +427,23 @@ fn layer_norm_matches_cpu() {
 
 #[test]
 fn attention_matches_cpu_with_uneven_texts() {
-    let g = shared();
+    // Both kernels: lavapipe's default (a software adapter's: attention_direct.wgsl where the
+    // head dim is a multiple of 32, else the tiled one) and a GPU's (the tiled one, forced).
+    let mut direct = gpu_with(GpuWeights::F32);
+    let mut tiled = gpu_with(GpuWeights::F32);
+    tiled.force_tiles(Some(Tiles::Narrow));
+    for g in [&mut direct, &mut tiled] {
+        assert!(g.enable_profiling(), "lavapipe has timestamp queries");
+    }
+    attention_cases(&direct, true);
+    attention_cases(&tiled, false);
+}
+
+/// The attention cases of `attention_matches_cpu_with_uneven_texts` on `g`, which takes the
+/// direct kernel (where it can) or not.
+fn attention_cases(g: &Gpu, direct: bool) {
     let mut rng = Rng(3);
+    let cpu = Cpu::new();
     // span: a relative-position bias table [heads, 2 * span - 1] (0: none); spans shorter
     // than the texts take the clamped ends. window: keys within that distance only. Texts
     // longer than one key tile (64 keys; 3 for 256-dim heads) and than the 512-token cap the
@@ -460,25 +475,31 @@ fn attention_matches_cpu_with_uneven_texts() {
     ] {
         let meta = SeqMeta::new(lens.clone(), vec![0; lens.len()]);
         let cols = (heads + 2 * kv) * hd;
-        let (qc, qg) = both(meta.tokens, cols, rng.vec(meta.tokens * cols, 2.0));
-        let bias = (span > 0).then(|| both_table(heads, 2 * span - 1, rng.vec(heads * (2 * span - 1), 3.0)));
+        let q = rng.vec(meta.tokens * cols, 2.0);
+        let (qc, qg) = (
+            CpuTensor::new(meta.tokens, cols, q.clone()),
+            g.table(HostTensor::new(vec![meta.tokens, cols], q)).unwrap(),
+        );
+        let bias = (span > 0).then(|| {
+            let table = HostTensor::new(vec![heads, 2 * span - 1], rng.vec(heads * (2 * span - 1), 3.0));
+            (cpu.table(table.clone()).unwrap(), g.table(table).unwrap())
+        });
         let on_cpu = Attention { heads, kv_heads: kv, head_dim: hd, bias: bias.as_ref().map(|b| &b.0), window, causal };
         let on_gpu = Attention { heads, kv_heads: kv, head_dim: hd, bias: bias.as_ref().map(|b| &b.1), window, causal };
-        let want = Cpu::new().attention(&qc, &meta, &on_cpu).unwrap();
-        let got = g.attention(&qg, &meta, &on_gpu).unwrap();
-        check(
-            &format!(
-                "attention lens={lens:?} heads={heads}/{kv} hd={hd} bias span={span} window={window:?} causal={causal}"
-            ),
-            &read(g, &got),
-            &want.data,
-            heads * hd,
-            TOL_ROWWISE * 10.0,
+        let want = cpu.attention(&qc, &meta, &on_cpu).unwrap();
+        g.take_kernel_times();
+        let got = read(g, &g.attention(&qg, &meta, &on_gpu).unwrap());
+        let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
+        let what = format!(
+            "attention lens={lens:?} heads={heads}/{kv} hd={hd} bias span={span} window={window:?} causal={causal} on {ran:?}"
         );
+        let kernel = if direct && hd % 32 == 0 { "attention_direct" } else { "attention" };
+        assert_eq!(ran, [kernel], "{what}");
+        check(&what, &got, &want.data, heads * hd, TOL_ROWWISE * 10.0);
     }
     // Heads wider than the shader's registers hold are refused by name, not computed wrong.
     let meta = SeqMeta::new(vec![4], vec![0]);
-    let (_, qg) = both(4, 3 * 264, rng.vec(4 * 3 * 264, 1.0));
+    let qg = g.table(HostTensor::new(vec![4, 3 * 264], rng.vec(4 * 3 * 264, 1.0))).unwrap();
     let err = g.attention(&qg, &meta, &Attention::multi_head(264, 1)).err().expect("264-dim heads ran");
     assert_eq!(err.code(), "UNSUPPORTED", "{err}");
     assert!(err.to_string().contains("264 dims"), "{err}");

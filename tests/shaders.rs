@@ -19,13 +19,24 @@ fn shaders() -> Vec<(String, String)> {
     let common = out.iter().find(|(n, _)| n == "linear.wgsl").expect("linear.wgsl").1.clone();
     let gemv = out.iter().find(|(n, _)| n == "linear_gemv.wgsl").expect("linear_gemv.wgsl").1.clone();
     let direct = out.iter().find(|(n, _)| n == "linear_direct.wgsl").expect("linear_direct.wgsl").1.clone();
+    // attention_direct.wgsl is attention.wgsl's second entry point, appended to it.
+    let attention_direct =
+        out.iter().find(|(n, _)| n == "attention_direct.wgsl").expect("attention_direct.wgsl").1.clone();
     // kquant.wgsl is the K-quant decoder appended to embed.wgsl and linear_kquant.wgsl (as
     // backend::gpu::kernels composes them), not a kernel of its own.
     let kquant = out.iter().find(|(n, _)| n == "kquant.wgsl").expect("kquant.wgsl").1.clone();
     // activate.wgsl, the fused activations, is appended to the matmuls and to glu.wgsl.
     let activate = out.iter().find(|(n, _)| n == "activate.wgsl").expect("activate.wgsl").1.clone();
     out.retain(|(n, _)| {
-        !["linear.wgsl", "linear_gemv.wgsl", "linear_direct.wgsl", "kquant.wgsl", "activate.wgsl"].contains(&n.as_str())
+        ![
+            "linear.wgsl",
+            "linear_gemv.wgsl",
+            "linear_direct.wgsl",
+            "attention_direct.wgsl",
+            "kquant.wgsl",
+            "activate.wgsl",
+        ]
+        .contains(&n.as_str())
     });
     // The f16 peak probe, as kernels::peak_fma_f16 builds it from the f32 one.
     let peak = out.iter().find(|(n, _)| n == "peak_fma.wgsl").expect("peak_fma.wgsl").1.clone();
@@ -49,6 +60,9 @@ fn shaders() -> Vec<(String, String)> {
         }
         if name == "glu.wgsl" {
             *source = format!("{source}\n{activate}");
+        }
+        if name == "attention.wgsl" {
+            *source = format!("{source}\n{attention_direct}");
         }
     }
     out
@@ -85,6 +99,9 @@ fn every_shader_validates() {
             for entry in ["gemv", "direct"] {
                 assert!(module.entry_points.iter().any(|e| e.name == entry), "{name}: no `{entry}` entry point");
             }
+        }
+        if name == "attention.wgsl" {
+            assert!(module.entry_points.iter().any(|e| e.name == "direct"), "{name}: no `direct` entry point");
         }
     }
 }

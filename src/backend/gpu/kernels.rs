@@ -39,6 +39,8 @@ pub enum Kernel {
     DirectK,
     LayerNorm,
     Attention,
+    /// attention.wgsl's `direct` entry point (attention_direct.wgsl): software adapters.
+    AttentionDirect,
     Pool,
     Normalize,
     Rotary,
@@ -51,7 +53,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 31] = [
+    pub const ALL: [Kernel; 32] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -75,6 +77,7 @@ impl Kernel {
         Kernel::DirectK,
         Kernel::LayerNorm,
         Kernel::Attention,
+        Kernel::AttentionDirect,
         Kernel::Pool,
         Kernel::Normalize,
         Kernel::Rotary,
@@ -110,6 +113,7 @@ impl Kernel {
             Kernel::DirectK => "direct_k",
             Kernel::LayerNorm => "layer_norm",
             Kernel::Attention => "attention",
+            Kernel::AttentionDirect => "attention_direct",
             Kernel::Pool => "pool",
             Kernel::Normalize => "normalize",
             Kernel::Rotary => "rotary",
@@ -153,7 +157,7 @@ impl Kernel {
             // x (in place), residual, gamma, beta
             Kernel::LayerNorm => &[W, R, R, R],
             // qkv, query tiles, seqs, ctx, relative-position bias (a placeholder without one)
-            Kernel::Attention => &[R, R, R, W, R],
+            Kernel::Attention | Kernel::AttentionDirect => &[R, R, R, W, R],
             // hidden, seqs, out
             Kernel::Pool => &[R, R, W],
             // qkv (in place), toks, cos/sin table
@@ -186,13 +190,22 @@ impl Kernel {
         matches!(self, Kernel::GemvF32 | Kernel::GemvF16 | Kernel::GemvQ8 | Kernel::GemvQ4 | Kernel::GemvK)
     }
 
-    /// One of linear_direct.wgsl's matmuls (software adapters).
+    /// One of the software adapters' kernels: linear_direct.wgsl's matmuls, attention_direct.wgsl.
     pub fn is_direct(self) -> bool {
-        matches!(self, Kernel::DirectF32 | Kernel::DirectF16 | Kernel::DirectQ8 | Kernel::DirectQ4 | Kernel::DirectK)
+        matches!(
+            self,
+            Kernel::DirectF32
+                | Kernel::DirectF16
+                | Kernel::DirectQ8
+                | Kernel::DirectQ4
+                | Kernel::DirectK
+                | Kernel::AttentionDirect
+        )
     }
 
     /// The entry point: `gemv` for the few-row matmuls and `direct` for the software
-    /// adapters' ones, which share their module with the tiled ones; `main` for the rest.
+    /// adapters' matmuls and attention, which share their module with the GPU's; `main` for
+    /// the rest.
     pub fn entry_point(self) -> &'static str {
         if self.is_gemv() {
             "gemv"
@@ -236,7 +249,12 @@ impl Kernel {
             Kernel::LinearQ4Wide => wide(Q4),
             Kernel::LinearKWide => wide(&format!("{K}\n{KQUANT}")),
             Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl").into(),
-            Kernel::Attention => include_str!("../../../shaders/attention.wgsl").into(),
+            Kernel::Attention | Kernel::AttentionDirect => format!(
+                "{}\n{}",
+                include_str!("../../../shaders/attention.wgsl"),
+                include_str!("../../../shaders/attention_direct.wgsl")
+            )
+            .into(),
             Kernel::Pool => include_str!("../../../shaders/pool.wgsl").into(),
             Kernel::Normalize => include_str!("../../../shaders/normalize.wgsl").into(),
             Kernel::Rotary => include_str!("../../../shaders/rotary.wgsl").into(),

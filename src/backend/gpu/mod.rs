@@ -53,7 +53,9 @@ pub enum Tiles {
     /// (likewise).
     Wide,
     /// No tiles: linear_direct.wgsl, 6x4 outputs a thread read straight from storage, for
-    /// every row count (a software adapter's matmul; the tiled kernels where k % 8 != 0).
+    /// every row count (a software adapter's matmul; the tiled kernels where k % 8 != 0), and
+    /// attention_direct.wgsl (the tiled attention where head_dim % 32 != 0). `Narrow` and
+    /// `Wide` take a GPU's attention.
     Direct,
 }
 
@@ -516,14 +518,19 @@ impl Gpu {
         }
     }
 
-    /// Whether `linear` takes linear_direct.wgsl for a product with `k` columns: on a software
-    /// adapter unless a tile shape is forced, wherever forced, and only where k % 8 == 0.
+    /// Whether the software adapters' kernels run (linear_direct.wgsl, attention_direct.wgsl):
+    /// on a software adapter unless a tile shape is forced, and wherever forced.
+    fn direct_kernels(&self) -> bool {
+        match self.tiles {
+            Some(t) => t == Tiles::Direct,
+            None => self.is_software(),
+        }
+    }
+
+    /// Whether `linear` takes linear_direct.wgsl for a product with `k` columns: where the
+    /// software adapters' kernels run, and k % 8 == 0.
     pub fn direct_for(&self, k: usize) -> bool {
-        k.is_multiple_of(8)
-            && match self.tiles {
-                Some(t) => t == Tiles::Direct,
-                None => self.is_software(),
-            }
+        k.is_multiple_of(8) && self.direct_kernels()
     }
 
     /// Bytes of all GPU buffers this backend holds now.
@@ -1104,7 +1111,13 @@ impl Backend for Gpu {
             causal: a.causal as u32,
             _pad: [0; 3],
         };
-        let grid = (m.tile_count as u32, heads as u32);
+        // A software adapter: attention_direct.wgsl, a thread per (query, head, 32 dims).
+        let direct = self.direct_kernels() && hd.is_multiple_of(32);
+        let (kernel, grid) = if direct {
+            (Kernel::AttentionDirect, (m.tile_count as u32, (heads * hd / 32) as u32))
+        } else {
+            (Kernel::Attention, (m.tile_count as u32, heads as u32))
+        };
         let (tiles, seqs) = (m.tiles.binding(0), m.seqs.binding(0));
         let bias = a.bias.map(|t| t.binding()).unwrap_or_else(|| self.placeholder.binding(0));
         let bufs = [qkv.binding(), tiles, seqs, out.binding(), bias];
@@ -1116,7 +1129,7 @@ impl Backend for Gpu {
         };
         let pairs: f64 = meta.lens.iter().map(|&l| l as f64 * keys(l)).sum();
         let work = Work { flops: 4.0 * pairs * dim as f64, bytes: (qkv.bytes() + out.bytes()) as f64 };
-        self.dispatch(&mut state, Kernel::Attention, bytemuck::bytes_of(&params), &bufs, grid, work)?;
+        self.dispatch(&mut state, kernel, bytemuck::bytes_of(&params), &bufs, grid, work)?;
         Ok(out)
     }
 
