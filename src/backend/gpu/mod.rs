@@ -495,8 +495,9 @@ impl Gpu {
         self.binding_cap = Some(bytes);
     }
 
-    /// Runs every matmul in `tiles`' kernel (None: chosen per dispatch, as by default): tests
-    /// check each, gpu-bench times each.
+    /// Runs every matmul in `tiles`' kernel, and attention in the matching one (tiled for
+    /// `Narrow` and `Wide`, direct for `Direct`; None: chosen per adapter class and dispatch,
+    /// as by default): tests check each, gpu-bench times each.
     #[doc(hidden)]
     pub fn force_tiles(&mut self, tiles: Option<Tiles>) {
         self.tiles = tiles;

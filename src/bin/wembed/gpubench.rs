@@ -287,9 +287,9 @@ pub struct GpuBenchArgs {
     /// stop after the peak probe (FMA loops and the large matmul): a kernel change's quick check
     #[arg(long)]
     probe_only: bool,
-    /// the model's matmuls all in one kernel: `narrow` or `wide` tiles (with the few-row
-    /// kernel up to 32 rows: a GPU's kernels) or `direct` (a software adapter's) [default: as
-    /// the adapter's class picks]
+    /// the model on one kind of kernel: `narrow` or `wide` tiles (with the few-row matmul up
+    /// to 32 rows and the tiled attention: a GPU's kernels) or `direct` (a software adapter's
+    /// matmul and attention) [default: as the adapter's class picks]
     #[arg(long, value_parser = ["narrow", "wide", "direct"])]
     matmul: Option<String>,
 }
