@@ -56,6 +56,39 @@ const MEM: u32 = 3584u;
 var<workgroup> mem: array<f32, 3584>;
 var<workgroup> scores: array<f32, 512>; // [QT, MAX_KT]
 
+// Where query head h of text `text` lies: its rows in qkv (first, len; stride floats apart),
+// the columns of its key and value heads, and the width of a ctx row (q_dim).
+struct Head {
+    first: u32,
+    len: u32,
+    q_dim: u32,
+    stride: u32,
+    k_col: u32,
+    v_col: u32,
+}
+
+fn head_of(text: u32, h: u32) -> Head {
+    let seq = seqs[text];
+    let q_dim = p.heads * p.head_dim;
+    let kv_dim = q_dim / p.group;
+    let k_col = q_dim + (h / p.group) * p.head_dim;
+    return Head(seq.x, seq.y, q_dim, q_dim + 2u * kv_dim, k_col, k_col + kv_dim);
+}
+
+// The keys [x, y) that any of the queries q_first ..= q_last of a text of `len` may see.
+fn key_range(q_first: u32, q_last: u32, len: u32) -> vec2<u32> {
+    var lo = 0u;
+    var hi = len;
+    if (p.window != NO_WINDOW) {
+        lo = select(0u, q_first - p.window, q_first > p.window);
+        hi = min(len, q_last + p.window + 1u);
+    }
+    if (p.causal == 1u) {
+        hi = min(hi, q_last + 1u);
+    }
+    return vec2<u32>(lo, hi);
+}
+
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     if (wg.x >= p.tiles) {
@@ -66,28 +99,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid3
     let lid = lid3.x;
     let qi = lid / LANES;
     let sub = lid % LANES;
-    let seq = seqs[tile.x];
-    let first = seq.x;
-    let len = seq.y;
+    let head = head_of(tile.x, h);
+    let first = head.first;
+    let len = head.len;
     let hd = p.head_dim;
-    let q_dim = p.heads * hd;
-    let kv_dim = q_dim / p.group;
-    let stride = q_dim + 2u * kv_dim;
-    let k_col = q_dim + (h / p.group) * hd;
-    let v_col = k_col + kv_dim;
+    let q_dim = head.q_dim;
+    let stride = head.stride;
+    let k_col = head.k_col;
+    let v_col = head.v_col;
     let q_last = min(tile.y + QT, len) - 1u;
     let i = min(tile.y + qi, q_last); // this lane's query, as a position in its text
 
     // Keys any query of the tile may see.
-    var k_lo = 0u;
-    var k_hi = len;
-    if (p.window != NO_WINDOW) {
-        k_lo = select(0u, tile.y - p.window, tile.y > p.window);
-        k_hi = min(len, q_last + p.window + 1u);
-    }
-    if (p.causal == 1u) {
-        k_hi = min(k_hi, q_last + 1u);
-    }
+    let keys = key_range(tile.y, q_last, len);
+    let k_lo = keys.x;
+    let k_hi = keys.y;
 
     for (var e = lid; e < QT * hd; e += WG) {
         let row = min(tile.y + e / hd, q_last);

@@ -30,25 +30,15 @@ fn direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let pieces = p.head_dim / DIRECT_DIMS;
     let h = wg.y / pieces;
     let d0 = (wg.y % pieces) * DIRECT_DIMS;
-    let seq = seqs[tile.x];
-    let first = seq.x;
-    let len = seq.y;
+    let head = head_of(tile.x, h);
+    let first = head.first;
+    let len = head.len;
     let hd = p.head_dim;
-    let q_dim = p.heads * hd;
-    let kv_dim = q_dim / p.group;
-    let stride = q_dim + 2u * kv_dim;
-    let k_col = q_dim + (h / p.group) * hd;
-    let v_col = k_col + kv_dim + d0;
+    let stride = head.stride;
+    let k_col = head.k_col;
+    let v_col = head.v_col + d0;
     let i = min(tile.y + lid, len - 1u); // this thread's query, as a position in its text
-    var k_lo = 0u;
-    var k_hi = len;
-    if (p.window != NO_WINDOW) {
-        k_lo = select(0u, i - p.window, i > p.window);
-        k_hi = min(len, i + p.window + 1u);
-    }
-    if (p.causal == 1u) {
-        k_hi = min(k_hi, i + 1u);
-    }
+    let keys = key_range(i, i, len);
     let q_at = (first + i) * stride + h * hd;
     let span = i32(p.bias_span);
     var m = NEG;
@@ -61,7 +51,7 @@ fn direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     var a5 = vec4<f32>(0.0);
     var a6 = vec4<f32>(0.0);
     var a7 = vec4<f32>(0.0);
-    for (var j = k_lo; j < k_hi; j++) {
+    for (var j = keys.x; j < keys.y; j++) {
         let row = (first + j) * stride;
         var qk = 0.0;
         for (var d = 0u; d < hd; d += 4u) {
@@ -103,7 +93,7 @@ fn direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     }
     // Every query sees at least itself, so l > 0.
     let inv = 1.0 / l;
-    let out = (first + i) * q_dim + h * hd + d0;
+    let out = (first + i) * head.q_dim + h * hd + d0;
     let outs = array<vec4<f32>, 8>(a0 * inv, a1 * inv, a2 * inv, a3 * inv, a4 * inv, a5 * inv, a6 * inv, a7 * inv);
     for (var c = 0u; c < 8u; c++) {
         for (var e = 0u; e < 4u; e++) {
