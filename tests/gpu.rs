@@ -406,22 +406,28 @@ fn quantized_word_tables_gather_the_cpu_values() {
 
 #[test]
 fn layer_norm_matches_cpu() {
-    let g = shared();
-    let mut rng = Rng(2);
-    for (rows, cols, residual) in [(1, 1, false), (3, 37, true), (33, 384, true), (5, 1000, false)] {
-        let (xc, xg) = both(rows, cols, rng.vec(rows * cols, 3.0));
-        let (rc, rg) = both(rows, cols, rng.vec(rows * cols, 1.0));
-        let (gc, gg) = both_vec(rng.vec(cols, 1.0));
-        let (bc, bg) = both_vec(rng.vec(cols, 1.0));
-        let want = Cpu::new().layer_norm(xc, residual.then_some(&rc), &gc, &bc, 1e-12).unwrap();
-        let got = g.layer_norm(xg, residual.then_some(&rg), &gg, &bg, 1e-12).unwrap();
-        check(
-            &format!("layer_norm {rows}x{cols} residual={residual}"),
-            &read(g, &got),
-            &want.data,
-            cols,
-            TOL_ROWWISE * 10.0,
-        );
+    // Both kernels: lavapipe's default (a software adapter's, layer_norm_direct.wgsl) and a
+    // GPU's (forced). Rows within one and past one workgroup of the direct one (16 rows).
+    for (mut g, kernel) in [(gpu(), "layer_norm_direct"), (tiled_gpu(GpuWeights::F32, Tiles::Narrow), "layer_norm")] {
+        assert!(g.enable_profiling(), "lavapipe has timestamp queries");
+        let mut rng = Rng(2);
+        for (rows, cols, residual) in [(1, 1, false), (3, 37, true), (33, 384, true), (5, 1000, false), (17, 64, true)]
+        {
+            let (x, r) = (rng.vec(rows * cols, 3.0), rng.vec(rows * cols, 1.0));
+            let (gamma, beta) = (rng.vec(cols, 1.0), rng.vec(cols, 1.0));
+            let (xc, rc) = (CpuTensor::new(rows, cols, x.clone()), CpuTensor::new(rows, cols, r.clone()));
+            let want = Cpu::new().layer_norm(xc, residual.then_some(&rc), &gamma, &beta, 1e-12).unwrap();
+            let xg = g.table(HostTensor::new(vec![rows, cols], x)).unwrap();
+            let rg = g.table(HostTensor::new(vec![rows, cols], r)).unwrap();
+            let gg = g.vector(HostTensor::new(vec![cols], gamma)).unwrap();
+            let bg = g.vector(HostTensor::new(vec![cols], beta)).unwrap();
+            g.take_kernel_times();
+            let got = read(&g, &g.layer_norm(xg, residual.then_some(&rg), &gg, &bg, 1e-12).unwrap());
+            let ran: Vec<_> = g.take_kernel_times().into_iter().map(|(name, _, _)| name).collect();
+            let what = format!("layer_norm {rows}x{cols} residual={residual} on {ran:?}");
+            assert_eq!(ran, [kernel], "{what}");
+            check(&what, &got, &want.data, cols, TOL_ROWWISE * 10.0);
+        }
     }
 }
 

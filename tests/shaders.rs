@@ -19,9 +19,12 @@ fn shaders() -> Vec<(String, String)> {
     let common = out.iter().find(|(n, _)| n == "linear.wgsl").expect("linear.wgsl").1.clone();
     let gemv = out.iter().find(|(n, _)| n == "linear_gemv.wgsl").expect("linear_gemv.wgsl").1.clone();
     let direct = out.iter().find(|(n, _)| n == "linear_direct.wgsl").expect("linear_direct.wgsl").1.clone();
-    // attention_direct.wgsl is attention.wgsl's second entry point, appended to it.
+    // attention_direct.wgsl and layer_norm_direct.wgsl are second entry points of
+    // attention.wgsl and layer_norm.wgsl, appended to them.
     let attention_direct =
         out.iter().find(|(n, _)| n == "attention_direct.wgsl").expect("attention_direct.wgsl").1.clone();
+    let layer_norm_direct =
+        out.iter().find(|(n, _)| n == "layer_norm_direct.wgsl").expect("layer_norm_direct.wgsl").1.clone();
     // kquant.wgsl is the K-quant decoder appended to embed.wgsl and linear_kquant.wgsl (as
     // backend::gpu::kernels composes them), not a kernel of its own.
     let kquant = out.iter().find(|(n, _)| n == "kquant.wgsl").expect("kquant.wgsl").1.clone();
@@ -33,6 +36,7 @@ fn shaders() -> Vec<(String, String)> {
             "linear_gemv.wgsl",
             "linear_direct.wgsl",
             "attention_direct.wgsl",
+            "layer_norm_direct.wgsl",
             "kquant.wgsl",
             "activate.wgsl",
         ]
@@ -63,6 +67,9 @@ fn shaders() -> Vec<(String, String)> {
         }
         if name == "attention.wgsl" {
             *source = format!("{source}\n{attention_direct}");
+        }
+        if name == "layer_norm.wgsl" {
+            *source = format!("{source}\n{layer_norm_direct}");
         }
     }
     out
@@ -100,7 +107,7 @@ fn every_shader_validates() {
                 assert!(module.entry_points.iter().any(|e| e.name == entry), "{name}: no `{entry}` entry point");
             }
         }
-        if name == "attention.wgsl" {
+        if name == "attention.wgsl" || name == "layer_norm.wgsl" {
             assert!(module.entry_points.iter().any(|e| e.name == "direct"), "{name}: no `direct` entry point");
         }
     }

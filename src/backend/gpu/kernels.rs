@@ -38,6 +38,8 @@ pub enum Kernel {
     DirectQ4,
     DirectK,
     LayerNorm,
+    /// layer_norm.wgsl's `direct` entry point (layer_norm_direct.wgsl): software adapters.
+    LayerNormDirect,
     Attention,
     /// attention.wgsl's `direct` entry point (attention_direct.wgsl): software adapters.
     AttentionDirect,
@@ -53,7 +55,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 32] = [
+    pub const ALL: [Kernel; 33] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -76,6 +78,7 @@ impl Kernel {
         Kernel::DirectQ4,
         Kernel::DirectK,
         Kernel::LayerNorm,
+        Kernel::LayerNormDirect,
         Kernel::Attention,
         Kernel::AttentionDirect,
         Kernel::Pool,
@@ -112,6 +115,7 @@ impl Kernel {
             Kernel::DirectQ4 => "direct_q4",
             Kernel::DirectK => "direct_k",
             Kernel::LayerNorm => "layer_norm",
+            Kernel::LayerNormDirect => "layer_norm_direct",
             Kernel::Attention => "attention",
             Kernel::AttentionDirect => "attention_direct",
             Kernel::Pool => "pool",
@@ -155,7 +159,7 @@ impl Kernel {
             | Kernel::DirectQ4
             | Kernel::DirectK => &[R, R, R, W, R, R],
             // x (in place), residual, gamma, beta
-            Kernel::LayerNorm => &[W, R, R, R],
+            Kernel::LayerNorm | Kernel::LayerNormDirect => &[W, R, R, R],
             // qkv, query tiles, seqs, ctx, relative-position bias (a placeholder without one)
             Kernel::Attention | Kernel::AttentionDirect => &[R, R, R, W, R],
             // hidden, seqs, out
@@ -190,7 +194,8 @@ impl Kernel {
         matches!(self, Kernel::GemvF32 | Kernel::GemvF16 | Kernel::GemvQ8 | Kernel::GemvQ4 | Kernel::GemvK)
     }
 
-    /// One of the software adapters' kernels: linear_direct.wgsl's matmuls, attention_direct.wgsl.
+    /// One of the software adapters' kernels: linear_direct.wgsl's matmuls,
+    /// attention_direct.wgsl, layer_norm_direct.wgsl.
     pub fn is_direct(self) -> bool {
         matches!(
             self,
@@ -200,12 +205,13 @@ impl Kernel {
                 | Kernel::DirectQ4
                 | Kernel::DirectK
                 | Kernel::AttentionDirect
+                | Kernel::LayerNormDirect
         )
     }
 
     /// The entry point: `gemv` for the few-row matmuls and `direct` for the software
-    /// adapters' matmuls and attention, which share their module with the GPU's; `main` for
-    /// the rest.
+    /// adapters' matmuls, attention and layer norm, which share their module with the GPU's;
+    /// `main` for the rest.
     pub fn entry_point(self) -> &'static str {
         if self.is_gemv() {
             "gemv"
@@ -248,7 +254,12 @@ impl Kernel {
             Kernel::LinearQ8Wide => wide(Q8),
             Kernel::LinearQ4Wide => wide(Q4),
             Kernel::LinearKWide => wide(&format!("{K}\n{KQUANT}")),
-            Kernel::LayerNorm => include_str!("../../../shaders/layer_norm.wgsl").into(),
+            Kernel::LayerNorm | Kernel::LayerNormDirect => format!(
+                "{}\n{}",
+                include_str!("../../../shaders/layer_norm.wgsl"),
+                include_str!("../../../shaders/layer_norm_direct.wgsl")
+            )
+            .into(),
             Kernel::Attention | Kernel::AttentionDirect => format!(
                 "{}\n{}",
                 include_str!("../../../shaders/attention.wgsl"),

@@ -495,9 +495,9 @@ impl Gpu {
         self.binding_cap = Some(bytes);
     }
 
-    /// Runs every matmul in `tiles`' kernel, and attention in the matching one (tiled for
-    /// `Narrow` and `Wide`, direct for `Direct`; None: chosen per adapter class and dispatch,
-    /// as by default): tests check each, gpu-bench times each.
+    /// Runs every matmul in `tiles`' kernel, and attention and layer norm in the matching ones
+    /// (a GPU's for `Narrow` and `Wide`, the direct ones for `Direct`; None: chosen per adapter
+    /// class and dispatch, as by default): tests check each, gpu-bench times each.
     #[doc(hidden)]
     pub fn force_tiles(&mut self, tiles: Option<Tiles>) {
         self.tiles = tiles;
@@ -519,7 +519,8 @@ impl Gpu {
         }
     }
 
-    /// Whether the software adapters' kernels run (linear_direct.wgsl, attention_direct.wgsl):
+    /// Whether the software adapters' kernels run (linear_direct.wgsl, attention_direct.wgsl,
+    /// layer_norm_direct.wgsl):
     /// on a software adapter unless a tile shape is forced, and wherever forced.
     fn direct_kernels(&self) -> bool {
         match self.tiles {
@@ -1070,14 +1071,19 @@ impl Backend for Gpu {
             has_residual: residual.is_some() as u32,
         };
         let res = residual.map(|r| r.binding()).unwrap_or_else(|| self.placeholder.binding(0));
-        let rows = x.rows as u32;
-        let grid = (rows.min(65535), rows.div_ceil(65535));
+        // A software adapter: layer_norm_direct.wgsl, a thread per row, 16 rows a workgroup.
+        let (kernel, groups) = if self.direct_kernels() {
+            (Kernel::LayerNormDirect, x.rows.div_ceil(16) as u32)
+        } else {
+            (Kernel::LayerNorm, x.rows as u32)
+        };
+        let grid = (groups.min(65535), groups.div_ceil(65535));
         let mut state = self.state()?;
         let bufs = [x.binding(), res, gamma.binding(), beta.binding()];
         // x read twice and written twice, the residual read once.
         let passes = if residual.is_some() { 5 } else { 4 };
         let work = Work { flops: (8 * x.rows * x.cols) as f64, bytes: (passes * x.bytes()) as f64 };
-        self.dispatch(&mut state, Kernel::LayerNorm, bytemuck::bytes_of(&params), &bufs, grid, work)?;
+        self.dispatch(&mut state, kernel, bytemuck::bytes_of(&params), &bufs, grid, work)?;
         Ok(x)
     }
 
