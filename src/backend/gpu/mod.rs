@@ -41,9 +41,9 @@ pub const BATCH_TOKENS: usize = 4096;
 /// the direct matmul (f16, `--sentences 32`) every budget from 512 to 16384 gave 57-58.
 pub const BATCH_TOKENS_SOFTWARE: usize = 2048;
 
-/// Which matmul kernel `linear` runs, when forced ([`Gpu::force_tiles`]; by default a
-/// hardware adapter takes the few-row kernel up to [`GEMV_MAX_ROWS`] rows and a tile shape by
-/// [`WIDE_MIN_TILES`] past them, a software one `Direct`).
+/// Which kernels run, when forced ([`Gpu::force_tiles`]): by default a hardware adapter takes
+/// the few-row matmul up to [`GEMV_MAX_ROWS`] rows and a tile shape by [`WIDE_MIN_TILES`] past
+/// them, with the tiled attention and the reducing layer norm; a software one `Direct`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tiles {
     /// linear.wgsl's 64x64 tiles, 4x4 outputs a thread: four times the workgroups of `Wide`
@@ -53,9 +53,9 @@ pub enum Tiles {
     /// (likewise).
     Wide,
     /// No tiles: linear_direct.wgsl, 6x4 outputs a thread read straight from storage, for
-    /// every row count (a software adapter's matmul; the tiled kernels where k % 8 != 0), and
-    /// attention_direct.wgsl (the tiled attention where head_dim % 32 != 0). `Narrow` and
-    /// `Wide` take a GPU's attention.
+    /// every row count (a software adapter's matmul; the tiled kernels where k % 8 != 0),
+    /// attention_direct.wgsl (the tiled attention where head_dim % 32 != 0) and
+    /// layer_norm_direct.wgsl. `Narrow` and `Wide` take a GPU's attention and layer norm.
     Direct,
 }
 
@@ -81,6 +81,15 @@ const ATTENTION_QUERIES: usize = 8;
 const ATTENTION_MAX_KEY_TILE: usize = 64;
 const ATTENTION_MAX_HEAD_DIM: usize = 256;
 const ATTENTION_MEM: usize = 3584;
+
+/// The software adapters' kernels' blocks, as their shaders declare them: linear_direct.wgsl's
+/// x rows (DIRECT_MR) and weight rows (DIRECT_THREADS · DIRECT_NR) a workgroup,
+/// attention_direct.wgsl's head dims a thread (DIRECT_DIMS), layer_norm_direct.wgsl's rows a
+/// workgroup (DIRECT_ROWS).
+const DIRECT_X_ROWS: usize = 6;
+const DIRECT_W_ROWS: usize = 64;
+const DIRECT_HEAD_DIMS: usize = 32;
+const DIRECT_NORM_ROWS: usize = 16;
 
 /// How the GPU backend stores the weights of a float checkpoint (biases, layer norms and the
 /// small embedding tables stay f32; a quantized file's blocks are kept as they are).
@@ -520,8 +529,8 @@ impl Gpu {
     }
 
     /// Whether the software adapters' kernels run (linear_direct.wgsl, attention_direct.wgsl,
-    /// layer_norm_direct.wgsl):
-    /// on a software adapter unless a tile shape is forced, and wherever forced.
+    /// layer_norm_direct.wgsl): on a software adapter unless a tile shape is forced, and
+    /// wherever forced.
     fn direct_kernels(&self) -> bool {
         match self.tiles {
             Some(t) => t == Tiles::Direct,
@@ -988,8 +997,9 @@ impl Backend for Gpu {
         // A software adapter: the direct kernel, whatever the rows. A GPU: few rows (one query)
         // take the matrix-vector kernel, which reads each weight once; more the tiled one,
         // which reuses each staged weight for 64 or 128 rows.
-        // (Its grid holds 65535 blocks of 6 rows; past that the tiled kernel's blocks of 64.)
-        let direct = self.direct_for(w.cols) && x.rows.div_ceil(6) <= 65535 && w.rows.div_ceil(64) <= 65535;
+        // (Its grid holds 65535 blocks a side; past that the tiled kernel's larger blocks.)
+        let direct_grid = (groups(w.rows, DIRECT_W_ROWS), groups(x.rows, DIRECT_X_ROWS));
+        let direct = self.direct_for(w.cols) && direct_grid.0 <= 65535 && direct_grid.1 <= 65535;
         let gemv = !direct && x.rows <= GEMV_MAX_ROWS && w.cols.is_multiple_of(8);
         let wide = !direct && !gemv && self.tiles_for(x.rows, w.rows) == Tiles::Wide;
         let tiled = |narrow, wide_shape| if wide { wide_shape } else { narrow };
@@ -1020,8 +1030,7 @@ impl Backend for Gpu {
         };
         let tile = if wide { 128 } else { 64 };
         let grid = if direct {
-            // linear_direct.wgsl: 64 weight rows by 6 x rows a workgroup.
-            (groups(w.rows, 64), groups(x.rows, 6))
+            direct_grid
         } else if gemv {
             // linear_gemv.wgsl: GEMV_NR = 16 weight rows by GEMV_MB = 8 x rows a workgroup; the
             // blocks of x rows in y, beside the spill of more than 65535 weight-row groups.
@@ -1073,7 +1082,7 @@ impl Backend for Gpu {
         let res = residual.map(|r| r.binding()).unwrap_or_else(|| self.placeholder.binding(0));
         // A software adapter: layer_norm_direct.wgsl, a thread per row, 16 rows a workgroup.
         let (kernel, groups) = if self.direct_kernels() {
-            (Kernel::LayerNormDirect, x.rows.div_ceil(16) as u32)
+            (Kernel::LayerNormDirect, groups(x.rows, DIRECT_NORM_ROWS))
         } else {
             (Kernel::LayerNorm, x.rows as u32)
         };
@@ -1119,9 +1128,9 @@ impl Backend for Gpu {
             _pad: [0; 3],
         };
         // A software adapter: attention_direct.wgsl, a thread per (query, head, 32 dims).
-        let direct = self.direct_kernels() && hd.is_multiple_of(32);
+        let direct = self.direct_kernels() && hd.is_multiple_of(DIRECT_HEAD_DIMS);
         let (kernel, grid) = if direct {
-            (Kernel::AttentionDirect, (m.tile_count as u32, (heads * hd / 32) as u32))
+            (Kernel::AttentionDirect, (m.tile_count as u32, (heads * hd / DIRECT_HEAD_DIMS) as u32))
         } else {
             (Kernel::Attention, (m.tile_count as u32, heads as u32))
         };
