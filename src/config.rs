@@ -1080,6 +1080,19 @@ impl ModelConfig {
         }))
     }
 
+    /// Whether the model's activations stay well inside f16's range (±65,504), so that a
+    /// backend may multiply them in f16 ([`crate::backend::Backend::keep_f32_arithmetic`]):
+    /// the BERT-style encoders, which transformers.js and others ship and run in fp16. Not
+    /// Gemma 3 (EmbeddingGemma's card: its activations do not support float16) nor the decoder
+    /// LLMs (Qwen, Mistral), whose "massive activations" reach thousands on a few channels
+    /// (Sun et al. 2024), where a sum of 16 products in f16 can overflow.
+    pub fn activations_fit_f16(&self) -> bool {
+        match self {
+            ModelConfig::Bert(_) | ModelConfig::Nomic(_) | ModelConfig::ModernBert(_) => true,
+            ModelConfig::Gemma3(_) | ModelConfig::Decoder(_) => false,
+        }
+    }
+
     pub fn hidden_size(&self) -> usize {
         match self {
             ModelConfig::Bert(c) => c.hidden_size,

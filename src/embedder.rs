@@ -90,9 +90,12 @@ pub struct TokenStates {
 }
 
 impl<B: Backend> Embedder<B> {
-    pub fn load(backend: B, files: &ModelFiles) -> Result<Self> {
+    pub fn load(mut backend: B, files: &ModelFiles) -> Result<Self> {
         let files = &files.resolved()?;
         let model = ModelConfig::from_files(files)?;
+        if !model.activations_fit_f16() {
+            backend.keep_f32_arithmetic();
+        }
         let (sentence, tokenizer) = text_side(files, &model)?;
         let encoder = Encoder::load(&backend, &model, files)?;
         let dense = sentence.dense.iter().map(|d| Dense::load(&backend, d, files)).collect::<Result<Vec<_>>>()?;

@@ -170,20 +170,74 @@ fn f16_weights_match_cpu_on_the_same_rounded_weights() {
         let g = tiled_gpu(GpuWeights::F16, tiles);
         // k % 8 == 0 takes the vec4 path, the others the scalar one.
         for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (3, 70, 9), (65, 9, 24), (140, 70, 24)] {
-            let x = rng.vec(m * k, 1.0);
-            // Weights already representable in f16, so both sides compute the same product.
-            let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
-            let b = rng.vec(n, 1.0);
-            let cpu = Cpu::new();
-            let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
-            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
-            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
-            let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
-            assert_eq!(wg.format, GpuFormat::F16);
-            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-            let got = tiled_linear(&g, tiles, "linear_f16", &xg, &wg, &bg, Some(Activation::GeluErf));
-            check(&format!("linear_f16 {tiles:?} {m}x{n}x{k}"), &got, &want.data, n, TOL_LINEAR);
+            let (_, _, got, want) = f16_linear_case(&g, &mut rng, tiles, "linear_f16", (m, n, k));
+            check(&format!("linear_f16 {tiles:?} {m}x{n}x{k}"), &got, &want, n, TOL_LINEAR);
         }
+    }
+}
+
+/// Random x [m, k], bias and f16 weights [n, k] (values f16 represents, so both sides multiply
+/// the same numbers): `linear` with GELU on `g`, asserting that `kernel` ran in `tiles`' shape,
+/// and the CPU's f32 matmul on the same values. Returns x, w, the GPU's and the CPU's outputs.
+fn f16_linear_case(
+    g: &Gpu,
+    rng: &mut Rng,
+    tiles: Tiles,
+    kernel: &str,
+    (m, n, k): (usize, usize, usize),
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let x = rng.vec(m * k, 1.0);
+    let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
+    let b = rng.vec(n, 1.0);
+    let cpu = Cpu::new();
+    let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
+    let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
+    let xg = g.table(HostTensor::new(vec![m, k], x.clone())).unwrap();
+    let wg = g.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
+    assert_eq!(wg.format, GpuFormat::F16);
+    let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+    let got = tiled_linear(g, tiles, kernel, &xg, &wg, &bg, Some(Activation::GeluErf));
+    (x, w, got, want.data)
+}
+
+/// The tiled f16 matmul in f16 arithmetic (linear.wgsl with T = f16: a GPU's default where
+/// the device has shader-f16, as lavapipe does) in both shapes, against the CPU's f32 matmul
+/// on the same f16 weights. x is rounded to f16 (relative error 2^-11) and the products are
+/// summed in f16 over one step of 16 (each of the 16 additions rounds, 2^-11 of the partial
+/// sum), then in f32: each output is within (1 + 16) 2^-11 of the sum of |x w| of its row
+/// (GELU's slope is at most 1.13), and over all outputs the RMS error stays within 2^-10 of
+/// the RMS output, the f16 rounding of the result itself being 2^-11.
+#[test]
+fn f16_arithmetic_matmuls_stay_within_f16_rounding() {
+    let mut rng = Rng(6);
+    for tiles in [Tiles::Narrow, Tiles::Wide] {
+        let mut g = tiled_gpu(GpuWeights::F16, tiles);
+        assert!(g.has_shader_f16(), "lavapipe has shader-f16");
+        assert!(!g.half_math(), "a software adapter computes in f32 unless told");
+        g.force_half_math(Some(true));
+        assert!(g.half_math());
+        // k % 8 == 0 takes the vec4 staging, the others the scalar one; k past one step of 16
+        // and not a multiple of it; rows and outputs past one tile.
+        let (mut err2, mut val2) = (0.0f64, 0.0f64);
+        for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (140, 70, 24), (70, 200, 1536)] {
+            let (x, w, got, want) = f16_linear_case(&g, &mut rng, tiles, "linear_f16h", (m, n, k));
+            for i in 0..m {
+                for j in 0..n {
+                    let abs: f32 = (0..k).map(|c| (x[i * k + c] * w[j * k + c]).abs()).sum();
+                    let bound = 1.13 * 17.0 * abs / 2048.0;
+                    let (g, c) = (got[i * n + j], want[i * n + j]);
+                    assert!(
+                        (g - c).abs() <= bound,
+                        "{tiles:?} {m}x{n}x{k} at ({i}, {j}): gpu {g}, cpu {c}, bound {bound:e}"
+                    );
+                    err2 += f64::from(g - c).powi(2);
+                    val2 += f64::from(c).powi(2);
+                }
+            }
+        }
+        let rel = (err2 / val2).sqrt();
+        eprintln!("linear_f16h {tiles:?}: RMS error {rel:e} of the RMS output");
+        assert!(rel <= 1.0 / 1024.0, "{tiles:?}: RMS error {rel:e} of the RMS output");
     }
 }
 
@@ -707,7 +761,14 @@ fn embed_and_pool_match_cpu() {
 fn tiny_models_match_their_references_on_the_gpu() {
     for dir in tiny_dirs() {
         let reference = tiny_ref(&dir);
-        let embedder = Embedder::load(gpu(), &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+        // f16 arithmetic asked for (it changes nothing here: the weights are f32) and kept
+        // only where the model's activations fit f16: not Gemma 3's nor the decoders'.
+        let mut g = gpu();
+        g.force_half_math(Some(true));
+        let embedder = Embedder::load(g, &ModelFiles::from_dir(&dir).unwrap()).unwrap();
+        let kind = model_type(&dir);
+        let wide_range = ["gemma3_text", "qwen3", "qwen2", "mistral"].contains(&kind.as_str());
+        assert_eq!(embedder.backend().half_math(), !wide_range, "{kind}: f16 arithmetic");
         let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
         let name = &reference.variant;
         let mut worst_hidden = 0.0f32;
@@ -888,7 +949,7 @@ fn minilm_stays_close_to_pytorch(weights: GpuWeights, bar: f64) {
     minilm_stays_close_on(gpu_with(weights), weights, bar);
 }
 
-fn minilm_stays_close_on(gpu: Gpu, weights: GpuWeights, bar: f64) {
+fn minilm_stays_close_on(gpu: Gpu, weights: GpuWeights, bar: f64) -> Embedder<Gpu> {
     let reference = minilm_ref();
     let embedder = Embedder::load(gpu, &ModelFiles::from_dir(minilm_dir()).unwrap()).unwrap();
     let texts: Vec<&str> = reference.sentences.iter().map(|s| s.text.as_str()).collect();
@@ -902,6 +963,7 @@ fn minilm_stays_close_on(gpu: Gpu, weights: GpuWeights, bar: f64) {
         }
     }
     eprintln!("all-MiniLM-L6-v2, {weights:?} weights: worst cosine {:.7} for {:?}", worst.0, worst.1);
+    embedder
 }
 
 #[test]
@@ -912,6 +974,13 @@ fn minilm_with_f16_weights_stays_close_to_pytorch() {
     let mut gpu = gpu_with(GpuWeights::F16);
     gpu.force_tiles(Some(Tiles::Wide));
     minilm_stays_close_on(gpu, GpuWeights::F16, 0.9999);
+    // And in f16 arithmetic (a GPU's default where it has shader-f16), narrow tiles past the
+    // few-row matmul's 32 rows: the fixtures' batches are longer than that.
+    let mut gpu = tiled_gpu(GpuWeights::F16, Tiles::Narrow);
+    gpu.force_half_math(Some(true));
+    let embedder = minilm_stays_close_on(gpu, GpuWeights::F16, 0.9999);
+    let ran = embedder.backend().take_kernel_times();
+    assert!(ran.iter().any(|(name, _, _)| *name == "linear_f16h"), "the f16-arithmetic matmul ran");
 }
 
 #[test]

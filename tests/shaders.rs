@@ -72,6 +72,19 @@ fn shaders() -> Vec<(String, String)> {
             *source = format!("{source}\n{layer_norm_direct}");
         }
     }
+    // The f16 matmul in f16 arithmetic, both shapes, as kernels::half builds it.
+    let f32_math = "alias T = f32;\nconst HALF: bool = false;";
+    let f16_math = "alias T = f16;\nconst HALF: bool = true;";
+    let halves: Vec<_> = out
+        .iter()
+        .filter(|(n, _)| n.starts_with("linear_f16.wgsl"))
+        .map(|(n, s)| {
+            assert!(s.contains(f32_math), "linear.wgsl declares {f32_math:?}");
+            (format!("{n} (f16 arithmetic)"), format!("enable f16;\n{}", s.replacen(f32_math, f16_math, 1)))
+        })
+        .collect();
+    assert_eq!(halves.len(), 2, "linear_f16.wgsl in both shapes");
+    out.extend(halves);
     out
 }
 
@@ -139,7 +152,7 @@ fn params_structs_have_the_sizes_rust_expects() {
         let params = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params"));
         let (_, ty) = params.unwrap_or_else(|| panic!("{name}: no Params struct"));
         let size = ty.inner.size(module.to_ctx());
-        let file = name.trim_end_matches(" (narrow)");
+        let file = name.trim_end_matches(" (f16 arithmetic)").trim_end_matches(" (narrow)");
         let want = expected.iter().find(|(n, _)| *n == file).map(|(_, s)| *s);
         assert_eq!(Some(size), want, "{name}: Params is {size} bytes");
     }

@@ -245,6 +245,12 @@ pub trait Backend {
     /// Short description for logs and `info` ("cpu (2 threads)").
     fn name(&self) -> String;
 
+    /// The model's activations may leave f16's range
+    /// ([`crate::config::ModelConfig::activations_fit_f16`]): a backend that would multiply
+    /// in f16 (the GPU's f16 matmul where the device has shader-f16) keeps f32 arithmetic.
+    /// Called once, before the weights are loaded.
+    fn keep_f32_arithmetic(&mut self) {}
+
     /// Takes ownership of a weight matrix `[out, in]`, which only `linear` reads: a backend may
     /// store it in a reduced format.
     fn matrix(&self, w: HostTensor) -> Result<Self::Matrix>;

@@ -25,6 +25,10 @@ pub enum Kernel {
     LinearQ8Wide,
     LinearQ4Wide,
     LinearKWide,
+    /// f16 weights in f16 arithmetic (linear.wgsl with T = f16: `half`), narrow and wide: a
+    /// GPU with the `shader-f16` feature.
+    LinearF16H,
+    LinearF16HWide,
     /// The few-row matmuls (linear_gemv.wgsl's `gemv`), one per weight format.
     GemvF32,
     GemvF16,
@@ -55,7 +59,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 33] = [
+    pub const ALL: [Kernel; 35] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -67,6 +71,8 @@ impl Kernel {
         Kernel::LinearQ8Wide,
         Kernel::LinearQ4Wide,
         Kernel::LinearKWide,
+        Kernel::LinearF16H,
+        Kernel::LinearF16HWide,
         Kernel::GemvF32,
         Kernel::GemvF16,
         Kernel::GemvQ8,
@@ -104,6 +110,8 @@ impl Kernel {
             Kernel::LinearQ8Wide => "linear_q8_wide",
             Kernel::LinearQ4Wide => "linear_q4_wide",
             Kernel::LinearKWide => "linear_k_wide",
+            Kernel::LinearF16H => "linear_f16h",
+            Kernel::LinearF16HWide => "linear_f16h_wide",
             Kernel::GemvF32 => "gemv",
             Kernel::GemvF16 => "gemv_f16",
             Kernel::GemvQ8 => "gemv_q8",
@@ -148,6 +156,8 @@ impl Kernel {
             | Kernel::LinearQ8Wide
             | Kernel::LinearQ4Wide
             | Kernel::LinearKWide
+            | Kernel::LinearF16H
+            | Kernel::LinearF16HWide
             | Kernel::GemvF32
             | Kernel::GemvF16
             | Kernel::GemvQ8
@@ -186,6 +196,7 @@ impl Kernel {
                 | Kernel::LinearQ8Wide
                 | Kernel::LinearQ4Wide
                 | Kernel::LinearKWide
+                | Kernel::LinearF16HWide
         )
     }
 
@@ -254,6 +265,8 @@ impl Kernel {
             Kernel::LinearQ8Wide => wide(Q8),
             Kernel::LinearQ4Wide => wide(Q4),
             Kernel::LinearKWide => wide(&format!("{K}\n{KQUANT}")),
+            Kernel::LinearF16H => half(&linear(F16)).into(),
+            Kernel::LinearF16HWide => half(&wide(F16)).into(),
             Kernel::LayerNorm | Kernel::LayerNormDirect => format!(
                 "{}\n{}",
                 include_str!("../../../shaders/layer_norm.wgsl"),
@@ -284,6 +297,15 @@ pub fn narrow(linear: &str) -> String {
     const WIDE: &str = "const RM: u32 = 2u;\nconst RN: u32 = 2u;";
     debug_assert!(linear.contains(WIDE), "linear.wgsl declares RM and RN as {WIDE:?}");
     linear.replacen(WIDE, "const RM: u32 = 1u;\nconst RN: u32 = 1u;", 1)
+}
+
+/// A matmul module (linear.wgsl and the rest) in f16 arithmetic: its tiles' and products' type
+/// T set to f16 and HALF to true (the f16 sums added to f32 totals every step of k), with the
+/// `enable f16;` that the `shader-f16` feature allows.
+pub fn half(linear: &str) -> String {
+    const F32: &str = "alias T = f32;\nconst HALF: bool = false;";
+    debug_assert!(linear.contains(F32), "linear.wgsl declares T and HALF as {F32:?}");
+    format!("enable f16;\n{}", linear.replacen(F32, "alias T = f16;\nconst HALF: bool = true;", 1))
 }
 
 const PEAK_FMA: &str = include_str!("../../../shaders/peak_fma.wgsl");
@@ -406,7 +428,12 @@ impl Pipelines {
         let later = |k: Kernel| match k {
             Kernel::PeakFma | Kernel::PeakFmaF16 => true,
             // A software adapter's matmuls are the direct ones, the wide tiles where k % 8 != 0.
-            Kernel::Linear | Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 | Kernel::LinearK => software,
+            Kernel::Linear
+            | Kernel::LinearF16
+            | Kernel::LinearF16H
+            | Kernel::LinearQ8
+            | Kernel::LinearQ4
+            | Kernel::LinearK => software,
             _ if k.is_gemv() => software,
             _ if k.is_direct() => !software,
             _ => k.is_wide() && !software,
@@ -424,8 +451,17 @@ impl Pipelines {
     }
 
     fn build(&self, k: Kernel) -> Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        let unpacks_f16 = matches!(k, Kernel::LinearF16 | Kernel::LinearF16Wide | Kernel::GemvF16 | Kernel::DirectF16);
-        if (unpacks_f16 && !self.f16_in_f32) || (k == Kernel::PeakFmaF16 && !self.shader_f16) {
+        let unpacks_f16 = matches!(
+            k,
+            Kernel::LinearF16
+                | Kernel::LinearF16Wide
+                | Kernel::LinearF16H
+                | Kernel::LinearF16HWide
+                | Kernel::GemvF16
+                | Kernel::DirectF16
+        );
+        let f16_math = matches!(k, Kernel::PeakFmaF16 | Kernel::LinearF16H | Kernel::LinearF16HWide);
+        if (unpacks_f16 && !self.f16_in_f32) || (f16_math && !self.shader_f16) {
             return None;
         }
         let device = &self.device;

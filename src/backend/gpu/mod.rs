@@ -292,6 +292,10 @@ pub struct Gpu {
     binding_cap: Option<u64>,
     /// The tiled matmul's shape when set (tests, gpu-bench), else chosen per dispatch.
     tiles: Option<Tiles>,
+    /// f16 arithmetic in the tiled f16 matmul when set (tests, gpu-bench), else by default.
+    half_math: Option<bool>,
+    /// The model's activations may leave f16's range: f32 arithmetic whatever else says.
+    f32_only: bool,
 }
 
 impl Gpu {
@@ -423,6 +427,8 @@ impl Gpu {
             staging: StagingBuffers::new(),
             binding_cap: None,
             tiles: None,
+            half_math: None,
+            f32_only: false,
         };
         gpu.check()?;
         Ok(gpu)
@@ -510,6 +516,27 @@ impl Gpu {
     #[doc(hidden)]
     pub fn force_tiles(&mut self, tiles: Option<Tiles>) {
         self.tiles = tiles;
+    }
+
+    /// Turns the tiled f16 matmul's f16 arithmetic on or off (None: the default, see
+    /// [`Gpu::half_math`]); it stays off where the device has no `shader-f16`.
+    #[doc(hidden)]
+    pub fn force_half_math(&mut self, on: Option<bool>) {
+        self.half_math = on;
+    }
+
+    /// Whether the tiled matmul on f16 weights computes in f16 (Kernel::LinearF16H*: products
+    /// summed in f16 over 16 terms, then in f32; see shaders/linear.wgsl): where the device has
+    /// `shader-f16`, on a GPU by default and on a software adapter only when forced. GPUs
+    /// run f16 at least at f32's rate, many two to an instruction (packed pairs: AMD since
+    /// Vega, NVIDIA's data-centre parts and Turing, Intel Xe), and the tiles take half the
+    /// workgroup memory; exceptions are old parts such as NVIDIA's consumer Pascal, whose f16
+    /// is slow. lavapipe emulates it at 19 GFLOP/s against 51 in f32 (`gpu-bench` peak probe,
+    /// 2 cores). Not yet measured on a GPU: `gpu-bench`'s sweep prints both (issue 12).
+    /// Never for a model whose activations may leave f16's range (Gemma 3, the decoders:
+    /// `Backend::keep_f32_arithmetic`), even when forced.
+    pub fn half_math(&self) -> bool {
+        !self.f32_only && self.half_math.unwrap_or(!self.is_software()) && self.has_shader_f16()
     }
 
     /// A software adapter (lavapipe, SwiftShader): the CPU behind it sets other defaults.
@@ -841,6 +868,10 @@ impl Backend for Gpu {
         format!("gpu ({}, {:?})", self.adapter_name(), self.info.backend)
     }
 
+    fn keep_f32_arithmetic(&mut self) {
+        self.f32_only = true;
+    }
+
     fn matrix(&self, w: HostTensor) -> Result<GpuTensor> {
         let format = match self.weights {
             GpuWeights::F32 | GpuWeights::Auto => GpuFormat::F32,
@@ -1015,6 +1046,9 @@ impl Backend for Gpu {
                 true,
             ),
             (GpuFormat::F32, false) => (tiled(Kernel::Linear, Kernel::LinearWide), w.cols.is_multiple_of(4)),
+            (GpuFormat::F16, false) if self.half_math() => {
+                (tiled(Kernel::LinearF16H, Kernel::LinearF16HWide), w.cols.is_multiple_of(8))
+            }
             (GpuFormat::F16, false) => (tiled(Kernel::LinearF16, Kernel::LinearF16Wide), w.cols.is_multiple_of(8)),
             (GpuFormat::Q8_0, false) => (tiled(Kernel::LinearQ8, Kernel::LinearQ8Wide), w.cols.is_multiple_of(32)),
             (GpuFormat::Q4_1, false) => (tiled(Kernel::LinearQ4, Kernel::LinearQ4Wide), w.cols.is_multiple_of(32)),

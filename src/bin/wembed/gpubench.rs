@@ -200,9 +200,14 @@ fn print_kernels(dtype: &str, what: &str, kernels: &[KernelTime]) {
 }
 
 /// GFLOP/s of our matmul kernel on x [n, n] · w [n, n]ᵀ, weights stored as `weights` says,
-/// in the tile shape the backend picks.
-fn matmul_gflops(weights: GpuWeights, n: usize, seconds: f64) -> Result<f64, String> {
-    let gpu = pollster::block_on(Gpu::with_weights(weights)).map_err(err)?;
+/// in the tile shape the backend picks, f16 arithmetic on or off where `half` says.
+fn matmul_gflops(weights: GpuWeights, half: Option<bool>, n: usize, seconds: f64) -> Result<f64, String> {
+    let mut gpu = pollster::block_on(Gpu::with_weights(weights)).map_err(err)?;
+    gpu.force_half_math(half);
+    // f16 arithmetic is the tiled kernels', which a software adapter takes only when told.
+    if half == Some(true) && gpu.direct_for(n) {
+        gpu.force_tiles(Some(gpu.tiles_for(n, n)));
+    }
     matmul_shape_gflops(&gpu, [n, n, n], seconds)
 }
 
@@ -234,28 +239,49 @@ fn matmul_shape_gflops(gpu: &Gpu, [m, n, k]: [usize; 3], seconds: f64) -> Result
 /// The matmul kernels on MiniLM's products (f16 weights, as `Auto` stores them on a GPU) at
 /// growing row counts: both tile shapes (where the wide one starts to win is what sets
 /// backend::gpu's WIDE_MIN_TILES on this adapter) and the direct kernel (whether it is the one
-/// for this adapter's class). 16 rows, a query, take the few-row kernel under both tiles.
+/// for this adapter's class), each tile shape also in f16 arithmetic where the device has
+/// shader-f16 (whether that pays is what sets backend::gpu's `Gpu::half_math` default). 16
+/// rows, a query, take the few-row kernel under both tiles, in f32 arithmetic.
 fn print_tile_sweep(rows: &[usize], seconds: f64) -> Result<(), String> {
     let mut gpu = pollster::block_on(Gpu::with_weights(GpuWeights::F16)).map_err(err)?;
+    let f16 = gpu.has_shader_f16();
     println!(
         "matmul kernels, f16 weights, GFLOP/s (narrow: 64x64 tiles, 4x4 a thread; wide: 128x128, 8x8; \
-         direct: 6x4 a thread from storage, no tiles):"
+         direct: 6x4 a thread from storage, no tiles; h: the tiles in f16 arithmetic{}):",
+        if f16 { "" } else { ", n/a: no shader-f16" }
     );
     println!();
-    println!("| rows | n x k | narrow | wide | direct | wide tiles | default |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| rows | n x k | narrow | wide | direct | narrow h | wide h | wide tiles | default |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let runs = [
+        (Tiles::Narrow, false),
+        (Tiles::Wide, false),
+        (Tiles::Direct, false),
+        (Tiles::Narrow, true),
+        (Tiles::Wide, true),
+    ];
     for &m in rows {
         for [n, k] in [[384, 384], [1536, 384], [384, 1536]] {
-            let mut g = [0.0; 3];
-            for (i, tiles) in [Tiles::Narrow, Tiles::Wide, Tiles::Direct].into_iter().enumerate() {
+            let mut g = [None; 5];
+            for (i, (tiles, half)) in runs.into_iter().enumerate() {
+                if half && !f16 {
+                    continue;
+                }
                 gpu.force_tiles(Some(tiles));
-                g[i] = matmul_shape_gflops(&gpu, [m, n, k], seconds)?;
+                gpu.force_half_math(Some(half));
+                g[i] = Some(matmul_shape_gflops(&gpu, [m, n, k], seconds)?);
             }
             gpu.force_tiles(None);
+            gpu.force_half_math(None);
             let default = if gpu.direct_for(k) { Tiles::Direct } else { gpu.tiles_for(m, n) };
+            let half = if default != Tiles::Direct && gpu.half_math() { " h" } else { "" };
             let default = format!("{default:?}").to_lowercase();
             let tiles = m.div_ceil(128) * n.div_ceil(128);
-            println!("| {m} | {n} x {k} | {:.1} | {:.1} | {:.1} | {tiles} | {default} |", g[0], g[1], g[2]);
+            let g = g.map(|v| v.map_or("n/a".to_string(), |v| format!("{v:.1}")));
+            println!(
+                "| {m} | {n} x {k} | {} | {} | {} | {} | {} | {tiles} | {default}{half} |",
+                g[0], g[1], g[2], g[3], g[4]
+            );
         }
     }
     Ok(())
@@ -343,15 +369,24 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
     drop(gpu);
     let show = |v: Option<f64>| v.map_or("n/a".to_string(), |g| format!("{g:.0}"));
     println!("peak probe: FMA loop f32 {} GFLOP/s, f16 {} GFLOP/s", show(fma32), show(fma16));
-    for (name, weights) in [("f32", GpuWeights::F32), ("f16", GpuWeights::F16)] {
-        match matmul_gflops(weights, peak_n, probe_s) {
+    let matmuls = [
+        ("f32 weights", GpuWeights::F32, false, fma32, "f32"),
+        ("f16 weights, f32 arithmetic", GpuWeights::F16, false, fma32, "f32"),
+        ("f16 weights, f16 arithmetic", GpuWeights::F16, true, fma16, "f16"),
+    ];
+    for (name, weights, half, peak, peak_name) in matmuls {
+        if half && fma16.is_none() {
+            println!("matmul {peak_n}^3, {name}: n/a (no shader-f16)");
+            continue;
+        }
+        match matmul_gflops(weights, Some(half), peak_n, probe_s) {
             Ok(g) => {
-                let share = fma32.map_or("n/a".to_string(), |p| format!("{:.1}%", g / p * 100.0));
+                let share = peak.map_or("n/a".to_string(), |p| format!("{:.1}%", g / p * 100.0));
                 println!(
-                    "matmul {peak_n}^3, {name} weights (our linear kernel): {g:.1} GFLOP/s, {share} of the f32 FMA peak"
+                    "matmul {peak_n}^3, {name} (our linear kernel): {g:.1} GFLOP/s, {share} of the {peak_name} FMA peak"
                 );
             }
-            Err(e) => println!("matmul {peak_n}^3, {name} weights: skipped ({e})"),
+            Err(e) => println!("matmul {peak_n}^3, {name}: skipped ({e})"),
         }
     }
     println!();
