@@ -23,12 +23,13 @@
 // the wide shape). 256 threads: SwiftShader's per-workgroup maximum. Workgroup memory: 8 KB
 // narrow, 16 KB wide (WebGPU's minimum limit).
 //
-// Half-precision arithmetic (Kernel::LinearF16H*: f16 weights on a GPU with the shader-f16
-// feature; the host prepends `enable f16;` and sets T to f16 and HALF to true): the tiles hold
-// f16 (half the workgroup memory and its traffic) and the products run in f16 (two per
-// instruction on most GPUs), summed in f16 over one step of k (16 products) and then added to
-// f32 totals, so the rounding error grows with 16 terms, not with k. With T = f32 the totals
-// are never written and the accumulators are the sums (compilers drop the dead code).
+// Half-precision arithmetic (Kernel::LinearF16H, LinearQ8H, ..: reduced weights on a GPU with
+// the shader-f16 feature; the host prepends `enable f16;` and sets T to f16 and HALF to true):
+// the tiles hold f16 (half the workgroup memory and its traffic; put_w rounds each unpacked or
+// dequantized weight) and the products run in f16 (two per instruction on many GPUs), summed
+// in f16 over one step of k (16 products) and then added to f32 totals, so the rounding error
+// grows with 16 terms, not with k. With T = f32 the totals are never written and the
+// accumulators are the sums (compilers drop the dead code).
 
 struct Params {
     m: u32,

@@ -170,74 +170,90 @@ fn f16_weights_match_cpu_on_the_same_rounded_weights() {
         let g = tiled_gpu(GpuWeights::F16, tiles);
         // k % 8 == 0 takes the vec4 path, the others the scalar one.
         for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (3, 70, 9), (65, 9, 24), (140, 70, 24)] {
-            let (_, _, got, want) = f16_linear_case(&g, &mut rng, tiles, "linear_f16", (m, n, k));
-            check(&format!("linear_f16 {tiles:?} {m}x{n}x{k}"), &got, &want, n, TOL_LINEAR);
+            let x = rng.vec(m * k, 1.0);
+            // Weights already representable in f16, so both sides compute the same product.
+            let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
+            let b = rng.vec(n, 1.0);
+            let cpu = Cpu::new();
+            let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
+            let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
+            let xg = g.table(HostTensor::new(vec![m, k], x)).unwrap();
+            let wg = g.matrix(HostTensor::new(vec![n, k], w)).unwrap();
+            assert_eq!(wg.format, GpuFormat::F16);
+            let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+            let got = tiled_linear(&g, tiles, "linear_f16", &xg, &wg, &bg, Some(Activation::GeluErf));
+            check(&format!("linear_f16 {tiles:?} {m}x{n}x{k}"), &got, &want.data, n, TOL_LINEAR);
         }
     }
 }
 
-/// Random x [m, k], bias and f16 weights [n, k] (values f16 represents, so both sides multiply
-/// the same numbers): `linear` with GELU on `g`, asserting that `kernel` ran in `tiles`' shape,
-/// and the CPU's f32 matmul on the same values. Returns x, w, the GPU's and the CPU's outputs.
-fn f16_linear_case(
-    g: &Gpu,
-    rng: &mut Rng,
-    tiles: Tiles,
-    kernel: &str,
-    (m, n, k): (usize, usize, usize),
-) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
-    let x = rng.vec(m * k, 1.0);
-    let w: Vec<f32> = rng.vec(n * k, 0.3).into_iter().map(|v| half::f16::from_f32(v).to_f32()).collect();
-    let b = rng.vec(n, 1.0);
-    let cpu = Cpu::new();
-    let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
-    let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
-    let xg = g.table(HostTensor::new(vec![m, k], x.clone())).unwrap();
-    let wg = g.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
-    assert_eq!(wg.format, GpuFormat::F16);
-    let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
-    let got = tiled_linear(g, tiles, kernel, &xg, &wg, &bg, Some(Activation::GeluErf));
-    (x, w, got, want.data)
-}
-
-/// The tiled f16 matmul in f16 arithmetic (linear.wgsl with T = f16: a GPU's default where
-/// the device has shader-f16, as lavapipe does) in both shapes, against the CPU's f32 matmul
-/// on the same f16 weights. x is rounded to f16 (relative error 2^-11) and the products are
-/// summed in f16 over one step of 16 (each of the 16 additions rounds, 2^-11 of the partial
-/// sum), then in f32: each output is within (1 + 16) 2^-11 of the sum of |x w| of its row
-/// (GELU's slope is at most 1.13), and over all outputs the RMS error stays within 2^-10 of
-/// the RMS output, the f16 rounding of the result itself being 2^-11.
+/// The tiled matmuls on reduced weights in f16 arithmetic (linear.wgsl with T = f16: a GPU's
+/// default where the device has shader-f16, as lavapipe does) in both shapes and every reduced
+/// format, against the CPU's f32 matmul on the weights as stored (f16-rounded, or the blocks
+/// dequantized). x and the weights are rounded to f16 (relative error 2^-11 each) and the
+/// products summed in f16 over one step of 16 (each addition rounds, 2^-11 of the partial
+/// sum), then in f32: each output is within (2 + 16) 2^-11 of the sum of |x w| of its row
+/// (GELU's slope is at most 1.13), and over all outputs of a format and shape the RMS error
+/// stays within 2^-10 of the RMS output (the f16 rounding of the result alone is 2^-11).
 #[test]
-fn f16_arithmetic_matmuls_stay_within_f16_rounding() {
+fn half_arithmetic_matmuls_stay_within_f16_rounding() {
     let mut rng = Rng(6);
+    // k % 8 == 0 takes the vec4 staging (f16), the others the scalar one; k past one step of
+    // 16 and not a multiple of it, and not of the blocks' 32; rows and outputs past one tile.
+    let shapes = [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (140, 70, 24), (70, 200, 1536)];
+    let formats = [
+        (GpuWeights::F16, "linear_f16h", None),
+        (GpuWeights::Q8_0, "linear_q8h", None),
+        (GpuWeights::Q4, "linear_q4h", None),
+        (GpuWeights::F32, "linear_kh", Some(QuantFormat::Q4K)),
+        (GpuWeights::F32, "linear_kh", Some(QuantFormat::Q6K)),
+    ];
     for tiles in [Tiles::Narrow, Tiles::Wide] {
-        let mut g = tiled_gpu(GpuWeights::F16, tiles);
-        assert!(g.has_shader_f16(), "lavapipe has shader-f16");
-        assert!(!g.half_math(), "a software adapter computes in f32 unless told");
-        g.force_half_math(Some(true));
-        assert!(g.half_math());
-        // k % 8 == 0 takes the vec4 staging, the others the scalar one; k past one step of 16
-        // and not a multiple of it; rows and outputs past one tile.
-        let (mut err2, mut val2) = (0.0f64, 0.0f64);
-        for (m, n, k) in [(1, 1, 1), (5, 9, 7), (33, 130, 65), (40, 384, 384), (140, 70, 24), (70, 200, 1536)] {
-            let (x, w, got, want) = f16_linear_case(&g, &mut rng, tiles, "linear_f16h", (m, n, k));
-            for i in 0..m {
-                for j in 0..n {
-                    let abs: f32 = (0..k).map(|c| (x[i * k + c] * w[j * k + c]).abs()).sum();
-                    let bound = 1.13 * 17.0 * abs / 2048.0;
-                    let (g, c) = (got[i * n + j], want[i * n + j]);
-                    assert!(
-                        (g - c).abs() <= bound,
-                        "{tiles:?} {m}x{n}x{k} at ({i}, {j}): gpu {g}, cpu {c}, bound {bound:e}"
-                    );
-                    err2 += f64::from(g - c).powi(2);
-                    val2 += f64::from(c).powi(2);
+        for (weights, kernel, k_quant) in formats {
+            let mut g = tiled_gpu(weights, tiles);
+            assert!(g.has_shader_f16(), "lavapipe has shader-f16");
+            assert!(!g.half_math(), "a software adapter computes in f32 unless told");
+            g.force_half_math(Some(true));
+            assert!(g.half_math());
+            let (mut err2, mut val2) = (0.0f64, 0.0f64);
+            let k_shapes = [(33, 67, 256), (70, 130, 512)];
+            for &(m, n, k) in if k_quant.is_some() { &k_shapes[..] } else { &shapes[..] } {
+                let x = rng.vec(m * k, 1.0);
+                let b = rng.vec(n, 1.0);
+                let raw = rng.vec(n * k, 0.3);
+                let (wg, w) = match k_quant {
+                    Some(format) => {
+                        let q = QuantMatrix::quantize(format, n, k, &raw);
+                        let mut w = vec![0.0; n * k];
+                        q.dequantize_rows(0, n, &mut w);
+                        (g.quantized_matrix(q).unwrap(), w)
+                    }
+                    None => stored_and_exact(&g, weights, n, k, raw),
+                };
+                let cpu = Cpu::new();
+                let wc = cpu.matrix(HostTensor::new(vec![n, k], w.clone())).unwrap();
+                let want = cpu.linear(&CpuTensor::new(m, k, x.clone()), &wc, &b, Some(Activation::GeluErf)).unwrap();
+                let xg = g.table(HostTensor::new(vec![m, k], x.clone())).unwrap();
+                let bg = g.vector(HostTensor::new(vec![n], b)).unwrap();
+                let got = tiled_linear(&g, tiles, kernel, &xg, &wg, &bg, Some(Activation::GeluErf));
+                for i in 0..m {
+                    for j in 0..n {
+                        let abs: f32 = (0..k).map(|c| (x[i * k + c] * w[j * k + c]).abs()).sum();
+                        let bound = 1.13 * 18.0 * abs / 2048.0;
+                        let (g, c) = (got[i * n + j], want.data[i * n + j]);
+                        assert!(
+                            (g - c).abs() <= bound,
+                            "{kernel} {tiles:?} {m}x{n}x{k} at ({i}, {j}): gpu {g}, cpu {c}, bound {bound:e}"
+                        );
+                        err2 += f64::from(g - c).powi(2);
+                        val2 += f64::from(c).powi(2);
+                    }
                 }
             }
+            let rel = (err2 / val2).sqrt();
+            eprintln!("{kernel} {tiles:?} {k_quant:?}: RMS error {rel:e} of the RMS output");
+            assert!(rel <= 1.0 / 1024.0, "{kernel} {tiles:?}: RMS error {rel:e} of the RMS output");
         }
-        let rel = (err2 / val2).sqrt();
-        eprintln!("linear_f16h {tiles:?}: RMS error {rel:e} of the RMS output");
-        assert!(rel <= 1.0 / 1024.0, "{tiles:?}: RMS error {rel:e} of the RMS output");
     }
 }
 
@@ -986,6 +1002,12 @@ fn minilm_with_f16_weights_stays_close_to_pytorch() {
 #[test]
 fn minilm_with_q8_0_weights_stays_close_to_pytorch() {
     minilm_stays_close_to_pytorch(GpuWeights::Q8_0, 0.999);
+    // And in f16 arithmetic, as a GPU with shader-f16 runs q8 by default.
+    let mut gpu = tiled_gpu(GpuWeights::Q8_0, Tiles::Narrow);
+    gpu.force_half_math(Some(true));
+    let embedder = minilm_stays_close_on(gpu, GpuWeights::Q8_0, 0.999);
+    let ran = embedder.backend().take_kernel_times();
+    assert!(ran.iter().any(|(name, _, _)| *name == "linear_q8h"), "the f16-arithmetic matmul ran");
 }
 
 #[test]

@@ -72,18 +72,19 @@ fn shaders() -> Vec<(String, String)> {
             *source = format!("{source}\n{layer_norm_direct}");
         }
     }
-    // The f16 matmul in f16 arithmetic, both shapes, as kernels::half builds it.
+    // The matmuls on reduced weights in f16 arithmetic, both shapes, as kernels::half builds
+    // them.
     let f32_math = "alias T = f32;\nconst HALF: bool = false;";
     let f16_math = "alias T = f16;\nconst HALF: bool = true;";
     let halves: Vec<_> = out
         .iter()
-        .filter(|(n, _)| n.starts_with("linear_f16.wgsl"))
+        .filter(|(n, _)| n.starts_with("linear_") && !n.starts_with("linear_f32.wgsl"))
         .map(|(n, s)| {
             assert!(s.contains(f32_math), "linear.wgsl declares {f32_math:?}");
             (format!("{n} (f16 arithmetic)"), format!("enable f16;\n{}", s.replacen(f32_math, f16_math, 1)))
         })
         .collect();
-    assert_eq!(halves.len(), 2, "linear_f16.wgsl in both shapes");
+    assert_eq!(halves.len(), 8, "f16, q8, q4 and the K-quants in both shapes");
     out.extend(halves);
     out
 }

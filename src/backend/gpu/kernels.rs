@@ -25,10 +25,17 @@ pub enum Kernel {
     LinearQ8Wide,
     LinearQ4Wide,
     LinearKWide,
-    /// f16 weights in f16 arithmetic (linear.wgsl with T = f16: `half`), narrow and wide: a
-    /// GPU with the `shader-f16` feature.
+    /// The tiled matmuls in f16 arithmetic (linear.wgsl with T = f16: `half`), narrow and
+    /// wide, per reduced weight format (f32 weights keep f32 arithmetic: their cosine bar is
+    /// 0.99999): a GPU with the `shader-f16` feature.
     LinearF16H,
     LinearF16HWide,
+    LinearQ8H,
+    LinearQ8HWide,
+    LinearQ4H,
+    LinearQ4HWide,
+    LinearKH,
+    LinearKHWide,
     /// The few-row matmuls (linear_gemv.wgsl's `gemv`), one per weight format.
     GemvF32,
     GemvF16,
@@ -59,7 +66,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 35] = [
+    pub const ALL: [Kernel; 41] = [
         Kernel::Embed,
         Kernel::Linear,
         Kernel::LinearF16,
@@ -73,6 +80,12 @@ impl Kernel {
         Kernel::LinearKWide,
         Kernel::LinearF16H,
         Kernel::LinearF16HWide,
+        Kernel::LinearQ8H,
+        Kernel::LinearQ8HWide,
+        Kernel::LinearQ4H,
+        Kernel::LinearQ4HWide,
+        Kernel::LinearKH,
+        Kernel::LinearKHWide,
         Kernel::GemvF32,
         Kernel::GemvF16,
         Kernel::GemvQ8,
@@ -112,6 +125,12 @@ impl Kernel {
             Kernel::LinearKWide => "linear_k_wide",
             Kernel::LinearF16H => "linear_f16h",
             Kernel::LinearF16HWide => "linear_f16h_wide",
+            Kernel::LinearQ8H => "linear_q8h",
+            Kernel::LinearQ8HWide => "linear_q8h_wide",
+            Kernel::LinearQ4H => "linear_q4h",
+            Kernel::LinearQ4HWide => "linear_q4h_wide",
+            Kernel::LinearKH => "linear_kh",
+            Kernel::LinearKHWide => "linear_kh_wide",
             Kernel::GemvF32 => "gemv",
             Kernel::GemvF16 => "gemv_f16",
             Kernel::GemvQ8 => "gemv_q8",
@@ -145,29 +164,6 @@ impl Kernel {
         match self {
             // toks, word, position, token_type, out
             Kernel::Embed => &[R, R, R, R, W],
-            // x, w, b, y, x4, w4
-            Kernel::Linear
-            | Kernel::LinearF16
-            | Kernel::LinearQ8
-            | Kernel::LinearQ4
-            | Kernel::LinearK
-            | Kernel::LinearWide
-            | Kernel::LinearF16Wide
-            | Kernel::LinearQ8Wide
-            | Kernel::LinearQ4Wide
-            | Kernel::LinearKWide
-            | Kernel::LinearF16H
-            | Kernel::LinearF16HWide
-            | Kernel::GemvF32
-            | Kernel::GemvF16
-            | Kernel::GemvQ8
-            | Kernel::GemvQ4
-            | Kernel::GemvK
-            | Kernel::DirectF32
-            | Kernel::DirectF16
-            | Kernel::DirectQ8
-            | Kernel::DirectQ4
-            | Kernel::DirectK => &[R, R, R, W, R, R],
             // x (in place), residual, gamma, beta
             Kernel::LayerNorm | Kernel::LayerNormDirect => &[W, R, R, R],
             // qkv, query tiles, seqs, ctx, relative-position bias (a placeholder without one)
@@ -184,20 +180,51 @@ impl Kernel {
             Kernel::RmsNorm => &[R, R, W],
             // x (in place); the probes' one output
             Kernel::Normalize | Kernel::PeakFma | Kernel::PeakFmaF16 => &[W],
+            // x, w, b, y, x4, w4
+            _ => {
+                debug_assert!(self.matmul().is_some(), "{}: a matmul", self.name());
+                &[R, R, R, W, R, R]
+            }
         }
+    }
+
+    /// A matmul's module, which is linear.wgsl with one weight-format file (and the few-row
+    /// and direct entry points), as (format, wide shape, f16 arithmetic); None for the other
+    /// kernels. The one table of which matmul kernel is which.
+    fn matmul(self) -> Option<(WeightFile, bool, bool)> {
+        use Kernel::*;
+        use WeightFile as F;
+        Some(match self {
+            Linear | GemvF32 | DirectF32 => (F::F32, false, false),
+            LinearF16 | GemvF16 | DirectF16 => (F::F16, false, false),
+            LinearQ8 | GemvQ8 | DirectQ8 => (F::Q8, false, false),
+            LinearQ4 | GemvQ4 | DirectQ4 => (F::Q4, false, false),
+            LinearK | GemvK | DirectK => (F::K, false, false),
+            LinearWide => (F::F32, true, false),
+            LinearF16Wide => (F::F16, true, false),
+            LinearQ8Wide => (F::Q8, true, false),
+            LinearQ4Wide => (F::Q4, true, false),
+            LinearKWide => (F::K, true, false),
+            LinearF16H => (F::F16, false, true),
+            LinearQ8H => (F::Q8, false, true),
+            LinearQ4H => (F::Q4, false, true),
+            LinearKH => (F::K, false, true),
+            LinearF16HWide => (F::F16, true, true),
+            LinearQ8HWide => (F::Q8, true, true),
+            LinearQ4HWide => (F::Q4, true, true),
+            LinearKHWide => (F::K, true, true),
+            _ => return None,
+        })
     }
 
     /// One of linear.wgsl's wide-shape matmuls.
     pub fn is_wide(self) -> bool {
-        matches!(
-            self,
-            Kernel::LinearWide
-                | Kernel::LinearF16Wide
-                | Kernel::LinearQ8Wide
-                | Kernel::LinearQ4Wide
-                | Kernel::LinearKWide
-                | Kernel::LinearF16HWide
-        )
+        self.matmul().is_some_and(|(_, wide, _)| wide)
+    }
+
+    /// One of the tiled matmuls in f16 arithmetic (`half`).
+    pub fn is_half(self) -> bool {
+        self.matmul().is_some_and(|(_, _, half)| half)
     }
 
     /// One of linear_gemv.wgsl's few-row matmuls.
@@ -236,9 +263,9 @@ impl Kernel {
     /// The shader source, embedded at build time. The matmuls are linear.wgsl followed by their
     /// weight format's file, linear_gemv.wgsl and linear_direct.wgsl (WGSL has no includes):
     /// one module with the tiled entry point `main`, the few-row one `gemv` and the software
-    /// adapters' `direct`; linear.wgsl as written is the wide
-    /// shape, [`narrow`] makes the narrow one. activate.wgsl (the fused activations) is
-    /// appended to the matmuls and to glu.wgsl.
+    /// adapters' `direct`; linear.wgsl as written is the wide shape in f32 arithmetic,
+    /// [`narrow`] makes the narrow one and [`half`] the f16 arithmetic. activate.wgsl (the
+    /// fused activations) is appended to the matmuls and to glu.wgsl.
     pub fn source(self) -> std::borrow::Cow<'static, str> {
         const LINEAR: &str = include_str!("../../../shaders/linear.wgsl");
         const GEMV: &str = include_str!("../../../shaders/linear_gemv.wgsl");
@@ -251,22 +278,20 @@ impl Kernel {
         const KQUANT: &str = include_str!("../../../shaders/kquant.wgsl");
         const K: &str = include_str!("../../../shaders/linear_kquant.wgsl");
         const ACTIVATE: &str = include_str!("../../../shaders/activate.wgsl");
-        let linear = |format: &str| format!("{}\n{ACTIVATE}\n{format}\n{GEMV}\n{DIRECT}", narrow(LINEAR)).into();
-        let wide = |format: &str| format!("{LINEAR}\n{ACTIVATE}\n{format}\n{GEMV}\n{DIRECT}").into();
+        if let Some((file, wide, f16)) = self.matmul() {
+            let format = match file {
+                WeightFile::F32 => F32.into(),
+                WeightFile::F16 => F16.into(),
+                WeightFile::Q8 => Q8.into(),
+                WeightFile::Q4 => Q4.into(),
+                WeightFile::K => format!("{K}\n{KQUANT}"),
+            };
+            let shape = if wide { LINEAR.into() } else { narrow(LINEAR) };
+            let module = format!("{shape}\n{ACTIVATE}\n{format}\n{GEMV}\n{DIRECT}");
+            return if f16 { half(&module) } else { module }.into();
+        }
         match self {
             Kernel::Embed => format!("{}\n{KQUANT}", include_str!("../../../shaders/embed.wgsl")).into(),
-            Kernel::Linear | Kernel::GemvF32 | Kernel::DirectF32 => linear(F32),
-            Kernel::LinearF16 | Kernel::GemvF16 | Kernel::DirectF16 => linear(F16),
-            Kernel::LinearQ8 | Kernel::GemvQ8 | Kernel::DirectQ8 => linear(Q8),
-            Kernel::LinearQ4 | Kernel::GemvQ4 | Kernel::DirectQ4 => linear(Q4),
-            Kernel::LinearK | Kernel::GemvK | Kernel::DirectK => linear(&format!("{K}\n{KQUANT}")),
-            Kernel::LinearWide => wide(F32),
-            Kernel::LinearF16Wide => wide(F16),
-            Kernel::LinearQ8Wide => wide(Q8),
-            Kernel::LinearQ4Wide => wide(Q4),
-            Kernel::LinearKWide => wide(&format!("{K}\n{KQUANT}")),
-            Kernel::LinearF16H => half(&linear(F16)).into(),
-            Kernel::LinearF16HWide => half(&wide(F16)).into(),
             Kernel::LayerNorm | Kernel::LayerNormDirect => format!(
                 "{}\n{}",
                 include_str!("../../../shaders/layer_norm.wgsl"),
@@ -287,8 +312,20 @@ impl Kernel {
             Kernel::RmsNorm => include_str!("../../../shaders/rms_norm.wgsl").into(),
             Kernel::PeakFma => PEAK_FMA.into(),
             Kernel::PeakFmaF16 => peak_fma_f16().into(),
+            _ => unreachable!("{}: the matmuls return above", self.name()),
         }
     }
+}
+
+/// The weight-format file of a matmul module: shaders/linear_f32.wgsl, linear_f16.wgsl,
+/// linear_q8.wgsl, linear_q4.wgsl, linear_kquant.wgsl (with kquant.wgsl).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WeightFile {
+    F32,
+    F16,
+    Q8,
+    Q4,
+    K,
 }
 
 /// linear.wgsl's narrow shape (64x64 tiles, 4x4 outputs a thread) from its wide source: the
@@ -428,12 +465,9 @@ impl Pipelines {
         let later = |k: Kernel| match k {
             Kernel::PeakFma | Kernel::PeakFmaF16 => true,
             // A software adapter's matmuls are the direct ones, the wide tiles where k % 8 != 0.
-            Kernel::Linear
-            | Kernel::LinearF16
-            | Kernel::LinearF16H
-            | Kernel::LinearQ8
-            | Kernel::LinearQ4
-            | Kernel::LinearK => software,
+            Kernel::Linear | Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 | Kernel::LinearK => software,
+            // f16 arithmetic when first used: the model may keep f32 (`Gpu::half_math`).
+            _ if k.is_half() => true,
             _ if k.is_gemv() => software,
             _ if k.is_direct() => !software,
             _ => k.is_wide() && !software,
@@ -451,16 +485,8 @@ impl Pipelines {
     }
 
     fn build(&self, k: Kernel) -> Option<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
-        let unpacks_f16 = matches!(
-            k,
-            Kernel::LinearF16
-                | Kernel::LinearF16Wide
-                | Kernel::LinearF16H
-                | Kernel::LinearF16HWide
-                | Kernel::GemvF16
-                | Kernel::DirectF16
-        );
-        let f16_math = matches!(k, Kernel::PeakFmaF16 | Kernel::LinearF16H | Kernel::LinearF16HWide);
+        let unpacks_f16 = k.matmul().is_some_and(|(file, _, _)| file == WeightFile::F16);
+        let f16_math = k == Kernel::PeakFmaF16 || k.is_half();
         if (unpacks_f16 && !self.f16_in_f32) || (f16_math && !self.shader_f16) {
             return None;
         }

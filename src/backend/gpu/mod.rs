@@ -292,7 +292,8 @@ pub struct Gpu {
     binding_cap: Option<u64>,
     /// The tiled matmul's shape when set (tests, gpu-bench), else chosen per dispatch.
     tiles: Option<Tiles>,
-    /// f16 arithmetic in the tiled f16 matmul when set (tests, gpu-bench), else by default.
+    /// f16 arithmetic in the tiled matmuls on reduced weights when set (tests, gpu-bench),
+    /// else by default.
     half_math: Option<bool>,
     /// The model's activations may leave f16's range: f32 arithmetic whatever else says.
     f32_only: bool,
@@ -518,15 +519,16 @@ impl Gpu {
         self.tiles = tiles;
     }
 
-    /// Turns the tiled f16 matmul's f16 arithmetic on or off (None: the default, see
+    /// Turns the tiled matmuls' f16 arithmetic (reduced weights) on or off (None: the default, see
     /// [`Gpu::half_math`]); it stays off where the device has no `shader-f16`.
     #[doc(hidden)]
     pub fn force_half_math(&mut self, on: Option<bool>) {
         self.half_math = on;
     }
 
-    /// Whether the tiled matmul on f16 weights computes in f16 (Kernel::LinearF16H*: products
-    /// summed in f16 over 16 terms, then in f32; see shaders/linear.wgsl): where the device has
+    /// Whether the tiled matmul on reduced weights (f16, q8_0, q4_1, K-quants; f32 weights keep
+    /// f32 arithmetic) computes in f16 (Kernel::LinearF16H and the like: products summed in
+    /// f16 over 16 terms, then in f32; see shaders/linear.wgsl): where the device has
     /// `shader-f16`, on a GPU by default and on a software adapter only when forced. GPUs
     /// run f16 at least at f32's rate, many two to an instruction (packed pairs: AMD since
     /// Vega, NVIDIA's data-centre parts and Turing, Intel Xe), and the tiles take half the
@@ -1034,6 +1036,11 @@ impl Backend for Gpu {
         let gemv = !direct && x.rows <= GEMV_MAX_ROWS && w.cols.is_multiple_of(8);
         let wide = !direct && !gemv && self.tiles_for(x.rows, w.rows) == Tiles::Wide;
         let tiled = |narrow, wide_shape| if wide { wide_shape } else { narrow };
+        // Reduced weights in the tiled kernels: f16 arithmetic where `half_math` says.
+        let half = self.half_math();
+        let reduced = |narrow, wide_shape, narrow_h, wide_h| {
+            if half { tiled(narrow_h, wide_h) } else { tiled(narrow, wide_shape) }
+        };
         let (kernel, vec4) = match (w.format, gemv) {
             _ if direct => (
                 match w.format {
@@ -1046,19 +1053,25 @@ impl Backend for Gpu {
                 true,
             ),
             (GpuFormat::F32, false) => (tiled(Kernel::Linear, Kernel::LinearWide), w.cols.is_multiple_of(4)),
-            (GpuFormat::F16, false) if self.half_math() => {
-                (tiled(Kernel::LinearF16H, Kernel::LinearF16HWide), w.cols.is_multiple_of(8))
-            }
-            (GpuFormat::F16, false) => (tiled(Kernel::LinearF16, Kernel::LinearF16Wide), w.cols.is_multiple_of(8)),
-            (GpuFormat::Q8_0, false) => (tiled(Kernel::LinearQ8, Kernel::LinearQ8Wide), w.cols.is_multiple_of(32)),
-            (GpuFormat::Q4_1, false) => (tiled(Kernel::LinearQ4, Kernel::LinearQ4Wide), w.cols.is_multiple_of(32)),
+            (GpuFormat::F16, false) => (
+                reduced(Kernel::LinearF16, Kernel::LinearF16Wide, Kernel::LinearF16H, Kernel::LinearF16HWide),
+                w.cols.is_multiple_of(8),
+            ),
+            (GpuFormat::Q8_0, false) => (
+                reduced(Kernel::LinearQ8, Kernel::LinearQ8Wide, Kernel::LinearQ8H, Kernel::LinearQ8HWide),
+                w.cols.is_multiple_of(32),
+            ),
+            (GpuFormat::Q4_1, false) => (
+                reduced(Kernel::LinearQ4, Kernel::LinearQ4Wide, Kernel::LinearQ4H, Kernel::LinearQ4HWide),
+                w.cols.is_multiple_of(32),
+            ),
             (GpuFormat::F32, true) => (Kernel::GemvF32, true),
             (GpuFormat::F16, true) => (Kernel::GemvF16, true),
             (GpuFormat::Q8_0, true) => (Kernel::GemvQ8, true),
             (GpuFormat::Q4_1, true) => (Kernel::GemvQ4, true),
             // vec4: x's staging (k is a multiple of 256); the K-quant stage_w has one path.
             (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, false) => {
-                (tiled(Kernel::LinearK, Kernel::LinearKWide), true)
+                (reduced(Kernel::LinearK, Kernel::LinearKWide, Kernel::LinearKH, Kernel::LinearKHWide), true)
             }
             (GpuFormat::Q4K | GpuFormat::Q5K | GpuFormat::Q6K, true) => (Kernel::GemvK, true),
         };
