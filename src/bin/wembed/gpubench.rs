@@ -106,17 +106,21 @@ struct Row {
 
 fn open(
     weights: GpuWeights,
-    matmul: Option<Tiles>,
+    (matmul, half): Kernels,
     profile: bool,
     files: &ModelFiles,
 ) -> Result<Embedder<Gpu>, String> {
     let mut gpu = pollster::block_on(Gpu::with_weights(weights)).map_err(err)?;
     gpu.force_tiles(matmul);
+    gpu.force_half_math(half);
     if profile && !gpu.enable_profiling() {
         eprintln!("this adapter has no timestamp queries: no per-kernel table");
     }
     Embedder::load(gpu, files).map_err(err)
 }
+
+/// The kernels forced, if any: the tiles (`--matmul`) and f16 arithmetic on or off.
+type Kernels = (Option<Tiles>, Option<bool>);
 
 /// Sentences/s of one dtype at batch 1 (the first `n1` sentences one by one), 32 and 256 (all
 /// of them, best of `rounds` after a warm-up round), then profiled passes for the kernel
@@ -124,7 +128,7 @@ fn open(
 fn bench_dtype(
     dtype: &'static str,
     weights: GpuWeights,
-    matmul: Option<Tiles>,
+    matmul: Kernels,
     files: &ModelFiles,
     texts: &[&str],
     n1: usize,
@@ -318,6 +322,11 @@ pub struct GpuBenchArgs {
     /// matmul and attention) [default: as the adapter's class picks]
     #[arg(long, value_parser = ["narrow", "wide", "direct"])]
     matmul: Option<String>,
+    /// the tiled matmuls on reduced weights (f16, q8, q4) in `f16` or `f32` arithmetic (f16
+    /// needs shader-f16; with f16, a row of f16 weights in f32 arithmetic follows) [default:
+    /// f16 on a GPU with shader-f16, else f32]
+    #[arg(long, value_parser = ["f16", "f32"])]
+    arithmetic: Option<String>,
 }
 
 pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
@@ -357,6 +366,10 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
     );
     let layers = if quick { 16 } else { 64 };
     print_host_times(&host_times(&gpu, layers, rounds.max(3))?);
+    // Where reduced weights default to f16 arithmetic, f16 also runs in f32 arithmetic: the
+    // end-to-end figure that says whether the default is right.
+    let half = args.arithmetic.as_deref().map(|a| a == "f16");
+    let f16_math = half.unwrap_or(gpu.half_math()) && gpu.has_shader_f16();
     drop(gpu);
 
     // The peak probe first and each dtype's row as soon as it is measured: on a lent machine
@@ -410,8 +423,13 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
     );
     println!("|---|---|---|---|---|---|---|");
     let mut rows: Vec<Row> = vec![];
-    for &(dtype, weights) in &formats {
-        let r = match bench_dtype(dtype, weights, matmul, &files, &texts, n1, rounds) {
+    let mut runs: Vec<(&'static str, GpuWeights, Kernels)> =
+        formats.iter().map(|&(dtype, weights)| (dtype, weights, (matmul, half))).collect();
+    if f16_math && formats.iter().any(|(d, _)| *d == "f16") {
+        runs.push(("f16, f32 arithmetic", GpuWeights::F16, (matmul, Some(false))));
+    }
+    for (dtype, weights, kernels) in runs {
+        let r = match bench_dtype(dtype, weights, kernels, &files, &texts, n1, rounds) {
             Ok(row) => row,
             // f16 weights need unpack2x16float, which some GL ES adapters lack: say so, go on.
             Err(e) => {
@@ -440,7 +458,7 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
         print_kernels(r.dtype, "batch 1 (8 texts one by one)", &r.kernels1);
     }
     if let Some(&(dtype, weights)) = formats.iter().find(|(d, _)| *d == "f16").or(formats.first()) {
-        token_budgets(dtype, weights, matmul, &files, &texts, rounds)?;
+        token_budgets(dtype, weights, (matmul, half), &files, &texts, rounds)?;
     }
     Ok(())
 }
@@ -451,7 +469,7 @@ pub fn run(args: &GpuBenchArgs) -> Result<(), String> {
 fn token_budgets(
     dtype: &str,
     weights: GpuWeights,
-    matmul: Option<Tiles>,
+    matmul: Kernels,
     files: &ModelFiles,
     texts: &[&str],
     rounds: usize,
