@@ -156,6 +156,20 @@ impl AnyEmbedder {
         forward!(self, e => e.backend().name())
     }
 
+    /// On the GPU, the arithmetic of the tiled matmuls (more than 32 rows; fewer take the
+    /// few-row kernel, in f32): "f16" where the weights are reduced (f16, q8, q4) and
+    /// [`Gpu::half_math`] holds (a GPU with shader-f16, a model whose activations fit f16),
+    /// else "f32". None on the CPU.
+    pub fn gpu_arithmetic(&self) -> Option<&'static str> {
+        match self {
+            AnyEmbedder::Cpu(_) => None,
+            AnyEmbedder::Gpu(e) => {
+                let reduced = !e.dtype_name().starts_with("f32");
+                Some(if reduced && e.backend().half_math() { "f16" } else { "f32" })
+            }
+        }
+    }
+
     /// GPU time per kernel since the last call (see [`Gpu::take_kernel_times`]); empty on the
     /// CPU or without profiling.
     pub fn take_kernel_times(&self) -> Vec<(&'static str, f64, usize)> {

@@ -97,6 +97,9 @@ struct JsInfo {
     /// weights; absent otherwise.
     kernel: Option<String>,
     kernel_reason: Option<String>,
+    /// On WebGPU, the tiled matmuls' arithmetic ('f16' or 'f32', AnyEmbedder::gpu_arithmetic);
+    /// absent on the CPU.
+    arithmetic: Option<&'static str>,
     /// What the weights are stored as: auto resolved for this device, a quantized file's own.
     dtype: String,
     digest: String,
@@ -304,7 +307,8 @@ impl WasmEmbedder {
         self.inner.gpu_buffer_bytes() as f64
     }
 
-    /// `{ device, adapter, deviceReason, kernel, kernelReason, dtype, digest, dim, maxTokens }`.
+    /// `{ device, adapter, deviceReason, kernel, kernelReason, arithmetic, dtype, digest, dim,
+    /// maxTokens }`.
     pub fn info(&self) -> Result<JsValue, JsValue> {
         let info = JsInfo {
             device: match *self.inner {
@@ -315,6 +319,7 @@ impl WasmEmbedder {
             device_reason: self.why.clone(),
             kernel: self.kernel.as_ref().map(|k| k.0.clone()),
             kernel_reason: self.kernel.as_ref().map(|k| k.1.clone()),
+            arithmetic: self.inner.gpu_arithmetic(),
             dtype: self.inner.dtype_name(),
             digest: self.digest.clone(),
             dim: self.inner.dim(),

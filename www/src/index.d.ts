@@ -159,6 +159,14 @@ export interface EmbedderInfo {
   kernel?: 'simd128' | 'relaxed';
   /** Why `kernel`: the race's times, or what asked for it. */
   kernelReason?: string;
+  /**
+   * On WebGPU, what the matmuls of more than 32 rows compute in: 'f16' where the weights are
+   * reduced (f16, q8, q4), the GPU has the `shader-f16` feature (not a software adapter) and
+   * the model's activations fit f16 (not Gemma 3 or the decoder LLMs); 16 products are summed
+   * in f16, then in f32 (cosine to PyTorch 0.999997 for all-MiniLM-L6-v2 f16). Else 'f32'.
+   * Absent on the CPU.
+   */
+  arithmetic?: 'f16' | 'f32';
   /** What the weights are stored as (a q8 file says 'q8' on every device); never 'auto'. */
   dtype: Exclude<Dtype, 'auto'>;
   /** Identifies the weights and dtype that made the vectors. */

@@ -330,7 +330,8 @@ export class Embedder {
   }
 
   /**
-   * { device: 'webgpu' | 'cpu', adapter, deviceReason, dtype (what the weights are stored as),
+   * { device: 'webgpu' | 'cpu', adapter, deviceReason, arithmetic (on WebGPU: 'f16' | 'f32',
+   * the tiled matmuls'), dtype (what the weights are stored as),
    * digest (identifies the weights and dtype), dim, maxTokens, model, warnings, workers (how
    * many workers run the model now; 0: the calling thread), queryWorkers (how many share a
    * one-text call), workerMemoryNote }; with device 'auto' on a GPU also queryDevice,

@@ -63,6 +63,8 @@ test('WebGPU in Chromium matches PyTorch, with progress events', { timeout: 600_
   assert.match(result.info.adapter, /BrowserWebGpu/);
   // The default dtype on WebGPU is f16 (measured faster on a GPU, cosine 0.9999997).
   assert.equal(result.info.dtype, 'f16');
+  // SwiftShader is a software adapter without shader-f16: f32 arithmetic.
+  assert.equal(result.info.arithmetic, 'f32');
   checkVectors(result, 'webgpu');
   const weights = result.events.filter((e) => e.file === 'model.safetensors');
   assert.ok(weights.length > 1 && !weights[0].cached, 'streamed model.safetensors with progress');

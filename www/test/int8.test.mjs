@@ -34,6 +34,7 @@ test('all-MiniLM-L6-v2 with q8 weights on the wasm CPU path (SIMD128, Node) stay
   assert.equal(embedder.info.dtype, 'q8');
   assert.equal(embedder.info.wasm, 'simd128');
   assert.equal(embedder.info.kernel, 'simd128');
+  assert.equal(embedder.info.arithmetic, undefined, 'a GPU-only field');
   const vectors = await embedder.embed(texts);
   const worst = worstToPyTorch(vectors);
   assert.ok(worst >= 0.999, `worst cosine ${worst}`);
