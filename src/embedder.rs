@@ -237,6 +237,27 @@ impl<B: Backend> Embedder<B> {
         ))
     }
 
+    /// A group's result, checked as [`Self::check_finite`] does; where the backend computed in
+    /// reduced arithmetic (f16 on a GPU, where an activation past f16's range gives Inf), it
+    /// keeps f32 from then on and the group runs again, so the caller gets the f32 result.
+    async fn checked(
+        &self,
+        encoded: &[Encoded],
+        group: &[usize],
+        pool_start: u32,
+        normalize: bool,
+        flat: Vec<f32>,
+    ) -> Result<Vec<f32>> {
+        if !flat.iter().all(|v| v.is_finite()) && self.backend.fall_back_to_f32() {
+            let pooled = self.run_group(encoded, group, pool_start, normalize)?;
+            let again = self.backend.read(&pooled).await?;
+            self.check_finite(encoded, group, pool_start, &again).await?;
+            return Ok(again);
+        }
+        self.check_finite(encoded, group, pool_start, &flat).await?;
+        Ok(flat)
+    }
+
     /// Embeds texts; one vector per text, in input order. Empty input gives an empty list.
     /// Batches are recorded [`Backend::batches_per_read`] at a time and read back together
     /// (on a GPU: one submit); `progress(done, total)` is called after each such wave, and the
@@ -259,9 +280,9 @@ impl<B: Backend> Embedder<B> {
             let pooled =
                 wave.iter().map(|g| self.run_group(&encoded, g, pool_start, normalize)).collect::<Result<Vec<_>>>()?;
             let flats = self.backend.read_many(&pooled.iter().collect::<Vec<_>>()).await?;
-            for (group, flat) in wave.iter().zip(&flats) {
-                self.check_finite(&encoded, group, pool_start, flat).await?;
-                scatter(&mut out, group, flat, self.pooled_dim(), keep);
+            for (group, flat) in wave.iter().zip(flats) {
+                let flat = self.checked(&encoded, group, pool_start, normalize, flat).await?;
+                scatter(&mut out, group, &flat, self.pooled_dim(), keep);
                 done += group.len();
             }
             progress(done, texts.len());
@@ -308,7 +329,7 @@ impl<B: Backend> Embedder<B> {
             .map(|group| {
                 let pooled = self.run_group(&encoded, group, pool_start, normalize)?;
                 let flat = pollster::block_on(self.backend.read(&pooled))?;
-                pollster::block_on(self.check_finite(&encoded, group, pool_start, &flat))?;
+                let flat = pollster::block_on(self.checked(&encoded, group, pool_start, normalize, flat))?;
                 if let Ok(mut p) = progress.lock() {
                     p.0 += group.len();
                     let done = p.0;

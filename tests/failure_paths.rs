@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use safetensors::Dtype;
 use wembed::backend::Backend;
-use wembed::backend::gpu::GpuWeights;
+use wembed::backend::gpu::{GpuWeights, Tiles};
 use wembed::embedder::length_groups;
 use wembed::tokenizer::Encoded;
 use wembed::weights::{FileDtype, HostTensor};
@@ -88,6 +88,43 @@ fn a_forward_pass_that_overflows_is_bad_weights_naming_the_layer() {
             "{device}: {err}"
         );
     }
+}
+
+/// A pass whose products overflow f16 but not f32 (block 1's intermediate weights at 60,000,
+/// which f16 stores: one product with an input past 1.1 is past f16's 65,504) runs again in
+/// f32 arithmetic, and the GPU keeps f32 from then on: the vectors are those of f32
+/// arithmetic, not an error. Forced on lavapipe (a software adapter computes in f32 by
+/// default), in the tiled kernel (more than 32 rows; the few-row one computes in f32).
+#[test]
+fn a_pass_that_overflows_f16_arithmetic_runs_again_in_f32() {
+    let (_t, d) = tiny("mean-erf-norm");
+    edit_weights(&d, |m| {
+        let w = m.get_mut("encoder.layer.1.intermediate.dense.weight").unwrap();
+        assert_eq!(w.0, Dtype::F32);
+        for b in w.2.chunks_exact_mut(4) {
+            b.copy_from_slice(&60_000f32.to_le_bytes());
+        }
+    });
+    let files = ModelFiles::from_dir(&d).unwrap();
+    // 3 texts of 13-17 tokens: one batch of more than 32 rows.
+    let texts = [
+        "the first of three texts, a sentence of some length",
+        "a second text, about as long as the first one is",
+        "and a third, which makes the batch longer than thirty-two rows",
+    ];
+    let load = |half| {
+        let mut g = gpu(GpuWeights::F16);
+        g.force_tiles(Some(Tiles::Narrow));
+        g.force_half_math(Some(half));
+        Embedder::load(g, &files).unwrap()
+    };
+    let f32_math = load(false).embed(&texts, &EmbedOptions::default()).unwrap();
+    assert!(f32_math.iter().flatten().all(|v| v.is_finite()), "finite in f32 arithmetic");
+    let half = load(true);
+    assert!(half.backend().half_math());
+    let got = half.embed(&texts, &EmbedOptions::default()).unwrap();
+    assert!(!half.backend().half_math(), "f32 arithmetic from now on");
+    assert_eq!(got, f32_math, "the f32 pass's vectors");
 }
 
 /// The tiny model with a 1,024-position table (the 64 rows repeated), so it takes texts longer

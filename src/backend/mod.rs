@@ -251,6 +251,13 @@ pub trait Backend {
     /// Called once, before the weights are loaded.
     fn keep_f32_arithmetic(&mut self) {}
 
+    /// A forward pass gave non-finite values: a backend that computed in reduced arithmetic
+    /// (f16 on a GPU) keeps f32 from now on and returns true, so the caller runs the batch
+    /// again; false where nothing changed (the values are then the model's own).
+    fn fall_back_to_f32(&self) -> bool {
+        false
+    }
+
     /// Takes ownership of a weight matrix `[out, in]`, which only `linear` reads: a backend may
     /// store it in a reduced format.
     fn matrix(&self, w: HostTensor) -> Result<Self::Matrix>;

@@ -164,7 +164,8 @@ export interface EmbedderInfo {
    * reduced (f16, q8, q4), the GPU has the `shader-f16` feature (not a software adapter) and
    * the model's activations fit f16 (not Gemma 3 or the decoder LLMs); 16 products are summed
    * in f16, then in f32 (cosine to PyTorch 0.999997 for all-MiniLM-L6-v2 f16). Else 'f32'.
-   * Absent on the CPU.
+   * A call whose f16 pass gave NaN or Inf (an activation past f16's range) runs again in f32,
+   * which then stays: this reads 'f32' from then on. Absent on the CPU.
    */
   arithmetic?: 'f16' | 'f32';
   /** What the weights are stored as (a q8 file says 'q8' on every device); never 'auto'. */

@@ -341,6 +341,14 @@ export class Embedder {
     const info = { ...this.#info, warnings: [...this.#info.warnings], wasm: this.#info.wasm ?? wasmBuild };
     if (info.queryTimes) info.queryTimes = { ...info.queryTimes };
     info.queryWorkers = 0;
+    // A pass whose f16 arithmetic overflowed switches the GPU to f32 for good: ask it now.
+    if (info.device === 'webgpu' && !this.#disposed) {
+      try {
+        info.arithmetic = this.#inner.info().arithmetic;
+      } catch {
+        // a replaced wasm instance: the value from load stands
+      }
+    }
     const pool = this.#pool ?? this.#queries?.pool;
     if (pool) {
       info.workers = pool.size;

@@ -13,7 +13,7 @@ mod probe;
 mod record;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
@@ -295,8 +295,9 @@ pub struct Gpu {
     /// f16 arithmetic in the tiled matmuls on reduced weights when set (tests, gpu-bench),
     /// else by default.
     half_math: Option<bool>,
-    /// The model's activations may leave f16's range: f32 arithmetic whatever else says.
-    f32_only: bool,
+    /// The model's activations may leave f16's range, or a pass in f16 went non-finite: f32
+    /// arithmetic whatever else says.
+    f32_only: AtomicBool,
 }
 
 impl Gpu {
@@ -429,7 +430,7 @@ impl Gpu {
             binding_cap: None,
             tiles: None,
             half_math: None,
-            f32_only: false,
+            f32_only: AtomicBool::new(false),
         };
         gpu.check()?;
         Ok(gpu)
@@ -536,9 +537,10 @@ impl Gpu {
     /// is slow. lavapipe emulates it at 19 GFLOP/s against 51 in f32 (`gpu-bench` peak probe,
     /// 2 cores). Not yet measured on a GPU: `gpu-bench`'s sweep prints both (issue 12).
     /// Never for a model whose activations may leave f16's range (Gemma 3, the decoders:
-    /// `Backend::keep_f32_arithmetic`), even when forced.
+    /// `Backend::keep_f32_arithmetic`), even when forced, nor after a pass in f16 arithmetic
+    /// went non-finite (`Backend::fall_back_to_f32`: the embedder runs that batch again).
     pub fn half_math(&self) -> bool {
-        !self.f32_only && self.half_math.unwrap_or(!self.is_software()) && self.has_shader_f16()
+        !self.f32_only.load(Ordering::Relaxed) && self.half_math.unwrap_or(!self.is_software()) && self.has_shader_f16()
     }
 
     /// A software adapter (lavapipe, SwiftShader): the CPU behind it sets other defaults.
@@ -871,7 +873,13 @@ impl Backend for Gpu {
     }
 
     fn keep_f32_arithmetic(&mut self) {
-        self.f32_only = true;
+        self.f32_only.store(true, Ordering::Relaxed);
+    }
+
+    fn fall_back_to_f32(&self) -> bool {
+        let was = self.half_math();
+        self.f32_only.store(true, Ordering::Relaxed);
+        was
     }
 
     fn matrix(&self, w: HostTensor) -> Result<GpuTensor> {
