@@ -116,7 +116,7 @@ try {
             const r = await measure(embed, cfg.batch);
             const info = e.info;
             e.dispose();
-            return { ...r, label: `${info.dtype}`, adapter: info.adapter };
+            return { ...r, label: `${info.dtype}${info.arithmetic === 'f16' ? ', f16 arithmetic' : ''}`, adapter: info.adapter };
           }
           const { pipeline, env } = window.transformers;
           env.allowRemoteModels = false;
