@@ -430,7 +430,8 @@ params!(
 
 /// A compute pipeline and its group-0 layout per kernel, and the params layout they share:
 /// the model's kernels built when the device opens, with the matmuls the adapter starts with
-/// (direct and wide on a software adapter, few-row and narrow on a GPU: `Gpu::linear`); the
+/// (direct and wide on a software adapter, few-row and narrow on a GPU, the narrow tiles of
+/// reduced weights in f16 arithmetic where it has shader-f16: `Gpu::linear`); the
 /// others and the probes when first used.
 pub struct Pipelines {
     device: wgpu::Device,
@@ -462,12 +463,15 @@ impl Pipelines {
             f16_in_f32,
             shader_f16: device.features().contains(wgpu::Features::SHADER_F16),
         };
+        let f16 = pipelines.shader_f16;
         let later = |k: Kernel| match k {
             Kernel::PeakFma | Kernel::PeakFmaF16 => true,
             // A software adapter's matmuls are the direct ones, the wide tiles where k % 8 != 0.
-            Kernel::Linear | Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 | Kernel::LinearK => software,
-            // f16 arithmetic when first used: the model may keep f32 (`Gpu::half_math`).
-            _ if k.is_half() => true,
+            // A GPU with shader-f16 runs the tiles of reduced weights in f16 arithmetic
+            // (`Gpu::half_math`): those then, the f32 ones when a model keeps f32.
+            Kernel::Linear => software,
+            Kernel::LinearF16 | Kernel::LinearQ8 | Kernel::LinearQ4 | Kernel::LinearK => software || f16,
+            _ if k.is_half() => software || !f16 || k.is_wide(),
             _ if k.is_gemv() => software,
             _ if k.is_direct() => !software,
             _ => k.is_wide() && !software,
