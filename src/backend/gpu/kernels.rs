@@ -529,6 +529,11 @@ impl Pipelines {
         Some((pipeline, buffers))
     }
 
+    /// The device has the `shader-f16` feature (read once, when the device opened).
+    pub fn shader_f16(&self) -> bool {
+        self.shader_f16
+    }
+
     /// The group-1 layout: the params uniform with a dynamic offset.
     pub fn params_layout(&self) -> &wgpu::BindGroupLayout {
         &self.params

@@ -17,7 +17,7 @@ const FLOPS_PER_STEP: f64 = 64.0;
 impl Gpu {
     /// Whether the device has f16 arithmetic (`shader-f16`), which the f16 peak probe needs.
     pub fn has_shader_f16(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SHADER_F16)
+        self.pipelines.shader_f16()
     }
 
     /// GFLOP/s of the FMA loop in f32 (or f16), its run grown until it lasts `seconds`. None
