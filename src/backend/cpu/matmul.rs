@@ -1,18 +1,23 @@
 //! Matrix products for the CPU backend.
 //!
-//! `linear` computes `y[m, n] = x[m, k] · w[n, k]ᵀ` with the weight kept in its checkpoint
-//! layout. Two regimes:
-//! - many rows (a batch of texts): the `gemm` crate, which packs both operands and runs
-//!   runtime-dispatched SIMD micro-kernels at ~200 GFLOP/s on two cores here;
+//! `linear` computes `y[m, n] = x[m, k] · w[n, k]ᵀ`. Where the CPU has AVX-512, f32 weights are
+//! packed in column panels at load and every product goes to the outer-product kernel of
+//! [`super::panels`]. Elsewhere (wasm, AVX2) they stay in their checkpoint layout, in two
+//! regimes:
+//! - many rows (a batch of texts): the `gemm` crate natively, which packs both operands and runs
+//!   runtime-dispatched SIMD micro-kernels; in wasm the row-blocked kernel below;
 //! - few rows (one short text): packing the weight costs more than using it, and the run is bound
 //!   by streaming the weights from memory (42 MB for all-MiniLM-L6). A "skinny" kernel reads each
 //!   weight row once, straight from its checkpoint layout, and dots it with every input row held
 //!   in L1.
+//!
+//! Blocks (q8, q4, K-quants) go to the integer kernels of [`super::qmatmul`].
 
 use gemm::Parallelism;
 use rayon::prelude::*;
 
 use super::kernels::activate;
+use super::panels::{self, F32Panels};
 use super::qmatmul::{self, PackedMatrix};
 use crate::config::Activation;
 use crate::quant::QuantMatrix;
@@ -85,6 +90,8 @@ pub enum WeightRows<'a> {
     Quant(&'a QuantMatrix),
     /// Blocks interleaved once for the wasm integer kernels.
     Packed(&'a PackedMatrix),
+    /// f32 in column panels for the AVX-512 outer-product kernel ([`super::panels`]).
+    Panels(&'a F32Panels),
 }
 
 impl WeightRows<'_> {
@@ -93,6 +100,7 @@ impl WeightRows<'_> {
             WeightRows::F32(w) => w.len() == n * k,
             WeightRows::Quant(q) => q.rows == n && q.cols == k,
             WeightRows::Packed(q) => q.rows == n && q.cols == k,
+            WeightRows::Panels(p) => p.rows == n && p.cols == k,
         }
     }
 }
@@ -130,6 +138,7 @@ pub fn linear_act(
             }
         }
         WeightRows::Packed(q) => qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, act, out),
+        WeightRows::Panels(p) => panels::linear_act(m, n, k, x, p, bias, act, out),
         // Blocks go to the integer kernels in both regimes (one query or a batch).
         _ => tiled(m, n, k, x, w, bias, act, out),
     }
@@ -237,6 +246,7 @@ pub fn tiled(
         WeightRows::Packed(q) => {
             return qmatmul::linear_packed(qmatmul::Kernel::best(), m, n, k, x, q, bias, act, out);
         }
+        WeightRows::Panels(p) => return panels::linear_act(m, n, k, x, p, bias, act, out),
     };
     // In wasm (no gemm), a batch's rows in passes whose f32 activations stay in L2 while every
     // tile reads them, as the integer product does (qmatmul::BYTES_PER_PASS). A pass boundary

@@ -25,6 +25,7 @@ macro_rules! simd {
 
 pub mod kernels;
 pub mod matmul;
+pub mod panels;
 pub mod qcols;
 pub mod qmatmul;
 
@@ -40,6 +41,7 @@ use crate::quant::{QuantFormat, QuantMatrix};
 use crate::weights::HostTensor;
 use kernels::{add_layer_norm_row, attend, glu_row, l2_normalize, pool_sequence, rms_norm_row, rotate_half_row};
 use matmul::WeightRows;
+use panels::F32Panels;
 use qmatmul::PackedMatrix;
 
 /// Row-major `[rows, cols]` f32 matrix: activations, and weights in their checkpoint layout
@@ -109,6 +111,9 @@ pub enum CpuMatrix {
     /// q8_0 or q4_1 blocks interleaved by column for the wasm integer kernels
     /// ([`qcols`](qcols)), once at load in place of the blocks.
     Packed(PackedMatrix),
+    /// f32 matrices packed in column panels where the CPU has AVX-512 ([`panels`]), once at
+    /// load in place of the rows.
+    Panels(F32Panels),
 }
 
 impl CpuMatrix {
@@ -117,6 +122,7 @@ impl CpuMatrix {
             CpuMatrix::F32(t) => (t.rows, t.cols),
             CpuMatrix::Quant(q) => (q.rows, q.cols),
             CpuMatrix::Packed(q) => (q.rows, q.cols),
+            CpuMatrix::Panels(p) => (p.rows, p.cols),
         }
     }
 
@@ -125,6 +131,7 @@ impl CpuMatrix {
             CpuMatrix::F32(t) => WeightRows::F32(&t.data),
             CpuMatrix::Quant(q) => WeightRows::Quant(q),
             CpuMatrix::Packed(q) => WeightRows::Packed(q),
+            CpuMatrix::Panels(p) => WeightRows::Panels(p),
         }
     }
 
@@ -138,6 +145,10 @@ impl CpuMatrix {
             }
             CpuMatrix::Packed(q) => {
                 q.dequantize_row(r, scratch);
+                scratch
+            }
+            CpuMatrix::Panels(p) => {
+                p.row(r, scratch);
                 scratch
             }
         };
@@ -202,8 +213,8 @@ impl Cpu {
         let bias = match a.bias {
             None => None,
             Some(CpuMatrix::F32(t)) => Some(t),
-            Some(CpuMatrix::Quant(_) | CpuMatrix::Packed(_)) => {
-                return Err(Error::Backend("attention: a bias table in blocks".into()));
+            Some(CpuMatrix::Quant(_) | CpuMatrix::Packed(_) | CpuMatrix::Panels(_)) => {
+                return Err(Error::Backend("attention: a bias table in blocks or panels".into()));
             }
         };
         let span = a.check(qkv.rows, qkv.cols, meta, bias.map(|t| (t.rows, t.cols)))?;
@@ -228,15 +239,24 @@ impl Cpu {
                 rest = tail;
             }
         }
-        let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
-        blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, |scores, (b, h, out)| {
+        let one = |scores: &mut Vec<f32>, (b, h, out): (usize, usize, &mut [f32])| {
             let rows = meta.rows(b);
             let base = &qkv.data[rows.start * stride..rows.end * stride];
             let kv = (h / group) * hd;
             let (q, k, v) = (&base[h * hd..], &base[dim + kv..], &base[dim + kv_dim + kv..]);
             let bias = bias.map(|t| (&t.data[h * t.cols..(h + 1) * t.cols], span));
             attend(rows.len(), asked(b), hd, stride, scale, q, k, v, bias, a.window, a.causal, scores, out);
-        });
+        };
+        // A short text's attention is a few microseconds of work, less than handing it to the
+        // pool and waiting for it: it runs on this thread.
+        let work: usize = (0..meta.batch()).map(|b| asked(b).len() * meta.lens[b] as usize * dim).sum();
+        if work <= SMALL_ATTENTION {
+            let mut scores = Vec::new();
+            blocks.into_iter().for_each(|blk| one(&mut scores, blk));
+        } else {
+            let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
+            blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, one);
+        }
         let mut ctx = CpuTensor::zeros(out_rows, dim);
         let mut start = 0;
         for b in 0..meta.batch() {
@@ -280,6 +300,10 @@ fn check_rows(what: &str, t: &CpuTensor, meta: &SeqMeta) -> Result<()> {
     Ok(())
 }
 
+/// Multiply-adds (query rows × keys × width, per product) up to which an attention runs on the
+/// calling thread.
+const SMALL_ATTENTION: usize = 1 << 18;
+
 /// Rows per rayon task for cheap row-wise work: enough to amortise the task overhead.
 const ROWS_PER_TASK: usize = 16;
 
@@ -295,6 +319,7 @@ impl Backend for Cpu {
     fn matrix(&self, w: HostTensor) -> Result<CpuMatrix> {
         let t = two_d(w)?;
         Ok(match self.weights.formats().0 {
+            None if panels::wanted() => CpuMatrix::Panels(F32Panels::new(t.rows, t.cols, &t.data)),
             None => CpuMatrix::F32(t),
             Some(f) => linear_weights(QuantMatrix::quantize(f, t.rows, t.cols, &t.data)),
         })
@@ -330,7 +355,7 @@ impl Backend for Cpu {
 
     fn stored_as(&self, m: &CpuMatrix) -> &'static str {
         match m {
-            CpuMatrix::F32(_) => "f32",
+            CpuMatrix::F32(_) | CpuMatrix::Panels(_) => "f32",
             CpuMatrix::Quant(q) => q.format().name(),
             CpuMatrix::Packed(q) => q.format.name(),
         }
