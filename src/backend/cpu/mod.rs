@@ -247,16 +247,8 @@ impl Cpu {
             let bias = bias.map(|t| (&t.data[h * t.cols..(h + 1) * t.cols], span));
             attend(rows.len(), asked(b), hd, stride, scale, q, k, v, bias, a.window, a.causal, scores, out);
         };
-        // A short text's attention is a few microseconds of work, less than handing it to the
-        // pool and waiting for it: it runs on this thread.
-        let work: usize = (0..meta.batch()).map(|b| asked(b).len() * meta.lens[b] as usize * dim).sum();
-        if work <= SMALL_ATTENTION {
-            let mut scores = Vec::new();
-            blocks.into_iter().for_each(|blk| one(&mut scores, blk));
-        } else {
-            let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
-            blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, one);
-        }
+        let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
+        blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, one);
         let mut ctx = CpuTensor::zeros(out_rows, dim);
         let mut start = 0;
         for b in 0..meta.batch() {
@@ -299,10 +291,6 @@ fn check_rows(what: &str, t: &CpuTensor, meta: &SeqMeta) -> Result<()> {
     }
     Ok(())
 }
-
-/// Multiply-adds (query rows × keys × width, per product) up to which an attention runs on the
-/// calling thread.
-const SMALL_ATTENTION: usize = 1 << 18;
 
 /// Rows per rayon task for cheap row-wise work: enough to amortise the task overhead.
 const ROWS_PER_TASK: usize = 16;
