@@ -12,9 +12,9 @@
 //! reductions, two loads per 24 FMAs, and the panel streams in order. Each output's sum runs
 //! over k in order whatever the tile, so a row's result does not depend on its place in a batch.
 //!
-//! Measured with examples/packed_f32.rs (2 cores, MiniLM's shapes, weights cycled through
-//! 12 sets; 2026-12-08): at 12 rows (one short text) 1.3-1.6x the row kernel, at 48 rows
-//! 1.7-2x, at 400 rows (a batch) 1.9-3.3x the `gemm` crate that took those before.
+//! Measured with examples/skinny.rs (2 cores, MiniLM's shapes, weights cycled through 12 sets;
+//! 2026-12-08, three runs): at 12 rows (one short text) 1.15-1.55x the row kernel, at 48 rows
+//! 1.2-2x, at 400 rows (a batch) 1.7-3.3x the `gemm` crate that took those before.
 //!
 //! Where there is no AVX-512 (wasm, AVX2-only CPUs) the weights stay in rows
 //! ([`wanted`] says which), so the row kernels there are unchanged. [`portable`] is the same
@@ -182,7 +182,9 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// How far ahead of the loads the panel is prefetched, in steps of k (a step is a 128-byte
-    /// row of the panel): 8 was the best of 0, 8, 16 and 32 in examples/packed_f32.rs.
+    /// row of the panel): 8 was the best of 0, 8, 16 and 32 on the products alone (the panels
+    /// column of examples/skinny.rs, the distance edited between runs; 2026-12-08). In `wembed
+    /// bench --dtype f32` 8 and 16 were the same within the machine's noise.
     const PREFETCH_STEPS: usize = 8;
 
     /// `R` rows of `x` (`[R, k]` at `x`) against a panel; the sums go to `acc` (`[R, PANEL]`).
