@@ -301,8 +301,8 @@ pub fn tiled(
 pub(super) fn dot_block(m: usize, k: usize, x: &[f32], w: &[f32], acc: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
-        if avx512::available() {
-            // SAFETY: the CPU has AVX-512 F (checked by `available`).
+        if panels::wanted() {
+            // SAFETY: the CPU has AVX-512 F (checked by `wanted`).
             unsafe { avx512::dot_block(m, k, x, w, acc) };
             return;
         }
@@ -569,12 +569,6 @@ mod avx2 {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    /// Whether the CPU has what this kernel uses (detected once).
-    pub fn available() -> bool {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
-    }
-
     /// A `JR x IR` tile: weight rows `j..j+JR` against input rows `i..i+IR`, full k.
     /// Safety: rows `i..i+IR` of x and `j..j+JR` of w exist (k long), `acc` holds `[m, nb]`.
     #[target_feature(enable = "avx512f")]
@@ -755,7 +749,7 @@ mod tests {
                     // SAFETY: the CPU has AVX2 and FMA (checked just above).
                     kernels.push(("avx2", |m, k, x, w, acc| unsafe { avx2::dot_block(m, k, x, w, acc) }));
                 }
-                if avx512::available() {
+                if panels::wanted() {
                     // SAFETY: the CPU has AVX-512 F (checked just above).
                     kernels.push(("avx512", |m, k, x, w, acc| unsafe { avx512::dot_block(m, k, x, w, acc) }));
                 }

@@ -239,16 +239,15 @@ impl Cpu {
                 rest = tail;
             }
         }
-        let one = |scores: &mut Vec<f32>, (b, h, out): (usize, usize, &mut [f32])| {
+        let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
+        blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, |scores, (b, h, out)| {
             let rows = meta.rows(b);
             let base = &qkv.data[rows.start * stride..rows.end * stride];
             let kv = (h / group) * hd;
             let (q, k, v) = (&base[h * hd..], &base[dim + kv..], &base[dim + kv_dim + kv..]);
             let bias = bias.map(|t| (&t.data[h * t.cols..(h + 1) * t.cols], span));
             attend(rows.len(), asked(b), hd, stride, scale, q, k, v, bias, a.window, a.causal, scores, out);
-        };
-        let min_len = (blocks.len() / (4 * rayon::current_num_threads())).max(1);
-        blocks.into_par_iter().with_min_len(min_len).for_each_init(Vec::new, one);
+        });
         let mut ctx = CpuTensor::zeros(out_rows, dim);
         let mut start = 0;
         for b in 0..meta.batch() {

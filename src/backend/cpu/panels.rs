@@ -37,8 +37,8 @@ const PANELS_PER_TASK: usize = 2;
 /// core even where n is one strip wide.
 const ROWS_PER_TASK: usize = 96;
 
-/// Whether f32 weights are packed in panels on this machine: natively where the CPU has
-/// AVX-512 F (detected once), never in wasm.
+/// Whether the CPU has AVX-512 F (detected once; never in wasm): f32 weights are packed in
+/// panels then, and the row kernel's few products left (attention's) take its AVX-512 tile.
 pub fn wanted() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -111,12 +111,12 @@ pub fn linear_act(
     (0..chunks * strips).into_par_iter().for_each(|t| {
         let (i0, s) = ((t / strips) * ROWS_PER_TASK, t % strips);
         let i1 = (i0 + ROWS_PER_TASK).min(m);
+        let mut acc = [0.0f32; TILE_ROWS * PANEL];
         for p in s * PANELS_PER_TASK..((s + 1) * PANELS_PER_TASK).min(w.panels()) {
             let (j0, width) = (p * PANEL, PANEL.min(n - p * PANEL));
             let mut i = i0;
             while i < i1 {
                 let h = (i1 - i).min(TILE_ROWS);
-                let mut acc = [0.0f32; TILE_ROWS * PANEL];
                 kernel.tile(h, k, &x[i * k..(i + h) * k], w.panel(p), &mut acc);
                 for (r, acc) in acc.chunks_exact(PANEL).take(h).enumerate() {
                     // SAFETY: rows i0..i1 and columns j0..j0 + width are this task's alone
